@@ -1,0 +1,67 @@
+# minihpc: a real SLURM cluster in containers for Snakemake labs.
+# Sizing and knobs (override on the command line: make cluster-up NODES=3).
+NODES ?= 2
+NODE_CPUS ?= 2
+NODE_MEM_MB ?= 3000
+READY_TIMEOUT ?= 180
+LAB_USER ?= student
+PYTEST_ARGS ?=
+
+export NODES NODE_CPUS NODE_MEM_MB READY_TIMEOUT
+
+COMPOSE := cluster/compose.sh
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.DEFAULT_GOAL := help
+.PHONY: help bootstrap cluster-up cluster-down destroy status shell logs test test-unit lock lint bench-cluster
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@echo "  knobs: NODES=$(NODES) (1-16) NODE_CPUS=$(NODE_CPUS) NODE_MEM_MB=$(NODE_MEM_MB) READY_TIMEOUT=$(READY_TIMEOUT)"
+
+bootstrap: ## install/start the Docker engine and Compose v2 on this host (Debian, root)
+	cluster/bootstrap-host.sh
+
+cluster-up: ## bring up (or resize to NODES) the cluster and wait until it is ready
+	cluster/up.sh
+
+cluster-down: ## stop the cluster, keep its data and secrets
+	@[ -f .run/compose.nodes.yml ] || { echo "cluster-down: no cluster state in .run/ (nothing to stop)"; exit 0; }; \
+	$(COMPOSE) down --remove-orphans
+
+destroy: ## remove containers, volumes and generated secrets (images are kept)
+	@if [ -f .run/compose.nodes.yml ]; then $(COMPOSE) down --remove-orphans --volumes; fi
+	rm -rf .run
+
+status: ## nodes, queue and service health
+	@$(COMPOSE) ps --format 'table {{.Service}}\t{{.State}}\t{{.Health}}'
+	@echo; $(COMPOSE) exec -T login sinfo -N -l
+	@echo; $(COMPOSE) exec -T login squeue
+
+shell: ## a login shell on the login node as the lab user
+	$(COMPOSE) exec -u $(LAB_USER) -w /home/$(LAB_USER) login bash -l
+
+logs: ## follow the logs of every service (SERVICE=name for one)
+	$(COMPOSE) logs -f --tail 50 $(SERVICE)
+
+$(VENV)/.installed: tests/requirements.txt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q -r tests/requirements.txt
+	touch $@
+
+test-unit: $(VENV)/.installed ## unit tests only (no cluster needed)
+	$(PY) -m pytest -m "not cluster" $(PYTEST_ARGS) tests
+
+test: $(VENV)/.installed cluster-up ## bring the cluster up and run the whole test suite
+	$(PY) -m pytest $(PYTEST_ARGS) tests
+
+lint: $(VENV)/.installed ## ruff and shellcheck
+	$(VENV)/bin/ruff check cluster tests
+	shellcheck cluster/*.sh .ci/run
+
+lock: ## re-resolve cluster/requirements.lock from cluster/requirements.in
+	cluster/lock.sh
+
+bench-cluster: $(VENV)/.installed ## measure cold/warm bring-up and idle memory -> bench/results/cluster.json
+	$(PY) bench/cluster_bringup.py

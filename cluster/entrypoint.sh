@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Entry point of the one Slurm image: `minihpc-entrypoint <role>` with role one
+# of slurmdbd, slurmctld, slurmd, login. Every role gets the cluster's munge key
+# and config; then the role's daemon runs in the foreground under tini.
+set -euo pipefail
+
+ROLE=${1:?usage: minihpc-entrypoint slurmdbd|slurmctld|slurmd|login}
+CONF_SRC=/etc/minihpc/slurm          # generated config, mounted read-only
+LAB_USER=${LAB_USER:-student}
+LAB_ACCOUNT=${LAB_ACCOUNT:-lab}
+CLUSTER_NAME=${CLUSTER_NAME:-minihpc}
+WAIT_SECONDS=${WAIT_SECONDS:-120}
+
+log() { printf '%s[%s]: %s\n' "$ROLE" "$(hostname)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# wait_for <what> <command...>: bounded wait that says what it waits for.
+wait_for() {
+  local what=$1 i
+  shift
+  for ((i = 0; i < WAIT_SECONDS; i++)); do
+    "$@" >/dev/null 2>&1 && return 0
+    ((i % 10 == 0)) && log "waiting for $what (${i}s)"
+    sleep 1
+  done
+  die "$what not ready after ${WAIT_SECONDS}s"
+}
+
+link_config() {
+  local f
+  [[ -r "$CONF_SRC/slurm.conf" ]] || die "no $CONF_SRC/slurm.conf: start the cluster with make cluster-up"
+  # Links, not copies: a regenerated config is seen at once by scontrol reconfigure.
+  for f in slurm.conf cgroup.conf; do ln -sfn "$CONF_SRC/$f" "/etc/slurm/$f"; done
+}
+
+start_munge() {
+  [[ -s /run/secrets/munge_key ]] || die "missing secret munge_key (make cluster-up generates it)"
+  install -o munge -g munge -m 0400 /run/secrets/munge_key /etc/munge/munge.key
+  install -d -o munge -g munge -m 0755 /run/munge
+  runuser -u munge -- /usr/sbin/munged --force
+  wait_for "munged" munge -n
+}
+
+run_slurmdbd() {
+  local pw
+  pw=$(cat /run/secrets/db_password) || die "missing secret db_password"
+  umask 077
+  cat >/etc/slurm/slurmdbd.conf <<CONF
+AuthType=auth/munge
+DbdHost=$(hostname)
+SlurmUser=slurm
+PidFile=/run/slurmdbd/slurmdbd.pid
+StorageType=accounting_storage/mysql
+StorageHost=db
+StoragePort=3306
+StorageUser=slurm
+StoragePass=${pw}
+StorageLoc=slurm_acct_db
+CONF
+  umask 022
+  chown slurm:slurm /etc/slurm/slurmdbd.conf
+  install -d -o slurm -g slurm /run/slurmdbd
+  wait_for "MariaDB on db:3306" bash -c 'exec 3<>/dev/tcp/db/3306'
+  slurmdbd -D &
+  local pid=$!
+  wait_for "slurmdbd to answer" sacctmgr -n list cluster
+  register_accounting
+  wait "$pid"
+}
+
+# The cluster, an account and the lab user's association; idempotent.
+register_accounting() {
+  sacctmgr -n -P list cluster format=cluster | grep -qx "$CLUSTER_NAME" ||
+    sacctmgr -i add cluster "$CLUSTER_NAME" >/dev/null
+  sacctmgr -n -P list account format=account | grep -qx "$LAB_ACCOUNT" ||
+    sacctmgr -i add account "$LAB_ACCOUNT" cluster="$CLUSTER_NAME" Description="minihpc lab" Organization=minihpc >/dev/null
+  sacctmgr -n -P list assoc user="$LAB_USER" format=account | grep -qx "$LAB_ACCOUNT" ||
+    sacctmgr -i add user "$LAB_USER" account="$LAB_ACCOUNT" DefaultAccount="$LAB_ACCOUNT" cluster="$CLUSTER_NAME" >/dev/null
+  log "accounting ready: cluster $CLUSTER_NAME, account $LAB_ACCOUNT, user $LAB_USER"
+}
+
+run_slurmctld() {
+  install -d -o slurm -g slurm /var/spool/slurmctld
+  exec slurmctld -D -i
+}
+
+run_slurmd() {
+  install -d /var/spool/slurmd
+  wait_for "slurmctld to answer" scontrol ping
+  exec slurmd -D
+}
+
+run_login() {
+  wait_for "slurmctld to answer" scontrol ping
+  log "login node ready"
+  exec sleep infinity
+}
+
+link_config
+start_munge
+case "$ROLE" in
+  slurmdbd) run_slurmdbd ;;
+  slurmctld) run_slurmctld ;;
+  slurmd) run_slurmd ;;
+  login) run_login ;;
+  *) die "unknown role '$ROLE' (expected slurmdbd, slurmctld, slurmd or login)" ;;
+esac

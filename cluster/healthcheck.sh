@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Healthchecks that test the daemon itself, not just its process.
+set -euo pipefail
+LAB_USER=${LAB_USER:-student}
+LAB_ACCOUNT=${LAB_ACCOUNT:-lab}
+
+case "${1:?usage: minihpc-healthcheck <role>}" in
+  slurmdbd)
+    # The database answers through slurmdbd and the lab association exists.
+    sacctmgr -n -P list assoc user="$LAB_USER" format=account | grep -qx "$LAB_ACCOUNT" ;;
+  slurmctld)
+    scontrol ping | grep -q 'is UP' ;;
+  slurmd)
+    pidof slurmd >/dev/null
+    # The controller sees this node usable (idle/alloc/mix/completing), not down or drained.
+    state=$(sinfo -h -n "$(hostname)" -o %t | head -n1)
+    [[ "$state" =~ ^(idle|alloc|mix|comp|plnd)$ ]] ;;
+  login)
+    munge -n | unmunge >/dev/null
+    scontrol ping | grep -q 'is UP'
+    snakemake --version >/dev/null ;;
+  *) echo "unknown role $1" >&2; exit 2 ;;
+esac

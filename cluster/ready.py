@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""Wait until the cluster is ready for work, or say exactly what is not.
+
+Ready means: every service's healthcheck passes, `sinfo` lists exactly the
+expected compute nodes and all are idle, and `sacct` answers for the lab user.
+On timeout, name what is not ready and show the last lines of its log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+COMPOSE = str(Path(__file__).resolve().parent / "compose.sh")
+BASE_SERVICES = ["db", "slurmdbd", "slurmctld", "login"]
+
+
+def compose(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([COMPOSE, *args], capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def service_health() -> dict[str, str]:
+    """Map service -> health (or state, for services without a healthcheck)."""
+    out = compose("ps", "--all", "--format", "json").stdout.strip()
+    if not out:
+        return {}
+    rows = json.loads(out) if out.startswith("[") else [json.loads(line) for line in out.splitlines()]
+    return {r["Service"]: (r.get("Health") or r.get("State") or "unknown") for r in rows}
+
+
+def node_states() -> dict[str, str]:
+    r = compose("exec", "-T", "login", "sinfo", "-h", "-N", "-o", "%N %t")
+    if r.returncode != 0:
+        return {}
+    return dict(line.split(None, 1) for line in r.stdout.splitlines() if line.strip())
+
+
+def sacct_answers(user: str) -> bool:
+    return compose("exec", "-T", "-u", user, "login", "sacct", "-n", "-X", "-S", "now-1hours").returncode == 0
+
+
+def problems(nodes: list[str], user: str) -> list[tuple[str, str]]:
+    """(service, reason) pairs still standing between us and ready."""
+    health = service_health()
+    bad = [(s, health.get(s, "not created")) for s in BASE_SERVICES + nodes if health.get(s) != "healthy"]
+    if bad:
+        return bad
+    states = node_states()
+    want = {n: "idle" for n in nodes}
+    if states != want:
+        extra = sorted(set(states) - set(nodes))
+        bad = [(n, f"sinfo says {states.get(n, 'absent')}") for n in nodes if states.get(n) != "idle"]
+        return bad + [("slurmctld", f"sinfo still lists removed node {n}") for n in extra]
+    if not sacct_answers(user):
+        return [("slurmdbd", f"sacct does not answer for {user}")]
+    return []
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--timeout", type=float, default=180)
+    ap.add_argument("--user", default="student")
+    ap.add_argument("--started", type=float, default=None, help="epoch seconds bring-up began")
+    ap.add_argument("nodes", nargs="+")
+    args = ap.parse_args(argv)
+    t0 = args.started or time.time()
+    deadline = time.time() + args.timeout
+    last = None
+    while True:
+        todo = problems(args.nodes, args.user)
+        if not todo:
+            print(f"ready: {len(args.nodes)} idle nodes ({' '.join(args.nodes)}), sacct answers "
+                  f"for {args.user}; bring-up took {time.time() - t0:.0f}s")
+            return 0
+        summary = ", ".join(f"{s} ({why})" for s, why in todo)
+        if summary != last:
+            print(f"waiting for: {summary}", flush=True)
+            last = summary
+        if time.time() >= deadline:
+            break
+        time.sleep(2)
+    print(f"error: cluster not ready after {args.timeout:.0f}s; not ready: {summary}", file=sys.stderr)
+    for service in dict.fromkeys(s for s, _ in todo):
+        logs = compose("logs", "--no-color", "--tail", "25", service).stdout
+        print(f"--- last log lines of {service} ---\n{logs.rstrip() or '(no output)'}", file=sys.stderr)
+    print("hint: raise the limit with READY_TIMEOUT=<seconds>, or inspect with make status / make logs",
+          file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# make cluster-up: bring the cluster to the requested size and wait until it is
+# ready. Re-running with another NODES reconciles a running cluster.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+READY_TIMEOUT=${READY_TIMEOUT:-180}
+log() { printf 'cluster-up: %s\n' "$*" >&2; }
+started=$(date +%s.%N)
+
+topology() { python3 cluster/topology.py --run-dir .run --compose-file docker-compose.yml "$@"; }
+
+# Validate sizing before anything starts.
+read -r -a nodes <<<"$(topology --print-nodes)"
+
+if ! docker info >/dev/null 2>&1; then
+  log "docker engine not reachable: running cluster/bootstrap-host.sh"
+  cluster/bootstrap-host.sh
+fi
+cluster/base-image.sh
+cluster/secrets.sh .run/secrets
+
+ctld_running=false
+[[ -f .run/compose.nodes.yml ]] && [[ -n "$(cluster/compose.sh ps -q --status running slurmctld 2>/dev/null)" ]] && ctld_running=true
+changed=$(topology)
+
+tag=$(cluster/image-tag.sh)
+if ! docker image inspect "minihpc/slurm:$tag" "minihpc/db:$tag" >/dev/null 2>&1; then
+  log "building images minihpc/{db,slurm}:$tag (layers are cached; a cold build takes a few minutes)"
+  MINIHPC_PIP_CA=$(cluster/pipconf.sh ca)
+  [[ -n "$MINIHPC_PIP_CA" ]] || MINIHPC_PIP_CA=/dev/null
+  export MINIHPC_PIP_CA
+  while IFS='=' read -r k v; do export "$k=$v"; done < <(cluster/pipconf.sh args)
+  cluster/compose.sh build db slurmctld
+fi
+
+log "starting ${#nodes[@]} compute node(s): ${nodes[*]}"
+cluster/compose.sh up -d --remove-orphans --quiet-pull
+if [[ "$ctld_running" == true && "$changed" == changed ]]; then
+  log "topology changed: scontrol reconfigure"
+  cluster/compose.sh exec -T slurmctld scontrol reconfigure
+fi
+python3 cluster/ready.py --timeout "$READY_TIMEOUT" --started "$started" "${nodes[@]}"

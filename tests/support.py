@@ -1,0 +1,77 @@
+"""Helpers for tests that drive the live cluster."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, TypeVar
+
+import testinfra
+
+T = TypeVar("T")
+
+
+@dataclass
+class Cluster:
+    root: Path
+    nodes: int
+    lab_user: str = "student"
+
+    @property
+    def compose_cmd(self) -> list[str]:
+        return [str(self.root / "cluster/compose.sh")]
+
+    def compose(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*self.compose_cmd, *args], capture_output=True, text=True,
+                              check=check, timeout=timeout)
+
+    @property
+    def compute_names(self) -> list[str]:
+        return [f"c{i}" for i in range(1, self.nodes + 1)]
+
+    @property
+    def slurm_services(self) -> list[str]:
+        return ["slurmdbd", "slurmctld", "login", *self.compute_names]
+
+    def container(self, service: str) -> str:
+        """Container id of a running service."""
+        cid = self.compose("ps", "-q", service).stdout.strip()
+        assert cid, f"service {service} has no running container"
+        return cid
+
+    def host(self, service: str, user: str | None = None) -> testinfra.host.Host:
+        who = f"{user}@" if user else ""
+        return testinfra.get_host(f"docker://{who}{self.container(service)}")
+
+    def as_user(self, service: str = "login") -> testinfra.host.Host:
+        return self.host(service, self.lab_user)
+
+    def inspect(self, service: str) -> dict:
+        out = subprocess.run(["docker", "inspect", self.container(service)], capture_output=True,
+                             text=True, check=True).stdout
+        return json.loads(out)[0]
+
+
+def run_ok(host: testinfra.host.Host, cmd: str) -> str:
+    r = host.run(cmd)
+    assert r.rc == 0, f"{cmd!r} failed with {r.rc}:\n{r.stdout}\n{r.stderr}"
+    return r.stdout
+
+
+def eventually(fn: Callable[[], T], timeout: float = 60, interval: float = 1.0, what: str = "") -> T:
+    """Poll fn until it returns a truthy value; fail with its last value."""
+    deadline = time.monotonic() + timeout
+    value = fn()
+    while not value and time.monotonic() < deadline:
+        time.sleep(interval)
+        value = fn()
+    assert value, f"timed out after {timeout}s waiting for {what or fn}"
+    return value
+
+
+def q(s: str) -> str:
+    return shlex.quote(s)
