@@ -9,7 +9,7 @@ CONF_SRC=/etc/minihpc/slurm          # generated config, mounted read-only
 LAB_USER=${LAB_USER:-student}
 LAB_ACCOUNT=${LAB_ACCOUNT:-lab}
 CLUSTER_NAME=${CLUSTER_NAME:-minihpc}
-WAIT_SECONDS=${WAIT_SECONDS:-120}
+WAIT_SECONDS=${WAIT_SECONDS:-300}
 
 log() { printf '%s[%s]: %s\n' "$ROLE" "$(hostname)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }

@@ -84,6 +84,7 @@ JobAcctGatherType=jobacct_gather/none
 PropagateResourceLimits=NONE
 SwitchType=switch/none
 MpiDefault=none
+MailProg=/bin/true
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 SchedulerType=sched/backfill

@@ -1,0 +1,38 @@
+"""Changing NODES on a running cluster reconciles it, both ways."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+from support import Cluster, run_ok
+
+
+def _cluster_up(cluster: Cluster, nodes: int) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "NODES": str(nodes)}
+    return subprocess.run(["make", "-C", str(cluster.root), "cluster-up"], env=env,
+                          capture_output=True, text=True, timeout=600, check=False)
+
+
+def _idle_nodes(cluster: Cluster) -> list[str]:
+    out = run_ok(cluster.as_user(), "sinfo -h -N -o '%N %t'")
+    return sorted(n for n, state in (line.split() for line in out.splitlines()) if state == "idle")
+
+
+def test_scale_up_to_three_and_back(cluster: Cluster) -> None:
+    start = cluster.nodes
+    try:
+        r = _cluster_up(cluster, start + 1)
+        assert r.returncode == 0, r.stdout + r.stderr
+        bigger = [f"c{i}" for i in range(1, start + 2)]
+        assert _idle_nodes(cluster) == sorted(bigger)
+        srun = run_ok(cluster.as_user(), f"srun -N{start + 1} hostname")
+        assert sorted(srun.split()) == sorted(bigger)
+    finally:
+        r = _cluster_up(cluster, start)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert _idle_nodes(cluster) == sorted(cluster.compute_names)
+    gone = subprocess.run(["docker", "ps", "-aq", "--filter", "label=com.docker.compose.project=minihpc",
+                           "--filter", f"label=com.docker.compose.service=c{start + 1}"],
+                          capture_output=True, text=True, check=True)
+    assert gone.stdout.strip() == ""

@@ -1,0 +1,60 @@
+"""slurm.conf and the compose topology come from the same values."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "cluster"))
+
+import topology  # noqa: E402
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 16])
+def test_conf_and_compose_agree(tmp_path: Path, n: int) -> None:
+    t = topology.Topology.from_env({"NODES": str(n)})
+    topology.render(t, tmp_path, ROOT / "docker-compose.yml")
+    conf = (tmp_path / "etc/slurm.conf").read_text()
+    services = json.loads((tmp_path / "compose.nodes.yml").read_text())["services"]
+    assert sorted(services, key=lambda s: int(s[1:])) == [f"c{i}" for i in range(1, n + 1)]
+    assert all(s["hostname"] == name for name, s in services.items())
+    expected = "c1" if n == 1 else f"c[1-{n}]"
+    assert f"NodeName={expected} CPUs=2 RealMemory=3000 " in conf
+
+
+def test_render_reports_change_only_when_values_change(tmp_path: Path) -> None:
+    compose = ROOT / "docker-compose.yml"
+    two = topology.Topology.from_env({"NODES": "2"})
+    assert topology.render(two, tmp_path, compose) is True
+    assert topology.render(two, tmp_path, compose) is False
+    assert topology.render(topology.Topology.from_env({"NODES": "3"}), tmp_path, compose) is True
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"NODES": "0"}, "NODES=0 is out of range; allowed 1 to 16"),
+        ({"NODES": "17"}, "NODES=17 is out of range; allowed 1 to 16"),
+        ({"NODES": "two"}, "NODES='two' is not a whole number; use e.g. NODES=2"),
+        ({"NODE_MEM_MB": "1000"}, "NODE_MEM_MB=1000 is out of range; allowed 2048"),
+    ],
+)
+def test_bad_sizes_are_refused_with_the_fix(env: dict[str, str], message: str) -> None:
+    with pytest.raises(topology.TopologyError, match=message.replace("[", r"\[")):
+        topology.Topology.from_env(env)
+
+
+def test_cli_refuses_before_writing(tmp_path: Path) -> None:
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "cluster/topology.py"), "--run-dir", str(tmp_path),
+         "--compose-file", str(ROOT / "docker-compose.yml")],
+        env={"NODES": "99", "PATH": "/usr/bin:/bin"}, capture_output=True, text=True, check=False,
+    )
+    assert r.returncode == 2
+    assert "topology: error: NODES=99 is out of range; allowed 1 to 16" in r.stderr
+    assert list(tmp_path.iterdir()) == []
