@@ -57,7 +57,7 @@ test: $(VENV)/.installed cluster-up ## bring the cluster up and run the whole te
 	$(PY) -m pytest $(PYTEST_ARGS) tests
 
 lint: $(VENV)/.installed ## ruff and shellcheck
-	$(VENV)/bin/ruff check cluster tests
+	$(VENV)/bin/ruff check cluster tests bench lab
 	shellcheck cluster/*.sh .ci/run
 
 lock: ## re-resolve cluster/requirements.lock from cluster/requirements.in
@@ -65,3 +65,24 @@ lock: ## re-resolve cluster/requirements.lock from cluster/requirements.in
 
 bench-cluster: $(VENV)/.installed ## measure cold/warm bring-up and idle memory -> bench/results/cluster.json
 	$(PY) bench/cluster_bringup.py
+
+LAB := python3 lab/confirm.py
+.PHONY: lab core1 core2 core4 core5 confirm
+
+lab: ## the module's commissioning sequence on the cluster, through the slurm profile
+	$(LAB) --lab
+
+core1: ## Core 1: executor selection (sacct evidence) and log retention
+	$(LAB) core1
+
+core2: ## Core 2: retries, poison outputs, incomplete semantics, atomic writes
+	$(LAB) core2
+
+core4: ## Core 4: generated unit tests as a gate
+	$(LAB) core4
+
+core5: ## Core 5: drift reports and --drop-metadata
+	$(LAB) core5
+
+confirm: ## every core from a clean lab state; pass/fail table; proofs in .proof/
+	$(LAB)

@@ -97,6 +97,8 @@ run_login() {
 }
 
 link_config
+# The shared filesystem is a project space every user may create in (like /tmp).
+chmod 1777 /shared
 start_munge
 case "$ROLE" in
   slurmdbd) run_slurmdbd ;;
