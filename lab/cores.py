@@ -39,6 +39,13 @@ class Core:
         return bool(ok)
 
 
+def fresh(core: str, lab_name: str) -> tuple[Core, Lab]:
+    """A core with its own clean lab laid out on the shared filesystem."""
+    lab = Lab(lab_name)
+    lab.reset()
+    return Core(core, lab), lab
+
+
 def run_id(output: str) -> str | None:
     m = re.search(r"SLURM run ID: ([0-9a-f-]{36})", output)
     return m.group(1) if m else None
@@ -50,9 +57,7 @@ def submitted_ids(output: str) -> list[str]:
 
 def core1(prefix: str = "core1") -> Core:
     """Execution backends via profiles, and log retention."""
-    c = Core("core1", Lab(f"{prefix}-slurm"))
-    lab = c.lab
-    lab.reset()
+    c, lab = fresh("core1", f"{prefix}-slurm")
     lab.proof("core1.profile.slurm", lab.sh("cat profiles/slurm/config.yaml"))
     lab.proof("core1.profile.local", lab.sh("cat profiles/local/config.yaml"))
     # ERRATA 2: --print-compilation never names the executor; kept to show that.
@@ -97,9 +102,7 @@ def core1(prefix: str = "core1") -> Core:
 
 def log_retention(prefix: str = "core1") -> Core:
     """keep-successful-logs false: successful logs go, a failed job's log stays."""
-    c = Core("core1", Lab(f"{prefix}-logs"))
-    lab = c.lab
-    lab.reset()
+    c, lab = fresh("core1", f"{prefix}-logs")
     # A boolean plugin flag cannot be switched off on the command line once the
     # profile sets it: the policy change goes into the profile, where it belongs.
     policy = lab.sh("sed -i 's/^slurm-keep-successful-logs: true$/slurm-keep-successful-logs: false/' "
@@ -118,9 +121,7 @@ def log_retention(prefix: str = "core1") -> Core:
 
 def core2(prefix: str = "core2") -> Core:
     """Retries, poison outputs and incomplete semantics, atomic publishing."""
-    c = Core("core2", Lab(prefix))
-    lab = c.lab
-    lab.reset()
+    c, lab = fresh("core2", prefix)
     # Repro A: flaky once + retries (attempt arrives through resources, ERRATA 1).
     no_retry = lab.snakemake(f"{SLURM} results/flaky_once.txt")
     retry = lab.snakemake(f"{SLURM} --retries 1 results/flaky_once.txt")
@@ -191,9 +192,7 @@ def interrupted_run(lab: Lab) -> Core:
 
 def core4(prefix: str = "core4") -> Core:
     """Generated unit tests gate the workflow."""
-    c = Core("core4", Lab(prefix))
-    lab = c.lab
-    lab.reset()
+    c, lab = fresh("core4", prefix)
     run = lab.snakemake(f"{SLURM} {DEMO_TARGETS}")
     gen = lab.snakemake(f"{LOCAL} {DEMO_TARGETS} --generate-unit-tests")
     head = lab.sh("sed -n '1,80p' .tests/unit/test_staged_demo.py")
@@ -211,9 +210,7 @@ def core4(prefix: str = "core4") -> Core:
 
 def core5(prefix: str = "core5") -> Core:
     """Drift reports need metadata: --drop-metadata blinds them."""
-    c = Core("core5", Lab(prefix))
-    lab = c.lab
-    lab.reset()
+    c, lab = fresh("core5", prefix)
     converge = lab.snakemake(f"{SLURM} {DEMO_TARGETS}")
     clean = lab.snakemake("--list-changes code")
     lab.sh("printf '# harmless edit\\n' >> scripts/atomic_writer.py")
