@@ -146,9 +146,6 @@ def core2(prefix: str = "core2") -> Core:
     # accepts the poison silently. This is the hazard the module warns about.
     c.check("a later run accepts the kept poison output (Snakemake 9.27 behaviour)",
             later.rc == 0 and "Nothing to be done" in later.out and lab.read("results/poison.txt") == "PARTIAL\n")
-    # interrupted_run() (Snakemake killed mid-job, then --rerun-incomplete) is not
-    # part of the core yet: on the SLURM executor the next run resubmitted the job
-    # instead of refusing it; under investigation (see lab/GUIDE.md).
 
     # Repro C: the atomic writer never publishes a final file when it fails.
     fail = lab.snakemake(f"{SLURM} --keep-incomplete results/atomic_fail.txt")
@@ -157,35 +154,46 @@ def core2(prefix: str = "core2") -> Core:
     c.check("atomic writer failing before rename leaves no final file (even with --keep-incomplete)",
             fail.rc != 0 and "atomic_fail.txt\n" not in listing.out + "\n" and "atomic_fail.txt.tmp" in listing.out,
             listing.out)
+    c.checks.extend(interrupted_run(prefix).checks)
     return c
 
 
-def interrupted_run(lab: Lab) -> Core:
-    """Snakemake killed mid-job leaves the output marked incomplete: later runs
-    refuse it until --rerun-incomplete, which replaces it."""
-    c = Core("core2", lab)
-    lab.sh("rm -f results/poison.txt")
+def interrupted_run(prefix: str = "core2") -> Core:
+    """The node running a job dies and Snakemake with it: the output is left
+    marked incomplete, later runs refuse it until --rerun-incomplete replaces it.
+
+    Both must die together. A job killed through SLURM alone is caught by the
+    job's own Snakemake, which deletes the output: nothing is left to refuse.
+    """
+    c, lab = fresh("core2", f"{prefix}-interrupted")
     start = lab.sh(f"(setsid snakemake {SLURM} --config poison_mode=hang -- results/poison.txt "
                    "> hang.log 2>&1 & echo $! > hang.pid)")
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline and lab.read("results/poison.txt") != "PARTIAL\n":
         time.sleep(2)
-    hang_log = lab.sh("cat hang.log")
-    ids = submitted_ids(hang_log.out)
-    kill = lab.sh("kill -9 -- -$(cat hang.pid); sleep 1; " + (f"scancel {' '.join(ids)}; " if ids else "") + "true")
-    # A killed Snakemake also leaves its lock behind: the first thing a user meets.
-    locked = lab.snakemake(f"{SLURM} --config poison_mode=hang -- results/poison.txt")
-    unlock = lab.snakemake("--unlock")
+    # The login session is lost: Snakemake dies without cleaning up.
+    kill = lab.sh("kill -9 -- -$(cat hang.pid); squeue --me -h -o '%i %N'")
+    job, node = (kill.out.split() + ["", ""])[:2]
+    # ...and so does the node: every process of the lab user on it, at once.
+    crash = lab.sh("pkill -KILL -u student; sleep 1; ps -u student -o pid,args | wc -l", service=node or "c1",
+                   user="root")
+    left = lab.sh(f"scancel {job}; sleep 2; squeue --me -h | wc -l; cat hang.log | grep -E 'submitted|Shell command'; "
+                  "cat results/poison.txt; ls .snakemake/incomplete")
     refused = lab.snakemake(f"{SLURM} -- results/poison.txt")
+    locked = lab.snakemake(f"{SLURM} --rerun-incomplete --config poison_mode=fixed -- results/poison.txt")
+    unlock = lab.snakemake("--unlock")
     rerun = lab.snakemake(f"{SLURM} --rerun-incomplete --config poison_mode=fixed -- results/poison.txt")
     final = lab.read("results/poison.txt")
-    lab.proof("core2.incomplete", start, hang_log, kill, locked, unlock, refused, rerun,
+    lab.proof("core2.incomplete", start, kill, crash, left, refused, locked, unlock, rerun,
               lab.sh("cat results/poison.txt"))
-    c.check("a killed run leaves its lock: the next run refuses until --unlock",
-            locked.rc != 0 and "Directory cannot be locked" in locked.out and unlock.rc == 0)
-    c.check("after an interrupted run the output is refused as incomplete",
-            refused.rc != 0 and "--rerun-incomplete" in refused.out and "incomplete" in refused.out.lower(),
-            refused.out[-400:])
+    c.check("Snakemake and the job's node die mid-job: PARTIAL is left, marked incomplete",
+            job.isdigit() and crash.rc == 0 and crash.out.strip() == "1" and left.out.startswith("0\n")
+            and "PARTIAL" in left.out and "cmVzdWx0cy9wb2lzb24udHh0" in left.out, left.out[-300:])
+    c.check("a later run refuses the incomplete output, pointing at --rerun-incomplete",
+            refused.rc != 0 and "IncompleteFilesException" in refused.out
+            and "--rerun-incomplete" in refused.out and "results/poison.txt" in refused.out, refused.out[-400:])
+    c.check("the killed run's lock stops the next run until --unlock",
+            locked.rc != 0 and "Directory cannot be locked" in locked.out and unlock.rc == 0, locked.out[-300:])
     c.check("--rerun-incomplete replaces it", rerun.rc == 0 and final == "COMPLETE\n", repr(final))
     return c
 
@@ -209,17 +217,34 @@ def core4(prefix: str = "core4") -> Core:
 
 
 def core5(prefix: str = "core5") -> Core:
-    """Drift reports need metadata: --drop-metadata blinds them."""
+    """Drift reports need metadata: --drop-metadata leaves them stale or blind.
+
+    Snakemake 9.27 with --drop-metadata writes no record for the jobs it runs
+    and deletes none: a rebuilt output keeps its old record (the report is now
+    wrong), and an output that never had one is invisible to the report.
+    """
     c, lab = fresh("core5", prefix)
     converge = lab.snakemake(f"{SLURM} {DEMO_TARGETS}")
     clean = lab.snakemake("--list-changes code")
-    lab.sh("printf '# harmless edit\\n' >> scripts/atomic_writer.py")
+    edit = lab.sh("printf '# harmless edit\\n' >> scripts/atomic_writer.py")
     drift = lab.snakemake("--list-changes code")
+    records = "ls -l --time-style=+%T .snakemake/metadata"
+    before = lab.sh(records)
     dropped = lab.snakemake(f"{SLURM} --drop-metadata {DEMO_TARGETS}")
-    lab.sh("printf '# another harmless edit\\n' >> scripts/atomic_writer.py")
-    after = lab.snakemake("--list-changes code")
-    lab.proof("core5.drift", converge, clean, drift, dropped, after,
+    stale = lab.snakemake("--list-changes code")
+    after = lab.sh(records)
+    lab.proof("core5.drift", converge, clean, edit, drift, before, dropped, stale, after,
               lab.sh("cat workflow/VERSION"), "contract changed? no (a comment was added to a script)\n")
+
+    # A workflow that has always run with --drop-metadata: nothing is ever flagged.
+    blind_lab = Lab(f"{prefix}-dropped")
+    blind_lab.reset()
+    built = blind_lab.snakemake(f"{SLURM} --drop-metadata {DEMO_TARGETS}")
+    none = blind_lab.sh("ls -A .snakemake/metadata 2>/dev/null | wc -l")
+    blind_edit = blind_lab.sh("printf '# harmless edit\\n' >> scripts/atomic_writer.py")
+    blind = blind_lab.snakemake("--list-changes code")
+    dry = blind_lab.snakemake(f"-n {DEMO_TARGETS}")
+    lab.proof("core5.blind", built, none, blind_edit, blind, dry)
 
     def listed(r) -> list[str]:
         return [line for line in r.out.splitlines() if line.startswith("results/")]
@@ -227,8 +252,12 @@ def core5(prefix: str = "core5") -> Core:
     c.check("converged run lists no code changes", converge.rc == 0 and listed(clean) == [], clean.out[-300:])
     c.check("after editing a script, --list-changes code lists its output",
             listed(drift) == ["results/atomic_ok.txt"], drift.out[-300:])
-    c.check("after a --drop-metadata run the drift report no longer lists it",
-            dropped.rc == 0 and listed(after) == [], after.out[-300:])
+    c.check("a --drop-metadata run rebuilds it but leaves the old record: the report is stale",
+            dropped.rc == 0 and "Code has changed since last execution" in dropped.out
+            and listed(stale) == ["results/atomic_ok.txt"] and before.out == after.out, stale.out[-300:])
+    c.check("outputs built with --drop-metadata have no record: code edits are never flagged",
+            built.rc == 0 and none.out.strip() == "0" and listed(blind) == []
+            and "missing provenance/metadata" in dry.out, blind.out[-300:] + dry.out[-300:])
     return c
 
 

@@ -45,11 +45,11 @@ class Lab:
     def workdir(self) -> str:
         return f"{SHARED}/{self.name}"
 
-    def sh(self, cmd: str, service: str = "login", timeout: float = 900) -> Result:
-        """Run a bash command in the workdir as the lab user; stdout+stderr merged."""
+    def sh(self, cmd: str, service: str = "login", timeout: float = 900, user: str = LAB_USER) -> Result:
+        """Run a bash command in the workdir (as the lab user unless told); stdout+stderr merged."""
         t = time.monotonic()
         r = subprocess.run(
-            [COMPOSE, "exec", "-T", "-u", LAB_USER, "-w", self.workdir, service, "bash", "-lc", cmd],
+            [COMPOSE, "exec", "-T", "-u", user, "-w", self.workdir, service, "bash", "-lc", cmd],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout, check=False,
         )
         res = Result(cmd, r.returncode, r.stdout, time.monotonic() - t)
