@@ -57,7 +57,7 @@ test: $(VENV)/.installed cluster-up ## bring the cluster up and run the whole te
 	$(PY) -m pytest $(PYTEST_ARGS) tests
 
 lint: $(VENV)/.installed ## ruff and shellcheck
-	$(VENV)/bin/ruff check cluster tests bench lab
+	$(VENV)/bin/ruff check cluster tests bench lab nfs
 	shellcheck cluster/*.sh .ci/run
 
 lock: ## re-resolve cluster/requirements.lock from cluster/requirements.in

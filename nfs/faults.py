@@ -1,0 +1,104 @@
+"""Fault rules: make chosen operations on chosen paths and nodes fail.
+
+A rule fails matching operations either for the first `count` matches or each
+match with `probability` (drawn from its own seeded generator, so a run is
+repeatable). Rules are data: they live in the active profile.
+"""
+
+from __future__ import annotations
+
+import errno
+import fnmatch
+import random
+import threading
+from dataclasses import dataclass, field
+
+ERRNOS = {name: getattr(errno, name) for name in ("EIO", "ENOSPC", "EDQUOT", "EACCES", "ESTALE")}
+# Client operations a rule can name ("*" matches all of them).
+OPS = ("getattr", "readdir", "open", "read", "write", "create", "mkdir", "unlink", "rmdir",
+       "rename", "setattr", "symlink", "link", "readlink", "fsync", "statfs")
+
+
+class FaultError(ValueError):
+    """A fault rule that cannot be used; the message names the fix."""
+
+
+@dataclass
+class FaultRule:
+    error: str
+    op: str = "*"
+    path: str = "*"
+    node: str = "*"
+    count: int | None = None
+    probability: float | None = None
+    seed: int = 0
+    fired: int = field(default=0, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.error not in ERRNOS:
+            raise FaultError(f"fault error {self.error!r} is not one of {', '.join(ERRNOS)}")
+        ops = self.op.split("|")
+        if self.op != "*" and any(o not in OPS for o in ops):
+            raise FaultError(f"fault op {self.op!r}: use '*' or names from {', '.join(OPS)} joined by '|'")
+        if (self.count is None) == (self.probability is None):
+            raise FaultError("a fault rule needs exactly one of count (first N matches) or probability (0..1)")
+        if self.count is not None and self.count < 1:
+            raise FaultError(f"fault count must be at least 1, got {self.count}")
+        if self.probability is not None and not 0.0 < self.probability <= 1.0:
+            raise FaultError(f"fault probability must be in (0, 1], got {self.probability}")
+        self._rng = random.Random(self.seed)
+
+    @property
+    def errno(self) -> int:
+        return ERRNOS[self.error]
+
+    def matches(self, op: str, path: str, node: str) -> bool:
+        return ((self.op == "*" or op in self.op.split("|"))
+                and fnmatch.fnmatchcase(path, self.path) and fnmatch.fnmatchcase(node, self.node))
+
+    def fire(self) -> bool:
+        """Called once per matching operation: does this one fail?"""
+        if self.count is not None:
+            hit = self.fired < self.count
+        else:
+            hit = self._rng.random() < self.probability
+        self.fired += hit
+        return hit
+
+    def to_dict(self) -> dict:
+        d = {"error": self.error, "op": self.op, "path": self.path, "node": self.node, "seed": self.seed}
+        d.update({"count": self.count} if self.count is not None else {"probability": self.probability})
+        return d
+
+    @classmethod
+    def parse(cls, spec: str) -> FaultRule:
+        """`ERROR:op=..,path=..,node=..,count=N|probability=P,seed=S` (the CLI form)."""
+        error, _, rest = spec.partition(":")
+        kw: dict = {}
+        for item in filter(None, rest.split(",")):
+            key, eq, value = item.partition("=")
+            if not eq or key not in ("op", "path", "node", "count", "probability", "seed"):
+                raise FaultError(f"fault {spec!r}: {item!r} is not key=value with key op, path, node, count, "
+                                 "probability or seed (e.g. EIO:op=write,path=/lab/results/*,count=1)")
+            try:
+                kw[key] = int(value) if key in ("count", "seed") else float(value) if key == "probability" else value
+            except ValueError:
+                raise FaultError(f"fault {spec!r}: {key}={value!r} is not a number") from None
+        return cls(error=error.upper(), **kw)
+
+
+class FaultSet:
+    """The rules of one profile, evaluated in order; the first that fires wins."""
+
+    def __init__(self, rules: tuple[FaultRule, ...] | list[FaultRule], node: str) -> None:
+        # Fresh copies: counters and generators start over with every profile load.
+        self.rules, self.node = [FaultRule(**r.to_dict()) for r in rules], node
+        self._lock = threading.Lock()
+
+    def check(self, op: str, path: str) -> int | None:
+        """The errno this operation must fail with, or None."""
+        with self._lock:
+            for rule in self.rules:
+                if rule.matches(op, path, self.node) and rule.fire():
+                    return rule.errno
+        return None

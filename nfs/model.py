@@ -1,0 +1,312 @@
+"""What an NFS client does, as plain Python: one NodeModel per node.
+
+The model decides what a node sees and what it costs, the FUSE client only
+carries it out. Everything time-dependent goes through an injectable clock and
+sleep, so the unit tests drive it with a fake clock.
+
+- Attribute cache with NFS's adaptive timeouts: an entry lives `timeo` seconds;
+  a revalidation that finds nothing changed doubles `timeo` (up to acregmax or
+  acdirmax), a change resets it to acregmin/acdirmin. noac: every stat asks.
+- Lookup cache: positive entries are the attribute cache; negative entries
+  (lookupcache=all) last while the parent directory's cached attributes are
+  valid and unchanged. lookupcache=none: every path lookup asks the server.
+- Close-to-open: open() always revalidates; a node's own changes update its
+  caches at once (the server's reply carries the new attributes).
+- Deterministic delay D: a file another node created or changed (server ctime)
+  stays invisible here, or shows its previous attributes, until ctime + D.
+- Latency: a round trip (with seeded jitter), extra per metadata operation and
+  per byte, charged only when the model goes to the server.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import posixpath
+import random
+import stat as st
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from nfs.faults import FaultSet
+from nfs.profiles import Profile
+
+DATA_OPS = frozenset({"read", "write"})
+
+
+@dataclass(frozen=True)
+class Attrs:
+    mode: int
+    ino: int
+    nlink: int
+    uid: int
+    gid: int
+    size: int
+    atime_ns: int
+    mtime_ns: int
+    ctime_ns: int
+
+    @classmethod
+    def from_stat(cls, s: os.stat_result) -> Attrs:
+        return cls(s.st_mode, s.st_ino, s.st_nlink, s.st_uid, s.st_gid, s.st_size,
+                   s.st_atime_ns, s.st_mtime_ns, s.st_ctime_ns)
+
+    @property
+    def is_dir(self) -> bool:
+        return st.S_ISDIR(self.mode)
+
+    @property
+    def change(self) -> tuple[int, int, int]:
+        """What NFS compares on revalidation (its change attribute)."""
+        return self.ctime_ns, self.mtime_ns, self.size
+
+
+class Store(Protocol):
+    """The server's view: raises FileNotFoundError for a missing path."""
+
+    def stat(self, path: str) -> Attrs: ...
+
+    def listdir(self, path: str) -> list[str]: ...
+
+
+class BackingStore:
+    """The real server: a directory tree only root can reach."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root.rstrip("/")
+
+    def real(self, path: str) -> str:
+        return self.root + path
+
+    def stat(self, path: str) -> Attrs:
+        return Attrs.from_stat(os.lstat(self.real(path)))
+
+    def listdir(self, path: str) -> list[str]:
+        return os.listdir(self.real(path))
+
+
+@dataclass
+class _Cached:
+    attrs: Attrs
+    fetched: float
+    timeo: float
+
+    def valid(self, now: float) -> bool:
+        return now < self.fetched + self.timeo
+
+
+def _enoent(path: str) -> FileNotFoundError:
+    return FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
+
+
+class NodeModel:
+    def __init__(self, node: str, profile: Profile, store: Store,
+                 clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.node, self.store, self.clock, self.sleep = node, store, clock, sleep
+        self._lock = threading.RLock()
+        self.stats: Counter[str] = Counter()
+        self.charged = 0.0
+        self.set_profile(profile)
+
+    # -- profile and accounting -------------------------------------------
+
+    def set_profile(self, profile: Profile) -> None:
+        """Switch behaviour; caches start empty, as after a remount."""
+        with self._lock:
+            self.profile = profile
+            self.faults = FaultSet(profile.faults, self.node)
+            self._rng = random.Random(profile.seed)
+            self._attr: dict[str, _Cached] = {}
+            self._neg: dict[str, tuple[int, int, int]] = {}
+            self._own: dict[str, int] = {}
+            self._seen: dict[str, Attrs] = {}
+
+    def fault(self, op: str, path: str) -> None:
+        """Raise the error a fault rule injects into this operation, if any."""
+        err = self.faults.check(op, path)
+        if err is not None:
+            self.stats[f"fault.{op}"] += 1
+            raise OSError(err, os.strerror(err), path)
+
+    def cost(self, op: str, nbytes: int = 0) -> float:
+        p = self.profile
+        t = p.rtt_ms / 1000
+        if p.jitter_ms:
+            with self._lock:
+                t += self._rng.uniform(-p.jitter_ms, p.jitter_ms) / 1000
+        if op not in DATA_OPS:
+            t += p.meta_ms / 1000
+        if nbytes and p.bandwidth_mbs:
+            t += nbytes / (p.bandwidth_mbs * 1e6)
+        return max(t, 0.0)
+
+    def rpc(self, op: str, nbytes: int = 0) -> None:
+        """One server round trip: counted and charged (outside any lock)."""
+        t = self.cost(op, nbytes)
+        with self._lock:
+            self.stats[op] += 1
+            self.stats["rpcs"] += 1
+            self.charged += t
+        if t > 0:
+            self.sleep(t)
+
+    def snapshot(self) -> dict:
+        with self._lock:
+            return {"node": self.node, "profile": self.profile.name, "charged_s": round(self.charged, 6),
+                    **dict(self.stats)}
+
+    # -- what the node sees ------------------------------------------------
+
+    def stat(self, path: str, handle: bool = False) -> Attrs:
+        """Attributes as this node sees them. `handle`: through an open file
+        (no path lookup, so the lookup cache mode does not apply)."""
+        now = self.clock()
+        with self._lock:
+            cached = self._attr.get(path)
+            lookup = self.profile.lookupcache
+            if not handle and lookup == "all" and self._negative_valid(path, now):
+                self.stats["cache.negative"] += 1
+                raise _enoent(path)
+            if cached and cached.valid(now) and (handle or lookup != "none"):
+                self.stats["cache.hit"] += 1
+                return cached.attrs
+        return self._fetch(path, "getattr" if cached or handle else "lookup")
+
+    def revalidate(self, path: str) -> Attrs:
+        """Close-to-open: open() always asks the server."""
+        return self._fetch(path, "getattr")
+
+    def listdir(self, path: str) -> list[str]:
+        self.rpc("readdir")
+        names = self.store.listdir(path)
+        if self.profile.delay <= 0:
+            return names
+        now = self.clock()
+        visible = []
+        for name in names:
+            child = posixpath.join(path, name)
+            try:
+                a = self.store.stat(child)
+            except FileNotFoundError:
+                continue
+            with self._lock:
+                if self._visible(child, a, now) is not None:
+                    visible.append(name)
+        return visible
+
+    def own_change(self, *paths: str) -> None:
+        """After this node changed `paths` on the server: its caches take the
+        server's reply at once (close-to-open: a node sees its own writes)."""
+        now = self.clock()
+        touched = set(paths) | {posixpath.dirname(p) for p in paths if p != "/"}
+        for path in touched:
+            try:
+                a: Attrs | None = self.store.stat(path)
+            except FileNotFoundError:
+                a = None
+            with self._lock:
+                if a is None:
+                    self._own.pop(path, None)
+                    self._seen.pop(path, None)
+                    self._attr.pop(path, None)
+                    continue
+                self._own[path] = a.ctime_ns
+                self._seen[path] = a
+                self._neg.pop(path, None)
+                self._remember(path, a, now)
+        with self._lock:
+            for path in paths:
+                if path not in self._attr and self.profile.lookupcache == "all":
+                    self._note_negative(path, now)
+
+    # -- internals ---------------------------------------------------------
+
+    def _fetch(self, path: str, op: str) -> Attrs:
+        self.rpc(op)
+        try:
+            a: Attrs | None = self.store.stat(path)
+        except FileNotFoundError:
+            a = None
+        now = self.clock()
+        with self._lock:
+            a = self._visible(path, a, now)
+            if a is None:
+                self._attr.pop(path, None)
+                if self.profile.lookupcache == "all":
+                    self._note_negative(path, now)
+                raise _enoent(path)
+            self._neg.pop(path, None)
+            self._remember(path, a, now)
+            return a
+
+    def _remember(self, path: str, a: Attrs, now: float) -> None:
+        p = self.profile
+        lo, hi = (p.acdirmin, p.acdirmax) if a.is_dir else (p.acregmin, p.acregmax)
+        old = self._attr.get(path)
+        if old is not None and old.attrs.change == a.change:
+            timeo = min(max(old.timeo * 2, lo), hi)
+        else:
+            timeo = lo
+            if old is not None and a.is_dir:
+                # The directory changed: what we believed absent in it may exist now.
+                prefix = path.rstrip("/") + "/"
+                for child in [c for c in self._neg if c.startswith(prefix) and "/" not in c[len(prefix):]]:
+                    del self._neg[child]
+        self._attr[path] = _Cached(a, now, timeo)
+
+    def _note_negative(self, path: str, now: float) -> None:
+        """A negative entry, valid while the parent's cached attributes are.
+        The parent's attributes come with the reply (NFS post-op attributes)."""
+        parent = posixpath.dirname(path)
+        cached = self._attr.get(parent)
+        if cached is None or not cached.valid(now):
+            try:
+                pa = self.store.stat(parent)
+            except FileNotFoundError:
+                return
+            self._remember(parent, pa, now)
+            cached = self._attr[parent]
+        self._neg[path] = cached.attrs.change
+
+    def _negative_valid(self, path: str, now: float) -> bool:
+        key = self._neg.get(path)
+        if key is None:
+            return False
+        parent = self._attr.get(posixpath.dirname(path))
+        if parent is not None and parent.valid(now) and parent.attrs.change == key:
+            return True
+        del self._neg[path]
+        return False
+
+    def _visible(self, path: str, a: Attrs | None, now: float) -> Attrs | None:
+        """Apply the deterministic delay to what the server returned."""
+        delay = self.profile.delay
+        if delay <= 0:
+            if a is not None:
+                self._seen[path] = a
+            return a
+        if a is None:
+            # Deleted on the server. If another node did it less than D ago
+            # (the parent changed, not by us), this node still sees the file.
+            prev = self._seen.get(path)
+            if prev is not None and path != "/":
+                parent = posixpath.dirname(path)
+                try:
+                    pa = self.store.stat(parent)
+                except FileNotFoundError:
+                    pa = None
+                if pa is not None and self._own.get(parent) != pa.ctime_ns and now < pa.ctime_ns / 1e9 + delay:
+                    return prev
+            self._seen.pop(path, None)
+            return None
+        if (a.is_dir and not self.profile.delay_dirs) or self._own.get(path) == a.ctime_ns:
+            self._seen[path] = a
+            return a
+        if now < a.ctime_ns / 1e9 + delay:
+            return self._seen.get(path)  # stale, or None: not there yet
+        self._seen[path] = a
+        return a
