@@ -13,7 +13,7 @@ DOCKERD_WAIT=${DOCKERD_WAIT:-60}
 manual_steps() {
   cat >&2 <<'STEPS'
 bootstrap: this host needs a Docker engine with Compose v2. On Debian 12 as root:
-  apt-get install docker.io debootstrap
+  apt-get install docker.io debootstrap fuse3
   # Compose v2: Debian 13's docker-compose package (static binary) installs on Debian 12:
   apt-get download docker-compose   # from a trixie apt source
   dpkg -i docker-compose_*.deb
@@ -88,6 +88,8 @@ main() {
   local missing=()
   command -v dockerd >/dev/null || missing+=(docker.io)
   command -v debootstrap >/dev/null || missing+=(debootstrap)
+  # libfuse3 and fusermount3: the NFS client's host-side integration tests mount it here.
+  command -v fusermount3 >/dev/null || missing+=(fuse3)
   if ((${#missing[@]})); then require_root_debian; apt_install "${missing[@]}"; fi
   if ! docker compose version >/dev/null 2>&1; then require_root_debian; install_compose_from_trixie; fi
   docker_up || { [[ $(id -u) -eq 0 ]] || { manual_steps; exit 1; }; start_dockerd; }

@@ -198,11 +198,12 @@ class NodeModel:
                     visible.append(name)
         return visible
 
-    def own_change(self, *paths: str) -> None:
+    def own_change(self, *paths: str, parent: bool = True) -> None:
         """After this node changed `paths` on the server: its caches take the
-        server's reply at once (close-to-open: a node sees its own writes)."""
+        server's reply at once (close-to-open: a node sees its own writes).
+        `parent`: the change also changed the directories holding them."""
         now = self.clock()
-        touched = set(paths) | {posixpath.dirname(p) for p in paths if p != "/"}
+        touched = set(paths) | ({posixpath.dirname(p) for p in paths if p != "/"} if parent else set())
         for path in touched:
             try:
                 a: Attrs | None = self.store.stat(path)

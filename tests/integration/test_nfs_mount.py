@@ -1,0 +1,189 @@
+"""The NFS client through real syscalls: one backing directory mounted twice on
+this host, as nodes A and B, each by its own `python -m nfs.client` process."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from nfs.faults import FaultRule
+from nfs.profiles import Profile, named, write_active
+
+ROOT = Path(__file__).resolve().parents[2]
+LAB_UID = 1000
+
+
+@dataclass
+class Mounts:
+    backing: Path
+    control: Path
+    a: Path
+    b: Path
+    procs: list[subprocess.Popen]
+
+    def set(self, profile: Profile) -> None:
+        """Switch the profile at runtime and wait until both clients run it."""
+        write_active(self.control, profile)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            stats = [self.stats(n) for n in ("A", "B")]
+            if all(s.get("profile") == profile.name for s in stats):
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"clients did not switch to {profile.name}: {stats}")
+
+    def stats(self, node: str) -> dict:
+        try:
+            return json.loads((self.backing.parent / f"stats.{node}.json").read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+
+
+def _mount(backing: Path, control: Path, mnt: Path, node: str) -> subprocess.Popen:
+    mnt.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nfs.client", "--backing", str(backing), "--mountpoint", str(mnt),
+         "--control", str(control), "--node", node, "--stats", str(backing.parent / f"stats.{node}.json")],
+        cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 15
+    while not os.path.ismount(mnt):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"nfs.client {node} did not mount {mnt}: {proc.communicate()[1][-2000:]}")
+        time.sleep(0.05)
+    return proc
+
+
+@pytest.fixture
+def mounts() -> Iterator[Mounts]:
+    assert shutil.which("fusermount3"), "fusermount3 missing: run `make bootstrap` (installs fuse3)"
+    assert os.path.exists("/dev/fuse"), "/dev/fuse missing: this host cannot mount FUSE filesystems"
+    # Not under pytest's tmp_path: its parent is private to root, and the lab user must reach the mounts.
+    tmp_path = Path(tempfile.mkdtemp(prefix="minihpc-nfs-"))
+    tmp_path.chmod(0o755)
+    backing = tmp_path / "export"
+    backing.mkdir()
+    backing.chmod(0o1777)
+    control = tmp_path / "control/profile.json"
+    write_active(control, named("off"))
+    procs = [_mount(backing, control, tmp_path / "A", "A"), _mount(backing, control, tmp_path / "B", "B")]
+    m = Mounts(backing, control, tmp_path / "A", tmp_path / "B", procs)
+    m.set(named("off"))
+    yield m
+    for mnt in (m.a, m.b):
+        subprocess.run(["fusermount3", "-u", "-z", str(mnt)], check=False)
+    for p in procs:
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+    shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def as_lab_user(script: str) -> subprocess.CompletedProcess:
+    """Run a shell script as uid/gid 1000 (the lab user's ids on the cluster)."""
+    return subprocess.run(["setpriv", f"--reuid={LAB_UID}", f"--regid={LAB_UID}", "--clear-groups",
+                           "sh", "-c", script], capture_output=True, text=True, check=False, cwd="/")
+
+
+def test_profile_off_shows_a_write_on_a_at_once_on_b(mounts: Mounts):
+    (mounts.a / "results").mkdir()
+    (mounts.a / "results/out.txt").write_text("hello\n")
+    assert (mounts.b / "results/out.txt").read_text() == "hello\n"
+    assert (mounts.backing / "results/out.txt").read_text() == "hello\n"
+    (mounts.b / "results/out.txt").unlink()
+    assert not (mounts.a / "results/out.txt").exists()
+
+
+def test_deterministic_delay_hides_the_other_nodes_file_for_d_seconds(mounts: Mounts):
+    mounts.set(named("delay-3").with_options(delay=2))
+    (mounts.a / "out.txt").write_text("x")
+    t0 = time.monotonic()
+    assert (mounts.a / "out.txt").exists(), "a node sees its own writes at once"
+    assert not (mounts.b / "out.txt").exists()
+    assert "out.txt" not in os.listdir(mounts.b)
+    while not (mounts.b / "out.txt").exists():
+        assert time.monotonic() - t0 < 5, "never appeared on B"
+        time.sleep(0.05)
+    waited = time.monotonic() - t0
+    assert 1.7 <= waited <= 2.6, f"visible on B after {waited:.2f}s, expected about 2 s"
+    assert (mounts.b / "out.txt").read_text() == "x"
+
+
+def test_negative_lookup_entry_lasts_until_the_directory_revalidates(mounts: Mounts):
+    mounts.set(named("linux").with_options(acregmin=1, acregmax=1, acdirmin=2, acdirmax=2, rtt_ms=0,
+                                           jitter_ms=0))
+    (mounts.a / "d").mkdir()
+    time.sleep(2.1)
+    assert not (mounts.b / "d/late.txt").exists()  # B caches the negative entry
+    t0 = time.monotonic()
+    (mounts.a / "d/late.txt").write_text("now")
+    assert not (mounts.b / "d/late.txt").exists(), "the negative entry still answers"
+    while not (mounts.b / "d/late.txt").exists():
+        assert time.monotonic() - t0 < 4
+        time.sleep(0.05)
+    assert mounts.stats("B").get("cache.negative", 0) >= 1
+
+
+def test_files_belong_to_the_user_who_made_them_on_every_node(mounts: Mounts):
+    r = as_lab_user(f"mkdir {mounts.a}/mine && echo x > {mounts.a}/mine/f")
+    assert r.returncode == 0, r.stderr
+    for view in (mounts.a, mounts.b, mounts.backing):
+        s = (view / "mine/f").stat()
+        assert (s.st_uid, s.st_gid) == (LAB_UID, LAB_UID), view
+    (mounts.a / "rootfile").write_text("root's")
+    (mounts.a / "rootfile").chmod(0o644)
+    r = as_lab_user(f"echo x >> {mounts.b}/rootfile")
+    assert r.returncode != 0 and "Permission denied" in r.stderr, "default_permissions must apply the owner's mode"
+
+
+def test_injected_faults_reach_the_caller_as_errnos(mounts: Mounts):
+    (mounts.a / "data.txt").write_text("payload")
+    mounts.set(Profile("faulty", acregmin=0, acregmax=0, acdirmin=0, acdirmax=0, lookupcache="none", faults=(
+        # The kernel retries a failed readahead with a plain read: one read() can be two READs.
+        FaultRule("EIO", op="read", path="/data.txt", node="B", count=2),
+        FaultRule("ENOSPC", op="write", path="/full/*", count=1),
+        # The VFS retries a lookup that says ESTALE once: the rule must fire every time.
+        FaultRule("ESTALE", op="getattr", path="/stale", probability=1.0),
+    )))
+    assert (mounts.a / "data.txt").read_text() == "payload", "the rule names node B only"
+    with pytest.raises(OSError) as e:
+        (mounts.b / "data.txt").read_text()
+    assert e.value.errno == errno.EIO
+    assert (mounts.b / "data.txt").read_text() == "payload", "count=2: later reads succeed"
+    (mounts.a / "full").mkdir()
+    with pytest.raises(OSError) as e:
+        with open(mounts.a / "full/x", "w") as f:
+            f.write("data")
+    assert e.value.errno == errno.ENOSPC
+    with pytest.raises(OSError) as e:
+        os.stat(mounts.b / "stale")
+    assert e.value.errno == errno.ESTALE
+
+
+def test_round_trips_are_charged_only_when_going_to_the_server(mounts: Mounts):
+    (mounts.a / "f").write_text("x")
+    mounts.set(named("linux").with_options(rtt_ms=20, jitter_ms=0, acregmin=30, acregmax=60))
+    os.stat(mounts.b / "f")  # fills B's attribute cache
+    t = time.monotonic()
+    for _ in range(20):
+        os.stat(mounts.b / "f")
+    cached = time.monotonic() - t
+    mounts.set(named("rtt-5ms").with_options(rtt_ms=20))
+    t = time.monotonic()
+    for _ in range(5):
+        os.stat(mounts.b / "f")
+    uncached = time.monotonic() - t
+    assert cached < 0.2, f"20 cached stats took {cached:.3f}s"
+    assert uncached >= 5 * 0.020, f"5 uncached stats took {uncached:.3f}s, each must pay a 20 ms round trip"
