@@ -4,21 +4,23 @@ NODES ?= 2
 NODE_CPUS ?= 2
 NODE_MEM_MB ?= 3000
 READY_TIMEOUT ?= 180
+# NFS-style client profile (see `make nfs-profiles`); empty keeps the active one (fresh cluster: off).
+NFS_PROFILE ?=
 LAB_USER ?= student
 PYTEST_ARGS ?=
 
-export NODES NODE_CPUS NODE_MEM_MB READY_TIMEOUT
+export NODES NODE_CPUS NODE_MEM_MB READY_TIMEOUT NFS_PROFILE
 
 COMPOSE := cluster/compose.sh
 VENV := .venv
 PY := $(VENV)/bin/python
 
 .DEFAULT_GOAL := help
-.PHONY: help bootstrap cluster-up cluster-down destroy status shell logs test test-unit lock lint bench-cluster
+.PHONY: help bootstrap cluster-up cluster-down destroy status shell logs test test-unit lock lint bench-cluster nfs-profiles nfs-profile
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
-	@echo "  knobs: NODES=$(NODES) (1-16) NODE_CPUS=$(NODE_CPUS) NODE_MEM_MB=$(NODE_MEM_MB) READY_TIMEOUT=$(READY_TIMEOUT)"
+	@echo "  knobs: NODES=$(NODES) (1-16) NODE_CPUS=$(NODE_CPUS) NODE_MEM_MB=$(NODE_MEM_MB) READY_TIMEOUT=$(READY_TIMEOUT) NFS_PROFILE=$(NFS_PROFILE)"
 
 bootstrap: ## install/start the Docker engine and Compose v2 on this host (Debian, root)
 	cluster/bootstrap-host.sh
@@ -38,6 +40,16 @@ status: ## nodes, queue and service health
 	@$(COMPOSE) ps --format 'table {{.Service}}\t{{.State}}\t{{.Health}}'
 	@echo; $(COMPOSE) exec -T login sinfo -N -l
 	@echo; $(COMPOSE) exec -T login squeue
+	@echo; $(COMPOSE) exec -T login minihpc-nfs show
+
+nfs-profiles: ## list the NFS-style client's named profiles
+	@python3 -m nfs.ctl list
+
+# Profile switch at runtime, no restart: make nfs-profile PROFILE=lag-10 [SET="delay=7"] [FAULT="EIO:op=read,path=/x/*,count=1"]
+nfs-profile: ## switch every node's NFS client to PROFILE (SET=k=v..., FAULT=spec...)
+	@[ -n "$(PROFILE)" ] || { echo "nfs-profile: name one with PROFILE=<name>; choose from:"; python3 -m nfs.ctl list; exit 2; }
+	@python3 -m nfs.ctl check $(PROFILE) $(foreach s,$(SET),--set $(s)) $(foreach f,$(FAULT),--fault $(f)) >/dev/null
+	$(COMPOSE) exec -T login minihpc-nfs set $(PROFILE) $(foreach s,$(SET),--set $(s)) $(foreach f,$(FAULT),--fault $(f))
 
 shell: ## a login shell on the login node as the lab user
 	$(COMPOSE) exec -u $(LAB_USER) -w /home/$(LAB_USER) login bash -l
@@ -53,7 +65,7 @@ $(VENV)/.installed: tests/requirements.txt
 test-unit: $(VENV)/.installed ## unit tests only (no cluster needed)
 	$(PY) -m pytest -m "not cluster" $(PYTEST_ARGS) tests
 
-test: $(VENV)/.installed cluster-up ## bring the cluster up and run the whole test suite
+test: bootstrap $(VENV)/.installed cluster-up ## bring the cluster up and run the whole test suite
 	$(PY) -m pytest $(PYTEST_ARGS) tests
 
 lint: $(VENV)/.installed ## ruff and shellcheck

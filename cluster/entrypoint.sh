@@ -84,21 +84,57 @@ run_slurmctld() {
   exec slurmctld -D -i
 }
 
+# The NFS-style shared filesystem (nfs/): the volume at $NFS_SERVER is the
+# server, root-only; the FUSE client shows its export at /shared. It must be up
+# before slurmd takes jobs or the login node reports ready.
+NFS_SERVER=/srv/nfs
+NFS_RUN=/run/minihpc-nfs
+
+start_nfs() {
+  [[ -c /dev/fuse ]] || die "no /dev/fuse: login and compute services need devices: [/dev/fuse] and cap_add: [SYS_ADMIN]"
+  [[ -d "$NFS_SERVER" ]] || die "no $NFS_SERVER: the shared volume is not mounted (docker-compose.yml, x-nfs-client)"
+  chmod 0700 "$NFS_SERVER"
+  # The export is a project space every user may create in (like /tmp).
+  install -d -m 1777 "$NFS_SERVER/export"
+  install -d -m 0755 "$NFS_SERVER/control" "$NFS_RUN"
+  # Unmounted, /shared must not quietly become a local directory.
+  install -d -m 0000 /shared
+  nfs_supervise &
+  wait_for "the NFS client to mount /shared" mountpoint -q /shared
+  log "shared filesystem mounted: $(minihpc-nfs show | head -n1)"
+}
+
+# Runs the client; if it dies, says so loudly, clears the dead mount (no
+# "Transport endpoint is not connected" left behind) and mounts again.
+nfs_supervise() {
+  local rc
+  while :; do
+    rc=0
+    PYTHONPATH=/opt/minihpc /opt/minihpc/venv/bin/python -m nfs.client --backing "$NFS_SERVER/export" \
+      --mountpoint /shared --control "$NFS_SERVER/control/profile.json" --node "$(hostname)" \
+      --stats "$NFS_RUN/stats.json" || rc=$?
+    log "error: NFS client exited with status $rc; /shared was unavailable, remounting"
+    printf '%s exit %s\n' "$(date +%FT%T)" "$rc" >>"$NFS_RUN/crashes"
+    fusermount3 -u -z /shared 2>/dev/null || true
+    sleep 1
+  done
+}
+
 run_slurmd() {
   install -d /var/spool/slurmd
+  start_nfs
   wait_for "slurmctld to answer" scontrol ping
   exec slurmd -D
 }
 
 run_login() {
+  start_nfs
   wait_for "slurmctld to answer" scontrol ping
   log "login node ready"
   exec sleep infinity
 }
 
 link_config
-# The shared filesystem is a project space every user may create in (like /tmp).
-chmod 1777 /shared
 start_munge
 case "$ROLE" in
   slurmdbd) run_slurmdbd ;;

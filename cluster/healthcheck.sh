@@ -4,6 +4,12 @@ set -euo pipefail
 LAB_USER=${LAB_USER:-student}
 LAB_ACCOUNT=${LAB_ACCOUNT:-lab}
 
+# The NFS client answers: mounted, and a stat through it returns in time.
+nfs_ok() {
+  mountpoint -q /shared && timeout 5 stat -t /shared/. >/dev/null ||
+    { echo "NFS client on /shared not answering (see $(hostname)'s log)"; return 1; }
+}
+
 case "${1:?usage: minihpc-healthcheck <role>}" in
   slurmdbd)
     # The database answers through slurmdbd and the lab association exists.
@@ -11,11 +17,13 @@ case "${1:?usage: minihpc-healthcheck <role>}" in
   slurmctld)
     scontrol ping | grep -q 'is UP' ;;
   slurmd)
+    nfs_ok
     pidof slurmd >/dev/null
     # The controller sees this node usable (idle/alloc/mix/completing), not down or drained.
     state=$(sinfo -h -n "$(hostname)" -o %t | head -n1)
     [[ "$state" =~ ^(idle|alloc|mix|comp|plnd)$ ]] ;;
   login)
+    nfs_ok
     munge -n | unmunge >/dev/null
     scontrol ping | grep -q 'is UP'
     snakemake --version >/dev/null ;;

@@ -10,8 +10,12 @@ started=$(date +%s.%N)
 
 topology() { python3 cluster/topology.py --run-dir .run --compose-file docker-compose.yml "$@"; }
 
-# Validate sizing before anything starts.
+# Validate sizing and the NFS profile before anything starts.
 read -r -a nodes <<<"$(topology --print-nodes)"
+NFS_PROFILE=${NFS_PROFILE:-}
+if [[ -n "$NFS_PROFILE" ]]; then
+  python3 -m nfs.ctl check "$NFS_PROFILE" >/dev/null || exit 2
+fi
 
 if ! docker info >/dev/null 2>&1; then
   log "docker engine not reachable: running cluster/bootstrap-host.sh"
@@ -41,3 +45,7 @@ if [[ "$ctld_running" == true && "$changed" == changed ]]; then
   cluster/compose.sh exec -T slurmctld scontrol reconfigure
 fi
 python3 cluster/ready.py --timeout "$READY_TIMEOUT" --started "$started" "${nodes[@]}"
+if [[ -n "$NFS_PROFILE" ]]; then
+  cluster/compose.sh exec -T login minihpc-nfs set "$NFS_PROFILE" | head -n1 >&2
+fi
+cluster/compose.sh exec -T login minihpc-nfs show | head -n1 | sed 's/^/cluster-up: shared filesystem: NFS /' >&2

@@ -33,7 +33,8 @@ log = logging.getLogger("minihpc-nfs")
 
 def _fuse_attrs(a: Attrs) -> dict[str, int]:
     return {"st_mode": a.mode, "st_ino": a.ino, "st_nlink": a.nlink, "st_uid": a.uid, "st_gid": a.gid,
-            "st_size": a.size, "st_atime": a.atime_ns, "st_mtime": a.mtime_ns, "st_ctime": a.ctime_ns}
+            "st_size": a.size, "st_atime": a.atime_ns, "st_mtime": a.mtime_ns, "st_ctime": a.ctime_ns,
+            "st_blocks": a.blocks, "st_blksize": 4096}
 
 
 class SharedFS(mfusepy.Operations):

@@ -49,11 +49,12 @@ class Attrs:
     atime_ns: int
     mtime_ns: int
     ctime_ns: int
+    blocks: int = 0
 
     @classmethod
     def from_stat(cls, s: os.stat_result) -> Attrs:
         return cls(s.st_mode, s.st_ino, s.st_nlink, s.st_uid, s.st_gid, s.st_size,
-                   s.st_atime_ns, s.st_mtime_ns, s.st_ctime_ns)
+                   s.st_atime_ns, s.st_mtime_ns, s.st_ctime_ns, s.st_blocks)
 
     @property
     def is_dir(self) -> bool:
@@ -156,7 +157,8 @@ class NodeModel:
 
     def snapshot(self) -> dict:
         with self._lock:
-            return {"node": self.node, "profile": self.profile.name, "charged_s": round(self.charged, 6),
+            return {"node": self.node, "profile": self.profile.name, "digest": self.profile.digest,
+                    "charged_s": round(self.charged, 6),
                     **dict(self.stats)}
 
     # -- what the node sees ------------------------------------------------

@@ -10,6 +10,7 @@ within a second, so switching needs no restart.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import tempfile
@@ -87,6 +88,11 @@ class Profile:
             else:
                 changes[key] = str(value)
         return dataclasses.replace(self, **changes)
+
+    @property
+    def digest(self) -> str:
+        """Identifies these exact settings: a client reports it once it runs them."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)

@@ -38,7 +38,7 @@ class Mounts:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             stats = [self.stats(n) for n in ("A", "B")]
-            if all(s.get("profile") == profile.name for s in stats):
+            if all(s.get("digest") == profile.digest for s in stats):
                 return
             time.sleep(0.2)
         raise AssertionError(f"clients did not switch to {profile.name}: {stats}")

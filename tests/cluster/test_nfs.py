@@ -1,0 +1,117 @@
+"""The NFS-style shared filesystem on the live cluster: mounted by the FUSE
+client on every node, the backing volume out of users' reach, profiles switched
+at runtime, the deterministic delay and injected faults seen by real jobs."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+from support import Cluster, eventually, q, run_ok
+
+DIR = "/shared/nfs-proof"
+
+
+def nfs_set(cluster: Cluster, *args: str) -> str:
+    """Switch the profile from the login node and wait until every client runs it."""
+    out = run_ok(cluster.host("login"), "minihpc-nfs set " + " ".join(q(a) for a in args))
+    digest = re.search(r"^profile: \S+ \(([0-9a-f]{12})\)", out, re.M).group(1)
+
+    def switched() -> bool:
+        return all(digest in cluster.host(s).run("minihpc-nfs stats").stdout for s in ["login", *cluster.compute_names])
+
+    eventually(switched, timeout=15, interval=0.5, what=f"every client on profile {args[0]} ({digest})")
+    return digest
+
+
+@pytest.fixture
+def proof_dir(cluster: Cluster) -> Iterator[str]:
+    nfs_set(cluster, "off")
+    user = cluster.as_user()
+    run_ok(user, f"rm -rf {DIR} && mkdir -p {DIR}")
+    yield DIR
+    nfs_set(cluster, "off")
+    user.run(f"rm -rf {DIR}")
+
+
+def test_every_node_mounts_the_client_and_the_backing_store_is_root_only(cluster: Cluster) -> None:
+    for service in ["login", *cluster.compute_names]:
+        mounts = run_ok(cluster.host(service), "findmnt -n -o FSTYPE,OPTIONS /shared")
+        assert mounts.startswith("fuse.minihpc") and "allow_other" in mounts and "default_permissions" in mounts
+        assert cluster.inspect(service)["State"]["Health"]["Status"] == "healthy"
+        r = cluster.as_user(service).run("ls /srv/nfs")
+        assert r.rc != 0 and "Permission denied" in r.stderr, f"{service}: the lab user reached the backing store"
+        assert cluster.inspect(service)["HostConfig"]["Privileged"] is False
+    for service in ("slurmctld", "slurmdbd"):
+        assert not cluster.host(service).file("/srv/nfs/export").exists, "only NFS clients hold the volume"
+
+
+def test_files_are_the_lab_users_on_every_node(cluster: Cluster, proof_dir: str) -> None:
+    run_ok(cluster.as_user(), f"srun -w c1 bash -c 'echo from-c1 > {proof_dir}/owned'")
+    for service in ["login", *cluster.compute_names]:
+        out = run_ok(cluster.host(service), f"stat -c '%U %G %a' {proof_dir}/owned; cat {proof_dir}/owned")
+        assert out.split() == ["student", "student", "644", "from-c1"], f"{service}: {out}"
+    assert run_ok(cluster.host("c1"), f"stat -c %u /srv/nfs/export/{proof_dir[8:]}/owned").strip() == "1000"
+
+
+def _appearance_delay(cluster: Cluster, path: str) -> float:
+    """A job on c1 writes `path` (its content: the write time); seconds until login sees it."""
+    user = cluster.as_user()
+    run_ok(user, f"srun -w c1 bash -c 'date +%s.%N > {path}.tmp && mv {path}.tmp {path}'")
+    t = time.time()
+    while user.run(f"test -e {path}").rc != 0:
+        assert time.time() - t < 30, f"{path} never appeared on login"
+        time.sleep(0.1)
+    seen = time.time()
+    written = float(run_ok(user, f"cat {path}"))
+    return seen - written
+
+
+def test_deterministic_delay_hides_a_jobs_output_from_login_for_d_seconds(cluster: Cluster, proof_dir: str) -> None:
+    started = {s: cluster.inspect(s)["State"]["StartedAt"] for s in ("login", "c1")}
+    off = _appearance_delay(cluster, f"{proof_dir}/off.txt")
+    nfs_set(cluster, "delay-3", "--set", "delay=6")
+    delayed = _appearance_delay(cluster, f"{proof_dir}/delayed.txt")
+    assert run_ok(cluster.host("c1"), f"cat {proof_dir}/delayed.txt").strip(), "c1 sees its own write at once"
+    assert off < 1.5, f"profile off: visible on login after {off:.2f}s"
+    assert 5.0 <= delayed <= 7.5, f"delay 6: visible on login after {delayed:.2f}s"
+    assert {s: cluster.inspect(s)["State"]["StartedAt"] for s in ("login", "c1")} == started, "switched, not restarted"
+
+
+def test_an_injected_eio_reaches_the_job_as_an_io_error(cluster: Cluster, proof_dir: str) -> None:
+    user = cluster.as_user()
+    run_ok(user, f"echo payload > {proof_dir}/input.txt")
+    nfs_set(cluster, "off", "--fault", f"EIO:op=read,path={proof_dir[7:]}/input.txt,node=c1,probability=1")
+    r = user.run(f"sbatch --wait -w c1 -o {proof_dir}/job.out --wrap 'cat {proof_dir}/input.txt'")
+    out = run_ok(user, f"cat {proof_dir}/job.out")
+    assert r.rc != 0 and "Input/output error" in out, out
+    jobid = r.stdout.split()[-1]
+    state = run_ok(user, f"sacct -n -X -P -j {jobid} -o State,ExitCode").strip()
+    assert state.startswith("FAILED"), state
+    assert run_ok(cluster.as_user("c2"), f"cat {proof_dir}/input.txt").strip() == "payload", "node c2 unaffected"
+
+
+def test_a_client_crash_is_reported_and_the_mount_comes_back(cluster: Cluster, proof_dir: str) -> None:
+    c2 = cluster.host("c2")
+    run_ok(c2, "pkill -KILL -f 'python -m nfs[.]client'")  # [.]: not this shell's own command line
+    eventually(lambda: "NFS client exited with status" in cluster.compose("logs", "--no-log-prefix", "c2").stdout,
+               timeout=20, what="the crash in c2's log")
+    eventually(lambda: c2.run(f"stat -t {proof_dir}").rc == 0, timeout=30, what="/shared back on c2")
+    assert "exit" in run_ok(c2, "cat /run/minihpc-nfs/crashes")
+    r = c2.run("stat /shared 2>&1")
+    assert "Transport endpoint is not connected" not in r.stdout
+    eventually(lambda: cluster.inspect("c2")["State"]["Health"]["Status"] == "healthy", timeout=60,
+               what="c2 healthy again")
+
+
+def test_make_status_names_the_active_profile(cluster: Cluster) -> None:
+    nfs_set(cluster, "linux")
+    try:
+        out = subprocess.run(["make", "-s", "status"], cwd=cluster.root, capture_output=True, text=True,
+                             check=True).stdout
+        assert "profile: linux" in out
+    finally:
+        nfs_set(cluster, "off")
