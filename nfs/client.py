@@ -68,9 +68,9 @@ class SharedFS(mfusepy.Operations):
                 return _fuse_attrs(Attrs.from_stat(os.fstat(fh)))
         return _fuse_attrs(self.m.stat(path))
 
-    def readdir(self, path: str, fh: int) -> list[str]:
+    def readdir(self, path: str, fh: int) -> list:
         self.m.fault("readdir", path)
-        return [".", "..", *self.m.listdir(path)]
+        return [".", "..", *((name, {"st_ino": ino, "st_mode": kind}, 0) for name, ino, kind in self.m.listdir(path))]
 
     def readlink(self, path: str) -> str:
         self.m.fault("readlink", path)

@@ -71,7 +71,12 @@ class Store(Protocol):
 
     def stat(self, path: str) -> Attrs: ...
 
-    def listdir(self, path: str) -> list[str]: ...
+    def listdir(self, path: str) -> list[Entry]: ...
+
+
+# A directory entry: name, inode, file type bits (S_IFMT). Without a non-zero
+# inode, glibc and bash's globbing skip the entry as deleted.
+Entry = tuple[str, int, int]
 
 
 class BackingStore:
@@ -86,8 +91,17 @@ class BackingStore:
     def stat(self, path: str) -> Attrs:
         return Attrs.from_stat(os.lstat(self.real(path)))
 
-    def listdir(self, path: str) -> list[str]:
-        return os.listdir(self.real(path))
+    def listdir(self, path: str) -> list[Entry]:
+        with os.scandir(self.real(path)) as it:
+            return [(e.name, e.inode(), _dtype(e)) for e in it]
+
+
+def _dtype(e: os.DirEntry) -> int:
+    if e.is_symlink():
+        return st.S_IFLNK
+    if e.is_dir(follow_symlinks=False):
+        return st.S_IFDIR
+    return st.S_IFREG if e.is_file(follow_symlinks=False) else 0
 
 
 @dataclass
@@ -182,22 +196,22 @@ class NodeModel:
         """Close-to-open: open() always asks the server."""
         return self._fetch(path, "getattr")
 
-    def listdir(self, path: str) -> list[str]:
+    def listdir(self, path: str) -> list[Entry]:
         self.rpc("readdir")
-        names = self.store.listdir(path)
+        entries = self.store.listdir(path)
         if self.profile.delay <= 0:
-            return names
+            return entries
         now = self.clock()
         visible = []
-        for name in names:
-            child = posixpath.join(path, name)
+        for entry in entries:
+            child = posixpath.join(path, entry[0])
             try:
                 a = self.store.stat(child)
             except FileNotFoundError:
                 continue
             with self._lock:
                 if self._visible(child, a, now) is not None:
-                    visible.append(name)
+                    visible.append(entry)
         return visible
 
     def own_change(self, *paths: str, parent: bool = True) -> None:

@@ -4,11 +4,9 @@ this host, as nodes A and B, each by its own `python -m nfs.client` process."""
 from __future__ import annotations
 
 import errno
-import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -18,51 +16,33 @@ from pathlib import Path
 import pytest
 
 from nfs.faults import FaultRule
-from nfs.profiles import Profile, named, write_active
+from nfs.localmount import LocalCluster, local_cluster
+from nfs.profiles import Profile, named
 
-ROOT = Path(__file__).resolve().parents[2]
 LAB_UID = 1000
 
 
 @dataclass
 class Mounts:
-    backing: Path
-    control: Path
-    a: Path
-    b: Path
-    procs: list[subprocess.Popen]
+    lc: LocalCluster
+
+    @property
+    def a(self) -> Path:
+        return self.lc.mnt("A")
+
+    @property
+    def b(self) -> Path:
+        return self.lc.mnt("B")
+
+    @property
+    def backing(self) -> Path:
+        return self.lc.backing
 
     def set(self, profile: Profile) -> None:
-        """Switch the profile at runtime and wait until both clients run it."""
-        write_active(self.control, profile)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            stats = [self.stats(n) for n in ("A", "B")]
-            if all(s.get("digest") == profile.digest for s in stats):
-                return
-            time.sleep(0.2)
-        raise AssertionError(f"clients did not switch to {profile.name}: {stats}")
+        self.lc.set(profile)
 
     def stats(self, node: str) -> dict:
-        try:
-            return json.loads((self.backing.parent / f"stats.{node}.json").read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            return {}
-
-
-def _mount(backing: Path, control: Path, mnt: Path, node: str) -> subprocess.Popen:
-    mnt.mkdir()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "nfs.client", "--backing", str(backing), "--mountpoint", str(mnt),
-         "--control", str(control), "--node", node, "--stats", str(backing.parent / f"stats.{node}.json")],
-        cwd=ROOT, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 15
-    while not os.path.ismount(mnt):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise AssertionError(f"nfs.client {node} did not mount {mnt}: {proc.communicate()[1][-2000:]}")
-        time.sleep(0.05)
-    return proc
+        return self.lc.stats(node)
 
 
 @pytest.fixture
@@ -70,25 +50,12 @@ def mounts() -> Iterator[Mounts]:
     assert shutil.which("fusermount3"), "fusermount3 missing: run `make bootstrap` (installs fuse3)"
     assert os.path.exists("/dev/fuse"), "/dev/fuse missing: this host cannot mount FUSE filesystems"
     # Not under pytest's tmp_path: its parent is private to root, and the lab user must reach the mounts.
-    tmp_path = Path(tempfile.mkdtemp(prefix="minihpc-nfs-"))
-    tmp_path.chmod(0o755)
-    backing = tmp_path / "export"
-    backing.mkdir()
-    backing.chmod(0o1777)
-    control = tmp_path / "control/profile.json"
-    write_active(control, named("off"))
-    procs = [_mount(backing, control, tmp_path / "A", "A"), _mount(backing, control, tmp_path / "B", "B")]
-    m = Mounts(backing, control, tmp_path / "A", tmp_path / "B", procs)
-    m.set(named("off"))
-    yield m
-    for mnt in (m.a, m.b):
-        subprocess.run(["fusermount3", "-u", "-z", str(mnt)], check=False)
-    for p in procs:
-        try:
-            p.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-    shutil.rmtree(tmp_path, ignore_errors=True)
+    root = Path(tempfile.mkdtemp(prefix="minihpc-nfs-"))
+    try:
+        with local_cluster(root, named("off")) as lc:
+            yield Mounts(lc)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def as_lab_user(script: str) -> subprocess.CompletedProcess:
@@ -102,6 +69,9 @@ def test_profile_off_shows_a_write_on_a_at_once_on_b(mounts: Mounts):
     (mounts.a / "results/out.txt").write_text("hello\n")
     assert (mounts.b / "results/out.txt").read_text() == "hello\n"
     assert (mounts.backing / "results/out.txt").read_text() == "hello\n"
+    assert [p.name for p in (mounts.b / "results").glob("*.txt")] == ["out.txt"], "globbing needs real inodes"
+    r = subprocess.run(["bash", "-c", f"cd {mounts.b} && echo results/*.txt"], capture_output=True, text=True)
+    assert r.stdout.split() == ["results/out.txt"], r.stdout
     (mounts.b / "results/out.txt").unlink()
     assert not (mounts.a / "results/out.txt").exists()
 

@@ -66,10 +66,10 @@ class FakeServer:
         except KeyError:
             raise FileNotFoundError(errno.ENOENT, "No such file", path) from None
 
-    def listdir(self, path: str) -> list[str]:
+    def listdir(self, path: str) -> list[tuple[str, int, int]]:
         prefix = path.rstrip("/") + "/"
-        return sorted(p[len(prefix):] for p in self.files if p.startswith(prefix) and "/" not in p[len(prefix):]
-                      and p != path)
+        return sorted((p[len(prefix):], a.ino, a.mode & 0o170000) for p, a in self.files.items()
+                      if p.startswith(prefix) and "/" not in p[len(prefix):] and p != path)
 
 
 @pytest.fixture
@@ -260,10 +260,10 @@ def test_another_nodes_new_file_is_invisible_for_exactly_d_seconds(server, clock
     clock.t = t0 + 3 - 1e-3
     with pytest.raises(FileNotFoundError):
         login.stat("/d/out")
-    assert "out" not in login.listdir("/d")
+    assert "out" not in [e[0] for e in login.listdir("/d")]
     clock.t = t0 + 3
     assert login.stat("/d/out").size == 10
-    assert "out" in login.listdir("/d")
+    assert "out" in [e[0] for e in login.listdir("/d")]
 
 
 def test_a_change_shows_the_old_attributes_for_d_seconds(server, clock):

@@ -1,0 +1,162 @@
+#!/usr/bin/env python3
+"""Benchmark the NFS-style client on this host (one backing dir, nodes A and B).
+
+1. Profile off, client against the raw backing directory: sequential write and
+   read throughput (MB/s), stat and create rates (ops/s); medians of REPS runs.
+   Targets: sequential >= 30 % of raw, metadata >= 20 % of raw.
+2. A round-trip profile (rtt-5ms: no caching, 5 ms per server round trip): a
+   small-file job (create, stat, read back FILES files) on A. Its slowdown
+   against profile off should equal round trip x server operations (the
+   client's own counters) within 20 %.
+
+Writes bench/results/nfs.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from nfs.localmount import local_cluster  # noqa: E402
+from nfs.profiles import named  # noqa: E402
+
+RESULTS = ROOT / "bench/results/nfs.json"
+CHUNK = 1 << 20
+
+
+def seq_write(d: Path, mb: int) -> float:
+    buf = os.urandom(CHUNK)
+    t = time.perf_counter()
+    with open(d / "seq.bin", "wb") as f:
+        for _ in range(mb):
+            f.write(buf)
+        f.flush()
+        os.fsync(f.fileno())
+    return mb / (time.perf_counter() - t)
+
+
+def seq_read(d: Path, mb: int) -> float:
+    t = time.perf_counter()
+    with open(d / "seq.bin", "rb", buffering=0) as f:
+        while f.read(CHUNK):
+            pass
+    return mb / (time.perf_counter() - t)
+
+
+def creates(d: Path, n: int) -> float:
+    sub = d / f"c{time.monotonic_ns()}"
+    sub.mkdir()
+    t = time.perf_counter()
+    for i in range(n):
+        with open(sub / f"f{i}", "wb") as f:
+            f.write(b"x" * 100)
+    return n / (time.perf_counter() - t)
+
+
+def stats(d: Path, n: int) -> float:
+    sub = d / "s"
+    if not sub.exists():
+        sub.mkdir()
+        for i in range(n):
+            (sub / f"f{i}").write_bytes(b"x")
+    names = [sub / f"f{i}" for i in range(n)]
+    t = time.perf_counter()
+    for p in names:
+        os.stat(p)
+    return n / (time.perf_counter() - t)
+
+
+def small_file_job(d: Path, n: int) -> float:
+    """What a scatter step does to a shared filesystem: many tiny files."""
+    sub = d / f"job{time.monotonic_ns()}"
+    t = time.perf_counter()
+    sub.mkdir()
+    for i in range(n):
+        (sub / f"part{i}.txt").write_text(f"{i}\n")
+    for i in range(n):
+        os.stat(sub / f"part{i}.txt")
+    total = sum(int((sub / f"part{i}.txt").read_text()) for i in range(n))
+    assert total == n * (n - 1) // 2
+    return time.perf_counter() - t
+
+
+def median_of(reps: int, fn: Callable[[], float]) -> tuple[float, list[float]]:
+    samples = [fn() for _ in range(reps)]
+    return statistics.median(samples), samples
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--mb", type=int, default=256, help="size of the sequential file")
+    ap.add_argument("--files", type=int, default=2000, help="files for the stat/create rates")
+    ap.add_argument("--job-files", type=int, default=200, help="files of the small-file job")
+    a = ap.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="minihpc-nfs-bench-"))
+    raw_dir = root / "raw"
+    out: dict = {"host": platform.node(), "cpus": os.cpu_count(), "reps": a.reps, "when": time.strftime("%FT%T%z")}
+    try:
+        with local_cluster(root, named("off")) as lc:
+            raw_dir = lc.backing / "raw"
+            raw_dir.mkdir()
+            client_dir = lc.mnt("A") / "client"
+            client_dir.mkdir()
+            figures = {}
+            for name, fn, arg in (("seq_write_mbs", seq_write, a.mb), ("seq_read_mbs", seq_read, a.mb),
+                                  ("stat_per_s", stats, a.files), ("create_per_s", creates, a.files)):
+                raw, raw_s = median_of(a.reps, lambda fn=fn, arg=arg: fn(raw_dir, arg))
+                cli, cli_s = median_of(a.reps, lambda fn=fn, arg=arg: fn(client_dir, arg))
+                figures[name] = {"raw": round(raw, 1), "client": round(cli, 1), "ratio": round(cli / raw, 3),
+                                 "raw_samples": [round(x, 1) for x in raw_s],
+                                 "client_samples": [round(x, 1) for x in cli_s]}
+                print(f"{name:14} raw {raw:10.1f}  client {cli:10.1f}  ratio {cli / raw:.3f}", flush=True)
+            out["profile_off"] = figures
+            out["targets"] = {"sequential_ratio_min": 0.30, "metadata_ratio_min": 0.20}
+
+            job_dir = lc.mnt("A") / "jobs"
+            job_dir.mkdir()
+            base, base_s = median_of(a.reps, lambda: small_file_job(job_dir, a.job_files))
+            rtt_profile = named("rtt-5ms")
+            lc.set(rtt_profile)
+            slow, rpcs, ratios = [], [], []
+            for _ in range(a.reps):
+                before = lc.wait_stats("A").get("rpcs", 0)
+                t = small_file_job(job_dir, a.job_files)
+                ops = lc.wait_stats("A").get("rpcs", 0) - before
+                expected = ops * rtt_profile.rtt_ms / 1000
+                slow.append(t)
+                rpcs.append(ops)
+                ratios.append((t - base) / expected)
+            out["small_file_job"] = {
+                "profile": rtt_profile.name, "rtt_ms": rtt_profile.rtt_ms, "files": a.job_files,
+                "off_s": round(base, 3), "rtt_s": round(statistics.median(slow), 3),
+                "server_ops": int(statistics.median(rpcs)),
+                "expected_slowdown_s": round(statistics.median(rpcs) * rtt_profile.rtt_ms / 1000, 3),
+                "measured_slowdown_s": round(statistics.median(slow) - base, 3),
+                "measured_over_expected": round(statistics.median(ratios), 3),
+                "target": "within 20 % of 1.0",
+                "off_samples": [round(x, 3) for x in base_s], "rtt_samples": [round(x, 3) for x in slow],
+            }
+            print(json.dumps(out["small_file_job"], indent=1), flush=True)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(out, indent=1) + "\n")
+    print(f"wrote {RESULTS.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""Mount the NFS-style client on this host, outside the cluster: one backing
+directory seen as several nodes. Used by the integration tests and the
+benchmark; the cluster's nodes mount through cluster/entrypoint.sh instead."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from nfs.profiles import Profile, write_active
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class LocalCluster:
+    """`root/export` is the server's tree, `root/<node>` each node's mount."""
+
+    def __init__(self, root: Path, nodes: tuple[str, ...]) -> None:
+        self.root, self.nodes = root, nodes
+        self.backing = root / "export"
+        self.control = root / "control/profile.json"
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def mnt(self, node: str) -> Path:
+        return self.root / node
+
+    def stats(self, node: str) -> dict:
+        try:
+            return json.loads((self.root / f"stats.{node}.json").read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+
+    def set(self, profile: Profile, timeout: float = 10) -> None:
+        """Switch the profile at runtime; returns once every client runs it."""
+        write_active(self.control, profile)
+        deadline = time.monotonic() + timeout
+        while not all(self.stats(n).get("digest") == profile.digest for n in self.nodes):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"clients did not switch to {profile.name}: {[self.stats(n) for n in self.nodes]}")
+            time.sleep(0.1)
+
+    def wait_stats(self, node: str) -> dict:
+        """Counters written after now (the client writes them every second)."""
+        path = self.root / f"stats.{node}.json"
+        before = path.stat().st_mtime_ns
+        deadline = time.monotonic() + 5
+        while path.stat().st_mtime_ns == before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.stats(node)
+
+    def _mount(self, node: str) -> None:
+        mnt = self.mnt(node)
+        mnt.mkdir()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "nfs.client", "--backing", str(self.backing), "--mountpoint", str(mnt),
+             "--control", str(self.control), "--node", node, "--stats", str(self.root / f"stats.{node}.json")],
+            cwd=ROOT, stderr=subprocess.PIPE, text=True)
+        self.procs[node] = proc
+        deadline = time.monotonic() + 15
+        while not os.path.ismount(mnt):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError(f"nfs.client {node} did not mount {mnt}: {proc.communicate()[1][-2000:]}")
+            time.sleep(0.05)
+
+    def unmount(self) -> None:
+        for node in self.procs:
+            subprocess.run(["fusermount3", "-u", "-z", str(self.mnt(node))], check=False)
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+@contextmanager
+def local_cluster(root: Path, profile: Profile, nodes: tuple[str, ...] = ("A", "B")) -> Iterator[LocalCluster]:
+    root.chmod(0o755)
+    lc = LocalCluster(root, nodes)
+    lc.backing.mkdir()
+    lc.backing.chmod(0o1777)
+    write_active(lc.control, profile)
+    try:
+        for node in nodes:
+            lc._mount(node)
+        lc.set(profile)
+        yield lc
+    finally:
+        lc.unmount()
