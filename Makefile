@@ -16,7 +16,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 
 .DEFAULT_GOAL := help
-.PHONY: help bootstrap cluster-up cluster-down destroy status shell logs test test-unit lock lint bench-cluster nfs-profiles nfs-profile
+.PHONY: help bootstrap cluster-up cluster-down destroy status shell logs test test-unit lock lint bench-cluster bench-nfs nfs-profiles nfs-profile
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -77,6 +77,9 @@ lock: ## re-resolve cluster/requirements.lock from cluster/requirements.in
 
 bench-cluster: $(VENV)/.installed ## measure cold/warm bring-up and idle memory -> bench/results/cluster.json
 	$(PY) bench/cluster_bringup.py
+
+bench-nfs: $(VENV)/.installed ## NFS client vs raw volume, and the small-file slowdown under rtt-5ms -> bench/results/nfs.json
+	$(PY) bench/nfs_client.py
 
 LAB := python3 lab/confirm.py
 .PHONY: lab core1 core2 core4 core5 confirm

@@ -6,8 +6,10 @@ LAB_ACCOUNT=${LAB_ACCOUNT:-lab}
 
 # The NFS client answers: mounted, and a stat through it returns in time.
 nfs_ok() {
-  mountpoint -q /shared && timeout 5 stat -t /shared/. >/dev/null ||
-    { echo "NFS client on /shared not answering (see $(hostname)'s log)"; return 1; }
+  if ! { mountpoint -q /shared && timeout 5 stat -t /shared/. >/dev/null; }; then
+    echo "NFS client on /shared not answering (see $(hostname)'s log)"
+    return 1
+  fi
 }
 
 case "${1:?usage: minihpc-healthcheck <role>}" in
