@@ -82,7 +82,7 @@ bench-nfs: $(VENV)/.installed ## NFS client vs raw volume, and the small-file sl
 	$(PY) bench/nfs_client.py
 
 LAB := python3 lab/confirm.py
-.PHONY: lab core1 core2 core4 core5 confirm
+.PHONY: lab core1 core2 lab-latency core4 core5 confirm
 
 lab: ## the module's commissioning sequence on the cluster, through the slurm profile
 	$(LAB) --lab
@@ -92,6 +92,9 @@ core1: ## Core 1: executor selection (sacct evidence) and log retention
 
 core2: ## Core 2: retries, poison outputs, incomplete semantics, atomic writes
 	$(LAB) core2
+
+lab-latency: ## Core 3, latency: --latency-wait below/above the NFS delay (profile lag-10) and with it off
+	$(LAB) core3-latency
 
 core4: ## Core 4: generated unit tests as a gate
 	$(LAB) core4

@@ -8,12 +8,13 @@ filesystem, exit codes and Snakemake's own messages.
 
 from __future__ import annotations
 
+import calendar
 import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from labctl import Lab, now_stamp, sacct_jobs
+from labctl import Lab, now_stamp, sacct_jobs, set_nfs_profile
 
 SLURM = "--profile profiles/slurm"
 LOCAL = "--profile profiles/local"
@@ -198,6 +199,68 @@ def interrupted_run(prefix: str = "core2") -> Core:
     return c
 
 
+# The NFS delay D for the latency lesson. The SLURM plugin notices a finished
+# job only at its next status poll, about 20 s after submission here: a delay
+# shorter than that has already passed and no latency-wait is ever needed.
+LAG_PROFILE, LAG = "lag-10", 40
+
+
+def finished_at(output: str) -> float | None:
+    """Epoch seconds of Snakemake's last `Finished jobid` timestamp."""
+    stamps = re.findall(r"\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]\n(?:[^\n]*\n)?Finished jobid", output)
+    # The nodes run in UTC.
+    return calendar.timegm(time.strptime(stamps[-1], "%a %b %d %H:%M:%S %Y")) if stamps else None
+
+
+def core3_latency(prefix: str = "core3") -> Core:
+    """Outputs a job wrote on a compute node reach the submit host D seconds
+    later (NFS profile lag-10): a --latency-wait below D fails with Snakemake's
+    latency message, one above D waits about D and succeeds; with the profile
+    off both succeed."""
+    c, lab = fresh("core3", f"{prefix}-latency")
+    target = "results/staged_demo.txt"
+    try:
+        lag = set_nfs_profile(lab, LAG_PROFILE, "--set", f"delay={LAG}")
+        time.sleep(LAG + 1)  # the lab's own files, laid out from login, reach the compute nodes
+        short = lab.snakemake(f"{SLURM} --latency-wait 2 {target}")
+        time.sleep(LAG + 1)
+        after_short = lab.sh(f"ls -l results/; cat {target}; snakemake -n {target} | tail -n 2")
+        lab.sh("rm -rf results .snakemake/metadata")
+        time.sleep(1)
+        long = lab.snakemake(f"{SLURM} --latency-wait 60 {target}")
+        # The job ends right after writing its output (Snakemake itself later
+        # touches the file, so its ctime is no witness of the write).
+        ids = submitted_ids(long.out)
+        ended = lab.sh(f"sacct -n -X -P -j {ids[-1] if ids else 0} -o End")
+        off = set_nfs_profile(lab, "off")
+        lab.sh("rm -rf results .snakemake/metadata")
+        off_short = lab.snakemake(f"{SLURM} --latency-wait 2 {target}")
+        lab.sh("rm -rf results .snakemake/metadata")
+        off_long = lab.snakemake(f"{SLURM} --latency-wait 60 {target}")
+    finally:
+        set_nfs_profile(lab, "off")
+    done = finished_at(long.out)
+    try:
+        end = calendar.timegm(time.strptime(ended.out.strip(), "%Y-%m-%dT%H:%M:%S"))
+    except ValueError:
+        end = None
+    waited = done - end if done is not None and end is not None else None
+    lab.proof("core3.latency", lag, short, after_short, long, ended,
+              f"waited for the output: {waited} s (NFS delay {LAG} s)\n", off, off_short, off_long)
+    c.check(f"NFS delay {LAG} s, --latency-wait 2: fails with Snakemake's filesystem-latency message",
+            short.rc != 0 and "Missing files after 2 seconds. This might be due to filesystem latency" in short.out,
+            short.out[-600:])
+    c.check(f"NFS delay {LAG} s, --latency-wait 60: succeeds after waiting for the output",
+            long.rc == 0 and "Waiting at most 60 seconds for missing files" in long.out, long.out[-600:])
+    # Snakemake re-checks every latency-wait/10 s (6 s here): the wait ends within that of D.
+    c.check(f"Snakemake saw the output about {LAG} s after the job wrote it and ended",
+            waited is not None and LAG - 1 <= waited <= LAG + 7,
+            f"waited {waited}")
+    c.check("NFS profile off: --latency-wait 2 and 60 both succeed", off_short.rc == 0 and off_long.rc == 0,
+            off_short.out[-300:] + off_long.out[-300:])
+    return c
+
+
 def core4(prefix: str = "core4") -> Core:
     """Generated unit tests gate the workflow."""
     c, lab = fresh("core4", prefix)
@@ -261,4 +324,5 @@ def core5(prefix: str = "core5") -> Core:
     return c
 
 
-CORES: dict[str, Callable[[], Core]] = {"core1": core1, "core2": core2, "core4": core4, "core5": core5}
+CORES: dict[str, Callable[[], Core]] = {"core1": core1, "core2": core2, "core3-latency": core3_latency,
+                                        "core4": core4, "core5": core5}

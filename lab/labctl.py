@@ -112,3 +112,23 @@ def now_stamp(lab: Lab) -> str:
     lab.results.pop()
     time.sleep(1)  # sacct -S has one-second resolution
     return r.out.strip()
+
+
+def set_nfs_profile(lab: Lab, *args: str) -> Result:
+    """Switch the cluster's NFS-style client profile; returns once every node's
+    client (login and each compute node) reports running it."""
+    r = lab.sh("minihpc-nfs set " + " ".join(shlex.quote(a) for a in args), user="root")
+    if r.rc != 0:
+        raise RuntimeError(f"minihpc-nfs set {' '.join(args)} failed: {r.out}")
+    digest = r.out.split("profile: ", 1)[1].split("(", 1)[1].split(")", 1)[0]
+    nodes = ["login", *lab.sh("sinfo -h -N -o %N | sort -u").out.split()]
+    lab.results.pop()
+    deadline = time.monotonic() + 20
+    for node in nodes:
+        while digest not in lab.sh("minihpc-nfs stats", service=node, user="root").out:
+            lab.results.pop()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the NFS client on {node} did not switch to {args[0]} ({digest})")
+            time.sleep(0.3)
+        lab.results.pop()
+    return r

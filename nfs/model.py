@@ -14,6 +14,7 @@ sleep, so the unit tests drive it with a fake clock.
   caches at once (the server's reply carries the new attributes).
 - Deterministic delay D: a file another node created or changed (server ctime)
   stays invisible here, or shows its previous attributes, until ctime + D.
+  Deletions show at once.
 - Latency: a round trip (with seeded jitter), extra per metadata operation and
   per byte, charged only when the model goes to the server.
 """
@@ -307,17 +308,9 @@ class NodeModel:
                 self._seen[path] = a
             return a
         if a is None:
-            # Deleted on the server. If another node did it less than D ago
-            # (the parent changed, not by us), this node still sees the file.
-            prev = self._seen.get(path)
-            if prev is not None and path != "/":
-                parent = posixpath.dirname(path)
-                try:
-                    pa = self.store.stat(parent)
-                except FileNotFoundError:
-                    pa = None
-                if pa is not None and self._own.get(parent) != pa.ctime_ns and now < pa.ctime_ns / 1e9 + delay:
-                    return prev
+            # Deletions show at once: a file this node saw, deleted elsewhere,
+            # must be creatable here again (the kernel would otherwise open the
+            # stale entry without O_CREAT and fail).
             self._seen.pop(path, None)
             return None
         if (a.is_dir and not self.profile.delay_dirs) or self._own.get(path) == a.ctime_ns:
