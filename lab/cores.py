@@ -220,7 +220,7 @@ def core3_latency(prefix: str = "core3") -> Core:
     c, lab = fresh("core3", f"{prefix}-latency")
     target = "results/staged_demo.txt"
     try:
-        lag = set_nfs_profile(lab, LAG_PROFILE, "--set", f"delay={LAG}")
+        lag = set_nfs_profile(LAG_PROFILE, "--set", f"delay={LAG}")
         time.sleep(LAG + 1)  # the lab's own files, laid out from login, reach the compute nodes
         short = lab.snakemake(f"{SLURM} --latency-wait 2 {target}")
         time.sleep(LAG + 1)
@@ -232,13 +232,13 @@ def core3_latency(prefix: str = "core3") -> Core:
         # touches the file, so its ctime is no witness of the write).
         ids = submitted_ids(long.out)
         ended = lab.sh(f"sacct -n -X -P -j {ids[-1] if ids else 0} -o End")
-        off = set_nfs_profile(lab, "off")
+        off = set_nfs_profile("off")
         lab.sh("rm -rf results .snakemake/metadata")
         off_short = lab.snakemake(f"{SLURM} --latency-wait 2 {target}")
         lab.sh("rm -rf results .snakemake/metadata")
         off_long = lab.snakemake(f"{SLURM} --latency-wait 60 {target}")
     finally:
-        set_nfs_profile(lab, "off")
+        set_nfs_profile("off")
     done = finished_at(long.out)
     try:
         end = calendar.timegm(time.strptime(ended.out.strip(), "%Y-%m-%dT%H:%M:%S"))

@@ -8,6 +8,7 @@ Used by `make lab`, `make core*`, `make confirm` and the cluster tests.
 from __future__ import annotations
 
 import io
+import re
 import shlex
 import subprocess
 import tarfile
@@ -33,6 +34,18 @@ class Result:
         return f"$ {self.cmd}\n{body}[exit {self.rc}]\n"
 
 
+def node_sh(cmd: str, service: str = "login", user: str = LAB_USER, workdir: str | None = None,
+            timeout: float = 900) -> Result:
+    """Run a bash login-shell command on a node; stdout+stderr merged."""
+    t = time.monotonic()
+    where = ["-w", workdir] if workdir else []
+    r = subprocess.run(
+        [COMPOSE, "exec", "-T", "-u", user, *where, service, "bash", "-lc", cmd],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout, check=False,
+    )
+    return Result(cmd, r.returncode, r.stdout, time.monotonic() - t)
+
+
 @dataclass
 class Lab:
     """A lab working directory on the shared filesystem."""
@@ -47,12 +60,7 @@ class Lab:
 
     def sh(self, cmd: str, service: str = "login", timeout: float = 900, user: str = LAB_USER) -> Result:
         """Run a bash command in the workdir (as the lab user unless told); stdout+stderr merged."""
-        t = time.monotonic()
-        r = subprocess.run(
-            [COMPOSE, "exec", "-T", "-u", user, "-w", self.workdir, service, "bash", "-lc", cmd],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout, check=False,
-        )
-        res = Result(cmd, r.returncode, r.stdout, time.monotonic() - t)
+        res = node_sh(cmd, service, user, workdir=self.workdir, timeout=timeout)
         self.results.append(res)
         return res
 
@@ -114,21 +122,19 @@ def now_stamp(lab: Lab) -> str:
     return r.out.strip()
 
 
-def set_nfs_profile(lab: Lab, *args: str) -> Result:
-    """Switch the cluster's NFS-style client profile; returns once every node's
-    client (login and each compute node) reports running it."""
-    r = lab.sh("minihpc-nfs set " + " ".join(shlex.quote(a) for a in args), user="root")
-    if r.rc != 0:
+def set_nfs_profile(*args: str) -> Result:
+    """Switch the cluster's NFS-style client profile (`minihpc-nfs set ARGS`);
+    returns once every node's client (login and each compute node) runs it."""
+    r = node_sh("minihpc-nfs set " + " ".join(shlex.quote(a) for a in args), user="root")
+    m = re.search(r"^profile: \S+ \(([0-9a-f]{12})\)", r.out, re.M)
+    if r.rc != 0 or m is None:
         raise RuntimeError(f"minihpc-nfs set {' '.join(args)} failed: {r.out}")
-    digest = r.out.split("profile: ", 1)[1].split("(", 1)[1].split(")", 1)[0]
-    nodes = ["login", *lab.sh("sinfo -h -N -o %N | sort -u").out.split()]
-    lab.results.pop()
+    digest = m.group(1)
+    nodes = ["login", *node_sh("sinfo -h -N -o %N | sort -u").out.split()]
     deadline = time.monotonic() + 20
     for node in nodes:
-        while digest not in lab.sh("minihpc-nfs stats", service=node, user="root").out:
-            lab.results.pop()
+        while digest not in node_sh("minihpc-nfs stats", service=node, user="root").out:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the NFS client on {node} did not switch to {args[0]} ({digest})")
             time.sleep(0.3)
-        lab.results.pop()
     return r

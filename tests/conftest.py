@@ -13,6 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))  # the nfs package
+sys.path.insert(0, str(ROOT / "lab"))  # labctl, cores
 
 from support import Cluster  # noqa: E402
 

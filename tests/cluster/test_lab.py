@@ -7,15 +7,9 @@ messages); a test fails with every failed check and its evidence.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
+import cores
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "lab"))
-
-import cores  # noqa: E402
-from support import Cluster  # noqa: E402
+from support import Cluster
 
 
 @pytest.mark.parametrize("name", list(cores.CORES))

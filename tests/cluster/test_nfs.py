@@ -4,36 +4,24 @@ at runtime, the deterministic delay and injected faults seen by real jobs."""
 
 from __future__ import annotations
 
-import re
 import subprocess
 import time
 from collections.abc import Iterator
 
 import pytest
-from support import Cluster, eventually, q, run_ok
+from labctl import set_nfs_profile
+from support import Cluster, eventually, run_ok
 
 DIR = "/shared/nfs-proof"
 
 
-def nfs_set(cluster: Cluster, *args: str) -> str:
-    """Switch the profile from the login node and wait until every client runs it."""
-    out = run_ok(cluster.host("login"), "minihpc-nfs set " + " ".join(q(a) for a in args))
-    digest = re.search(r"^profile: \S+ \(([0-9a-f]{12})\)", out, re.M).group(1)
-
-    def switched() -> bool:
-        return all(digest in cluster.host(s).run("minihpc-nfs stats").stdout for s in ["login", *cluster.compute_names])
-
-    eventually(switched, timeout=15, interval=0.5, what=f"every client on profile {args[0]} ({digest})")
-    return digest
-
-
 @pytest.fixture
 def proof_dir(cluster: Cluster) -> Iterator[str]:
-    nfs_set(cluster, "off")
+    set_nfs_profile("off")
     user = cluster.as_user()
     run_ok(user, f"rm -rf {DIR} && mkdir -p {DIR}")
     yield DIR
-    nfs_set(cluster, "off")
+    set_nfs_profile("off")
     user.run(f"rm -rf {DIR}")
 
 
@@ -73,7 +61,7 @@ def _appearance_delay(cluster: Cluster, path: str) -> float:
 def test_deterministic_delay_hides_a_jobs_output_from_login_for_d_seconds(cluster: Cluster, proof_dir: str) -> None:
     started = {s: cluster.inspect(s)["State"]["StartedAt"] for s in ("login", "c1")}
     off = _appearance_delay(cluster, f"{proof_dir}/off.txt")
-    nfs_set(cluster, "delay-3", "--set", "delay=6")
+    set_nfs_profile("delay-3", "--set", "delay=6")
     delayed = _appearance_delay(cluster, f"{proof_dir}/delayed.txt")
     assert run_ok(cluster.host("c1"), f"cat {proof_dir}/delayed.txt").strip(), "c1 sees its own write at once"
     assert off < 1.5, f"profile off: visible on login after {off:.2f}s"
@@ -84,7 +72,7 @@ def test_deterministic_delay_hides_a_jobs_output_from_login_for_d_seconds(cluste
 def test_an_injected_eio_reaches_the_job_as_an_io_error(cluster: Cluster, proof_dir: str) -> None:
     user = cluster.as_user()
     run_ok(user, f"echo payload > {proof_dir}/input.txt")
-    nfs_set(cluster, "off", "--fault", f"EIO:op=read,path={proof_dir[7:]}/input.txt,node=c1,probability=1")
+    set_nfs_profile("off", "--fault", f"EIO:op=read,path={proof_dir[7:]}/input.txt,node=c1,probability=1")
     r = user.run(f"sbatch --wait -w c1 -o {proof_dir}/job.out --wrap 'cat {proof_dir}/input.txt'")
     out = run_ok(user, f"cat {proof_dir}/job.out")
     assert r.rc != 0 and "Input/output error" in out, out
@@ -108,10 +96,10 @@ def test_a_client_crash_is_reported_and_the_mount_comes_back(cluster: Cluster, p
 
 
 def test_make_status_names_the_active_profile(cluster: Cluster) -> None:
-    nfs_set(cluster, "linux")
+    set_nfs_profile("linux")
     try:
         out = subprocess.run(["make", "-s", "status"], cwd=cluster.root, capture_output=True, text=True,
                              check=True).stdout
         assert "profile: linux" in out
     finally:
-        nfs_set(cluster, "off")
+        set_nfs_profile("off")
