@@ -48,8 +48,8 @@ nfs-profiles: ## list the NFS-style client's named profiles
 # Profile switch at runtime, no restart: make nfs-profile PROFILE=lag-10 [SET="delay=7"] [FAULT="EIO:op=read,path=/x/*,count=1"]
 nfs-profile: ## switch every node's NFS client to PROFILE (SET=k=v..., FAULT=spec...)
 	@[ -n "$(PROFILE)" ] || { echo "nfs-profile: name one with PROFILE=<name>; choose from:"; python3 -m nfs.ctl list; exit 2; }
-	@python3 -m nfs.ctl check $(PROFILE) $(foreach s,$(SET),--set $(s)) $(foreach f,$(FAULT),--fault $(f)) >/dev/null
-	$(COMPOSE) exec -T login minihpc-nfs set $(PROFILE) $(foreach s,$(SET),--set $(s)) $(foreach f,$(FAULT),--fault $(f))
+	@python3 -m nfs.ctl check $(PROFILE) $(foreach s,$(SET),--set '$(s)') $(foreach f,$(FAULT),--fault '$(f)') >/dev/null
+	$(COMPOSE) exec -T login minihpc-nfs set $(PROFILE) $(foreach s,$(SET),--set '$(s)') $(foreach f,$(FAULT),--fault '$(f)')
 
 shell: ## a login shell on the login node as the lab user
 	$(COMPOSE) exec -u $(LAB_USER) -w /home/$(LAB_USER) login bash -l
