@@ -31,6 +31,18 @@ from nfs.profiles import ProfileError, read_active  # noqa: E402
 log = logging.getLogger("minihpc-nfs")
 
 
+# libfuse3 hands utimens the timespec special values of utimensat(2) with
+# tv_sec 0: "now" for `touch` (and Snakemake touching its outputs), "omit" for
+# the time not being set (touch -m leaves atime alone).
+UTIME_NOW, UTIME_OMIT = (1 << 30) - 1, (1 << 30) - 2
+
+
+def resolve_times(times: tuple[int, int], current: tuple[int, int], now_ns: int) -> tuple[int, int]:
+    """(atime, mtime) in ns to set, given what utimens received and what the file has."""
+    return tuple(now_ns if t == UTIME_NOW else cur if t == UTIME_OMIT else t
+                 for t, cur in zip(times, current, strict=True))  # type: ignore[return-value]
+
+
 def _fuse_attrs(a: Attrs) -> dict[str, int]:
     return {"st_mode": a.mode, "st_ino": a.ino, "st_nlink": a.nlink, "st_uid": a.uid, "st_gid": a.gid,
             "st_size": a.size, "st_atime": a.atime_ns, "st_mtime": a.mtime_ns, "st_ctime": a.ctime_ns,
@@ -135,7 +147,13 @@ class SharedFS(mfusepy.Operations):
     def utimens(self, path: str, times: tuple[int, int] | None = None) -> None:
         self.m.fault("setattr", path)
         self.m.rpc("setattr")
-        os.utime(self._real(path), ns=times, follow_symlinks=False) if times else os.utime(self._real(path))
+        real = self._real(path)
+        if times:
+            st = os.lstat(real)
+            times = resolve_times(times, (st.st_atime_ns, st.st_mtime_ns), time.time_ns())
+            os.utime(real, ns=times, follow_symlinks=False)
+        else:
+            os.utime(real, follow_symlinks=False)
         self.m.own_change(path, parent=False)
 
     def mkdir(self, path: str, mode: int) -> None:

@@ -106,6 +106,22 @@ def test_negative_lookup_entry_lasts_until_the_directory_revalidates(mounts: Mou
     assert mounts.stats("B").get("cache.negative", 0) >= 1
 
 
+def test_touch_sets_now_and_leaves_an_omitted_time_alone(mounts: Mounts):
+    f = mounts.a / "stamp.txt"
+    f.write_text("x")
+    os.utime(f, ns=(1_600_000_000 * 10**9, 1_600_000_000 * 10**9))
+    before = time.time()
+    # `touch` and Snakemake's own touch of outputs: utimensat(NULL), "now" for both times.
+    subprocess.run(["touch", str(f)], check=True)
+    s = (mounts.b / "stamp.txt").stat()
+    assert before - 1 <= s.st_mtime <= time.time() + 1 and before - 1 <= s.st_atime <= time.time() + 1, s
+    # touch -m sets mtime only: atime is "omit" and must keep its value.
+    os.utime(f, ns=(1_500_000_000 * 10**9, 1_500_000_000 * 10**9))
+    subprocess.run(["touch", "-m", "-d", "@1700000000", str(f)], check=True)
+    s = (mounts.backing / "stamp.txt").stat()
+    assert (s.st_atime, s.st_mtime) == (1_500_000_000, 1_700_000_000)
+
+
 def test_files_belong_to_the_user_who_made_them_on_every_node(mounts: Mounts):
     r = as_lab_user(f"mkdir {mounts.a}/mine && echo x > {mounts.a}/mine/f")
     assert r.returncode == 0, r.stderr
