@@ -4,23 +4,25 @@ NODES ?= 2
 NODE_CPUS ?= 2
 NODE_MEM_MB ?= 3000
 READY_TIMEOUT ?= 180
+# Each node's private scratch (/scratch, a tmpfs), in MiB.
+SCRATCH_MB ?= 512
 # NFS-style client profile (see `make nfs-profiles`); empty keeps the active one (fresh cluster: off).
 NFS_PROFILE ?=
 LAB_USER ?= student
 PYTEST_ARGS ?=
 
-export NODES NODE_CPUS NODE_MEM_MB READY_TIMEOUT NFS_PROFILE
+export NODES NODE_CPUS NODE_MEM_MB SCRATCH_MB READY_TIMEOUT NFS_PROFILE
 
 COMPOSE := cluster/compose.sh
 VENV := .venv
 PY := $(VENV)/bin/python
 
 .DEFAULT_GOAL := help
-.PHONY: help bootstrap cluster-up cluster-down destroy status shell logs test test-unit lock lint bench-cluster bench-nfs nfs-profiles nfs-profile
+.PHONY: help bootstrap cluster-up cluster-down destroy status scratch shell logs test test-unit lock lint bench-cluster bench-nfs bench-staging nfs-profiles nfs-profile
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
-	@echo "  knobs: NODES=$(NODES) (1-16) NODE_CPUS=$(NODE_CPUS) NODE_MEM_MB=$(NODE_MEM_MB) READY_TIMEOUT=$(READY_TIMEOUT) NFS_PROFILE=$(NFS_PROFILE)"
+	@echo "  knobs: NODES=$(NODES) (1-16) NODE_CPUS=$(NODE_CPUS) NODE_MEM_MB=$(NODE_MEM_MB) SCRATCH_MB=$(SCRATCH_MB) READY_TIMEOUT=$(READY_TIMEOUT) NFS_PROFILE=$(NFS_PROFILE)"
 
 bootstrap: ## install/start the Docker engine and Compose v2 on this host (Debian, root)
 	cluster/bootstrap-host.sh
@@ -41,6 +43,9 @@ status: ## nodes, queue and service health
 	@echo; $(COMPOSE) exec -T login sinfo -N -l
 	@echo; $(COMPOSE) exec -T login squeue
 	@echo; $(COMPOSE) exec -T login minihpc-nfs show
+
+scratch: ## each node's scratch: usage and files (NODE=c1 for one node)
+	@python3 lab/scratch.py $(NODE)
 
 nfs-profiles: ## list the NFS-style client's named profiles
 	@python3 -m nfs.ctl list

@@ -8,6 +8,9 @@ never disagree. Output goes to the run directory (git-ignored):
     <run>/compose.nodes.yml   compute services, merged over docker-compose.yml
     <run>/etc/slurm.conf      mounted read-only at /etc/minihpc/slurm on every node
     <run>/etc/cgroup.conf
+
+SCRATCH_MB sizes each node's scratch: a private tmpfs at /scratch on every
+compute node and on the login node, which slurm.conf declares as TmpFS.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pathlib import Path
 
 MAX_NODES = 16
 CLUSTER_NAME = "minihpc"
+SCRATCH = "/scratch"
 
 
 class TopologyError(ValueError):
@@ -32,6 +36,7 @@ class Topology:
     nodes: int
     cpus: int
     mem_mb: int
+    scratch_mb: int = 512
 
     @classmethod
     def from_env(cls, env: dict[str, str]) -> Topology:
@@ -40,6 +45,8 @@ class Topology:
             cpus=_int(env, "NODE_CPUS", 2, 1, 64),
             # Snakemake asks for at least 1000 MB per job: leave room for two.
             mem_mb=_int(env, "NODE_MEM_MB", 3000, 2048, 1_048_576),
+            # tmpfs: memory is only used by what jobs write.
+            scratch_mb=_int(env, "SCRATCH_MB", 512, 16, 65_536),
         )
 
     @property
@@ -105,7 +112,9 @@ KillWait=5
 MinJobAge=300
 SlurmctldDebug=info
 SlurmdDebug=info
-NodeName={t.nodelist} CPUs={t.cpus} RealMemory={t.mem_mb} State=UNKNOWN
+# Node-local scratch (a tmpfs per node): jobs may ask for it with --tmp.
+TmpFS={SCRATCH}
+NodeName={t.nodelist} CPUs={t.cpus} RealMemory={t.mem_mb} TmpDisk={t.scratch_mb} State=UNKNOWN
 PartitionName=main Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 """
 
@@ -120,12 +129,16 @@ def compose_nodes(t: Topology, compose_file: Path) -> dict:
     # Compose resolves `extends.file` against the project directory, which is
     # the directory of docker-compose.yml (the first -f file).
     base = compose_file.name
-    return {
-        "services": {
-            name: {"extends": {"file": base, "service": "compute"}, "hostname": name, "scale": 1}
-            for name in t.names
-        }
+    # World-writable with the sticky bit, like /tmp: each user makes their own
+    # directory, nobody can remove another's.
+    scratch = [f"{SCRATCH}:size={t.scratch_mb}m,mode=1777"]
+    services = {
+        name: {"extends": {"file": base, "service": "compute"}, "hostname": name, "scale": 1,
+               "tmpfs": scratch}
+        for name in t.names
     }
+    services["login"] = {"tmpfs": scratch}
+    return {"services": services}
 
 
 def write_if_changed(path: Path, text: str) -> bool:

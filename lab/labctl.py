@@ -122,6 +122,14 @@ def now_stamp(lab: Lab) -> str:
     return r.out.strip()
 
 
+def compute_nodes() -> list[str]:
+    """The compute nodes the running cluster has, as SLURM knows them."""
+    r = node_sh("sinfo -h -N -o %N")
+    if r.rc != 0:
+        raise RuntimeError(f"sinfo failed on the login node: {r.out}")
+    return sorted(set(r.out.split()), key=lambda n: int(n[1:]))
+
+
 def set_nfs_profile(*args: str) -> Result:
     """Switch the cluster's NFS-style client profile (`minihpc-nfs set ARGS`);
     returns once every node's client (login and each compute node) runs it."""
@@ -130,7 +138,7 @@ def set_nfs_profile(*args: str) -> Result:
     if r.rc != 0 or m is None:
         raise RuntimeError(f"minihpc-nfs set {' '.join(args)} failed: {r.out}")
     digest = m.group(1)
-    nodes = ["login", *node_sh("sinfo -h -N -o %N | sort -u").out.split()]
+    nodes = ["login", *compute_nodes()]
     deadline = time.monotonic() + 20
     for node in nodes:
         while digest not in node_sh("minihpc-nfs stats", service=node, user="root").out:

@@ -21,10 +21,22 @@ def test_conf_and_compose_agree(tmp_path: Path, n: int) -> None:
     topology.render(t, tmp_path, ROOT / "docker-compose.yml")
     conf = (tmp_path / "etc/slurm.conf").read_text()
     services = json.loads((tmp_path / "compose.nodes.yml").read_text())["services"]
-    assert sorted(services, key=lambda s: int(s[1:])) == [f"c{i}" for i in range(1, n + 1)]
-    assert all(s["hostname"] == name for name, s in services.items())
+    compute = sorted(set(services) - {"login"}, key=lambda s: int(s[1:]))
+    assert compute == [f"c{i}" for i in range(1, n + 1)]
+    assert all(services[name]["hostname"] == name for name in compute)
     expected = "c1" if n == 1 else f"c[1-{n}]"
-    assert f"NodeName={expected} CPUs=2 RealMemory=3000 " in conf
+    assert f"NodeName={expected} CPUs=2 RealMemory=3000 TmpDisk=512 " in conf
+
+
+def test_every_node_has_its_own_scratch_of_the_declared_size(tmp_path: Path) -> None:
+    t = topology.Topology.from_env({"NODES": "3", "SCRATCH_MB": "64"})
+    topology.render(t, tmp_path, ROOT / "docker-compose.yml")
+    conf = (tmp_path / "etc/slurm.conf").read_text()
+    services = json.loads((tmp_path / "compose.nodes.yml").read_text())["services"]
+    assert sorted(services) == ["c1", "c2", "c3", "login"]
+    # A tmpfs per container: private to the node, limited to SCRATCH_MB.
+    assert all(s["tmpfs"] == ["/scratch:size=64m,mode=1777"] for s in services.values())
+    assert "TmpFS=/scratch\n" in conf and " TmpDisk=64 " in conf
 
 
 def test_render_reports_change_only_when_values_change(tmp_path: Path) -> None:
@@ -42,6 +54,7 @@ def test_render_reports_change_only_when_values_change(tmp_path: Path) -> None:
         ({"NODES": "17"}, "NODES=17 is out of range; allowed 1 to 16"),
         ({"NODES": "two"}, "NODES='two' is not a whole number; use e.g. NODES=2"),
         ({"NODE_MEM_MB": "1000"}, "NODE_MEM_MB=1000 is out of range; allowed 2048"),
+        ({"SCRATCH_MB": "8"}, "SCRATCH_MB=8 is out of range; allowed 16 to 65536"),
     ],
 )
 def test_bad_sizes_are_refused_with_the_fix(env: dict[str, str], message: str) -> None:
