@@ -87,7 +87,8 @@ bench-nfs: $(VENV)/.installed ## NFS client vs raw volume, and the small-file sl
 	$(PY) bench/nfs_client.py
 
 LAB := python3 lab/confirm.py
-.PHONY: lab core1 core2 lab-latency core4 core5 confirm
+.PHONY: lab core1 core2 lab-latency lab-staging core4 core5 confirm demos \
+	demo-unwritable-scratch demo-scratch-full demo-prefix-mismatch demo-no-plugin demo-latency
 
 lab: ## the module's commissioning sequence on the cluster, through the slurm profile
 	$(LAB) --lab
@@ -101,6 +102,9 @@ core2: ## Core 2: retries, poison outputs, incomplete semantics, atomic writes
 lab-latency: ## Core 3, latency: --latency-wait below/above the NFS delay (profile lag-10) and with it off
 	$(LAB) core3-latency
 
+lab-staging: ## Core 3, staging: job IO through node scratch (profiles/slurm-staging), proven from each node's files
+	$(LAB) core3-staging
+
 core4: ## Core 4: generated unit tests as a gate
 	$(LAB) core4
 
@@ -109,3 +113,22 @@ core5: ## Core 5: drift reports and --drop-metadata
 
 confirm: ## every core from a clean lab state; pass/fail table; proofs in .proof/
 	$(LAB)
+
+# Instructor demos: one real failure each, its signature, and the fix.
+demos: ## every instructor demo below
+	$(LAB) --demos
+
+demo-unwritable-scratch: ## demo: the job's scratch prefix is not writable (PermissionError)
+	$(LAB) $@
+
+demo-scratch-full: ## demo: node scratch full (ENOSPC in the job)
+	$(LAB) $@
+
+demo-prefix-mismatch: ## demo: storage-local-copies declared shared, prefixes node-local (copies left on scratch)
+	$(LAB) $@
+
+demo-no-plugin: ## demo: the staging profile without snakemake-storage-plugin-fs installed
+	$(LAB) $@
+
+demo-latency: ## demo: --latency-wait shorter than the NFS lag (Missing files after N seconds)
+	$(LAB) $@

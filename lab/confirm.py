@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Run lab cores on the live cluster and print a pass/fail table.
 
-    confirm.py            every core from a clean lab state (make confirm)
-    confirm.py core2      one core (make core2)
-    confirm.py --lab      the module's commissioning sequence (make lab)
+    confirm.py                   every core from a clean lab state (make confirm)
+    confirm.py core2             one core (make core2)
+    confirm.py demo-scratch-full an instructor demo, ending with its fix (make demo-scratch-full)
+    confirm.py --demos           every instructor demo (make demos)
+    confirm.py --lab             the module's commissioning sequence (make lab)
 
 Proof artifacts land in .proof/, one file per proof, holding real output.
 Exit status is non-zero when any check fails.
@@ -15,7 +17,11 @@ import argparse
 import sys
 
 from cores import CORES, SLURM, Check, Core
+from demos import DEMOS
 from labctl import Lab
+from staging import core3_staging
+
+RUNS = {**CORES, "core3-staging": core3_staging}
 
 
 def commissioning() -> Core:
@@ -49,10 +55,13 @@ def table(checks: list[Check]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("cores", nargs="*", choices=[[], *CORES], help="cores to run (default: all)")
+    ap.add_argument("names", nargs="*", choices=[[], *RUNS, *DEMOS], metavar="NAME",
+                    help=f"cores ({', '.join(RUNS)}) or demos ({', '.join(DEMOS)}); default: every core")
     ap.add_argument("--lab", action="store_true", help="run the commissioning sequence")
+    ap.add_argument("--demos", action="store_true", help="run every instructor demo")
     args = ap.parse_args(argv)
-    runs = [commissioning] if args.lab else [CORES[n] for n in (args.cores or CORES)]
+    names = list(DEMOS) if args.demos else args.names or list(RUNS)
+    runs = [commissioning] if args.lab else [RUNS[n] if n in RUNS else DEMOS[n].run for n in names]
     checks: list[Check] = []
     for run in runs:
         print(f"running {run.__name__} ...", flush=True)
@@ -62,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
             if not ch.ok:
                 print(f"  FAIL {ch.name}: {ch.detail[:500]}", file=sys.stderr)
     print(table(checks))
+    for name in (n for n in names if n in DEMOS and not args.lab):
+        print(f"\n{name}: {DEMOS[name].title}\n  proof: .proof/{name.replace('demo-', 'demo.')}.txt\n"
+              f"  fix: {DEMOS[name].fix}")
     failed = sum(not c.ok for c in checks)
     print(f"\n{len(checks) - failed}/{len(checks)} checks passed; proof artifacts in .proof/")
     return 1 if failed else 0

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from labctl import Lab, now_stamp, sacct_jobs, set_nfs_profile
+from labctl import Lab, Result, now_stamp, sacct_jobs, set_nfs_profile
 
 SLURM = "--profile profiles/slurm"
 LOCAL = "--profile profiles/local"
@@ -212,19 +212,29 @@ def finished_at(output: str) -> float | None:
     return calendar.timegm(time.strptime(stamps[-1], "%a %b %d %H:%M:%S %Y")) if stamps else None
 
 
+LAG_TARGET = "results/staged_demo.txt"
+
+
+def short_wait_under_lag(lab: Lab) -> tuple[Result, Result, Result]:
+    """Under an NFS delay of LAG s, run LAG_TARGET with --latency-wait 2, then
+    wait out the delay and look at what arrived. Leaves the lag profile on."""
+    lag = set_nfs_profile(LAG_PROFILE, "--set", f"delay={LAG}")
+    time.sleep(LAG + 1)  # the lab's own files, laid out from login, reach the compute nodes
+    short = lab.snakemake(f"{SLURM} --latency-wait 2 {LAG_TARGET}")
+    time.sleep(LAG + 1)
+    after_short = lab.sh(f"ls -l results/; cat {LAG_TARGET}; snakemake -n {LAG_TARGET} | tail -n 2")
+    return lag, short, after_short
+
+
 def core3_latency(prefix: str = "core3") -> Core:
     """Outputs a job wrote on a compute node reach the submit host D seconds
     later (NFS profile lag-10): a --latency-wait below D fails with Snakemake's
     latency message, one above D waits about D and succeeds; with the profile
     off both succeed."""
     c, lab = fresh("core3", f"{prefix}-latency")
-    target = "results/staged_demo.txt"
+    target = LAG_TARGET
     try:
-        lag = set_nfs_profile(LAG_PROFILE, "--set", f"delay={LAG}")
-        time.sleep(LAG + 1)  # the lab's own files, laid out from login, reach the compute nodes
-        short = lab.snakemake(f"{SLURM} --latency-wait 2 {target}")
-        time.sleep(LAG + 1)
-        after_short = lab.sh(f"ls -l results/; cat {target}; snakemake -n {target} | tail -n 2")
+        lag, short, after_short = short_wait_under_lag(lab)
         lab.sh("rm -rf results .snakemake/metadata")
         time.sleep(1)
         long = lab.snakemake(f"{SLURM} --latency-wait 60 {target}")

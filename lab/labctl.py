@@ -34,16 +34,27 @@ class Result:
         return f"$ {self.cmd}\n{body}[exit {self.rc}]\n"
 
 
+def _exec(cmd: str, service: str, user: str, workdir: str | None) -> list[str]:
+    where = ["-w", workdir] if workdir else []
+    return [COMPOSE, "exec", "-T", "-u", user, *where, service, "bash", "-lc", cmd]
+
+
 def node_sh(cmd: str, service: str = "login", user: str = LAB_USER, workdir: str | None = None,
             timeout: float = 900) -> Result:
     """Run a bash login-shell command on a node; stdout+stderr merged."""
     t = time.monotonic()
-    where = ["-w", workdir] if workdir else []
-    r = subprocess.run(
-        [COMPOSE, "exec", "-T", "-u", user, *where, service, "bash", "-lc", cmd],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout, check=False,
-    )
+    r = subprocess.run(_exec(cmd, service, user, workdir), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       text=True, timeout=timeout, check=False)
     return Result(cmd, r.returncode, r.stdout, time.monotonic() - t)
+
+
+@dataclass
+class Running:
+    """A command started on a node and not yet waited for."""
+
+    cmd: str
+    proc: subprocess.Popen
+    started: float
 
 
 @dataclass
@@ -61,6 +72,19 @@ class Lab:
     def sh(self, cmd: str, service: str = "login", timeout: float = 900, user: str = LAB_USER) -> Result:
         """Run a bash command in the workdir (as the lab user unless told); stdout+stderr merged."""
         res = node_sh(cmd, service, user, workdir=self.workdir, timeout=timeout)
+        self.results.append(res)
+        return res
+
+    def spawn(self, cmd: str, service: str = "login") -> Running:
+        """Start a command in the workdir as the lab user and return at once
+        (to watch the cluster while it runs); collect() waits for it."""
+        proc = subprocess.Popen(_exec(cmd, service, LAB_USER, self.workdir), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+        return Running(cmd, proc, time.monotonic())
+
+    def collect(self, running: Running, timeout: float = 900) -> Result:
+        out, _ = running.proc.communicate(timeout=timeout)
+        res = Result(running.cmd, running.proc.returncode, out, time.monotonic() - running.started)
         self.results.append(res)
         return res
 

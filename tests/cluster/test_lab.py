@@ -1,20 +1,31 @@
 """The course cores driven through the slurm profile, as the lab user.
 
-Each core runs the module's commands on the live cluster and judges them on
+Each core (and each instructor demo) runs the module's commands on the live cluster and judges them on
 evidence from the system (sacct rows, files on /shared, exit codes, Snakemake's
 messages); a test fails with every failed check and its evidence.
 """
 
 from __future__ import annotations
 
-import cores
 import pytest
+from confirm import RUNS
+from cores import Core
+from demos import DEMOS
 from support import Cluster
 
 
-@pytest.mark.parametrize("name", list(cores.CORES))
-def test_core(cluster: Cluster, name: str) -> None:
-    core = cores.CORES[name](prefix=f"test-{name}")
+def assert_passed(core: Core) -> None:
     assert core.checks, "a core that checks nothing proves nothing"
     failed = [f"{c.name}: {c.detail[:400]}" for c in core.checks if not c.ok]
     assert not failed, "\n".join(failed)
+
+
+@pytest.mark.parametrize("name", list(RUNS))
+def test_core(cluster: Cluster, name: str) -> None:
+    assert_passed(RUNS[name](prefix=f"test-{name}"))
+
+
+@pytest.mark.parametrize("name", list(DEMOS))
+def test_instructor_demo(cluster: Cluster, name: str) -> None:
+    """Each demo fails the way its docs say, leaves nothing poisoned, and cleans up."""
+    assert_passed(DEMOS[name].run(f"test-{name}"))

@@ -1,0 +1,229 @@
+"""Instructor demos: one command each, a real failure on the live cluster.
+
+Every demo runs in a fresh lab as the lab user, shows the failure and its
+signature (kept in .proof/demo.<name>.txt), checks that nothing poisoned is
+left on the shared filesystem, puts the cluster back as it found it, and ends
+with the fix in one paragraph (also in lab/GUIDE.md).
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cores import LAG, LAG_TARGET, Core, fresh, short_wait_under_lag, submitted_ids
+from labctl import LAB_USER, Lab, compute_nodes, node_sh, set_nfs_profile
+from scratch import SCRATCH, files
+from staging import INPUT, STAGING, TARGET, job_prefix
+
+COMPLETE = "records=40000 shards=2000 "
+
+
+@dataclass(frozen=True)
+class Demo:
+    title: str
+    fix: str
+    run: Callable[[str], Core]
+
+
+def no_poison(c: Core, lab: Lab) -> None:
+    """The failed run left neither the output nor its temporary shards on /shared."""
+    listing = lab.sh("find results -type f 2>/dev/null | sort")
+    c.check("no output and no temporary file of the job on the shared filesystem",
+            listing.rc == 0 and listing.out.strip() == "", listing.out)
+
+
+def job_log(lab: Lab, run_out: str) -> str:
+    ids = submitted_ids(run_out)
+    r = lab.sh(f"cat logs/slurm/rule_shard_work/{ids[-1]}.log" if ids else "true")
+    return r.out
+
+
+def clear_job_scratch(run_out: str) -> None:
+    """What a site's epilog would do: remove the demo jobs' scratch on every node."""
+    dirs = " ".join(job_prefix(j) for j in submitted_ids(run_out))
+    if dirs:
+        for node in compute_nodes():
+            node_sh(f"rm -rf {dirs}", service=node, user="root")
+
+
+def unwritable_scratch(prefix: str = "demo") -> Core:
+    """The module's Repro B on the cluster: the job's scratch prefix is not writable."""
+    c, lab = fresh("demo", f"{prefix}-unwritable-scratch")
+    run = lab.snakemake(f"{STAGING} --remote-job-local-storage-prefix '/root/forbidden_scratch/$SLURM_JOB_ID' "
+                        f"-- {TARGET}")
+    log = job_log(lab, run.out)
+    lab.proof("demo.unwritable-scratch", run, lab.sh("grep -h -A1 'Failed to create local storage prefix' "
+                                                     "logs/slurm/rule_shard_work/*.log"))
+    c.check("the run fails: the SLURM job FAILED", run.rc != 0 and "SLURM status is: 'FAILED'" in run.out,
+            run.out[-400:])
+    c.check("signature: Failed to create local storage prefix /root/forbidden_scratch/<jobid>/fs, "
+            "PermissionError [Errno 13]",
+            "Failed to create local storage prefix /root/forbidden_scratch/" in log
+            and "PermissionError: [Errno 13] Permission denied" in log, log[-400:])
+    no_poison(c, lab)
+    return c
+
+
+# What the scratch-full demo leaves free on each node: room for the staged
+# input (1.5 MB), none for the job's 2000 shards (a tmpfs page each).
+LEAVE_FREE_MIB = 3
+FILLER = f"{SCRATCH}/.demo-filler"
+
+
+def scratch_full(prefix: str = "demo") -> Core:
+    """Another job's leftovers fill node scratch: the job gets ENOSPC."""
+    c, lab = fresh("demo", f"{prefix}-scratch-full")
+    nodes = compute_nodes()
+    fill = (f"free=$(df -B1 --output=avail {SCRATCH} | tail -n 1); "
+            f"fallocate -l $((free - {LEAVE_FREE_MIB} * 1024 * 1024)) {FILLER} && df -h {SCRATCH} | tail -n 1")
+    run = None
+    try:
+        filled = [node_sh(fill, service=n, user="root") for n in nodes]
+        run = lab.snakemake(f"{STAGING} -- {TARGET}")
+        log = job_log(lab, run.out)
+        left = {n: files(n, f"{SCRATCH}/{LAB_USER}") for n in nodes}
+        lab.proof("demo.scratch-full", *filled, run,
+                  lab.sh("grep -h -B1 -A1 'No space left on device' logs/slurm/rule_shard_work/*.log | head -n 12"),
+                  "# left on scratch by the failed job:\n" +
+                  "".join(f"{n}: {len(ps)} file(s) {ps[:3]}\n" for n, ps in left.items()))
+    finally:
+        for n in nodes:
+            node_sh(f"rm -f {FILLER}", service=n, user="root")
+        if run is not None:
+            clear_job_scratch(run.out)
+    c.check("every compute node's scratch was filled", all(f.rc == 0 for f in filled), str([f.out for f in filled]))
+    c.check("the run fails", run.rc != 0, run.out[-300:])
+    c.check("signature: OSError: [Errno 28] No space left on device, in the job on scratch",
+            "OSError: [Errno 28] No space left on device" in log and "shards in /scratch/" in log, log[-400:])
+    c.check("the failed job's temporary files stay on its node's scratch",
+            any(p.endswith(".sorted") or p.endswith(".txt") for ps in left.values() for p in ps), str(left)[:300])
+    no_poison(c, lab)
+    return c
+
+
+SHARED_COPIES = "persistence software-deployment sources source-cache storage-local-copies"
+
+
+def prefix_mismatch(prefix: str = "demo") -> Core:
+    """storage-local-copies declared shared while both prefixes are node-local."""
+    c, lab = fresh("demo", f"{prefix}-prefix-mismatch")
+    # The input already on the shared filesystem, as raw data would be.
+    data = lab.snakemake(f"{STAGING} -- {INPUT}")
+    run = lab.snakemake(f"{STAGING} --shared-fs-usage {SHARED_COPIES} -- {TARGET}")
+    ids = submitted_ids(run.out)
+    node = lab.sh(f"sacct -n -X -P -j {ids[-1] if ids else 0} -o NodeList").out.strip()
+    left = files(node, job_prefix(ids[-1])) if ids and node else []
+    content = lab.read(TARGET)
+    where = f"# after the run, job {ids[-1] if ids else '?'}'s prefix on {node}:\n"
+    lab.proof("demo.prefix-mismatch", data, run, where + "".join(f"  {p}\n" for p in left), lab.sh(f"cat {TARGET}"))
+    clear_job_scratch(run.out)
+    before_submit = run.out.split("has been submitted")[0]
+    c.check("signature: the main process stages the input on the login node before submitting",
+            data.rc == 0 and f"Retrieving from storage: {INPUT}" in before_submit, before_submit[-400:])
+    c.check("signature: after a successful job its local copies stay on the node's scratch",
+            run.rc == 0 and any(p.endswith("/fs/data/records.txt") for p in left)
+            and any(p.endswith(f"/fs/{TARGET}") for p in left), str(left))
+    c.check("the output on the shared filesystem is complete (nothing poisoned)",
+            content is not None and content.startswith(COMPLETE), repr(content))
+    return c
+
+
+# An environment with Snakemake and the SLURM executor but without the fs
+# storage plugin: the cluster venv's packages, linked one by one, bar one.
+NO_PLUGIN_ENV = "/tmp/no-fs-plugin"
+MAKE_NO_PLUGIN_ENV = f"""
+env={NO_PLUGIN_ENV}
+rm -rf "$env" && python3 -m venv --without-pip "$env"
+purelib='import sysconfig; print(sysconfig.get_paths()["purelib"])'
+site=$(/opt/minihpc/venv/bin/python -c "$purelib"); dst=$("$env/bin/python" -c "$purelib")
+for e in "$site"/*; do
+  case ${{e##*/}} in snakemake_storage_plugin_fs*) ;; *) ln -s "$e" "$dst/" ;; esac
+done
+"$env/bin/python" -c 'import snakemake, snakemake_executor_plugin_slurm; print("snakemake, slurm executor: present")'
+"$env/bin/python" -c 'import snakemake_storage_plugin_fs' 2>&1 | tail -n 1
+"""
+
+
+def no_plugin(prefix: str = "demo") -> Core:
+    """The staging profile used where snakemake-storage-plugin-fs is not installed."""
+    c, lab = fresh("demo", f"{prefix}-no-plugin")
+    try:
+        env = lab.sh(MAKE_NO_PLUGIN_ENV)
+        run = lab.sh(f"{NO_PLUGIN_ENV}/bin/python -m snakemake {STAGING} -- {TARGET}")
+        queue = lab.sh("squeue --me -h | wc -l")
+    finally:
+        lab.sh(f"rm -rf {shlex.quote(NO_PLUGIN_ENV)}")
+    lab.proof("demo.no-plugin", env, run)
+    c.check("the environment has Snakemake and the SLURM executor, not the fs plugin",
+            env.rc == 0 and "present" in env.out and "No module named 'snakemake_storage_plugin_fs'" in env.out,
+            env.out[-300:])
+    c.check("signature: Error loading Snakemake plugin fs: The package snakemake-storage-plugin-fs is not installed.",
+            run.rc != 0 and "Error loading Snakemake plugin fs: The package snakemake-storage-plugin-fs is not "
+                            "installed." in run.out, run.out[-300:])
+    c.check("it stops before anything is submitted or run", "submitted" not in run.out and queue.out.strip() == "0"
+            and not lab.exists("data/records.txt"), run.out[-300:])
+    no_poison(c, lab)
+    return c
+
+
+def latency_too_short(prefix: str = "demo") -> Core:
+    """--latency-wait below the shared filesystem's lag."""
+    c, lab = fresh("demo", f"{prefix}-latency")
+    try:
+        lag, short, after = short_wait_under_lag(lab)
+    finally:
+        off = set_nfs_profile("off")
+    lab.proof("demo.latency", lag, short, f"# {LAG + 1} s later, on the login node:\n", after, off)
+    c.check("the run fails though its SLURM job completed",
+            short.rc != 0 and "completed successfully, but some output files are missing" in short.out,
+            short.out[-400:])
+    c.check("signature: Missing files after 2 seconds. This might be due to filesystem latency.",
+            "Missing files after 2 seconds. This might be due to filesystem latency." in short.out, short.out[-400:])
+    c.check(f"what appears {LAG} s later is the job's complete output, not a partial one",
+            lab.read(LAG_TARGET) == "staged_demo=ok\n", after.out[-300:])
+    return c
+
+
+DEMOS: dict[str, Demo] = {
+    "demo-unwritable-scratch": Demo(
+        "unwritable scratch prefix (permission error)",
+        "The job's scratch prefix must be creatable by the job's user on every compute node. Put both prefixes "
+        "on node-local scratch the user owns (profiles/slurm-staging: /scratch/$USER/main and "
+        "/scratch/$USER/job-$SLURM_JOB_ID) in the profile, not on the command line, and prove them with one "
+        "staged job as the user who runs production: as root the same run succeeds (ERRATA 9).",
+        unwritable_scratch),
+    "demo-scratch-full": Demo(
+        "node scratch full (ENOSPC)",
+        "Node-local scratch is small and every job on the node shares it; a failed job's files stay behind "
+        "(Snakemake removes only the local copies of declared inputs and outputs, and only after success). Ask "
+        "SLURM for room (`sbatch --tmp`, e.g. `slurm_extra: \"--tmp=2G\"` in the rule's resources) so the job "
+        "lands on a node whose TmpDisk has it, keep temporary files under the per-job prefix, and clear per-job "
+        "prefixes in an epilog. Snakemake checks the staged inputs' sizes against free space "
+        "(--wait-for-free-local-storage waits instead of failing), never what the job writes.",
+        scratch_full),
+    "demo-prefix-mismatch": Demo(
+        "storage-local-copies declared shared while the prefixes are node-local",
+        "Declare storage-local-copies in shared-fs-usage only when local-storage-prefix and "
+        "remote-job-local-storage-prefix name the same directory on a filesystem every node shares. With "
+        "per-node scratch leave it out, as profiles/slurm-staging does: each job then stages for itself and "
+        "removes its copies. Declared shared, the main process stages every input on the submit host for "
+        "nothing and no one removes the jobs' copies, so node scratch fills up job by job.",
+        prefix_mismatch),
+    "demo-no-plugin": Demo(
+        "storage plugin missing",
+        "Install snakemake-storage-plugin-fs in the environment that runs Snakemake, on the submit host and on "
+        "the compute nodes (the same environment at the same path, as in this cluster), pinned with Snakemake "
+        "in one lock file. Check with `python -c 'import snakemake_storage_plugin_fs'` in the environment the "
+        "profile is used from. When the profile sets no storage provider, nothing fails: scratch just stays "
+        "empty, the other sign that staging is not active.",
+        no_plugin),
+    "demo-latency": Demo(
+        "latency-wait too short for the shared filesystem's lag",
+        "Outputs reach the submit host only when the shared filesystem shows them there. Set latency-wait in "
+        "the profile above the worst lag you measure (profiles/slurm uses 30 s), not per run; the failed run's "
+        "output arrives later, complete, and a rerun picks it up without running the job again. If lags exceed "
+        "any sensible wait, the fix is on the filesystem side (attribute-cache settings, a less loaded server).",
+        latency_too_short),
+}

@@ -1,0 +1,142 @@
+"""Core 3, staging: job IO through each node's scratch (profiles/slurm-staging).
+
+The evidence comes from the nodes' own filesystems, read as root while the job
+runs and after it: the job's inputs and outputs under its per-job prefix on
+the node that runs it and on no other, the output on the shared filesystem
+afterwards, and the job's scratch emptied. The same rule run through
+profiles/slurm is the contrast: its shards go to /shared and scratch stays
+empty (the module's "storage plugin not active" signature).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+
+from cores import SLURM, Core, fresh, submitted_ids
+from labctl import LAB_USER, Lab, compute_nodes
+from scratch import files
+
+STAGING = "--profile profiles/slurm-staging"
+INPUT = "data/records.txt"
+TARGET = "results/staging/summary.txt"
+# Seconds the job holds after writing its output: time to read its node's scratch.
+HOLD = 25
+
+
+# Where profiles/slurm-staging puts local copies, for the lab user (kept in
+# step with the profile by tests/unit/test_profiles.py).
+MAIN_PREFIX = f"/scratch/{LAB_USER}/main"
+
+
+def job_prefix(job: str) -> str:
+    """The per-job scratch prefix of a SLURM job (remote-job-local-storage-prefix)."""
+    return f"/scratch/{LAB_USER}/job-{job}"
+
+
+@dataclass
+class Snapshot:
+    """Regular files under /scratch on every node at one moment."""
+
+    by_node: dict[str, list[str]]
+
+    def under(self, prefix: str) -> dict[str, list[str]]:
+        return {n: [p for p in ps if p.startswith(prefix + "/")] for n, ps in self.by_node.items()}
+
+    def text(self, title: str) -> str:
+        lines = [f"# {title}: files under /scratch, read as root on each node"]
+        for node, paths in self.by_node.items():
+            lines.append(f"{node}: {len(paths)} file(s)")
+            lines += [f"  {p}" for p in paths[:20]] + ([f"  ... {len(paths) - 20} more"] if len(paths) > 20 else [])
+        return "\n".join(lines) + "\n"
+
+
+def snapshot(nodes: list[str]) -> Snapshot:
+    return Snapshot({n: files(n) for n in nodes})
+
+
+def running_job(lab: Lab, timeout: float = 180) -> tuple[str, str]:
+    """(job id, node) of the lab user's first running SLURM job."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r = lab.sh("squeue --me -h -t RUNNING -o '%i %N'")
+        lab.results.pop()
+        if r.out.split():
+            job, node = r.out.split()[:2]
+            return job, node
+        time.sleep(1)
+    raise TimeoutError(f"no job of {LAB_USER} started running within {timeout:.0f} s")
+
+
+def wait_for_file(node: str, path: str, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path in files(node, path):
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def worked_in(output: str) -> str | None:
+    m = re.search(r"shard_work: \d+ shards in (\S+)", output)
+    return m.group(1) if m else None
+
+
+def core3_staging(prefix: str = "core3") -> Core:
+    """Staging to node-local scratch, proven from the nodes' filesystems."""
+    c, lab = fresh("core3", f"{prefix}-staging")
+    nodes = ["login", *compute_nodes()]
+    lab.proof("core3.staging.profile", lab.sh("cat profiles/slurm-staging/config.yaml"))
+
+    # The staged run, watched from outside while its job holds on its node.
+    proc = lab.spawn(f"snakemake {STAGING} --config staging_hold={HOLD} -- {TARGET}")
+    job, node = running_job(lab)
+    prefix_dir = job_prefix(job)
+    staged_out = f"{prefix_dir}/fs/{TARGET}"
+    appeared = wait_for_file(node, staged_out, timeout=120)
+    during = snapshot(nodes)
+    shared_during = lab.exists(TARGET)
+    run = lab.collect(proc)
+    after = snapshot(nodes)
+    left_dirs = lab.sh(f"find {prefix_dir} -type d 2>/dev/null | sort", service=node, user="root")
+    content = lab.read(TARGET)
+    log = lab.sh(f"cat logs/slurm/rule_shard_work/{job}.log | grep -E '^shard_work:|Retrieving|Storing|Cleaning'")
+    lab.proof("core3.staging.run", run, f"job {job} ran on {node}; its prefix: {prefix_dir}\n",
+              during.text(f"while job {job} ran (output written, job holding {HOLD} s)"),
+              f"{TARGET} on the shared filesystem while the job ran: {'yes' if shared_during else 'no'}\n",
+              after.text("after the run"), left_dirs, log, lab.sh(f"cat {TARGET}"))
+
+    # The contrast: the same rule without staging. Its shards go to /shared.
+    lab.sh("mv results results.staged")
+    direct = lab.snakemake(f"{SLURM} -- {TARGET}")
+    direct_after = snapshot(nodes)
+    direct_ids = submitted_ids(direct.out)
+    direct_log = lab.sh(f"grep -h '^shard_work:' logs/slurm/rule_shard_work/{direct_ids[-1] if direct_ids else 0}.log")
+    same = lab.sh(f"cmp results.staged/staging/summary.txt {TARGET} && echo identical")
+    lab.proof("core3.staging.direct", direct, direct_log, direct_after.text("after the run without staging"), same)
+
+    mine = during.under(prefix_dir)
+    c.check("the staged run exits 0 and submits one SLURM job", run.rc == 0 and len(submitted_ids(run.out)) == 1,
+            run.out[-400:])
+    c.check(f"while the job ran, its input and output were on {node}'s scratch under {prefix_dir}",
+            appeared and f"{prefix_dir}/fs/{INPUT}" in mine[node] and staged_out in mine[node], str(mine))
+    c.check("...and under no other node's scratch",
+            all(not paths for n, paths in mine.items() if n != node) and
+            all(not [p for p in ps if "/job-" + job + "/" in p] for n, ps in during.by_node.items() if n != node),
+            str({n: ps[:5] for n, ps in during.by_node.items() if n != node}))
+    main_copy = f"{MAIN_PREFIX}/fs/{INPUT}"
+    c.check("the local rule's output went through the login node's scratch (local-storage-prefix), then away",
+            main_copy in during.by_node["login"] and main_copy not in after.by_node["login"], str(during.by_node))
+    c.check("the job worked on scratch (its shards were next to the staged output)",
+            worked_in(log.out) == f"{staged_out}.shards", log.out[-400:])
+    c.check("the output reached the shared filesystem only when the job staged it out",
+            not shared_during and content is not None and content.startswith("records=40000 shards=2000 "),
+            repr(content))
+    c.check("after the job its scratch holds no file (Snakemake removed its local copies)",
+            after.under(prefix_dir)[node] == [], str(after.under(prefix_dir)))
+    c.check("without staging the job worked on /shared and left scratch empty; same output",
+            direct.rc == 0 and worked_in(direct_log.out) == f"{lab.workdir}/{TARGET}.shards"
+            and all(not ps for ps in direct_after.by_node.values()) and "identical" in same.out,
+            direct.out[-300:] + direct_log.out + same.out)
+    return c
