@@ -83,6 +83,9 @@ lock: ## re-resolve cluster/requirements.lock from cluster/requirements.in
 bench-cluster: $(VENV)/.installed ## measure cold/warm bring-up and idle memory -> bench/results/cluster.json
 	$(PY) bench/cluster_bringup.py
 
+bench-staging: ## staged vs direct small-file job on the cluster under NFS profile linux -> bench/results/staging.json
+	python3 bench/staging.py
+
 bench-nfs: $(VENV)/.installed ## NFS client vs raw volume, and the small-file slowdown under rtt-5ms -> bench/results/nfs.json
 	$(PY) bench/nfs_client.py
 
