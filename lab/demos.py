@@ -189,41 +189,38 @@ def latency_too_short(prefix: str = "demo") -> Core:
 DEMOS: dict[str, Demo] = {
     "demo-unwritable-scratch": Demo(
         "unwritable scratch prefix (permission error)",
-        "The job's scratch prefix must be creatable by the job's user on every compute node. Put both prefixes "
-        "on node-local scratch the user owns (profiles/slurm-staging: /scratch/$USER/main and "
-        "/scratch/$USER/job-$SLURM_JOB_ID) in the profile, not on the command line, and prove them with one "
-        "staged job as the user who runs production: as root the same run succeeds (ERRATA 9).",
+        "The job's scratch prefix must be creatable by the job's user on every compute node. Put both "
+        'prefixes on node-local scratch the user owns (`/scratch/$USER/main`, '
+        '`/scratch/$USER/job-$SLURM_JOB_ID`) in the profile, not on the command line, and prove them with one '
+        'staged job as the user who runs production: as root the same run succeeds (ERRATA 9).',
         unwritable_scratch),
     "demo-scratch-full": Demo(
         "node scratch full (ENOSPC)",
-        "Node-local scratch is small and every job on the node shares it; a failed job's files stay behind "
-        "(Snakemake removes only the local copies of declared inputs and outputs, and only after success). Ask "
-        "SLURM for room (`sbatch --tmp`, e.g. `slurm_extra: \"--tmp=2G\"` in the rule's resources) so the job "
-        "lands on a node whose TmpDisk has it, keep temporary files under the per-job prefix, and clear per-job "
-        "prefixes in an epilog. Snakemake checks the staged inputs' sizes against free space "
-        "(--wait-for-free-local-storage waits instead of failing), never what the job writes.",
+        "Node scratch is small and every job on the node shares it; a failed job's files stay behind "
+        '(Snakemake removes only the local copies of declared inputs and outputs, and only after success). '
+        'Ask SLURM for room (`sbatch --tmp`, e.g. `slurm_extra: "--tmp=2G"`) so the job lands on a node whose '
+        '`TmpDisk` has it, keep temporary files under the per-job prefix, and clear per-job prefixes in an '
+        "epilog. Snakemake checks the staged inputs' sizes against free space (`Cannot store ... no waiting "
+        'since no wait time was configured with --wait-for-free-local-storage`), never what the job writes.',
         scratch_full),
     "demo-prefix-mismatch": Demo(
         "storage-local-copies declared shared while the prefixes are node-local",
-        "Declare storage-local-copies in shared-fs-usage only when local-storage-prefix and "
-        "remote-job-local-storage-prefix name the same directory on a filesystem every node shares. With "
-        "per-node scratch leave it out, as profiles/slurm-staging does: each job then stages for itself and "
-        "removes its copies. Declared shared, the main process stages every input on the submit host for "
-        "nothing and no one removes the jobs' copies, so node scratch fills up job by job.",
+        'Declare `storage-local-copies` only when both prefixes name the same directory on a filesystem every '
+        'node shares. With per-node scratch leave it out, as `profiles/slurm-staging` does: each job stages '
+        'for itself and removes its copies. Declared shared, the main process stages every input on the '
+        "submit host for nothing and no one removes the jobs' copies, so node scratch fills up job by job.",
         prefix_mismatch),
     "demo-no-plugin": Demo(
         "storage plugin missing",
-        "Install snakemake-storage-plugin-fs in the environment that runs Snakemake, on the submit host and on "
-        "the compute nodes (the same environment at the same path, as in this cluster), pinned with Snakemake "
-        "in one lock file. Check with `python -c 'import snakemake_storage_plugin_fs'` in the environment the "
-        "profile is used from. When the profile sets no storage provider, nothing fails: scratch just stays "
-        "empty, the other sign that staging is not active.",
+        'Install `snakemake-storage-plugin-fs` in the environment that runs Snakemake, on the submit host and '
+        'the compute nodes (one environment at one path, as here), pinned with Snakemake in one lock file. '
+        "Check with `python -c 'import snakemake_storage_plugin_fs'`. A profile without "
+        '`default-storage-provider` fails nothing: scratch just stays empty.',
         no_plugin),
     "demo-latency": Demo(
         "latency-wait too short for the shared filesystem's lag",
-        "Outputs reach the submit host only when the shared filesystem shows them there. Set latency-wait in "
-        "the profile above the worst lag you measure (profiles/slurm uses 30 s), not per run; the failed run's "
-        "output arrives later, complete, and a rerun picks it up without running the job again. If lags exceed "
-        "any sensible wait, the fix is on the filesystem side (attribute-cache settings, a less loaded server).",
+        'Outputs reach the submit host only when the shared filesystem shows them there. Set `latency-wait` '
+        'in the profile above the worst lag you measure (`profiles/slurm` uses 30 s), not per run; the failed '
+        "run's output arrives later, complete, and a rerun picks it up without running the job again.",
         latency_too_short),
 }
