@@ -21,7 +21,7 @@ PY := $(VENV)/bin/python
 .PHONY: help bootstrap cluster-up cluster-down destroy status scratch shell logs test test-unit lock lint bench-cluster bench-nfs bench-staging nfs-profiles nfs-profile
 
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-24s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo "  knobs: NODES=$(NODES) (1-16) NODE_CPUS=$(NODE_CPUS) NODE_MEM_MB=$(NODE_MEM_MB) SCRATCH_MB=$(SCRATCH_MB) READY_TIMEOUT=$(READY_TIMEOUT) NFS_PROFILE=$(NFS_PROFILE)"
 
 bootstrap: ## install/start the Docker engine and Compose v2 on this host (Debian, root)
