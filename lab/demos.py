@@ -15,9 +15,7 @@ from dataclasses import dataclass
 from cores import LAG, LAG_TARGET, Core, fresh, short_wait_under_lag, submitted_ids
 from labctl import LAB_USER, Lab, compute_nodes, node_sh, set_nfs_profile
 from scratch import SCRATCH, files
-from staging import INPUT, STAGING, TARGET, job_prefix
-
-COMPLETE = "records=40000 shards=2000 "
+from staging import COMPLETE, INPUT, STAGING, TARGET, job_prefix
 
 
 @dataclass(frozen=True)

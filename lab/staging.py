@@ -23,6 +23,8 @@ INPUT = "data/records.txt"
 TARGET = "results/staging/summary.txt"
 # Seconds the job holds after writing its output: time to read its node's scratch.
 HOLD = 25
+# How shard_work's output starts with the Snakefile's defaults.
+COMPLETE = "records=40000 shards=2000 "
 
 
 # Where profiles/slurm-staging puts local copies, for the lab user (kept in
@@ -91,7 +93,13 @@ def core3_staging(prefix: str = "core3") -> Core:
 
     # The staged run, watched from outside while its job holds on its node.
     proc = lab.spawn(f"snakemake {STAGING} --config staging_hold={HOLD} -- {TARGET}")
-    job, node = running_job(lab)
+    try:
+        job, node = running_job(lab)
+    except TimeoutError as e:
+        run = lab.collect(proc)
+        lab.proof("core3.staging.run", run)
+        c.check("the staged job starts running on a compute node", False, f"{e}\n{run.out[-600:]}")
+        return c
     prefix_dir = job_prefix(job)
     staged_out = f"{prefix_dir}/fs/{TARGET}"
     appeared = wait_for_file(node, staged_out, timeout=120)
@@ -131,7 +139,7 @@ def core3_staging(prefix: str = "core3") -> Core:
     c.check("the job worked on scratch (its shards were next to the staged output)",
             worked_in(log.out) == f"{staged_out}.shards", log.out[-400:])
     c.check("the output reached the shared filesystem only when the job staged it out",
-            not shared_during and content is not None and content.startswith("records=40000 shards=2000 "),
+            not shared_during and content is not None and content.startswith(COMPLETE),
             repr(content))
     c.check("after the job its scratch holds no file (Snakemake removed its local copies)",
             after.under(prefix_dir)[node] == [], str(after.under(prefix_dir)))
