@@ -91,12 +91,18 @@ def scratch_full(prefix: str = "demo") -> Core:
             node_sh(f"rm -f {FILLER}", service=n, user="root")
         if run is not None:
             clear_job_scratch(run.out)
+    # Part of the fix: SLURM knows each node's scratch (TmpDisk) and refuses a
+    # job that asks for more with --tmp, before it runs anywhere.
+    too_big = lab.sh("sbatch --tmp=$(( $(sinfo -h -o %d | sort -n | tail -n 1) + 1 )) --wrap true")
+    lab.proof("demo.scratch-full.tmp", lab.sh("sinfo -N -o '%N %d'"), too_big)
     c.check("every compute node's scratch was filled", all(f.rc == 0 for f in filled), str([f.out for f in filled]))
     c.check("the run fails", run.rc != 0, run.out[-300:])
     c.check("signature: OSError: [Errno 28] No space left on device, in the job on scratch",
             "OSError: [Errno 28] No space left on device" in log and "shards in /scratch/" in log, log[-400:])
     c.check("the failed job's temporary files stay on its node's scratch",
             any(p.endswith(".sorted") or p.endswith(".txt") for ps in left.values() for p in ps), str(left)[:300])
+    c.check("sbatch --tmp above the nodes' TmpDisk is refused: Temporary disk specification can not be satisfied",
+            too_big.rc != 0 and "Temporary disk specification can not be satisfied" in too_big.out, too_big.out)
     no_poison(c, lab)
     return c
 
