@@ -18,7 +18,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 
 .DEFAULT_GOAL := help
-.PHONY: help bootstrap cluster-up cluster-down destroy status scratch shell logs test test-unit lock lint bench-cluster bench-nfs bench-staging nfs-profiles nfs-profile
+.PHONY: help bootstrap cluster-up cluster-down destroy status scratch scratch-clean shell logs test test-unit lock lint bench-cluster bench-nfs bench-staging nfs-profiles nfs-profile
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-24s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -46,6 +46,9 @@ status: ## nodes, queue and service health
 
 scratch: ## each node's scratch: usage and files (NODE=c1 for one node)
 	@python3 lab/scratch.py $(NODE)
+
+scratch-clean: ## empty every node's scratch (NODE=c1 for one), as an epilog would; refused while jobs run
+	@python3 lab/scratch.py --clean $(NODE)
 
 nfs-profiles: ## list the NFS-style client's named profiles
 	@python3 -m nfs.ctl list
