@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from cores import LAG, LAG_TARGET, Core, fresh, short_wait_under_lag, submitted_ids
 from labctl import LAB_USER, Lab, compute_nodes, node_sh, set_nfs_profile
 from scratch import SCRATCH, files
-from staging import COMPLETE, INPUT, STAGING, TARGET, job_prefix
+from staging import COMPLETE, INPUT, STAGING, TARGET, job_prefix, shard_log
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ def no_poison(c: Core, lab: Lab) -> None:
 
 def job_log(lab: Lab, run_out: str) -> str:
     ids = submitted_ids(run_out)
-    r = lab.sh(f"cat logs/slurm/rule_shard_work/{ids[-1]}.log" if ids else "true")
+    r = lab.sh(f"cat {shard_log(ids[-1])}" if ids else "true")
     return r.out
 
 
@@ -52,8 +52,8 @@ def unwritable_scratch(prefix: str = "demo") -> Core:
     run = lab.snakemake(f"{STAGING} --remote-job-local-storage-prefix '/root/forbidden_scratch/$SLURM_JOB_ID' "
                         f"-- {TARGET}")
     log = job_log(lab, run.out)
-    lab.proof("demo.unwritable-scratch", run, lab.sh("grep -h -A1 'Failed to create local storage prefix' "
-                                                     "logs/slurm/rule_shard_work/*.log"))
+    lab.proof("demo.unwritable-scratch", run,
+              lab.sh(f"grep -h -A1 'Failed to create local storage prefix' {shard_log('*')}"))
     c.check("the run fails: the SLURM job FAILED", run.rc != 0 and "SLURM status is: 'FAILED'" in run.out,
             run.out[-400:])
     c.check("signature: Failed to create local storage prefix /root/forbidden_scratch/<jobid>/fs, "
@@ -83,7 +83,7 @@ def scratch_full(prefix: str = "demo") -> Core:
         log = job_log(lab, run.out)
         left = {n: files(n, f"{SCRATCH}/{LAB_USER}") for n in nodes}
         lab.proof("demo.scratch-full", *filled, run,
-                  lab.sh("grep -h -B1 -A1 'No space left on device' logs/slurm/rule_shard_work/*.log | head -n 12"),
+                  lab.sh(f"grep -h -B1 -A1 'No space left on device' {shard_log('*')} | head -n 12"),
                   "# left on scratch by the failed job:\n" +
                   "".join(f"{n}: {len(ps)} file(s) {ps[:3]}\n" for n, ps in left.items()))
     finally:

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 
 from cores import SLURM, Core, fresh, submitted_ids
-from labctl import LAB_USER, Lab, compute_nodes
+from labctl import LAB_USER, Lab, compute_nodes, node_sh
 from scratch import files
 
 STAGING = "--profile profiles/slurm-staging"
@@ -30,6 +30,11 @@ COMPLETE = "records=40000 shards=2000 "
 # Where profiles/slurm-staging puts local copies, for the lab user (kept in
 # step with the profile by tests/unit/test_profiles.py).
 MAIN_PREFIX = f"/scratch/{LAB_USER}/main"
+
+
+def shard_log(job: str) -> str:
+    """The SLURM log of a shard_work job (slurm-logdir in the profiles); `*` for all."""
+    return f"logs/slurm/rule_shard_work/{job}.log"
 
 
 def job_prefix(job: str) -> str:
@@ -62,8 +67,7 @@ def running_job(lab: Lab, timeout: float = 180) -> tuple[str, str]:
     """(job id, node) of the lab user's first running SLURM job."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        r = lab.sh("squeue --me -h -t RUNNING -o '%i %N'")
-        lab.results.pop()
+        r = node_sh("squeue --me -h -t RUNNING -o '%i %N'")
         if r.out.split():
             job, node = r.out.split()[:2]
             return job, node
@@ -109,7 +113,7 @@ def core3_staging(prefix: str = "core3") -> Core:
     after = snapshot(nodes)
     left_dirs = lab.sh(f"find {prefix_dir} -type d 2>/dev/null | sort", service=node, user="root")
     content = lab.read(TARGET)
-    log = lab.sh(f"cat logs/slurm/rule_shard_work/{job}.log | grep -E '^shard_work:|Retrieving|Storing|Cleaning'")
+    log = lab.sh(f"grep -E '^shard_work:|Retrieving|Storing|Cleaning' {shard_log(job)}")
     lab.proof("core3.staging.run", run, f"job {job} ran on {node}; its prefix: {prefix_dir}\n",
               during.text(f"while job {job} ran (output written, job holding {HOLD} s)"),
               f"{TARGET} on the shared filesystem while the job ran: {'yes' if shared_during else 'no'}\n",
@@ -120,7 +124,7 @@ def core3_staging(prefix: str = "core3") -> Core:
     direct = lab.snakemake(f"{SLURM} -- {TARGET}")
     direct_after = snapshot(nodes)
     direct_ids = submitted_ids(direct.out)
-    direct_log = lab.sh(f"grep -h '^shard_work:' logs/slurm/rule_shard_work/{direct_ids[-1] if direct_ids else 0}.log")
+    direct_log = lab.sh(f"grep -h '^shard_work:' {shard_log(direct_ids[-1] if direct_ids else '0')}")
     same = lab.sh(f"cmp results.staged/staging/summary.txt {TARGET} && echo identical")
     lab.proof("core3.staging.direct", direct, direct_log, direct_after.text("after the run without staging"), same)
 
