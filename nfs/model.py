@@ -219,6 +219,8 @@ class NodeModel:
         """After this node changed `paths` on the server: its caches take the
         server's reply at once (close-to-open: a node sees its own writes).
         `parent`: the change also changed the directories holding them."""
+        if not self._keeps_state():
+            return
         now = self.clock()
         touched = set(paths) | ({posixpath.dirname(p) for p in paths if p != "/"} if parent else set())
         for path in touched:
@@ -243,6 +245,12 @@ class NodeModel:
 
     # -- internals ---------------------------------------------------------
 
+    def _keeps_state(self) -> bool:
+        """False when nothing would ever read the caches (noac, no negative
+        entries, no delay): then there is nothing to record."""
+        p = self.profile
+        return not p.noac or p.lookupcache == "all" or p.delay > 0
+
     def _fetch(self, path: str, op: str) -> Attrs:
         self.rpc(op)
         try:
@@ -258,7 +266,8 @@ class NodeModel:
                     self._note_negative(path, now)
                 raise _enoent(path)
             self._neg.pop(path, None)
-            self._remember(path, a, now)
+            if self._keeps_state():
+                self._remember(path, a, now)
             return a
 
     def _remember(self, path: str, a: Attrs, now: float) -> None:
@@ -304,8 +313,6 @@ class NodeModel:
         """Apply the deterministic delay to what the server returned."""
         delay = self.profile.delay
         if delay <= 0:
-            if a is not None:
-                self._seen[path] = a
             return a
         if a is None:
             # Deletions show at once: a file this node saw, deleted elsewhere,

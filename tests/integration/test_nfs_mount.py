@@ -10,6 +10,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -173,3 +174,58 @@ def test_round_trips_are_charged_only_when_going_to_the_server(mounts: Mounts):
     uncached = time.monotonic() - t
     assert cached < 0.2, f"20 cached stats took {cached:.3f}s"
     assert uncached >= 5 * 0.020, f"5 uncached stats took {uncached:.3f}s, each must pay a 20 ms round trip"
+
+
+def test_profile_off_keeps_kernel_caches_coherent_with_the_other_node(mounts: Mounts):
+    """Under `off` the kernel caches entries, attributes and pages; inotify on
+    the backing store must invalidate whatever another node changes."""
+    f_a, f_b = mounts.a / "data.txt", mounts.b / "data.txt"
+    f_a.write_text("first\n")
+    assert f_b.read_text() == "first\n" and f_b.stat().st_size == 6  # B now caches entry, size, pages
+    f_a.write_text("second, longer\n")
+    assert f_b.stat().st_size == 15 and f_b.read_text() == "second, longer\n"
+    with open(f_a, "r+") as f:  # same size, new bytes: only the pages are stale
+        f.write("SECOND")
+    assert f_b.read_text() == "SECOND, longer\n"
+    f_a.unlink()
+    assert not f_b.exists(), "a deletion elsewhere must show at once"
+    f_b.write_text("recreated on B\n")  # O_CREAT of a name B had cached must create it
+    assert f_a.read_text() == "recreated on B\n"
+    (mounts.a / "d/sub").mkdir(parents=True)
+    assert (mounts.b / "d/sub").is_dir()
+    shutil.rmtree(mounts.a / "d")
+    assert not (mounts.b / "d").exists()
+    (mounts.b / "d/sub").mkdir(parents=True)  # mkdir -p over names B had cached
+    (mounts.a / "new.txt").write_text("new")
+    os.rename(mounts.a / "new.txt", mounts.a / "moved.txt")
+    assert not (mounts.b / "new.txt").exists() and (mounts.b / "moved.txt").read_text() == "new"
+    (mounts.b / "moved.txt").chmod(0o600)
+    assert (mounts.a / "moved.txt").stat().st_mode & 0o777 == 0o600
+
+
+def test_leaving_off_drops_what_the_kernel_cached(mounts: Mounts):
+    f = mounts.b / "f"
+    (mounts.a / "f").write_text("x")
+    os.stat(f)  # cached by B's kernel under `off`
+    mounts.set(named("rtt-5ms").with_options(rtt_ms=1))
+    before = mounts.lc.wait_stats("B").get("rpcs", 0)
+    for _ in range(3):
+        os.stat(f)
+    assert mounts.lc.wait_stats("B").get("rpcs", 0) - before >= 3, "each stat must reach the model now"
+
+
+def test_round_trips_of_different_callers_overlap(mounts: Mounts):
+    """Latency delays each reply, not the client: like an NFS client with many
+    calls in flight, four callers waiting at once wait about one round trip."""
+    for i in range(4):
+        (mounts.a / f"f{i}").write_text("x")
+    mounts.set(named("rtt-5ms").with_options(rtt_ms=200))
+    t = time.monotonic()
+    os.stat(mounts.b / "f0")
+    alone = time.monotonic() - t
+    with ThreadPoolExecutor(4) as pool:
+        t = time.monotonic()
+        list(pool.map(os.stat, [mounts.b / f"f{i}" for i in range(4)]))
+        together = time.monotonic() - t
+    assert alone >= 0.2, f"one stat took {alone:.3f}s: it must pay the 200 ms round trip"
+    assert together < 2 * alone, f"4 concurrent stats took {together:.2f}s, one alone {alone:.2f}s: serialized"

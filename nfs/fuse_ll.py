@@ -1,0 +1,317 @@
+"""A small ctypes binding to libfuse3's low-level API (fuse_lowlevel.h).
+
+Why not the high-level API (mfusepy): there libfuse owns the node ids and
+answers the kernel with paths, so a filesystem cannot invalidate one directory
+entry another node removed, and every create costs an extra getattr. Here the
+filesystem owns the node ids, answers each request with one reply, and can
+tell the kernel exactly which entry or inode went stale.
+
+Only what nfs.client needs is bound. The structs are the x86_64 Linux ABI,
+identical in libfuse 3.14 (the host) and 3.17 (the images).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import heapq
+import itertools
+import logging
+import os
+import platform
+import select
+import threading
+import time
+from collections.abc import Callable
+
+if platform.machine() != "x86_64":  # struct stat below is x86_64's
+    raise ImportError(f"nfs.fuse_ll supports x86_64 only, not {platform.machine()}")
+
+
+def _load() -> ctypes.CDLL:
+    for name in ("libfuse3.so.4", "libfuse3.so.3", ctypes.util.find_library("fuse3")):
+        if name:
+            try:
+                return ctypes.CDLL(name, use_errno=True)
+            except OSError:
+                continue
+    raise ImportError("libfuse3 not found: install Debian's fuse3 package (make bootstrap does)")
+
+
+lib = _load()
+
+c_ino = ctypes.c_uint64
+c_req = ctypes.c_void_p
+
+
+class Timespec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_int64), ("tv_nsec", ctypes.c_int64)]
+
+
+class Stat(ctypes.Structure):
+    _fields_ = [("st_dev", ctypes.c_uint64), ("st_ino", ctypes.c_uint64), ("st_nlink", ctypes.c_uint64),
+                ("st_mode", ctypes.c_uint32), ("st_uid", ctypes.c_uint32), ("st_gid", ctypes.c_uint32),
+                ("_pad0", ctypes.c_int32), ("st_rdev", ctypes.c_uint64), ("st_size", ctypes.c_int64),
+                ("st_blksize", ctypes.c_int64), ("st_blocks", ctypes.c_int64), ("st_atim", Timespec),
+                ("st_mtim", Timespec), ("st_ctim", Timespec), ("_unused", ctypes.c_int64 * 3)]
+
+
+assert ctypes.sizeof(Stat) == 144
+
+
+class StatVFS(ctypes.Structure):
+    _fields_ = [("f_bsize", ctypes.c_ulong), ("f_frsize", ctypes.c_ulong), ("f_blocks", ctypes.c_uint64),
+                ("f_bfree", ctypes.c_uint64), ("f_bavail", ctypes.c_uint64), ("f_files", ctypes.c_uint64),
+                ("f_ffree", ctypes.c_uint64), ("f_favail", ctypes.c_uint64), ("f_fsid", ctypes.c_ulong),
+                ("f_flag", ctypes.c_ulong), ("f_namemax", ctypes.c_ulong), ("_spare", ctypes.c_int * 6)]
+
+
+class EntryParam(ctypes.Structure):
+    _fields_ = [("ino", c_ino), ("generation", ctypes.c_uint64), ("attr", Stat),
+                ("attr_timeout", ctypes.c_double), ("entry_timeout", ctypes.c_double)]
+
+
+class FileInfo(ctypes.Structure):
+    """struct fuse_file_info as 3.17 has it (3.14's is a prefix): the filesystem
+    reads flags and answers with fh and the open flags (bits of `bits`)."""
+    _fields_ = [("flags", ctypes.c_int32), ("bits", ctypes.c_uint32), ("_pad", ctypes.c_uint32 * 2),
+                ("fh", ctypes.c_uint64), ("lock_owner", ctypes.c_uint64), ("poll_events", ctypes.c_uint32),
+                ("backing_id", ctypes.c_int32), ("compat_flags", ctypes.c_uint64),
+                ("_reserved", ctypes.c_uint64 * 2)]
+
+
+# Bit positions in FileInfo.bits (writepage, direct_io, keep_cache, flush, ...).
+DIRECT_IO, KEEP_CACHE, NOFLUSH = 1 << 1, 1 << 2, 1 << 7
+
+
+class Ctx(ctypes.Structure):
+    _fields_ = [("uid", ctypes.c_uint32), ("gid", ctypes.c_uint32), ("pid", ctypes.c_int32),
+                ("umask", ctypes.c_uint32)]
+
+
+class Buf(ctypes.Structure):
+    """struct fuse_buf (3.17 appends mem_size; a larger struct is harmless to 3.14)."""
+    _fields_ = [("size", ctypes.c_size_t), ("flags", ctypes.c_int), ("mem", ctypes.c_void_p), ("fd", ctypes.c_int),
+                ("pos", ctypes.c_int64), ("mem_size", ctypes.c_size_t)]
+
+
+class Args(ctypes.Structure):
+    _fields_ = [("argc", ctypes.c_int), ("argv", ctypes.POINTER(ctypes.c_char_p)), ("allocated", ctypes.c_int)]
+
+
+P_FI = ctypes.POINTER(FileInfo)
+_V = None  # void return
+
+# Prototypes of the operations nfs.client implements, by field name.
+PROTOTYPES: dict[str, tuple] = {
+    "lookup": (c_req, c_ino, ctypes.c_char_p),
+    "forget": (c_req, c_ino, ctypes.c_uint64),
+    "getattr": (c_req, c_ino, P_FI),
+    "setattr": (c_req, c_ino, ctypes.POINTER(Stat), ctypes.c_int, P_FI),
+    "readlink": (c_req, c_ino),
+    "mkdir": (c_req, c_ino, ctypes.c_char_p, ctypes.c_uint32),
+    "unlink": (c_req, c_ino, ctypes.c_char_p),
+    "rmdir": (c_req, c_ino, ctypes.c_char_p),
+    "symlink": (c_req, ctypes.c_char_p, c_ino, ctypes.c_char_p),
+    "rename": (c_req, c_ino, ctypes.c_char_p, c_ino, ctypes.c_char_p, ctypes.c_uint),
+    "link": (c_req, c_ino, c_ino, ctypes.c_char_p),
+    "open": (c_req, c_ino, P_FI),
+    "read": (c_req, c_ino, ctypes.c_size_t, ctypes.c_int64, P_FI),
+    "write": (c_req, c_ino, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int64, P_FI),
+    "release": (c_req, c_ino, P_FI),
+    "fsync": (c_req, c_ino, ctypes.c_int, P_FI),
+    "opendir": (c_req, c_ino, P_FI),
+    "readdir": (c_req, c_ino, ctypes.c_size_t, ctypes.c_int64, P_FI),
+    "releasedir": (c_req, c_ino, P_FI),
+    "statfs": (c_req, c_ino),
+    "create": (c_req, c_ino, ctypes.c_char_p, ctypes.c_uint32, P_FI),
+}
+
+# struct fuse_lowlevel_ops in order (3.0 .. 3.14; 3.17 appends tmpfile).
+OP_NAMES = ("init destroy lookup forget getattr setattr readlink mknod mkdir unlink rmdir symlink rename link "
+            "open read write flush release fsync opendir readdir releasedir fsyncdir statfs setxattr getxattr "
+            "listxattr removexattr access create getlk setlk bmap ioctl poll write_buf retrieve_reply "
+            "forget_multi flock fallocate readdirplus copy_file_range lseek").split()
+CFUNCS = {name: ctypes.CFUNCTYPE(_V, *args) for name, args in PROTOTYPES.items()}
+
+
+class LowLevelOps(ctypes.Structure):
+    _fields_ = [(name, CFUNCS.get(name, ctypes.c_void_p)) for name in OP_NAMES]
+
+
+def _fn(name: str, restype, *argtypes) -> Callable:
+    f = getattr(lib, name)
+    f.restype, f.argtypes = restype, list(argtypes)
+    return f
+
+
+session_new = _fn("fuse_session_new", ctypes.c_void_p, ctypes.POINTER(Args), ctypes.POINTER(LowLevelOps),
+                  ctypes.c_size_t, ctypes.c_void_p)
+session_mount = _fn("fuse_session_mount", ctypes.c_int, ctypes.c_void_p, ctypes.c_char_p)
+session_fd = _fn("fuse_session_fd", ctypes.c_int, ctypes.c_void_p)
+session_exited = _fn("fuse_session_exited", ctypes.c_int, ctypes.c_void_p)
+session_receive_buf = _fn("fuse_session_receive_buf", ctypes.c_int, ctypes.c_void_p, ctypes.POINTER(Buf))
+session_process_buf = _fn("fuse_session_process_buf", _V, ctypes.c_void_p, ctypes.POINTER(Buf))
+session_unmount = _fn("fuse_session_unmount", _V, ctypes.c_void_p)
+session_destroy = _fn("fuse_session_destroy", _V, ctypes.c_void_p)
+set_signal_handlers = _fn("fuse_set_signal_handlers", ctypes.c_int, ctypes.c_void_p)
+remove_signal_handlers = _fn("fuse_remove_signal_handlers", _V, ctypes.c_void_p)
+req_ctx = _fn("fuse_req_ctx", ctypes.POINTER(Ctx), c_req)
+
+reply_err = _fn("fuse_reply_err", ctypes.c_int, c_req, ctypes.c_int)
+reply_none = _fn("fuse_reply_none", _V, c_req)
+reply_entry = _fn("fuse_reply_entry", ctypes.c_int, c_req, ctypes.POINTER(EntryParam))
+reply_create = _fn("fuse_reply_create", ctypes.c_int, c_req, ctypes.POINTER(EntryParam), P_FI)
+reply_attr = _fn("fuse_reply_attr", ctypes.c_int, c_req, ctypes.POINTER(Stat), ctypes.c_double)
+reply_readlink = _fn("fuse_reply_readlink", ctypes.c_int, c_req, ctypes.c_char_p)
+reply_open = _fn("fuse_reply_open", ctypes.c_int, c_req, P_FI)
+reply_write = _fn("fuse_reply_write", ctypes.c_int, c_req, ctypes.c_size_t)
+reply_buf = _fn("fuse_reply_buf", ctypes.c_int, c_req, ctypes.c_void_p, ctypes.c_size_t)
+reply_statfs = _fn("fuse_reply_statfs", ctypes.c_int, c_req, ctypes.POINTER(StatVFS))
+add_direntry = _fn("fuse_add_direntry", ctypes.c_size_t, c_req, ctypes.c_void_p, ctypes.c_size_t,
+                   ctypes.c_char_p, ctypes.POINTER(Stat), ctypes.c_int64)
+notify_inval_inode = _fn("fuse_lowlevel_notify_inval_inode", ctypes.c_int, ctypes.c_void_p, c_ino,
+                         ctypes.c_int64, ctypes.c_int64)
+notify_inval_entry = _fn("fuse_lowlevel_notify_inval_entry", ctypes.c_int, ctypes.c_void_p, c_ino,
+                         ctypes.c_char_p, ctypes.c_size_t)
+
+# setattr's to_set bits (fuse_lowlevel.h FUSE_SET_ATTR_*).
+SET_MODE, SET_UID, SET_GID, SET_SIZE, SET_ATIME, SET_MTIME = 1, 2, 4, 8, 16, 32
+SET_ATIME_NOW, SET_MTIME_NOW = 128, 256
+
+
+def fill_stat(s: Stat, *, ino: int, mode: int, nlink: int, uid: int, gid: int, size: int, blocks: int,
+              atime_ns: int, mtime_ns: int, ctime_ns: int) -> Stat:
+    s.st_ino, s.st_mode, s.st_nlink, s.st_uid, s.st_gid = ino, mode, nlink, uid, gid
+    s.st_size, s.st_blocks, s.st_blksize = size, blocks, 4096
+    for field, ns in (("st_atim", atime_ns), ("st_mtim", mtime_ns), ("st_ctim", ctime_ns)):
+        ts = getattr(s, field)
+        ts.tv_sec, ts.tv_nsec = divmod(ns, 1_000_000_000)
+    return s
+
+
+class Replies:
+    """Answers requests at once or, when a request ran up modelled latency
+    (`charge`), once that latency is over: from a thread of its own, so that
+    the request loop serves other callers meanwhile, as an NFS client keeps
+    many calls in flight."""
+
+    def __init__(self) -> None:
+        self.debt = 0.0  # seconds the request being handled has run up
+        self._due: list[tuple[float, int, Callable, tuple, Callable | None]] = []
+        self._seq = itertools.count()
+        self._cv = threading.Condition()
+        threading.Thread(target=self._run, daemon=True, name="replies").start()
+
+    def charge(self, seconds: float) -> None:
+        self.debt += seconds
+
+    def send(self, fn: Callable, *args, on_fail: Callable[[], None] | None = None) -> None:
+        """`fn(*args)` (a fuse_reply_*) now or when due; `on_fail()` if the
+        caller is gone by then (interrupted)."""
+        if self.debt <= 0:
+            if fn(*args) != 0 and on_fail is not None:
+                on_fail()
+            return
+        with self._cv:
+            heapq.heappush(self._due, (time.monotonic() + self.debt, next(self._seq), fn, args, on_fail))
+            self._cv.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while not self._due or self._due[0][0] > time.monotonic():
+                    self._cv.wait(self._due[0][0] - time.monotonic() if self._due else None)
+                _, _, fn, args, on_fail = heapq.heappop(self._due)
+            if fn(*args) != 0 and on_fail is not None:
+                on_fail()
+
+
+class Session:
+    """One mounted filesystem: `handlers` maps an operation name to a Python
+    callable with that operation's C arguments. A handler must answer its
+    request exactly once; an exception it raises is answered as an errno."""
+
+    def __init__(self, handlers: dict[str, Callable], mountpoint: str, options: list[str]) -> None:
+        self.mountpoint = mountpoint
+        self.replies = Replies()
+        self.ops = LowLevelOps()
+        self._keep = []  # the C callbacks must outlive the session
+        for name, handler in handlers.items():
+            cb = CFUNCS[name](self._guard(name, handler))
+            self._keep.append(cb)
+            setattr(self.ops, name, cb)
+        argv = [b"minihpc-nfs", b"-o", ",".join(options).encode()]
+        self._argv = (ctypes.c_char_p * len(argv))(*argv)
+        args = Args(len(argv), self._argv, 0)
+        self.se = session_new(ctypes.byref(args), ctypes.byref(self.ops), ctypes.sizeof(self.ops), None)
+        if not self.se:
+            raise OSError(errno.EINVAL, f"fuse_session_new refused the options {options}")
+
+    def _guard(self, name: str, handler: Callable) -> Callable:
+        if name == "forget":
+            def forget(req, *args):
+                try:
+                    handler(*args)
+                finally:
+                    reply_none(req)
+            return forget
+
+        replies = self.replies
+
+        def call(req, *args):
+            replies.debt = 0.0
+            try:
+                handler(req, *args)
+            except OSError as e:
+                replies.send(reply_err, req, e.errno or errno.EIO)
+            except Exception:  # a bug must not hang the caller's syscall
+                logging.getLogger("minihpc-nfs").exception("%s failed", name)
+                replies.send(reply_err, req, errno.EIO)
+        return call
+
+    def run(self, others: dict[int, Callable[[], None]]) -> int:
+        """Mount, serve until unmounted or signalled, unmount. The loop is
+        fuse_session_loop's, plus `others[fd]()` whenever `fd` is readable:
+        one thread serves all, so they never wait on each other for the GIL."""
+        if set_signal_handlers(self.se) != 0:
+            raise OSError(errno.EIO, "fuse_set_signal_handlers failed")
+        try:
+            if session_mount(self.se, os.fsencode(self.mountpoint)) != 0:
+                raise OSError(errno.EIO, f"cannot mount on {self.mountpoint} (is /dev/fuse there?)")
+            try:
+                return self._loop(others)
+            finally:
+                session_unmount(self.se)
+        finally:
+            remove_signal_handlers(self.se)
+            session_destroy(self.se)
+            self.se = None
+
+    def _loop(self, others: dict[int, Callable[[], None]]) -> int:
+        fuse_fd, buf = session_fd(self.se), Buf()
+        poller = select.poll()
+        for fd in (fuse_fd, *others):
+            poller.register(fd, select.POLLIN)
+        while not session_exited(self.se):
+            # A timeout, so that a signal libfuse's handler caught (Python
+            # retries the interrupted poll) still ends the loop.
+            for fd, _ in poller.poll(1000):
+                if fd != fuse_fd:
+                    others[fd]()
+                    continue
+                res = session_receive_buf(self.se, ctypes.byref(buf))
+                if res == -errno.EINTR:
+                    continue
+                if res <= 0:  # 0: unmounted; else an error
+                    return -res
+                session_process_buf(self.se, ctypes.byref(buf))
+        return 0
+
+    def inval_entry(self, parent: int, name: bytes) -> int:
+        return notify_inval_entry(self.se, parent, name, len(name)) if self.se else -errno.ENODEV
+
+    def inval_inode(self, ino: int, data: bool) -> int:
+        """Drop the kernel's cached attributes of `ino`, and its pages if `data`."""
+        return notify_inval_inode(self.se, ino, 0 if data else -1, 0) if self.se else -errno.ENODEV
