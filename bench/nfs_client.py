@@ -19,12 +19,13 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,9 +39,7 @@ CHUNK = 1 << 20
 
 
 def seq_write(d: Path, mb: int) -> float:
-    # A new file each time: truncating the last one would free its blocks, and
-    # on a filesystem mounted with `discard` (this machine's root) the discards
-    # slow every create that follows for minutes.
+    # A new file each time: nothing is freed while the benchmark runs.
     buf = os.urandom(CHUNK)
     t = time.perf_counter()
     with open(d / f"seq{time.monotonic_ns()}.bin", "wb") as f:
@@ -96,20 +95,29 @@ def small_file_job(d: Path, n: int) -> float:
     return time.perf_counter() - t
 
 
-def settle(d: Path, timeout: float = 180) -> list[float]:
-    """Wait until creating files on the raw volume runs at a steady rate. This
-    machine's root filesystem is mounted with `discard`: for minutes after
-    anything freed many blocks, every create is several times slower, which
-    would flatter the client (raw and client both pay it). Probes are kept."""
-    probes: list[float] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        probes.append(round(creates(d, 300)))
-        last = probes[-3:]
-        if len(last) == 3 and max(last) <= 1.2 * min(last):
-            return probes
-        time.sleep(2)
-    raise SystemExit(f"the raw volume never settled (create rates {probes}); run again on a quiet machine")
+@contextmanager
+def fresh_ext4(root: Path, size_mb: int) -> Iterator[str]:
+    """Mount a new ext4 image (a loop device) on `root`: raw and client runs
+    then share one filesystem in a known state. This machine's own root is
+    mounted with `discard`; for minutes after anything freed many blocks there,
+    every create runs several times slower, which would flatter the client.
+    Yields what the results record about the volume."""
+    fd, img = tempfile.mkstemp(prefix="minihpc-nfs-bench-", suffix=".ext4", dir="/var/tmp")
+    try:
+        os.posix_fallocate(fd, 0, size_mb << 20)
+        os.close(fd)
+        subprocess.run(["mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0,nodiscard", img],
+                       check=True)
+        subprocess.run(["mount", "-o", "loop", img, str(root)], check=True)
+    except (OSError, subprocess.CalledProcessError) as e:
+        os.unlink(img)
+        raise SystemExit(f"bench: cannot mount a scratch ext4 image on {root} ({e}); this needs root and a "
+                         "loop device (losetup -f)") from None
+    try:
+        yield f"fresh ext4 image of {size_mb} MiB on a loop device"
+    finally:
+        subprocess.run(["umount", str(root)], check=False)
+        os.unlink(img)
 
 
 def interleaved(reps: int, raw: Callable[[], float], client: Callable[[], float]
@@ -136,17 +144,16 @@ def main() -> int:
     ap.add_argument("--job-files", type=int, default=200, help="files of the small-file job")
     a = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="minihpc-nfs-bench-"))
-    raw_dir = root / "raw"
     out: dict = {"host": platform.node(), "cpus": os.cpu_count(), "reps": a.reps, "when": time.strftime("%FT%T%z")}
+    size_mb = 2 * a.reps * a.mb + 1024  # every sequential file is kept, raw and client
     try:
-        with local_cluster(root, named("off")) as lc:
+        with fresh_ext4(root, size_mb) as volume, local_cluster(root, named("off")) as lc:
+            out["volume"] = volume
             raw_dir = lc.backing / "raw"
             raw_dir.mkdir()
             client_dir = lc.mnt("A") / "client"
             client_dir.mkdir()
-            out["settle_create_per_s"] = settle(raw_dir)
             figures = {}
-            # Metadata first, while the filesystem has freed nothing yet (see seq_write).
             for name, fn, arg in (("create_per_s", creates, a.files), ("stat_per_s", stats, a.files),
                                   ("seq_write_mbs", seq_write, a.mb), ("seq_read_mbs", seq_read, a.mb)):
                 raw, raw_s, cli, cli_s = interleaved(a.reps, lambda fn=fn, arg=arg: fn(raw_dir, arg),
@@ -184,7 +191,7 @@ def main() -> int:
             }
             print(json.dumps(out["small_file_job"], indent=1), flush=True)
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        os.rmdir(root)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(out, indent=1) + "\n")
     print(f"wrote {RESULTS.relative_to(ROOT)}")
