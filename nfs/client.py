@@ -81,10 +81,15 @@ class SharedFS:
                fi=None) -> None:
         ino = self.nodes.remember(parent, name, fingerprint(a), a.is_dir, path, ino)
         e = ll.EntryParam(ino=ino, generation=0, attr=_stat(a), attr_timeout=self.ttl, entry_timeout=self.ttl)
+        # The caller may be gone by the reply (interrupted): then the kernel
+        # holds no reference to forget, and nobody will release the file.
         if fi is None:
-            self._reply(ll.reply_entry, req, ctypes.byref(e))
-        else:  # the caller may be gone (interrupted): then nobody will release the file
-            self._reply(ll.reply_create, req, ctypes.byref(e), fi, on_fail=lambda: os.close(fi.contents.fh))
+            self._reply(ll.reply_entry, req, ctypes.byref(e), on_fail=lambda: self.nodes.forget(ino, 1))
+        else:
+            def gone() -> None:
+                self.nodes.forget(ino, 1)
+                os.close(fi.contents.fh)
+            self._reply(ll.reply_create, req, ctypes.byref(e), fi, on_fail=gone)
 
     def _reply(self, fn, *args, on_fail=None) -> None:
         self.session.replies.send(fn, *args, on_fail=on_fail)  # type: ignore[union-attr]
