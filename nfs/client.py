@@ -281,9 +281,15 @@ class SharedFS:
     def open(self, req, ino: int, fi) -> None:
         path = self.nodes.path(ino)
         self.m.fault("open", path)
-        self.m.revalidate(path)  # close-to-open
         flags = fi.contents.flags
-        fd = os.open(self.store.real(path), flags & ~(os.O_CREAT | os.O_EXCL | os.O_NOCTTY))
+        try:
+            self.m.revalidate(path)  # close-to-open
+            fd = os.open(self.store.real(path), flags & ~(os.O_CREAT | os.O_EXCL | os.O_NOCTTY))
+        except FileNotFoundError:
+            # The kernel still had the name (another node removed it a moment
+            # ago): ESTALE makes it look the name up again and retry the open,
+            # so that an O_CREAT open creates the file anew, as over NFS.
+            raise OSError(errno.ESTALE, "stale file handle", path) from None
         if flags & WRITE_FLAGS:
             self.m.own_change(path, parent=False)
         # Pass-through: pages may outlive the file's close (inotify drops those
