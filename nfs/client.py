@@ -13,7 +13,7 @@ something to decide (caching, delay, latency, faults), every kernel cache
 timeout is 0, so each lookup and stat reaches the model. A pass-through
 profile (`off`) lets the kernel cache entries, attributes and pages, and keeps
 them coherent with the other nodes by watching the backing store with inotify:
-what any node changes is invalidated here at once.
+what any node changes is invalidated here within milliseconds.
 
 Files are created as the calling user (the daemon runs as root): with
 allow_other and default_permissions the kernel checks permissions against the
@@ -28,7 +28,6 @@ import errno
 import json
 import logging
 import os
-import posixpath
 import queue
 import sys
 import threading
@@ -386,7 +385,7 @@ class SharedFS:
                 continue
             child = self.nodes.child(parent, name) if name else None
             if child is not None:
-                now = self._now(posixpath.join(dir_path, os.fsdecode(name)))
+                now = self._now(self.nodes.child_path(parent, name))
                 seen = self.nodes.seen(child)
                 if now == seen:
                     continue  # this node's own change: the directory's too

@@ -81,8 +81,8 @@ class FileInfo(ctypes.Structure):
                 ("_reserved", ctypes.c_uint64 * 2)]
 
 
-# Bit positions in FileInfo.bits (writepage, direct_io, keep_cache, flush, ...).
-DIRECT_IO, KEEP_CACHE, NOFLUSH = 1 << 1, 1 << 2, 1 << 7
+# keep_cache's bit in FileInfo.bits (after writepage and direct_io).
+KEEP_CACHE = 1 << 2
 
 
 class Ctx(ctypes.Structure):
