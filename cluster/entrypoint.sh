@@ -96,7 +96,8 @@ start_nfs() {
   chmod 0700 "$NFS_SERVER"
   # The export is a project space every user may create in (like /tmp).
   install -d -m 1777 "$NFS_SERVER/export"
-  install -d -m 0755 "$NFS_SERVER/control" "$NFS_RUN"
+  # The control file and the client's statistics are root's alone.
+  install -d -m 0700 "$NFS_SERVER/control" "$NFS_RUN"
   # Unmounted, /shared must not quietly become a local directory.
   install -d -m 0000 /shared
   nfs_supervise &
@@ -134,6 +135,9 @@ run_login() {
   exec sleep infinity
 }
 
+# Secrets arrive root-owned and 0400 (cluster/secrets.sh); their directory is
+# closed to users as well, whatever a host left them as.
+chmod 0700 /run/secrets
 link_config
 start_munge
 case "$ROLE" in

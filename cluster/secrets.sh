@@ -1,15 +1,32 @@
 #!/usr/bin/env bash
 # Per-cluster secrets, made at first start and kept in the git-ignored run
 # directory (never in git or an image layer): the munge key and the DB password.
+# They end up root-owned and 0400 whoever runs this: Compose bind-mounts them
+# into the nodes with the host file's owner, and a host user with uid 1000
+# would otherwise own the munge key as the lab user on every node.
 set -euo pipefail
 dir=${1:?usage: secrets.sh <secrets-dir>}
+BASE_IMAGE=${BASE_IMAGE:-minihpc/debian:trixie}
+log() { printf 'secrets: %s\n' "$*" >&2; }
 umask 077
 mkdir -p "$dir"
 if [[ ! -s "$dir/munge_key" ]]; then
   dd if=/dev/urandom of="$dir/munge_key" bs=1024 count=1 status=none
-  echo "secrets: generated munge key" >&2
+  log "generated munge key"
 fi
 if [[ ! -s "$dir/db_password" ]]; then
   head -c 24 /dev/urandom | base64 | tr -d '/+=\n' >"$dir/db_password"
-  echo "secrets: generated database password" >&2
+  log "generated database password"
+fi
+
+files=("$dir/munge_key" "$dir/db_password")
+if [[ $(id -u) -eq 0 ]]; then
+  chown 0:0 "${files[@]}"
+  chmod 0400 "${files[@]}"
+elif [[ "$(stat -c '%u %a' "${files[@]}" | sort -u)" != "0 400" ]]; then
+  # Not root here, but the Docker daemon is: it hands the files to root. The
+  # directory stays ours, so `make destroy` can still remove them.
+  log "handing the secrets to root through the Docker daemon (this user is $(id -un))"
+  docker run --rm --network none -v "$(cd "$dir" && pwd):/secrets" "$BASE_IMAGE" \
+    sh -c 'chown 0:0 /secrets/munge_key /secrets/db_password && chmod 0400 /secrets/munge_key /secrets/db_password'
 fi

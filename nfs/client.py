@@ -15,9 +15,12 @@ profile (`off`) lets the kernel cache entries, attributes and pages, and keeps
 them coherent with the other nodes by watching the backing store with inotify:
 what any node changes is invalidated here within milliseconds.
 
-Files are created as the calling user (the daemon runs as root): with
-allow_other and default_permissions the kernel checks permissions against the
-owners the backing store records.
+Safe for any user (the daemon runs as root, with allow_other): every request
+runs with its caller's fsuid, fsgid and groups (nfs.creds), so the backing
+filesystem checks permissions and owns new files as on a local disk; every
+operation goes through a handle on the inode the kernel named, or its parent's
+handle and a plain name (nfs.nodes), never through a path a user's symlink
+could redirect; and one user may hold only so many open files.
 """
 
 from __future__ import annotations
@@ -29,16 +32,20 @@ import json
 import logging
 import os
 import queue
+import resource
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 from nfs import fuse_ll as ll
-from nfs.model import Attrs, BackingStore, NodeModel
-from nfs.nodes import Fingerprint, NodeTable, fingerprint
+from nfs.creds import Credentials
+from nfs.model import Attrs, BeneathStore, NodeModel, entries_of
+from nfs.nodes import ROOT_ID, Fingerprint, Node, NodeTable, fingerprint
 from nfs.notify import Inotify
 from nfs.profiles import Profile, ProfileError, read_active
+from nfs.syscalls import chown_handle, link_handle, open_handle, proc, rename, utimens_handle
 
 log = logging.getLogger("minihpc-nfs")
 
@@ -60,9 +67,11 @@ def kernel_may_cache(p: Profile) -> bool:
 
 
 class SharedFS:
-    def __init__(self, store: BackingStore, model: NodeModel, inotify: Inotify) -> None:
-        self.store, self.m, self.inotify = store, model, inotify
-        self.nodes = NodeTable(store.real, inotify)
+    def __init__(self, root_fd: int, model: NodeModel, inotify: Inotify, max_handles: int) -> None:
+        self.m, self.inotify = model, inotify
+        self.creds = Credentials(ll.caller_groups)
+        self.nodes = NodeTable(root_fd, _RootWatch(inotify, self.creds))
+        self.handles = Handles(max_handles)
         self.session: ll.Session | None = None
         # Invalidations go to the kernel from a thread of their own: one sent
         # from the request loop could wait for a lock held by a caller whose
@@ -72,23 +81,26 @@ class SharedFS:
         self._switch_fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
         self.ttl = KERNEL_TTL if kernel_may_cache(model.profile) else 0.0
         self._dirs: dict[int, list] = {}
-        self._next_dir = 1
+        self._next_dir = 1 << 62  # directory handles, apart from file descriptors
 
     # -- replies -------------------------------------------------------------
 
-    def _entry(self, req, parent: int, name: bytes, path: str, a: Attrs, ino: int | None = None,
-               fi=None) -> None:
-        ino = self.nodes.remember(parent, name, fingerprint(a), a.is_dir, path, ino)
-        e = ll.EntryParam(ino=ino, generation=0, attr=_stat(a), attr_timeout=self.ttl, entry_timeout=self.ttl)
+    def _entry(self, req, parent: int, name: bytes, path: str, a: Attrs, fd: int | None = None,
+               nid: int | None = None, opened: int | None = None, s: os.stat_result | None = None) -> None:
+        """Answer a lookup or a creation with the node of handle `fd` (stat `s`
+        if known) or the known node `nid`; `opened`: the file descriptor a
+        create opened."""
+        nid = self.nodes.remember(parent, name, path, fingerprint(a), fd=fd, nid=nid, s=s)
+        e = ll.EntryParam(ino=nid, generation=0, attr=_stat(a), attr_timeout=self.ttl, entry_timeout=self.ttl)
         # The caller may be gone by the reply (interrupted): then the kernel
         # holds no reference to forget, and nobody will release the file.
-        if fi is None:
-            self._reply(ll.reply_entry, req, ctypes.byref(e), on_fail=lambda: self.nodes.forget(ino, 1))
+        if opened is None:
+            self._reply(ll.reply_entry, req, ctypes.byref(e), on_fail=lambda: self.nodes.forget(nid, 1))
         else:
             def gone() -> None:
-                self.nodes.forget(ino, 1)
-                os.close(fi.contents.fh)
-            self._reply(ll.reply_create, req, ctypes.byref(e), fi, on_fail=gone)
+                self.nodes.forget(nid, 1)
+                self.handles.close(opened)
+            self._reply(ll.reply_create, req, ctypes.byref(e), self._opened(opened), on_fail=gone)
 
     def _reply(self, fn, *args, on_fail=None) -> None:
         self.session.replies.send(fn, *args, on_fail=on_fail)  # type: ignore[union-attr]
@@ -100,73 +112,96 @@ class SharedFS:
         fi = ll.FileInfo(fh=fh, bits=bits)
         return ctypes.pointer(fi)
 
-    def _as_caller(self, req, real: str) -> None:
-        ctx = ll.req_ctx(req).contents
-        if (ctx.uid, ctx.gid) != (os.geteuid(), os.getegid()):
-            os.lchown(real, ctx.uid, ctx.gid)
-
     def _made(self, parent: int) -> None:
         """After this node removed a name from `parent`: remember the directory's
         new state, so that inotify's report of it invalidates nothing. (A name
         this node created needs nothing: the report names a child the kernel
         was just told about.)"""
         if self.ttl:
-            self.nodes.saw(parent, fingerprint(os.lstat(self.store.real(self.nodes.path(parent)))))
+            self.nodes.saw(parent, fingerprint(os.stat(self.nodes.fd(parent))))
 
     def _ok(self, req) -> None:
         self._reply(ll.reply_err, req, 0)
+
+    def _attrs(self, node: Node, fi=None) -> Attrs:
+        """The node's attributes as this client sees them: the model decides
+        (caches, delay), the handle answers when it asks the server. A name
+        removed everywhere is gone, unless asked through an open file."""
+        fh = fi.contents.fh if fi else None
+        a = self.m.stat(node.path, handle=fh is not None, server=lambda: _live(node.fd, fh))
+        if a.ino != node.ino:  # the model remembers another file by that name
+            a = _live(node.fd, fh)
+        return a
 
     # -- lookups and attributes ----------------------------------------------
 
     def lookup(self, req, parent: int, name: bytes) -> None:
         path = self.nodes.child_path(parent, name)
         self.m.fault("getattr", path)
-        self._entry(req, parent, name, path, self.m.stat(path))
+        pfd = self.nodes.fd(parent)
+        fd: int | None = None
+        s: os.stat_result | None = None
+
+        def server() -> Attrs:
+            nonlocal fd, s
+            fd = open_handle(pfd, name)
+            s = os.stat(fd)
+            return Attrs.from_stat(s)
+        try:
+            a = self.m.stat(path, server=server)
+            if fd is None:  # the model answered from its cache
+                nid = self.nodes.known(parent, name, a.ino)
+                if nid is not None:  # still that node: keep what the cache says
+                    self._entry(req, parent, name, path, a, nid=nid)
+                    return
+                server()
+            if s.st_ino != a.ino:  # type: ignore[union-attr]  # another file by that name: believe the handle
+                a = Attrs.from_stat(s)  # type: ignore[arg-type]
+        except BaseException:
+            if fd is not None:
+                os.close(fd)
+            raise
+        self._entry(req, parent, name, path, a, fd=fd, s=s)
 
     def forget(self, ino: int, nlookup: int) -> None:
         self.nodes.forget(ino, nlookup)
 
     def getattr(self, req, ino: int, fi) -> None:
-        path = self.nodes.path(ino)
-        self.m.fault("getattr", path)
-        if fi:
-            try:
-                a = self.m.stat(path, handle=True)
-            except FileNotFoundError:  # open but unlinked: the handle still answers
-                a = Attrs.from_stat(os.fstat(fi.contents.fh))
-        else:
-            a = self.m.stat(path)
+        node = self.nodes.get(ino)
+        self.m.fault("getattr", node.path)
+        a = self._attrs(node, fi)
         self.nodes.saw(ino, fingerprint(a))
         self._reply(ll.reply_attr, req, ctypes.byref(_stat(a)), self.ttl)
 
     def setattr(self, req, ino: int, attr, to_set: int, fi) -> None:
-        path = self.nodes.path(ino)
-        real = self.store.real(path)
-        self.m.fault("setattr", path)
+        node = self.nodes.get(ino)
+        self.m.fault("setattr", node.path)
         self.m.rpc("setattr")
         s = attr.contents
         if to_set & ll.SET_MODE:
-            os.chmod(real, s.st_mode & 0o7777)
+            if node.is_link:
+                raise OSError(errno.EOPNOTSUPP, "a symlink has no mode of its own")
+            os.chmod(proc(node.fd), s.st_mode & 0o7777)
         if to_set & (ll.SET_UID | ll.SET_GID):
-            os.lchown(real, s.st_uid if to_set & ll.SET_UID else -1, s.st_gid if to_set & ll.SET_GID else -1)
+            chown_handle(node.fd, s.st_uid if to_set & ll.SET_UID else -1, s.st_gid if to_set & ll.SET_GID else -1)
         if to_set & ll.SET_SIZE:
-            os.truncate(fi.contents.fh if fi else real, s.st_size)
+            os.truncate(fi.contents.fh if fi else proc(node.fd), s.st_size)
         if to_set & (ll.SET_ATIME | ll.SET_MTIME | ll.SET_ATIME_NOW | ll.SET_MTIME_NOW):
-            os.utime(real, ns=set_times(to_set, s, os.lstat(real), time.time_ns()), follow_symlinks=False)
-        self.m.own_change(path, parent=False)
-        a = self.store.stat(path)
+            utimens_handle(node.fd, node.is_link, *set_times(to_set, s))
+        self.m.own_change(node.path, parent=False)
+        a = Attrs.from_stat(os.stat(node.fd))
         self.nodes.saw(ino, fingerprint(a))
         self._reply(ll.reply_attr, req, ctypes.byref(_stat(a)), self.ttl)
 
     def readlink(self, req, ino: int) -> None:
-        path = self.nodes.path(ino)
-        self.m.fault("readlink", path)
+        node = self.nodes.get(ino)
+        self.m.fault("readlink", node.path)
         self.m.rpc("readlink")
-        self._reply(ll.reply_readlink, req, os.fsencode(os.readlink(self.store.real(path))))
+        self._reply(ll.reply_readlink, req, os.fsencode(os.readlink("", dir_fd=node.fd)))
 
     def statfs(self, req, ino: int) -> None:
         self.m.fault("statfs", "/")
-        s = os.statvfs(self.store.real("/"))
+        s = os.statvfs(self.nodes.fd(ROOT_ID))
         out = ll.StatVFS(f_bsize=s.f_bsize, f_frsize=s.f_frsize, f_blocks=s.f_blocks, f_bfree=s.f_bfree,
                          f_bavail=s.f_bavail, f_files=s.f_files, f_ffree=s.f_ffree, f_favail=s.f_favail,
                          f_flag=s.f_flag, f_namemax=s.f_namemax)
@@ -175,13 +210,25 @@ class SharedFS:
     # -- directories -----------------------------------------------------------
 
     def opendir(self, req, ino: int, fi) -> None:
-        path = self.nodes.path(ino)
-        self.m.fault("readdir", path)
-        entries = [(b".", 0, 0o040000), (b"..", 0, 0o040000),
-                   *((os.fsencode(n), i, kind) for n, i, kind in self.m.listdir(path))]
+        node = self.nodes.get(ino)
+        self.m.fault("readdir", node.path)
         handle, self._next_dir = self._next_dir, self._next_dir + 1
-        self._dirs[handle] = entries
-        self._reply(ll.reply_open, req, self._opened(handle), on_fail=lambda: self._dirs.pop(handle, None))
+        self.handles.take(self.creds.uid, handle)
+        try:
+            # Opened as the caller: the server checks read permission itself.
+            listed = self.m.listdir(node.path, entries=lambda: entries_of(
+                os.open(proc(node.fd), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)),
+                stat=lambda name: _child_attrs(node.fd, name))
+        except BaseException:
+            self.handles.give_back(handle)
+            raise
+        self._dirs[handle] = [(b".", 0, 0o040000), (b"..", 0, 0o040000),
+                              *((os.fsencode(n), i, kind) for n, i, kind in listed)]
+
+        def gone() -> None:
+            self._dirs.pop(handle, None)
+            self.handles.give_back(handle)
+        self._reply(ll.reply_open, req, self._opened(handle), on_fail=gone)
 
     def readdir(self, req, ino: int, size: int, off: int, fi) -> None:
         entries = self._dirs[fi.contents.fh]
@@ -198,23 +245,36 @@ class SharedFS:
 
     def releasedir(self, req, ino: int, fi) -> None:
         self._dirs.pop(fi.contents.fh, None)
+        self.handles.give_back(fi.contents.fh)
         self._ok(req)
 
     def mkdir(self, req, parent: int, name: bytes, mode: int) -> None:
         path = self.nodes.child_path(parent, name)
-        real = self.store.real(path)
+        pfd = self.nodes.fd(parent)
         self.m.fault("mkdir", path)
         self.m.rpc("mkdir")
-        os.mkdir(real, mode)
-        self._as_caller(req, real)
+        os.mkdir(name, mode, dir_fd=pfd)
+        self._made_entry(req, parent, name, path)
+
+    def _made_entry(self, req, parent: int, name: bytes, path: str) -> None:
+        """Answer the creation of parent/name with a handle on what is there now."""
+        fd = open_handle(self.nodes.fd(parent), name)
+        try:
+            a = Attrs.from_stat(os.stat(fd))
+        except BaseException:
+            os.close(fd)
+            raise
         self.m.own_change(path)
-        self._entry(req, parent, name, path, self.store.stat(path))
+        self._entry(req, parent, name, path, a, fd=fd)
 
     def rmdir(self, req, parent: int, name: bytes) -> None:
         path = self.nodes.child_path(parent, name)
         self.m.fault("rmdir", path)
         self.m.rpc("rmdir")
-        os.rmdir(self.store.real(path))
+        os.rmdir(name, dir_fd=self.nodes.fd(parent))
+        self._removed(req, parent, name, path)
+
+    def _removed(self, req, parent: int, name: bytes, path: str) -> None:
         self.m.own_change(path)
         self.nodes.unlinked(parent, name)
         self._made(parent)
@@ -226,21 +286,16 @@ class SharedFS:
         path = self.nodes.child_path(parent, name)
         self.m.fault("unlink", path)
         self.m.rpc("remove")
-        os.unlink(self.store.real(path))
-        self.m.own_change(path)
-        self.nodes.unlinked(parent, name)
-        self._made(parent)
-        self._ok(req)
+        os.unlink(name, dir_fd=self.nodes.fd(parent))
+        self._removed(req, parent, name, path)
 
     def rename(self, req, parent: int, name: bytes, newparent: int, newname: bytes, flags: int) -> None:
         old, new = self.nodes.child_path(parent, name), self.nodes.child_path(newparent, newname)
         self.m.fault("rename", old)
         if flags & ~RENAME_NOREPLACE:
             raise OSError(errno.EINVAL, "rename flags other than RENAME_NOREPLACE")
-        if flags and os.path.lexists(self.store.real(new)):
-            raise OSError(errno.EEXIST, "exists", new)
         self.m.rpc("rename")
-        os.rename(self.store.real(old), self.store.real(new))
+        rename(self.nodes.fd(parent), name, self.nodes.fd(newparent), newname, flags)
         self.m.own_change(old, new)
         self.nodes.moved(parent, name, newparent, newname, new)
         self._made(parent)
@@ -249,52 +304,69 @@ class SharedFS:
 
     def symlink(self, req, target: bytes, parent: int, name: bytes) -> None:
         path = self.nodes.child_path(parent, name)
-        real = self.store.real(path)
         self.m.fault("symlink", path)
         self.m.rpc("symlink")
-        os.symlink(target, real)
-        self._as_caller(req, real)
-        self.m.own_change(path)
-        self._entry(req, parent, name, path, self.store.stat(path))
+        os.symlink(target, name, dir_fd=self.nodes.fd(parent))
+        self._made_entry(req, parent, name, path)
 
     def link(self, req, ino: int, newparent: int, newname: bytes) -> None:
-        source, path = self.nodes.path(ino), self.nodes.child_path(newparent, newname)
+        node, path = self.nodes.get(ino), self.nodes.child_path(newparent, newname)
         self.m.fault("link", path)
         self.m.rpc("link")
-        os.link(self.store.real(source), self.store.real(path))
-        self.m.own_change(path, source)
-        self._entry(req, newparent, newname, path, self.store.stat(path), ino=ino)
+        link_handle(node.fd, node.is_link, self.nodes.fd(newparent), newname)
+        self.m.own_change(path, node.path)
+        self._entry(req, newparent, newname, path, Attrs.from_stat(os.stat(node.fd)), nid=ino)
 
     # -- files -------------------------------------------------------------------
 
     def create(self, req, parent: int, name: bytes, mode: int, fi) -> None:
         path = self.nodes.child_path(parent, name)
-        real = self.store.real(path)
+        pfd = self.nodes.fd(parent)
         self.m.fault("create", path)
+        self.handles.check(self.creds.uid)
         self.m.rpc("create")
-        fd = os.open(real, fi.contents.flags | os.O_CREAT, mode)
-        self._as_caller(req, real)
-        self.m.own_change(path)
-        self._entry(req, parent, name, path, Attrs.from_stat(os.fstat(fd)), fi=self._opened(fd))
+        # Never through a symlink that appeared since the kernel looked.
+        fd = os.open(name, fi.contents.flags | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=pfd)
+        handle = -1
+        try:
+            s = os.stat(fd)
+            handle = _handle_of(fd, s, pfd, name)
+            self.handles.take(self.creds.uid, fd)
+        except BaseException:
+            os.close(fd)
+            if handle >= 0:
+                os.close(handle)
+            raise
+        try:
+            self.m.own_change(path)
+        except BaseException:
+            os.close(handle)
+            self.handles.close(fd)
+            raise
+        self._entry(req, parent, name, path, Attrs.from_stat(s), fd=handle, opened=fd, s=s)
 
     def open(self, req, ino: int, fi) -> None:
-        path = self.nodes.path(ino)
-        self.m.fault("open", path)
+        node = self.nodes.get(ino)
+        self.m.fault("open", node.path)
+        if node.is_link:
+            raise OSError(errno.ELOOP, "a symlink is not opened itself")
         flags = fi.contents.flags
+        self.handles.check(self.creds.uid)
         try:
-            self.m.revalidate(path)  # close-to-open
-            fd = os.open(self.store.real(path), flags & ~(os.O_CREAT | os.O_EXCL | os.O_NOCTTY))
+            self.m.revalidate(node.path, server=lambda: _live(node.fd))  # close-to-open
         except FileNotFoundError:
             # The kernel still had the name (another node removed it a moment
             # ago): ESTALE makes it look the name up again and retry the open,
             # so that an O_CREAT open creates the file anew, as over NFS.
-            raise OSError(errno.ESTALE, "stale file handle", path) from None
+            raise OSError(errno.ESTALE, "stale file handle", node.path) from None
+        fd = os.open(proc(node.fd), (flags & ~OPEN_DROP) | os.O_CLOEXEC)
+        self.handles.take(self.creds.uid, fd)
         if flags & WRITE_FLAGS:
-            self.m.own_change(path, parent=False)
+            self.m.own_change(node.path, parent=False)
         # Pass-through: pages may outlive the file's close (inotify drops those
         # another node changed).
         self._reply(ll.reply_open, req, self._opened(fd, ll.KEEP_CACHE if self.ttl else 0),
-                    on_fail=lambda: os.close(fd))
+                    on_fail=lambda: self.handles.close(fd))
 
     def read(self, req, ino: int, size: int, off: int, fi) -> None:
         self.m.fault("read", self.nodes.path(ino))
@@ -319,16 +391,31 @@ class SharedFS:
         self._ok(req)
 
     def release(self, req, ino: int, fi) -> None:
-        os.close(fi.contents.fh)
+        self.handles.close(fi.contents.fh)
         self._ok(req)
+
+    # -- requests run as their callers ------------------------------------------
+
+    def handlers(self) -> dict:
+        return {name: getattr(self, name) if name in NO_CHECKS else self._as_caller(getattr(self, name))
+                for name in ll.PROTOTYPES}
+
+    def _as_caller(self, fn):
+        creds = self.creds
+
+        def serve(req, *args):
+            ctx = ll.req_ctx(req).contents
+            creds.caller(req, ctx.uid, ctx.gid, ctx.pid)
+            fn(req, *args)
+        return serve
+
+    def snapshot(self) -> dict:
+        return {**self.m.snapshot(), "nodes": len(self.nodes.nodes), "handles": self.handles.count()}
 
     # -- coherence -----------------------------------------------------------------
 
-    def handlers(self) -> dict:
-        return {name: getattr(self, name) for name in ll.PROTOTYPES}
-
     def serve(self) -> int:
-        threading.Thread(target=self._invalidator, daemon=True, name="invalidator").start()
+        _thread(self._invalidator, "invalidator")
         return self.session.run({self.inotify.fd: self.on_inotify,  # type: ignore[union-attr]
                                  self._switch_fd: self._apply_profile})
 
@@ -349,14 +436,13 @@ class SharedFS:
             log.warning("profile now %s", profile.name)
 
     def _invalidator(self) -> None:
-        while True:
-            kind, ino, name = self._stale.get()
-            if self.session is None:
-                continue
-            if kind == "entry":
-                self.session.inval_entry(ino, name)
-            else:
-                self.session.inval_inode(ino, data=kind == "data")
+        kind, ino, name = self._stale.get()
+        if self.session is None:
+            return
+        if kind == "entry":
+            self.session.inval_entry(ino, name)
+        else:
+            self.session.inval_inode(ino, data=kind == "data")
 
     def forget_kernel_caches(self) -> None:
         inodes, names = self.nodes.snapshot()
@@ -366,6 +452,7 @@ class SharedFS:
             self._stale.put(("data", ino, b""))
 
     def on_inotify(self) -> None:
+        self.creds.root()  # the client's own reading, not a caller's
         for wd, mask, name in self.inotify.events():
             self.changed_on_server(wd, mask, name)
 
@@ -380,12 +467,12 @@ class SharedFS:
         # it was not told about (another node's doing) is invalidated.
         for parent in self.nodes.dirs_of(wd):
             try:
-                dir_path = self.nodes.path(parent)
+                pfd = self.nodes.fd(parent)
             except OSError:
                 continue
             child = self.nodes.child(parent, name) if name else None
             if child is not None:
-                now = self._now(self.nodes.child_path(parent, name))
+                now = _fingerprint_at(pfd, name)
                 seen = self.nodes.seen(child)
                 if now == seen:
                     continue  # this node's own change: the directory's too
@@ -393,28 +480,134 @@ class SharedFS:
                     self._stale.put(("entry", parent, name))  # gone, or another file by that name
                 else:
                     self._stale.put(("data", child, b""))
-            if (not name or mask & Inotify.NAMESPACE) and self._now(dir_path) != self.nodes.seen(parent):
+            if (not name or mask & Inotify.NAMESPACE) and _fingerprint_at(pfd, b"") != self.nodes.seen(parent):
                 self._stale.put(("attr", parent, b""))
 
-    def _now(self, path: str) -> Fingerprint | None:
+
+class _RootWatch:
+    """Adds inotify watches as root: the client's own doing, whoever asked."""
+
+    def __init__(self, inotify: Inotify, creds: Credentials) -> None:
+        self.inotify, self.creds = inotify, creds
+
+    def add(self, fd: int) -> int:
+        caller = self.creds.current
+        self.creds.root()
         try:
-            return fingerprint(os.lstat(self.store.real(path)))
-        except OSError:
-            return None
+            return self.inotify.add(fd)
+        finally:
+            self.creds._become(caller)
+
+    def remove(self, wd: int) -> None:
+        self.inotify.remove(wd)
+
+
+class Handles:
+    """Open files and directories, by owner: one user may hold at most `cap`,
+    so that no user can take the daemon's descriptors from everyone else."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self._owner: dict[int, int] = {}
+        self._per_uid: Counter[int] = Counter()
+        self._lock = threading.Lock()
+
+    def check(self, uid: int) -> None:
+        if uid and self._per_uid[uid] >= self.cap:
+            raise OSError(errno.EMFILE, f"uid {uid} holds {self.cap} open files on this mount")
+
+    def take(self, uid: int, fh: int) -> None:
+        with self._lock:
+            self.check(uid)
+            self._owner[fh] = uid
+            self._per_uid[uid] += 1
+
+    def give_back(self, fh: int) -> None:
+        with self._lock:
+            uid = self._owner.pop(fh, None)
+            if uid is not None:
+                self._per_uid[uid] -= 1
+
+    def close(self, fd: int) -> None:
+        self.give_back(fd)
+        os.close(fd)
+
+    def count(self) -> int:
+        return len(self._owner)
+
+
+def _handle_of(fd: int, s: os.stat_result, dirfd: int, name: bytes) -> int:
+    """A handle on the inode open as `fd` (stat `s`), just created as `name`
+    in `dirfd`. By name first, which is cheap; if another node swapped the
+    name meanwhile, through the magic link to the open file itself (following
+    it: with O_NOFOLLOW that would be a handle on the /proc link)."""
+    try:
+        handle = open_handle(dirfd, name)
+    except OSError:
+        handle = -1
+    else:
+        h = os.stat(handle)
+        if (h.st_dev, h.st_ino) == (s.st_dev, s.st_ino):
+            return handle
+        os.close(handle)
+    return os.open(proc(fd), os.O_PATH | os.O_CLOEXEC)
+
+
+def _live(fd: int, fh: int | None = None) -> Attrs:
+    """The attributes of a handle's inode; gone (FileNotFoundError) once no
+    name is left, unless asked through an open file `fh`."""
+    s = os.stat(fd if fh is None else fh)
+    if s.st_nlink == 0 and fh is None:
+        raise FileNotFoundError(errno.ENOENT, "removed", None)
+    return Attrs.from_stat(s)
+
+
+def _child_attrs(dirfd: int, name: str) -> Attrs:
+    return Attrs.from_stat(os.stat(name, dir_fd=dirfd, follow_symlinks=False))
+
+
+def _fingerprint_at(dirfd: int, name: bytes) -> Fingerprint | None:
+    try:
+        return fingerprint(os.stat(name, dir_fd=dirfd, follow_symlinks=False) if name else os.stat(dirfd))
+    except OSError:
+        return None
+
+
+def _thread(step, name: str) -> None:
+    """A daemon thread running `step()` forever: an exception is logged and
+    the loop goes on (a dead thread would silently stop coherence or switches)."""
+    def run() -> None:
+        while True:
+            try:
+                step()
+            except Exception:
+                log.exception("%s: step failed; going on", name)
+                time.sleep(0.1)
+    threading.Thread(target=run, daemon=True, name=name).start()
 
 
 RENAME_NOREPLACE = 1
+# Requests that reach the server only through a handle or an open file, where
+# no permission is checked: they run with whatever identity the thread has.
+# Every other request takes its caller's first.
+NO_CHECKS = frozenset({"forget", "getattr", "read", "readdir", "release", "releasedir", "fsync", "statfs",
+                       "readlink"})
+# Open flags the kernel leaves in that mean nothing for a handle's reopening
+# (O_NOFOLLOW would refuse the /proc magic link itself).
+OPEN_DROP = os.O_CREAT | os.O_EXCL | os.O_NOCTTY | os.O_NOFOLLOW
 
 
-def set_times(to_set: int, s: ll.Stat, current: os.stat_result, now_ns: int) -> tuple[int, int]:
-    """(atime, mtime) in ns for utime, from setattr's bits: a time may be set,
-    set to now (`touch`, and Snakemake touching outputs) or left alone (touch -m)."""
-    out = []
-    for flag, now_flag, ts, cur in ((ll.SET_ATIME, ll.SET_ATIME_NOW, s.st_atim, current.st_atime_ns),
-                                    (ll.SET_MTIME, ll.SET_MTIME_NOW, s.st_mtim, current.st_mtime_ns)):
-        out.append(now_ns if to_set & now_flag else ts.tv_sec * 1_000_000_000 + ts.tv_nsec if to_set & flag
-                   else cur)
-    return out[0], out[1]
+def set_times(to_set: int, s: ll.Stat) -> tuple[tuple[int | None, int | None], tuple[bool, bool]]:
+    """((atime, mtime) in ns or None to leave alone, (atime now, mtime now))
+    from setattr's bits: a time may be set, set to now (`touch`, and Snakemake
+    touching outputs) or left alone (touch -m)."""
+    times: list[int | None] = []
+    now: list[bool] = []
+    for flag, now_flag, ts in ((ll.SET_ATIME, ll.SET_ATIME_NOW, s.st_atim),
+                               (ll.SET_MTIME, ll.SET_MTIME_NOW, s.st_mtim)):
+        now.append(bool(to_set & now_flag))
+        times.append(ts.tv_sec * 1_000_000_000 + ts.tv_nsec if to_set & flag and not to_set & now_flag else None)
+    return (times[0], times[1]), (now[0], now[1])
 
 
 class ProfileWatcher(threading.Thread):
@@ -433,22 +626,40 @@ class ProfileWatcher(threading.Thread):
             return None
 
     def run(self) -> None:
-        model = self.fs.m
         while True:
             time.sleep(self.interval)
-            stamp = self._stamp()
-            if stamp != self.stamp:
-                self.stamp = stamp
-                try:
-                    profile = read_active(self.control)
-                except ProfileError as e:
-                    log.error("keeping profile %s: %s", model.profile.name, e)
-                else:
-                    self.fs.switch_profile(profile)
-            if self.stats is not None:
-                tmp = self.stats.with_suffix(".tmp")
-                tmp.write_text(json.dumps(model.snapshot()) + "\n")
-                tmp.replace(self.stats)
+            try:
+                self.step()
+            except Exception:  # e.g. EMFILE: log it and try again next time
+                log.exception("profile watcher: step failed; going on")
+
+    def step(self) -> None:
+        stamp = self._stamp()
+        if stamp != self.stamp:
+            self.stamp = stamp
+            try:
+                profile = read_active(self.control)
+            except ProfileError as e:
+                log.error("keeping profile %s: %s", self.fs.m.profile.name, e)
+            else:
+                self.fs.switch_profile(profile)
+        if self.stats is not None:
+            # Root's only: which paths fail and how often is nobody else's business.
+            tmp = self.stats.with_suffix(".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                os.fchmod(fd, 0o600)
+                f.write(json.dumps(self.fs.snapshot()) + "\n")
+            tmp.replace(self.stats)
+
+
+def handle_budget() -> int:
+    """Raise this process's descriptor limit to its ceiling; the share of it
+    one user's open files may take."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return max(64, hard // 4)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -457,7 +668,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mountpoint", required=True)
     ap.add_argument("--control", required=True, help="active-profile file (JSON)")
     ap.add_argument("--node", default=os.uname().nodename)
-    ap.add_argument("--stats", help="write operation counters here every second")
+    ap.add_argument("--stats", help="write operation counters here every second (root-only)")
+    ap.add_argument("--max-open-per-user", type=int, default=0,
+                    help="open files one user may hold on this mount (default: a quarter of the fd limit)")
     ap.add_argument("--debug", action="store_true")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if a.debug else logging.WARNING,
@@ -471,9 +684,11 @@ def main(argv: list[str] | None = None) -> int:
     except ProfileError as e:
         print(f"nfs.client: {e}", file=sys.stderr)
         return 2
-    store = BackingStore(a.backing)
+    budget = handle_budget()
+    root_fd = os.open(a.backing, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    store = BeneathStore(root_fd)
     inotify = Inotify()
-    fs = SharedFS(store, NodeModel(a.node, profile, store), inotify)
+    fs = SharedFS(root_fd, NodeModel(a.node, profile, store), inotify, a.max_open_per_user or budget)
     options = ["allow_other", "default_permissions", "fsname=minihpc-nfs", "subtype=minihpc"]
     fs.session = ll.Session(fs.handlers(), a.mountpoint, options + (["debug"] if a.debug else []))
     # The model's latency delays the reply, not the loop: other callers go on.

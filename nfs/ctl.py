@@ -72,7 +72,10 @@ def main(argv: list[str] | None = None) -> int:
         elif a.cmd == "show":
             print(describe(read_active(a.control)))
         elif a.cmd == "stats":
-            print(STATS.read_text().strip() if STATS.exists() else f"no client statistics at {STATS}")
+            try:
+                print(STATS.read_text().strip())
+            except FileNotFoundError:
+                print(f"no client statistics at {STATS}")
         else:
             profile = build(a.name, a.sets, a.faults)
             if a.cmd == "set":
@@ -81,6 +84,12 @@ def main(argv: list[str] | None = None) -> int:
     except (ProfileError, FaultError) as e:
         print(f"minihpc-nfs: error: {e}", file=sys.stderr)
         return 2
+    except PermissionError as e:
+        # The profile and the statistics are root's: a user must not steer or
+        # watch every node's client.
+        print(f"minihpc-nfs: error: {e.filename}: permission denied; the NFS client's profile and statistics "
+              "are root's: run it as root (make nfs-profile, or docker exec -u root)", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -158,6 +158,7 @@ session_destroy = _fn("fuse_session_destroy", _V, ctypes.c_void_p)
 set_signal_handlers = _fn("fuse_set_signal_handlers", ctypes.c_int, ctypes.c_void_p)
 remove_signal_handlers = _fn("fuse_remove_signal_handlers", _V, ctypes.c_void_p)
 req_ctx = _fn("fuse_req_ctx", ctypes.POINTER(Ctx), c_req)
+req_getgroups = _fn("fuse_req_getgroups", ctypes.c_int, c_req, ctypes.c_int, ctypes.POINTER(ctypes.c_uint32))
 
 reply_err = _fn("fuse_reply_err", ctypes.c_int, c_req, ctypes.c_int)
 reply_none = _fn("fuse_reply_none", _V, c_req)
@@ -184,6 +185,20 @@ OTHERS_S = 0.005
 # setattr's to_set bits (fuse_lowlevel.h FUSE_SET_ATTR_*).
 SET_MODE, SET_UID, SET_GID, SET_SIZE, SET_ATIME, SET_MTIME = 1, 2, 4, 8, 16, 32
 SET_ATIME_NOW, SET_MTIME_NOW = 128, 256
+
+
+def caller_groups(req) -> tuple[int, ...]:
+    """The supplementary groups of the process behind `req` (from /proc);
+    none if it is gone."""
+    size = 64
+    while True:
+        arr = (ctypes.c_uint32 * size)()
+        n = req_getgroups(req, size, arr)
+        if n < 0:
+            return ()
+        if n <= size:
+            return tuple(arr[:n])
+        size = n
 
 
 def fill_stat(s: Stat, *, ino: int, mode: int, nlink: int, uid: int, gid: int, size: int, blocks: int,
@@ -229,8 +244,19 @@ class Replies:
                 while not self._due or self._due[0][0] > time.monotonic():
                     self._cv.wait(self._due[0][0] - time.monotonic() if self._due else None)
                 _, _, fn, args, on_fail = heapq.heappop(self._due)
-            if fn(*args) != 0 and on_fail is not None:
-                on_fail()
+            try:
+                if fn(*args) != 0 and on_fail is not None:
+                    on_fail()
+            except Exception:  # this thread must outlive any one reply
+                logging.getLogger("minihpc-nfs").exception("a delayed reply failed")
+
+
+def _serve_other(fn: Callable[[], None]) -> None:
+    """One of the loop's other sources: its failure is logged, the loop goes on."""
+    try:
+        fn()
+    except Exception:
+        logging.getLogger("minihpc-nfs").exception("serving %s failed; going on", getattr(fn, "__name__", fn))
 
 
 class Session:
@@ -305,7 +331,7 @@ class Session:
             # retries the interrupted poll) still ends the loop.
             for fd, _ in poller.poll(1000):
                 if fd != fuse_fd:
-                    others[fd]()
+                    _serve_other(others[fd])
                     continue
                 ended = self._burst(buf, poller, others)
                 if ended is not None:
@@ -333,7 +359,7 @@ class Session:
             if now() > others_due:
                 for fd, _ in poller.poll(0):
                     if fd in others:
-                        others[fd]()
+                        _serve_other(others[fd])
                 others_due = now() + OTHERS_S
 
     def inval_entry(self, parent: int, name: bytes) -> int:

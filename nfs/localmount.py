@@ -19,12 +19,16 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 class LocalCluster:
-    """`root/export` is the server's tree, `root/<node>` each node's mount."""
+    """Laid out as on a node: `root/server` (0700, the server's side) holds the
+    export and the control file, `root/run` (0700) the clients' statistics, and
+    `root/<node>` is each node's mount, the only part users can reach."""
 
     def __init__(self, root: Path, nodes: tuple[str, ...]) -> None:
         self.root, self.nodes = root, nodes
-        self.backing = root / "export"
-        self.control = root / "control/profile.json"
+        self.server = root / "server"
+        self.backing = self.server / "export"
+        self.control = self.server / "control/profile.json"
+        self.run = root / "run"
         self.procs: dict[str, subprocess.Popen] = {}
 
     def mnt(self, node: str) -> Path:
@@ -32,9 +36,19 @@ class LocalCluster:
 
     def stats(self, node: str) -> dict:
         try:
-            return json.loads((self.root / f"stats.{node}.json").read_text())
+            return json.loads(self.stats_path(node).read_text())
         except (FileNotFoundError, json.JSONDecodeError):
             return {}
+
+    def log_path(self, node: str) -> Path:
+        return self.run / f"client.{node}.log"
+
+    def log(self, node: str) -> str:
+        """What the client said on stderr (its warnings and any traceback)."""
+        return self.log_path(node).read_text(errors="replace")
+
+    def stats_path(self, node: str) -> Path:
+        return self.run / f"stats.{node}.json"
 
     def set(self, profile: Profile, timeout: float = 10) -> None:
         """Switch the profile at runtime; returns once every client runs it."""
@@ -47,7 +61,7 @@ class LocalCluster:
 
     def wait_stats(self, node: str) -> dict:
         """Counters written after now (the client writes them every second)."""
-        path = self.root / f"stats.{node}.json"
+        path = self.stats_path(node)
         before = path.stat().st_mtime_ns
         deadline = time.monotonic() + 5
         while path.stat().st_mtime_ns == before and time.monotonic() < deadline:
@@ -57,16 +71,19 @@ class LocalCluster:
     def _mount(self, node: str) -> None:
         mnt = self.mnt(node)
         mnt.mkdir()
+        log = open(self.log_path(node), "w")  # noqa: SIM115 (the client's for its lifetime)
         proc = subprocess.Popen(
             [sys.executable, "-m", "nfs.client", "--backing", str(self.backing), "--mountpoint", str(mnt),
-             "--control", str(self.control), "--node", node, "--stats", str(self.root / f"stats.{node}.json")],
-            cwd=ROOT, stderr=subprocess.PIPE, text=True)
+             "--control", str(self.control), "--node", node, "--stats", str(self.stats_path(node))],
+            cwd=ROOT, stderr=log)
+        log.close()
         self.procs[node] = proc
         deadline = time.monotonic() + 15
         while not os.path.ismount(mnt):
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
-                raise RuntimeError(f"nfs.client {node} did not mount {mnt}: {proc.communicate()[1][-2000:]}")
+                proc.wait()
+                raise RuntimeError(f"nfs.client {node} did not mount {mnt}: {self.log(node)[-2000:]}")
             time.sleep(0.05)
 
     def unmount(self) -> None:
@@ -83,8 +100,9 @@ class LocalCluster:
 def local_cluster(root: Path, profile: Profile, nodes: tuple[str, ...] = ("A", "B")) -> Iterator[LocalCluster]:
     root.chmod(0o755)
     lc = LocalCluster(root, nodes)
-    lc.backing.mkdir()
-    lc.backing.chmod(0o1777)
+    for d, mode in ((lc.server, 0o700), (lc.backing, 0o1777), (lc.run, 0o700)):
+        d.mkdir()
+        d.chmod(mode)
     write_active(lc.control, profile)
     try:
         for node in nodes:

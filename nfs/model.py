@@ -35,6 +35,7 @@ from typing import Protocol
 
 from nfs.faults import FaultSet
 from nfs.profiles import Profile
+from nfs.syscalls import HANDLE_FLAGS, open_beneath
 
 DATA_OPS = frozenset({"read", "write"})
 
@@ -75,26 +76,50 @@ class Store(Protocol):
     def listdir(self, path: str) -> list[Entry]: ...
 
 
+# Asks the server for one file's attributes; FileNotFoundError if it is gone.
+Server = Callable[[], Attrs]
+
 # A directory entry: name, inode, file type bits (S_IFMT). Without a non-zero
 # inode, glibc and bash's globbing skip the entry as deleted.
 Entry = tuple[str, int, int]
 
 
-class BackingStore:
-    """The real server: a directory tree only root can reach."""
+class BeneathStore:
+    """The real server, a directory tree only root can reach, seen by path
+    strings only for the model's own bookkeeping (its caches, and entries it
+    may hide): each path is opened strictly beneath the export's handle, with
+    no symlink or `..` on the way (openat2), and only its attributes are read.
+    The client's operations never use paths (nfs.nodes)."""
 
-    def __init__(self, root: str) -> None:
-        self.root = root.rstrip("/")
-
-    def real(self, path: str) -> str:
-        return self.root + path
+    def __init__(self, root_fd: int) -> None:
+        self.root_fd = root_fd
 
     def stat(self, path: str) -> Attrs:
-        return Attrs.from_stat(os.lstat(self.real(path)))
+        fd = self._open(path, HANDLE_FLAGS)
+        try:
+            return Attrs.from_stat(os.stat(fd))
+        finally:
+            os.close(fd)
 
     def listdir(self, path: str) -> list[Entry]:
-        with os.scandir(self.real(path)) as it:
+        return entries_of(self._open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC))
+
+    def _open(self, path: str, flags: int) -> int:
+        try:
+            return open_beneath(self.root_fd, path, flags)
+        except OSError as e:
+            if e.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.EXDEV):
+                raise _enoent(path) from None  # not there as a plain path
+            raise
+
+
+def entries_of(dirfd: int) -> list[Entry]:
+    """The entries of an open directory (closed afterwards)."""
+    try:
+        with os.scandir(dirfd) as it:
             return [(e.name, e.inode(), _dtype(e)) for e in it]
+    finally:
+        os.close(dirfd)
 
 
 def _dtype(e: os.DirEntry) -> int:
@@ -178,9 +203,11 @@ class NodeModel:
 
     # -- what the node sees ------------------------------------------------
 
-    def stat(self, path: str, handle: bool = False) -> Attrs:
+    def stat(self, path: str, handle: bool = False, server: Server | None = None) -> Attrs:
         """Attributes as this node sees them. `handle`: through an open file
-        (no path lookup, so the lookup cache mode does not apply)."""
+        (no path lookup, so the lookup cache mode does not apply). `server`:
+        how to ask the server when the caches cannot answer (default: the
+        store, by path)."""
         now = self.clock()
         with self._lock:
             cached = self._attr.get(path)
@@ -191,23 +218,26 @@ class NodeModel:
             if cached and cached.valid(now) and (handle or lookup != "none"):
                 self.stats["cache.hit"] += 1
                 return cached.attrs
-        return self._fetch(path, "getattr" if cached or handle else "lookup")
+        return self._fetch(path, "getattr" if cached or handle else "lookup", server)
 
-    def revalidate(self, path: str) -> Attrs:
+    def revalidate(self, path: str, server: Server | None = None) -> Attrs:
         """Close-to-open: open() always asks the server."""
-        return self._fetch(path, "getattr")
+        return self._fetch(path, "getattr", server)
 
-    def listdir(self, path: str) -> list[Entry]:
+    def listdir(self, path: str, entries: Callable[[], list[Entry]] | None = None,
+                stat: Callable[[str], Attrs] | None = None) -> list[Entry]:
+        """The entries this node sees; `entries()` and `stat(name)` read the
+        directory on the server (default: the store, by path)."""
         self.rpc("readdir")
-        entries = self.store.listdir(path)
+        listed = entries() if entries else self.store.listdir(path)
         if self.profile.delay <= 0:
-            return entries
+            return listed
         now = self.clock()
         visible = []
-        for entry in entries:
+        for entry in listed:
             child = posixpath.join(path, entry[0])
             try:
-                a = self.store.stat(child)
+                a = stat(entry[0]) if stat else self.store.stat(child)
             except FileNotFoundError:
                 continue
             with self._lock:
@@ -251,10 +281,10 @@ class NodeModel:
         p = self.profile
         return not p.noac or p.lookupcache == "all" or p.delay > 0
 
-    def _fetch(self, path: str, op: str) -> Attrs:
+    def _fetch(self, path: str, op: str, server: Server | None = None) -> Attrs:
         self.rpc(op)
         try:
-            a: Attrs | None = self.store.stat(path)
+            a: Attrs | None = server() if server else self.store.stat(path)
         except FileNotFoundError:
             a = None
         now = self.clock()

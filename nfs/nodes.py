@@ -1,17 +1,24 @@
-"""The node ids the kernel holds for one client, and what it was told of each.
+"""The node ids the kernel holds for one client, each with a handle on its inode.
 
 In libfuse's low-level protocol the filesystem names every inode the kernel
-knows: here a (parent, name) with a path, counted by lookups until the kernel
-forgets it. Directories are watched with inotify while the kernel knows them,
-so that what another node changes in them can be invalidated.
+knows. Here each node owns an O_PATH descriptor of its inode (a handle), taken
+when the name was looked up without following it, and every operation on the
+node goes through that handle, or through its parent's handle and a plain
+name: never through a path string, which another node or a user's symlink
+could redirect. One inode is one node, whatever names it has (hard links), as
+in libfuse's passthrough_ll.
+
+Each node also keeps the name and path it was last reached by. Those are
+labels only: keys of the model's caches and of fault rules, and what is
+watched with inotify so that another node's changes can be invalidated.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import stat as st
 import threading
-from collections.abc import Callable
 from typing import Protocol
 
 from nfs.model import Attrs
@@ -20,7 +27,7 @@ ROOT_ID = 1
 
 
 class Watcher(Protocol):
-    def add(self, path: str) -> int: ...
+    def add(self, fd: int) -> int: ...
 
     def remove(self, wd: int) -> None: ...
 
@@ -36,88 +43,125 @@ def fingerprint(s: os.stat_result | Attrs) -> Fingerprint:
 
 
 class Node:
-    __slots__ = ("parent", "name", "path", "is_dir", "nlookup", "wd", "seen")
+    __slots__ = ("fd", "key", "mode", "parent", "name", "path", "nlookup", "wd", "seen")
 
-    def __init__(self, parent: int, name: bytes, path: str, is_dir: bool) -> None:
-        self.parent, self.name, self.path, self.is_dir = parent, name, path, is_dir
+    def __init__(self, fd: int, s: os.stat_result, parent: int, name: bytes, path: str) -> None:
+        self.fd, self.key, self.mode = fd, (s.st_dev, s.st_ino), st.S_IFMT(s.st_mode)
+        self.parent, self.name, self.path = parent, name, path
         self.nlookup, self.wd = 0, -1
         self.seen: Fingerprint | None = None  # the state the kernel was told, or this node made
 
+    @property
+    def ino(self) -> int:
+        return self.key[1]
+
+    @property
+    def is_dir(self) -> bool:
+        return self.mode == st.S_IFDIR
+
+    @property
+    def is_link(self) -> bool:
+        return self.mode == st.S_IFLNK
+
 
 class NodeTable:
-    """The node ids the kernel holds, each a (parent, name), counted by lookups
-    until the kernel forgets them. Directories are watched while known."""
+    """Node ids the kernel holds, counted by lookups until it forgets them.
+    Directories are watched while known. `root_fd` is the export's handle."""
 
-    def __init__(self, real: Callable[[str], str], watch: Watcher) -> None:
-        self.real, self.watch = real, watch
+    def __init__(self, root_fd: int, watch: Watcher) -> None:
+        self.watch = watch
         self.lock = threading.Lock()
-        self.nodes: dict[int, Node] = {ROOT_ID: Node(0, b"", "/", True)}
+        root = Node(root_fd, os.stat(root_fd), 0, b"", "/")
+        self.nodes: dict[int, Node] = {ROOT_ID: root}
+        self.by_key: dict[tuple[int, int], int] = {root.key: ROOT_ID}
         self.names: dict[tuple[int, bytes], int] = {}
         self.watched: dict[int, set[int]] = {}  # inotify wd -> directory node ids
         self._next = ROOT_ID + 1
-        self._watch(ROOT_ID, "/")
+        self._watch(ROOT_ID)
 
-    def path(self, ino: int) -> str:
+    def get(self, ino: int) -> Node:
         node = self.nodes.get(ino)
         if node is None:
             raise OSError(errno.ESTALE, "node forgotten")
-        return node.path
+        return node
+
+    def path(self, ino: int) -> str:
+        return self.get(ino).path
+
+    def fd(self, ino: int) -> int:
+        return self.get(ino).fd
 
     def child_path(self, parent: int, name: bytes) -> str:
         base = self.path(parent)
         return (base if base == "/" else base + "/") + os.fsdecode(name)
 
-    def remember(self, parent: int, name: bytes, seen: Fingerprint, is_dir: bool, path: str,
-                 ino: int | None = None) -> int:
-        """One more kernel reference to parent/name (or, for a hard link, to
-        `ino`), which the kernel was just told is in state `seen`. A name that
-        now holds another file (another node replaced it) gets a new id."""
+    def known(self, parent: int, name: bytes, ino: int) -> int | None:
+        """The node that parent/name was last seen naming, if it is inode `ino`."""
         with self.lock:
-            if ino is None:
-                ino = self.names.get((parent, name))
-                node = self.nodes.get(ino) if ino is not None else None
-                if node is not None and (node.is_dir != is_dir or (node.seen and node.seen[0] != seen[0])):
-                    ino = None
-            if ino is None or ino not in self.nodes:
-                ino, self._next = self._next, self._next + 1
-                self.nodes[ino] = Node(parent, name, path, is_dir)
-                new_dir = is_dir
-            else:
-                new_dir = False
-            self.names[(parent, name)] = ino
-            node = self.nodes[ino]
+            nid = self.names.get((parent, name))
+            node = self.nodes.get(nid) if nid is not None else None
+            return nid if node is not None and node.ino == ino else None
+
+    def remember(self, parent: int, name: bytes, path: str, seen: Fingerprint, fd: int | None = None,
+                 nid: int | None = None, s: os.stat_result | None = None) -> int:
+        """One more kernel reference to the inode reached as parent/name: either
+        the handle `fd` (owned by the table from now on; closed at once if the
+        inode already has a node), whose stat `s` the caller may already have,
+        or the known node `nid`."""
+        new_dir = False
+        with self.lock:
+            if fd is not None:
+                if s is None:
+                    try:
+                        s = os.stat(fd)
+                    except OSError:
+                        os.close(fd)
+                        raise
+                nid = self.by_key.get((s.st_dev, s.st_ino))
+                if nid is not None:
+                    os.close(fd)
+                else:
+                    nid, self._next = self._next, self._next + 1
+                    node = Node(fd, s, parent, name, path)
+                    self.nodes[nid], self.by_key[node.key] = node, nid
+                    new_dir = node.is_dir
+            node = self.nodes[nid]  # type: ignore[index]
+            node.parent, node.name, node.path = parent, name, path
+            self.names[(parent, name)] = nid  # type: ignore[assignment]
             node.nlookup += 1
             node.seen = seen
         if new_dir:
-            self._watch(ino, path)
-        return ino
+            self._watch(nid)  # type: ignore[arg-type]
+        return nid  # type: ignore[return-value]
 
-    def _watch(self, ino: int, path: str) -> None:
-        wd = self.watch.add(self.real(path))
+    def _watch(self, nid: int) -> None:
+        wd = self.watch.add(self.nodes[nid].fd)
         if wd >= 0:
             with self.lock:
-                node = self.nodes.get(ino)
+                node = self.nodes.get(nid)
                 if node is not None:
                     node.wd = wd
-                    self.watched.setdefault(wd, set()).add(ino)
+                    self.watched.setdefault(wd, set()).add(nid)
 
-    def forget(self, ino: int, n: int) -> None:
+    def forget(self, nid: int, n: int) -> None:
         with self.lock:
-            node = self.nodes.get(ino)
-            if node is None or ino == ROOT_ID:
+            node = self.nodes.get(nid)
+            if node is None or nid == ROOT_ID:
                 return
             node.nlookup -= n
             if node.nlookup > 0:
                 return
-            del self.nodes[ino]
-            if self.names.get((node.parent, node.name)) == ino:
+            del self.nodes[nid]
+            del self.by_key[node.key]
+            if self.names.get((node.parent, node.name)) == nid:
                 del self.names[(node.parent, node.name)]
             dirs = self.watched.get(node.wd)
             if dirs is not None:
-                dirs.discard(ino)
+                dirs.discard(nid)
                 if not dirs:
                     del self.watched[node.wd]
                     self.watch.remove(node.wd)
+            os.close(node.fd)
 
     def unlinked(self, parent: int, name: bytes) -> None:
         with self.lock:
@@ -126,28 +170,28 @@ class NodeTable:
     def moved(self, parent: int, name: bytes, newparent: int, newname: bytes, new_path: str) -> None:
         with self.lock:
             self.names.pop((newparent, newname), None)
-            ino = self.names.pop((parent, name), None)
-            if ino is None or ino not in self.nodes:
+            nid = self.names.pop((parent, name), None)
+            if nid is None or nid not in self.nodes:
                 return
-            node = self.nodes[ino]
+            node = self.nodes[nid]
             old_path = node.path
             node.parent, node.name, node.path = newparent, newname, new_path
-            self.names[(newparent, newname)] = ino
-            if node.is_dir:  # everything known below it moved too
+            self.names[(newparent, newname)] = nid
+            if node.is_dir:  # the labels of everything known below it move too
                 prefix = old_path + "/"
                 for n in self.nodes.values():
                     if n.path.startswith(prefix):
                         n.path = new_path + n.path[len(old_path):]
 
-    def saw(self, ino: int, fp: Fingerprint | None) -> None:
+    def saw(self, nid: int, fp: Fingerprint | None) -> None:
         with self.lock:
-            node = self.nodes.get(ino)
+            node = self.nodes.get(nid)
             if node is not None:
                 node.seen = fp
 
-    def seen(self, ino: int) -> Fingerprint | None:
+    def seen(self, nid: int) -> Fingerprint | None:
         with self.lock:
-            node = self.nodes.get(ino)
+            node = self.nodes.get(nid)
             return node.seen if node is not None else None
 
     def child(self, parent: int, name: bytes) -> int | None:

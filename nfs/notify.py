@@ -13,6 +13,8 @@ import logging
 import os
 import struct
 
+from nfs.syscalls import proc
+
 log = logging.getLogger("minihpc-nfs")
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -22,7 +24,7 @@ _libc.inotify_rm_watch.argtypes = [ctypes.c_int, ctypes.c_int]
 
 IN_MODIFY, IN_ATTRIB, IN_MOVED_FROM, IN_MOVED_TO = 0x2, 0x4, 0x40, 0x80
 IN_CREATE, IN_DELETE = 0x100, 0x200
-IN_Q_OVERFLOW, IN_IGNORED, IN_ONLYDIR, IN_DONT_FOLLOW = 0x4000, 0x8000, 0x01000000, 0x02000000
+IN_Q_OVERFLOW, IN_IGNORED, IN_ONLYDIR = 0x4000, 0x8000, 0x01000000
 _EVENT = struct.Struct("iIII")
 
 
@@ -30,7 +32,9 @@ class Inotify:
     NAMESPACE = IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO  # a name came or went
     CONTENT = IN_MODIFY  # a file's data changed: cached pages are stale
     OVERFLOW = IN_Q_OVERFLOW  # events were lost: trust nothing
-    MASK = NAMESPACE | CONTENT | IN_ATTRIB | IN_ONLYDIR | IN_DONT_FOLLOW
+    # Watches are added through /proc/self/fd/N of the directory's handle, a
+    # magic link that must be followed (it lands on that very inode).
+    MASK = NAMESPACE | CONTENT | IN_ATTRIB | IN_ONLYDIR
 
     def __init__(self) -> None:
         self.fd = _libc.inotify_init1(os.O_CLOEXEC | os.O_NONBLOCK)
@@ -38,13 +42,13 @@ class Inotify:
             e = ctypes.get_errno()
             raise OSError(e, f"inotify_init1: {os.strerror(e)} (fs.inotify.max_user_instances too low?)")
 
-    def add(self, path: str) -> int:
-        """Watch a directory; -1 (logged) if it cannot be watched."""
-        wd = _libc.inotify_add_watch(self.fd, os.fsencode(path), self.MASK)
+    def add(self, fd: int) -> int:
+        """Watch the directory `fd` holds; -1 (logged) if it cannot be watched."""
+        wd = _libc.inotify_add_watch(self.fd, os.fsencode(proc(fd)), self.MASK)
         if wd < 0:
             e = ctypes.get_errno()
             if e != errno.ENOENT:  # gone already: nothing to keep coherent
-                log.error("cannot watch %s: %s (raise fs.inotify.max_user_watches)", path, os.strerror(e))
+                log.error("cannot watch a directory: %s (raise fs.inotify.max_user_watches)", os.strerror(e))
         return wd
 
     def remove(self, wd: int) -> None:

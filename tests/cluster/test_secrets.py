@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import io
+import os
+import shutil
 import subprocess
 import tarfile
+import tempfile
 from pathlib import Path
 
 from support import Cluster, run_ok
+
+LAB_UID = 1000
 
 
 def _secrets(cluster: Cluster) -> dict[str, bytes]:
@@ -23,6 +28,44 @@ def test_munge_key_mode_and_owner_on_every_node(cluster: Cluster) -> None:
         assert run_ok(host, "stat -c '%a %U %G' /etc/munge/munge.key").split() == ["400", "munge", "munge"]
         assert run_ok(host, "sha256sum < /etc/munge/munge.key").split()[0] == \
             subprocess.run(["sha256sum"], input=key, capture_output=True, check=True).stdout.decode().split()[0]
+
+
+def test_secrets_reach_every_node_root_owned_and_closed_to_users(cluster: Cluster) -> None:
+    for service in cluster.slurm_services:
+        host = cluster.host(service)
+        for name in ("munge_key", *(["db_password"] if service == "slurmdbd" else [])):
+            assert run_ok(host, f"stat -c '%u %g %a' /run/secrets/{name}").split() == ["0", "0", "400"], \
+                f"{service}: /run/secrets/{name}"
+        user = cluster.as_user(service)
+        for path in ("/run/secrets/munge_key", "/etc/munge/munge.key"):
+            r = user.run(f"cat {path}")
+            assert r.rc != 0 and "Permission denied" in r.stderr, f"{service}: the lab user read {path}"
+
+
+def test_secrets_made_by_a_non_root_host_user_are_handed_to_root(cluster: Cluster) -> None:
+    """A checkout owned by uid 1000 (a user in the docker group runs make
+    cluster-up): cluster/secrets.sh, run as that user, leaves root's files."""
+    docker_gid = os.stat("/var/run/docker.sock").st_gid
+    work = Path(tempfile.mkdtemp(prefix="minihpc-secrets-"))
+    try:
+        work.chmod(0o755)
+        shutil.copy(cluster.root / "cluster/secrets.sh", work / "secrets.sh")
+        (work / "secrets.sh").chmod(0o755)
+        os.chown(work, LAB_UID, LAB_UID)
+        r = subprocess.run(["setpriv", f"--reuid={LAB_UID}", f"--regid={LAB_UID}", f"--groups={docker_gid}",
+                            str(work / "secrets.sh"), str(work / "secrets")], capture_output=True, text=True,
+                           check=False, timeout=120, env={"PATH": os.environ["PATH"], "HOME": str(work)})
+        assert r.returncode == 0, r.stderr
+        assert "handing the secrets to root" in r.stderr
+        for name, size in (("munge_key", 1024), ("db_password", None)):
+            st = (work / "secrets" / name).stat()
+            assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (0, 0, 0o400), name
+            assert size is None or st.st_size == size
+        r = subprocess.run(["setpriv", f"--reuid={LAB_UID}", f"--regid={LAB_UID}", "--clear-groups", "cat",
+                            str(work / "secrets/munge_key")], capture_output=True, check=False)
+        assert r.returncode != 0, "the host user can no longer read the key either"
+    finally:
+        shutil.rmtree(work)
 
 
 def _layer_blobs(image: str) -> list[bytes]:

@@ -7,62 +7,15 @@ import errno
 import os
 import shutil
 import subprocess
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
+from nfsmounts import LAB_UID, Mounts, as_lab_user
 
 from nfs.faults import FaultRule
-from nfs.localmount import LocalCluster, local_cluster
 from nfs.profiles import Profile, named
-
-LAB_UID = 1000
-
-
-@dataclass
-class Mounts:
-    lc: LocalCluster
-
-    @property
-    def a(self) -> Path:
-        return self.lc.mnt("A")
-
-    @property
-    def b(self) -> Path:
-        return self.lc.mnt("B")
-
-    @property
-    def backing(self) -> Path:
-        return self.lc.backing
-
-    def set(self, profile: Profile) -> None:
-        self.lc.set(profile)
-
-    def stats(self, node: str) -> dict:
-        return self.lc.stats(node)
-
-
-@pytest.fixture
-def mounts() -> Iterator[Mounts]:
-    assert shutil.which("fusermount3"), "fusermount3 missing: run `make bootstrap` (installs fuse3)"
-    assert os.path.exists("/dev/fuse"), "/dev/fuse missing: this host cannot mount FUSE filesystems"
-    # Not under pytest's tmp_path: its parent is private to root, and the lab user must reach the mounts.
-    root = Path(tempfile.mkdtemp(prefix="minihpc-nfs-"))
-    try:
-        with local_cluster(root, named("off")) as lc:
-            yield Mounts(lc)
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-
-
-def as_lab_user(script: str) -> subprocess.CompletedProcess:
-    """Run a shell script as uid/gid 1000 (the lab user's ids on the cluster)."""
-    return subprocess.run(["setpriv", f"--reuid={LAB_UID}", f"--regid={LAB_UID}", "--clear-groups",
-                           "sh", "-c", script], capture_output=True, text=True, check=False, cwd="/")
 
 
 def test_profile_off_shows_a_write_on_a_at_once_on_b(mounts: Mounts):

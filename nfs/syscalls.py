@@ -1,0 +1,112 @@
+"""The Linux calls the client needs that Python's os module lacks: openat2
+confined beneath a directory, *at() calls on an O_PATH handle itself
+(AT_EMPTY_PATH), utimensat with UTIME_NOW/UTIME_OMIT per time, renameat2, and
+per-thread filesystem credentials (glibc's setgroups changes every thread, the
+raw system call only the caller).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.syscall.restype = ctypes.c_long
+
+# x86_64 system call numbers (nfs.fuse_ll is x86_64-only too).
+SYS_SETGROUPS, SYS_OPENAT2, SYS_RENAMEAT2 = 116, 437, 316
+
+AT_FDCWD = -100
+AT_SYMLINK_NOFOLLOW, AT_SYMLINK_FOLLOW, AT_EMPTY_PATH = 0x100, 0x400, 0x1000
+RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS, RESOLVE_BENEATH = 0x02, 0x04, 0x08
+RENAME_NOREPLACE = 1
+UTIME_NOW, UTIME_OMIT = (1 << 30) - 1, (1 << 30) - 2
+
+# A handle: an O_PATH descriptor of one inode, never of a name.
+HANDLE_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+class _Timespec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_int64), ("tv_nsec", ctypes.c_int64)]
+
+
+def _check(res: int, what: str, name: bytes | str | None = None) -> int:
+    if res < 0:
+        e = ctypes.get_errno()
+        raise OSError(e, f"{what}: {os.strerror(e)}", name)
+    return res
+
+
+def proc(fd: int) -> str:
+    """The magic link to what `fd` is: resolving it lands on that inode itself,
+    whatever names it has now (never on a symlink's target)."""
+    return f"/proc/self/fd/{fd}"
+
+
+def open_beneath(dirfd: int, path: str, flags: int = HANDLE_FLAGS) -> int:
+    """openat2 of `path` strictly inside `dirfd`: no `..` out, no symlink
+    anywhere on the way (a trailing one is opened itself under O_PATH|O_NOFOLLOW),
+    no magic links."""
+    how = _OpenHow(flags, 0, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)
+    rel = path.lstrip("/") or "."
+    return _check(_libc.syscall(SYS_OPENAT2, dirfd, os.fsencode(rel), ctypes.byref(how), ctypes.sizeof(how)),
+                  "openat2", rel)
+
+
+def open_handle(dirfd: int, name: bytes) -> int:
+    """A handle on the entry `name` of directory `dirfd`, not following it."""
+    if name in (b"", b".", b"..") or b"/" in name:
+        raise OSError(errno.EINVAL, "not a plain name", name)
+    return os.open(name, HANDLE_FLAGS, dir_fd=dirfd)
+
+
+def chown_handle(fd: int, uid: int, gid: int) -> None:
+    _check(_libc.fchownat(fd, b"", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW), "fchownat")
+
+
+def utimens_handle(fd: int, is_link: bool, times: tuple[int | None, int | None], now: tuple[bool, bool]) -> None:
+    """Set (atime, mtime) in ns of the inode `fd` holds: a time may be a value,
+    now (`now` flags) or left alone (None). A symlink is changed itself."""
+    ts = (_Timespec * 2)()
+    for i in range(2):
+        if now[i]:
+            ts[i].tv_nsec = UTIME_NOW
+        elif times[i] is None:
+            ts[i].tv_nsec = UTIME_OMIT
+        else:
+            ts[i].tv_sec, ts[i].tv_nsec = divmod(times[i], 1_000_000_000)  # type: ignore[arg-type]
+    if is_link:
+        res = _libc.utimensat(fd, b"", ts, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW)
+    else:
+        res = _libc.utimensat(AT_FDCWD, os.fsencode(proc(fd)), ts, 0)
+    _check(res, "utimensat")
+
+
+def link_handle(fd: int, is_link: bool, newdirfd: int, newname: bytes) -> None:
+    """A new name for the inode `fd` holds (a symlink is linked itself)."""
+    if is_link:
+        res = _libc.linkat(fd, b"", newdirfd, newname, AT_EMPTY_PATH)
+    else:
+        res = _libc.linkat(AT_FDCWD, os.fsencode(proc(fd)), newdirfd, newname, AT_SYMLINK_FOLLOW)
+    _check(res, "linkat", newname)
+
+
+def rename(olddirfd: int, old: bytes, newdirfd: int, new: bytes, flags: int) -> None:
+    _check(_libc.syscall(SYS_RENAMEAT2, olddirfd, old, newdirfd, new, flags), "renameat2", old)
+
+
+def set_thread_creds(uid: int, gid: int, groups: tuple[int, ...]) -> None:
+    """This thread's filesystem identity: fsuid, fsgid and supplementary groups.
+    An fsuid other than 0 also drops the capabilities that bypass permission
+    checks (DAC_OVERRIDE, FOWNER, FSETID, ...); back to 0 restores them."""
+    arr = (ctypes.c_uint32 * max(len(groups), 1))(*groups)
+    _check(_libc.syscall(SYS_SETGROUPS, len(groups), arr), "setgroups")
+    _libc.setfsgid(gid)
+    _libc.setfsuid(uid)
+    if _libc.setfsuid(-1) != uid or _libc.setfsgid(-1) != gid:  # -1 reads it back unchanged
+        raise OSError(errno.EPERM, f"cannot act as {uid}:{gid}")
