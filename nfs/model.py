@@ -256,7 +256,7 @@ class NodeModel:
         for path in touched:
             try:
                 a: Attrs | None = self.store.stat(path)
-            except FileNotFoundError:
+            except OSError:  # gone, or no longer reachable by that path: forget it
                 a = None
             with self._lock:
                 if a is None:
@@ -323,7 +323,7 @@ class NodeModel:
         if cached is None or not cached.valid(now):
             try:
                 pa = self.store.stat(parent)
-            except FileNotFoundError:
+            except OSError:  # gone, or not reachable by that path: no negative entry
                 return
             self._remember(parent, pa, now)
             cached = self._attr[parent]
