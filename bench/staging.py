@@ -27,13 +27,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "lab"))
 sys.path.insert(0, str(ROOT))
 
-from cores import SLURM, submitted_ids  # noqa: E402
-from labctl import Lab, set_nfs_profile  # noqa: E402
-from staging import INPUT, STAGING, TARGET  # noqa: E402
-
+from minihpc.course.cores import SLURM, submitted_ids  # noqa: E402
+from minihpc.course.labctl import Lab, set_nfs_profile  # noqa: E402
+from minihpc.course.staging import INPUT, STAGING, TARGET  # noqa: E402
 from nfs.profiles import named  # noqa: E402
 
 RESULTS = ROOT / "bench/results/staging.json"

@@ -8,7 +8,7 @@ READY_TIMEOUT=${READY_TIMEOUT:-180}
 log() { printf 'cluster-up: %s\n' "$*" >&2; }
 started=$(date +%s.%N)
 
-topology() { python3 cluster/topology.py --run-dir .run --compose-file docker-compose.yml "$@"; }
+topology() { python3 -m minihpc.topology --run-dir .run --compose-file docker-compose.yml "$@"; }
 
 # Validate sizing and the NFS profile before anything starts.
 read -r -a nodes <<<"$(topology --print-nodes)"

@@ -1,9 +1,9 @@
-"""Shared fixtures: the live cluster, reached through cluster/compose.sh and
-pytest-testinfra's docker backend."""
+"""Shared fixtures: the live cluster, described by the facts `minihpc up` wrote
+(.run/cluster.json), reached through minihpc's cluster client and, for
+inspecting nodes, pytest-testinfra's docker backend."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,10 +12,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT))  # the nfs package
-sys.path.insert(0, str(ROOT / "lab"))  # labctl, cores
+sys.path.insert(0, str(ROOT))  # the minihpc and nfs packages, as `python3 -m minihpc` has them
 
 from support import Cluster  # noqa: E402
+
+from minihpc.cluster import Cluster as Client  # noqa: E402
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -30,9 +31,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def cluster() -> Cluster:
-    c = Cluster(ROOT, nodes=int(os.environ.get("NODES", "2")))
     r = subprocess.run([str(ROOT / "cluster/compose.sh"), "ps", "-q", "--status", "running", "slurmctld"],
                        capture_output=True, text=True, check=False)
     if r.returncode != 0 or not r.stdout.strip():
         pytest.fail("the cluster is not running: run `make cluster-up` first (make test does it for you)")
-    return c
+    return Cluster(ROOT, client=Client.local())
+
+
+@pytest.fixture(scope="session")
+def client(cluster: Cluster) -> Client:
+    """minihpc's cluster client, the way the lab and the CLI reach the cluster."""
+    return cluster.client

@@ -13,14 +13,28 @@ from typing import TypeVar
 
 import testinfra
 
+from minihpc.cluster import Cluster as Client
+from minihpc.facts import Facts
+
 T = TypeVar("T")
 
 
 @dataclass
 class Cluster:
     root: Path
-    nodes: int
-    lab_user: str = "student"
+    client: Client
+
+    @property
+    def facts(self) -> Facts:
+        return self.client.facts
+
+    @property
+    def nodes(self) -> int:
+        return len(self.facts.nodes)
+
+    @property
+    def lab_user(self) -> str:
+        return self.facts.lab_user
 
     @property
     def compose_cmd(self) -> list[str]:
@@ -32,11 +46,11 @@ class Cluster:
 
     @property
     def compute_names(self) -> list[str]:
-        return [f"c{i}" for i in range(1, self.nodes + 1)]
+        return list(self.facts.nodes)
 
     @property
     def slurm_services(self) -> list[str]:
-        return ["slurmdbd", "slurmctld", "login", *self.compute_names]
+        return self.facts.slurm_services
 
     def container(self, service: str) -> str:
         """Container id of a running service."""

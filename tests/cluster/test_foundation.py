@@ -65,7 +65,8 @@ def test_every_daemon_runs_as_its_user(cluster: Cluster) -> None:
 def test_sinfo_shows_exactly_the_nodes_idle(cluster: Cluster) -> None:
     out = run_ok(cluster.as_user(), "sinfo -h -N -o '%N %t %c %m'")
     rows = sorted(line.split() for line in out.splitlines())
-    assert rows == sorted([n, "idle", "2", "3000"] for n in cluster.compute_names)
+    f = cluster.facts
+    assert rows == sorted([n, "idle", str(f.cpus), str(f.mem_mb)] for n in cluster.compute_names)
 
 
 def test_sbatch_and_srun_as_lab_user_are_accounted(cluster: Cluster) -> None:

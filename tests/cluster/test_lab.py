@@ -8,10 +8,11 @@ messages); a test fails with every failed check and its evidence.
 from __future__ import annotations
 
 import pytest
-from confirm import RUNS
-from cores import Core
-from demos import DEMOS
 from support import Cluster
+
+from minihpc.course.confirm import RUNS
+from minihpc.course.cores import Core
+from minihpc.course.demos import DEMOS
 
 
 def assert_passed(core: Core) -> None:

@@ -9,19 +9,20 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from labctl import set_nfs_profile
 from support import Cluster, eventually, run_ok
+
+from minihpc.cluster import Cluster as Client
 
 DIR = "/shared/nfs-proof"
 
 
 @pytest.fixture
-def proof_dir(cluster: Cluster) -> Iterator[str]:
-    set_nfs_profile("off")
+def proof_dir(cluster: Cluster, client: Client) -> Iterator[str]:
+    client.set_nfs_profile("off")
     user = cluster.as_user()
     run_ok(user, f"rm -rf {DIR} && mkdir -p {DIR}")
     yield DIR
-    set_nfs_profile("off")
+    client.set_nfs_profile("off")
     user.run(f"rm -rf {DIR}")
 
 
@@ -58,10 +59,11 @@ def _appearance_delay(cluster: Cluster, path: str) -> float:
     return seen - written
 
 
-def test_deterministic_delay_hides_a_jobs_output_from_login_for_d_seconds(cluster: Cluster, proof_dir: str) -> None:
+def test_deterministic_delay_hides_a_jobs_output_from_login_for_d_seconds(cluster: Cluster, proof_dir: str,
+                                                                        client: Client) -> None:
     started = {s: cluster.inspect(s)["State"]["StartedAt"] for s in ("login", "c1")}
     off = _appearance_delay(cluster, f"{proof_dir}/off.txt")
-    set_nfs_profile("delay-3", "--set", "delay=6")
+    client.set_nfs_profile("delay-3", "--set", "delay=6")
     delayed = _appearance_delay(cluster, f"{proof_dir}/delayed.txt")
     assert run_ok(cluster.host("c1"), f"cat {proof_dir}/delayed.txt").strip(), "c1 sees its own write at once"
     assert off < 1.5, f"profile off: visible on login after {off:.2f}s"
@@ -69,10 +71,10 @@ def test_deterministic_delay_hides_a_jobs_output_from_login_for_d_seconds(cluste
     assert {s: cluster.inspect(s)["State"]["StartedAt"] for s in ("login", "c1")} == started, "switched, not restarted"
 
 
-def test_an_injected_eio_reaches_the_job_as_an_io_error(cluster: Cluster, proof_dir: str) -> None:
+def test_an_injected_eio_reaches_the_job_as_an_io_error(cluster: Cluster, proof_dir: str, client: Client) -> None:
     user = cluster.as_user()
     run_ok(user, f"echo payload > {proof_dir}/input.txt")
-    set_nfs_profile("off", "--fault", f"EIO:op=read,path={proof_dir[7:]}/input.txt,node=c1,probability=1")
+    client.set_nfs_profile("off", "--fault", f"EIO:op=read,path={proof_dir[7:]}/input.txt,node=c1,probability=1")
     r = user.run(f"sbatch --wait -w c1 -o {proof_dir}/job.out --wrap 'cat {proof_dir}/input.txt'")
     out = run_ok(user, f"cat {proof_dir}/job.out")
     assert r.rc != 0 and "Input/output error" in out, out
@@ -95,11 +97,11 @@ def test_a_client_crash_is_reported_and_the_mount_comes_back(cluster: Cluster, p
                what="c2 healthy again")
 
 
-def test_make_status_names_the_active_profile(cluster: Cluster) -> None:
-    set_nfs_profile("linux")
+def test_make_status_names_the_active_profile(cluster: Cluster, client: Client) -> None:
+    client.set_nfs_profile("linux")
     try:
         out = subprocess.run(["make", "-s", "status"], cwd=cluster.root, capture_output=True, text=True,
                              check=True).stdout
         assert "profile: linux" in out
     finally:
-        set_nfs_profile("off")
+        client.set_nfs_profile("off")

@@ -3,11 +3,14 @@ the topology declares (and SLURM knows), emptied only when no job runs."""
 
 from __future__ import annotations
 
-import scratch
+import pytest
 from support import Cluster, run_ok
 
+from minihpc.cluster import Cluster as Client
+from minihpc.errors import MinihpcError
 
-def test_each_node_has_its_own_scratch_of_the_declared_size(cluster: Cluster) -> None:
+
+def test_each_node_has_its_own_scratch_of_the_declared_size(cluster: Cluster, client: Client) -> None:
     tmp_disk = run_ok(cluster.host("login"), "sinfo -h -N -o '%N %d'").split()
     declared = dict(zip(tmp_disk[::2], tmp_disk[1::2], strict=True))
     nodes = ["login", *cluster.compute_names]
@@ -21,22 +24,24 @@ def test_each_node_has_its_own_scratch_of_the_declared_size(cluster: Cluster) ->
     mark = "/scratch/student/test-private"
     run_ok(cluster.as_user("c1"), f"mkdir -p {mark} && echo c1 > {mark}/f")
     try:
-        assert scratch.files("c1", mark) == [f"{mark}/f"]
-        assert all(scratch.files(n, mark) == [] for n in nodes if n != "c1"), "scratch must be private to its node"
+        assert client.scratch_files("c1", mark) == [f"{mark}/f"]
+        assert all(client.scratch_files(n, mark) == [] for n in nodes if n != "c1"), "scratch must be private"
     finally:
         run_ok(cluster.host("c1"), f"rm -rf {mark}")
 
 
-def test_cleaning_scratch_is_refused_while_a_job_runs(cluster: Cluster) -> None:
+def test_cleaning_scratch_is_refused_while_a_job_runs(cluster: Cluster, client: Client) -> None:
     user = cluster.as_user("login")
     run_ok(cluster.host("c1"), "mkdir -p /scratch/student/job-left && echo x > /scratch/student/job-left/f")
     job = run_ok(user, "sbatch --parsable -w c1 -o /dev/null --chdir /tmp --wrap 'sleep 120'").strip()
     try:
         run_ok(user, f"for i in $(seq 60); do [ \"$(squeue -h -j {job} -o %T)\" = RUNNING ] && break; sleep 1; done")
-        why = scratch.clean(["c1"])
-        assert why is not None and f"job {job} of student, RUNNING" in why and "scancel" in why, why
-        assert scratch.files("c1", "/scratch/student/job-left") == ["/scratch/student/job-left/f"], "nothing removed"
+        with pytest.raises(MinihpcError) as e:
+            client.clean_scratch(["c1"])
+        assert f"job {job} of student, RUNNING" in str(e.value) and "scancel" in str(e.value), e.value
+        assert client.scratch_files("c1", "/scratch/student/job-left") == ["/scratch/student/job-left/f"], \
+            "nothing removed"
     finally:
         run_ok(user, f"scancel {job}; for i in $(seq 30); do [ -z \"$(squeue -h -j {job})\" ] && break; sleep 1; done")
-    assert scratch.clean(["c1"]) is None
-    assert scratch.files("c1") == []
+    client.clean_scratch(["c1"])
+    assert client.scratch_files("c1") == []

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from demos import DEMOS
+
+from minihpc.course.demos import DEMOS
 
 GUIDE = Path(__file__).resolve().parents[2] / "lab/GUIDE.md"
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import staging as staging_lab
 import yaml
+
+from minihpc.course import staging as staging_lab
 
 ROOT = Path(__file__).resolve().parents[2]
 

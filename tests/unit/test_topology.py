@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "cluster"))
+from minihpc import topology
+from minihpc.facts import Facts
 
-import topology  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("n", [1, 2, 7, 16])
@@ -64,10 +64,27 @@ def test_bad_sizes_are_refused_with_the_fix(env: dict[str, str], message: str) -
 
 def test_cli_refuses_before_writing(tmp_path: Path) -> None:
     r = subprocess.run(
-        [sys.executable, str(ROOT / "cluster/topology.py"), "--run-dir", str(tmp_path),
+        [sys.executable, "-m", "minihpc.topology", "--run-dir", str(tmp_path),
          "--compose-file", str(ROOT / "docker-compose.yml")],
-        env={"NODES": "99", "PATH": "/usr/bin:/bin"}, capture_output=True, text=True, check=False,
+        env={"NODES": "99", "PATH": "/usr/bin:/bin"}, capture_output=True, text=True, check=False, cwd=ROOT,
     )
     assert r.returncode == 2
     assert "topology: error: NODES=99 is out of range; allowed 1 to 16" in r.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_render_writes_the_facts_every_consumer_reads(tmp_path: Path) -> None:
+    t = topology.Topology.from_env({"NODES": "3", "NODE_CPUS": "4", "NODE_MEM_MB": "4096", "SCRATCH_MB": "64"})
+    topology.render(t, tmp_path, ROOT / "docker-compose.yml")
+    f = Facts.read(tmp_path)
+    assert (f.nodes, f.cpus, f.mem_mb, f.scratch_mb) == (["c1", "c2", "c3"], 4, 4096, 64)
+    assert f.slurm_services == ["slurmdbd", "slurmctld", "login", "c1", "c2", "c3"]
+
+
+def test_the_image_creates_the_lab_user_the_facts_name() -> None:
+    """The image and Compose are the producers; every other consumer reads Facts."""
+    f = Facts(nodes=[], cpus=1, mem_mb=1, scratch_mb=1)
+    dockerfile = (ROOT / "cluster/Dockerfile").read_text()
+    assert f"ARG LAB_USER={f.lab_user}\n" in dockerfile and f"ARG LAB_UID={f.lab_uid}\n" in dockerfile
+    compose = (ROOT / "docker-compose.yml").read_text()
+    assert f"LAB_USER: {f.lab_user}\n" in compose and f"LAB_ACCOUNT: {f.lab_account}\n" in compose

@@ -14,9 +14,8 @@ import re
 import time
 from dataclasses import dataclass
 
-from cores import SLURM, Core, fresh, submitted_ids
-from labctl import LAB_USER, Lab, compute_nodes, node_sh
-from scratch import files
+from minihpc.course.cores import SLURM, Core, fresh, submitted_ids
+from minihpc.course.labctl import LAB_USER, Lab, cluster, compute_nodes, node_sh
 
 STAGING = "--profile profiles/slurm-staging"
 INPUT = "data/records.txt"
@@ -60,7 +59,7 @@ class Snapshot:
 
 
 def snapshot(nodes: list[str]) -> Snapshot:
-    return Snapshot({n: files(n) for n in nodes})
+    return Snapshot({n: cluster().scratch_files(n) for n in nodes})
 
 
 def running_job(lab: Lab, timeout: float = 180) -> tuple[str, str]:
@@ -78,7 +77,7 @@ def running_job(lab: Lab, timeout: float = 180) -> tuple[str, str]:
 def wait_for_file(node: str, path: str, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if path in files(node, path):
+        if path in cluster().scratch_files(node, path):
             return True
         time.sleep(0.5)
     return False

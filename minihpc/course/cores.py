@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from labctl import Lab, Result, now_stamp, sacct_jobs, set_nfs_profile
+from minihpc.course.labctl import Lab, Result, now_stamp, sacct_jobs, set_nfs_profile
 
 SLURM = "--profile profiles/slurm"
 LOCAL = "--profile profiles/local"

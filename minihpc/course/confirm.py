@@ -1,25 +1,18 @@
 #!/usr/bin/env python3
-"""Run lab cores on the live cluster and print a pass/fail table.
-
-    confirm.py                   every core from a clean lab state (make confirm)
-    confirm.py core2             one core (make core2)
-    confirm.py demo-scratch-full an instructor demo, ending with its fix (make demo-scratch-full)
-    confirm.py --demos           every instructor demo (make demos)
-    confirm.py --lab             the module's commissioning sequence (make lab)
+"""Run lab cores on the live cluster and print a pass/fail table (`minihpc
+lab`, `minihpc confirm`, `minihpc core N`, `minihpc demo NAME`).
 
 Proof artifacts land in .proof/, one file per proof, holding real output.
-Exit status is non-zero when any check fails.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from cores import CORES, SLURM, Check, Core
-from demos import DEMOS
-from labctl import Lab
-from staging import core3_staging
+from minihpc.course.cores import CORES, SLURM, Check, Core
+from minihpc.course.demos import DEMOS
+from minihpc.course.labctl import Lab
+from minihpc.course.staging import core3_staging
 
 RUNS = {**CORES, "core3-staging": core3_staging}
 
@@ -53,31 +46,23 @@ def table(checks: list[Check]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("names", nargs="*", choices=[[], *RUNS, *DEMOS], metavar="NAME",
-                    help=f"cores ({', '.join(RUNS)}) or demos ({', '.join(DEMOS)}); default: every core")
-    ap.add_argument("--lab", action="store_true", help="run the commissioning sequence")
-    ap.add_argument("--demos", action="store_true", help="run every instructor demo")
-    args = ap.parse_args(argv)
-    names = list(DEMOS) if args.demos else args.names or list(RUNS)
-    runs = [commissioning] if args.lab else [RUNS[n] if n in RUNS else DEMOS[n].run for n in names]
+def run(names: list[str], commissioning_only: bool = False) -> int:
+    """Run cores and demos by name (every core if none), or the commissioning
+    sequence; print the table and each demo's fix. 1 if any check failed."""
+    names = names or list(RUNS)
+    runs = [commissioning] if commissioning_only else [RUNS[n] if n in RUNS else DEMOS[n].run for n in names]
     checks: list[Check] = []
-    for run in runs:
-        print(f"running {run.__name__} ...", flush=True)
-        core = run()
+    for one in runs:
+        print(f"running {one.__name__} ...", flush=True)
+        core = one()
         checks += core.checks
         for ch in core.checks:
             if not ch.ok:
                 print(f"  FAIL {ch.name}: {ch.detail[:500]}", file=sys.stderr)
     print(table(checks))
-    for name in (n for n in names if n in DEMOS and not args.lab):
+    for name in (n for n in names if n in DEMOS and not commissioning_only):
         print(f"\n{name}: {DEMOS[name].title}\n  proof: .proof/{name.replace('demo-', 'demo.')}.txt\n"
               f"  fix: {DEMOS[name].fix}")
     failed = sum(not c.ok for c in checks)
     print(f"\n{len(checks) - failed}/{len(checks)} checks passed; proof artifacts in .proof/")
     return 1 if failed else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

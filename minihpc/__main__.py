@@ -1,0 +1,5 @@
+import sys
+
+from minihpc.cli import main
+
+sys.exit(main())

@@ -1,0 +1,41 @@
+"""The minihpc command line: verbs that say what they do, `--help` on each,
+everything validated before anything starts, errors printed once as
+`minihpc: error: what; fix` (exit 2 for bad input, 1 otherwise)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from minihpc import __version__
+from minihpc.commands import bench, course, lifecycle, nfs, scratch
+from minihpc.errors import BAD_INPUT, MinihpcError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse's own usage errors: exit 2, one line
+        self.print_usage(sys.stderr)
+        print(f"minihpc: error: {message}; see {self.prog} --help", file=sys.stderr)
+        sys.exit(BAD_INPUT)
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = _Parser(prog="minihpc", description="A real SLURM cluster in containers, to test Snakemake "
+                                             "workflows on before a real cluster sees them.")
+    ap.add_argument("--version", action="version", version=f"minihpc {__version__}")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    for module in (lifecycle, nfs, scratch, course, bench):
+        module.add(sub)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except MinihpcError as e:
+        print(f"minihpc: error: {e}", file=sys.stderr)
+        return e.code
+    except KeyboardInterrupt:
+        print("minihpc: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,168 @@
+"""The one client of a running cluster: every command that reaches a node, from
+the lab, the tests, the benchmarks and the CLI, goes through `Cluster`.
+
+It runs a shell command on a node as a user, knows the nodes from the facts
+`minihpc up` wrote, switches the NFS-style client's profile and waits until
+every node runs it, reads and cleans each node's scratch, and returns sacct
+rows as data. How a node is reached is the transport's business
+(minihpc.transport).
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from minihpc import RUN_DIR
+from minihpc.errors import MinihpcError
+from minihpc.facts import Facts
+from minihpc.transport import ComposeTransport, Transport
+
+ROOT_USER = "root"
+
+
+@dataclass
+class Result:
+    cmd: str
+    rc: int
+    out: str
+    seconds: float
+
+    def text(self) -> str:
+        body = self.out if not self.out or self.out.endswith("\n") else self.out + "\n"
+        return f"$ {self.cmd}\n{body}[exit {self.rc}]\n"
+
+
+@dataclass
+class Running:
+    """A command started on a node and not yet waited for."""
+
+    cmd: str
+    proc: subprocess.Popen
+    started: float
+
+    def wait(self, timeout: float = 900) -> Result:
+        out, _ = self.proc.communicate(timeout=timeout)
+        return Result(self.cmd, self.proc.returncode, out, time.monotonic() - self.started)
+
+
+class Cluster:
+    def __init__(self, facts: Facts, transport: Transport) -> None:
+        self.facts, self.transport = facts, transport
+
+    @classmethod
+    def local(cls, run_dir: Path = RUN_DIR) -> Cluster:
+        """The cluster `minihpc up` brought up from this checkout."""
+        return cls(Facts.read(run_dir), ComposeTransport())
+
+    # -- commands ------------------------------------------------------------
+
+    def sh(self, script: str, node: str | None = None, user: str | None = None, workdir: str | None = None,
+           timeout: float = 900, stdin: bytes | None = None) -> Result:
+        """Run `script` in a bash login shell on `node` (the login node) as
+        `user` (the lab user); stdout and stderr merged."""
+        t = time.monotonic()
+        argv = self.transport.command(node or self.facts.login, script, user or self.facts.lab_user, workdir)
+        if stdin is None:
+            r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout,
+                               check=False, stdin=subprocess.DEVNULL)
+            out = r.stdout
+        else:
+            rb = subprocess.run(argv, input=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                timeout=timeout, check=False)
+            r, out = rb, rb.stdout.decode(errors="replace")  # type: ignore[assignment]
+        return Result(script, r.returncode, out, time.monotonic() - t)
+
+    def root(self, script: str, node: str | None = None, timeout: float = 900) -> Result:
+        return self.sh(script, node=node, user=ROOT_USER, timeout=timeout)
+
+    def spawn(self, script: str, node: str | None = None, user: str | None = None,
+              workdir: str | None = None) -> Running:
+        """Start `script` and return at once (to watch the cluster while it runs)."""
+        argv = self.transport.command(node or self.facts.login, script, user or self.facts.lab_user, workdir)
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                stdin=subprocess.DEVNULL)
+        return Running(script, proc, time.monotonic())
+
+    # -- Slurm ---------------------------------------------------------------
+
+    def node_states(self) -> dict[str, str]:
+        """Each compute node Slurm knows, and its state (idle, alloc, down*, ...)."""
+        r = self.sh("sinfo -h -N -o '%N %t'")
+        if r.rc != 0:
+            raise MinihpcError(f"sinfo failed on {self.facts.login}: {r.out.strip()}",
+                               "is the cluster up? minihpc status")
+        return dict(line.split(None, 1) for line in r.out.splitlines() if line.strip())
+
+    def now(self) -> str:
+        """The login node's clock as sacct's -S wants it; waits out the second,
+        as sacct's resolution is one second."""
+        stamp = self.sh("date +%FT%T").out.strip()
+        time.sleep(1)
+        return stamp
+
+    def sacct(self, since: str, fields: tuple[str, ...] = ("JobID", "JobName", "Comment", "NodeList", "State"),
+              user: str | None = None) -> list[dict[str, str]]:
+        """Allocations (not steps) `user` (the lab user) started since `since`,
+        one dict per job with `fields` as keys."""
+        r = self.sh(f"sacct -n -X -P -S {shlex.quote(since)} -o {','.join(fields)}", user=user)
+        if r.rc != 0:
+            raise MinihpcError(f"sacct failed: {r.out.strip()}", "is slurmdbd up? minihpc status")
+        return parse_sacct(r.out, fields)
+
+    # -- the shared filesystem -------------------------------------------------
+
+    def set_nfs_profile(self, *args: str, timeout: float = 20) -> Result:
+        """`minihpc-nfs set ARGS` (as root); returns once the client on the login
+        node and on every compute node runs the new profile."""
+        r = self.root("minihpc-nfs set " + " ".join(shlex.quote(a) for a in args))
+        m = re.search(r"^profile: \S+ \(([0-9a-f]{12})\)", r.out, re.M)
+        if r.rc != 0 or m is None:
+            raise MinihpcError(f"minihpc-nfs set {' '.join(args)} failed: {r.out.strip()}",
+                               "see minihpc nfs list for the profiles")
+        digest = m.group(1)
+        deadline = time.monotonic() + timeout
+        for node in self.facts.client_nodes:
+            while digest not in self.root("minihpc-nfs stats", node=node).out:
+                if time.monotonic() > deadline:
+                    raise MinihpcError(f"the NFS client on {node} did not switch to {args[0]} ({digest})",
+                                       f"look at its log: minihpc logs {node}")
+                time.sleep(0.3)
+        return r
+
+    # -- node scratch ------------------------------------------------------------
+
+    def scratch_files(self, node: str, under: str | None = None) -> list[str]:
+        """Regular files under `under` (the node's scratch), read as root on that node."""
+        r = self.root(f"find {shlex.quote(under or self.facts.scratch)} -type f 2>/dev/null | sort", node=node)
+        return r.out.split("\n")[:-1] if r.out else []
+
+    def scratch_usage(self, node: str) -> tuple[str, str, str]:
+        """(size, used, free) of the node's scratch in MiB, as `df` tells them."""
+        r = self.root(f"df -m --output=size,used,avail {shlex.quote(self.facts.scratch)} | tail -n 1", node=node)
+        size, used, avail = (r.out.split() + ["?"] * 3)[:3]
+        return size, used, avail
+
+    def clean_scratch(self, nodes: list[str]) -> None:
+        """Empty the nodes' scratch, as a site's epilog would; never while a job
+        is queued or running (its staged files are in use)."""
+        queue = self.root("squeue -h -o 'job %i of %u, %T'")
+        if queue.rc != 0:
+            raise MinihpcError(f"cannot ask SLURM for running jobs: {queue.out.strip()}", "is the cluster up?")
+        if queue.out.strip():
+            jobs = "; ".join(line.strip() for line in queue.out.strip().splitlines())
+            raise MinihpcError(f"jobs are queued or running ({jobs})", "wait for them or scancel them, then clean")
+        for node in nodes:
+            r = self.root(f"find {shlex.quote(self.facts.scratch)} -mindepth 1 -delete", node=node)
+            if r.rc != 0:
+                raise MinihpcError(f"{node}: cleaning {self.facts.scratch} failed: {r.out.strip()}",
+                                   f"look at it: minihpc scratch {node}")
+
+
+def parse_sacct(text: str, fields: tuple[str, ...]) -> list[dict[str, str]]:
+    """`sacct -n -P` output as rows (the one place that parses it)."""
+    return [dict(zip(fields, line.split("|"), strict=True)) for line in text.splitlines() if line.strip()]

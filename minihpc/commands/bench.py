@@ -1,0 +1,25 @@
+"""bench: the benchmark scripts, each writing bench/results/<name>.json."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+
+from minihpc import ROOT
+
+SCRIPTS = {"cluster": "cluster_bringup.py", "nfs": "nfs_client.py", "staging": "staging.py"}
+
+
+def add(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="measure: cluster bring-up, the NFS client, staging",
+                       description="cluster: cold/warm bring-up and idle memory; nfs: the NFS client against "
+                                   "the raw volume (root, a loop device); staging: staged against direct job "
+                                   "on the cluster. Results go to bench/results/<name>.json.")
+    p.add_argument("name", choices=list(SCRIPTS))
+    p.add_argument("args", nargs=argparse.REMAINDER, help="passed to the script (e.g. --reps 3)")
+    p.set_defaults(run=bench)
+
+
+def bench(a: argparse.Namespace) -> int:
+    return subprocess.run([sys.executable, str(ROOT / "bench" / SCRIPTS[a.name]), *a.args], check=False).returncode

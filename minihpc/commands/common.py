@@ -1,0 +1,50 @@
+"""Helpers the verbs share: Compose, environment knobs, confirmations."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from minihpc import ROOT, RUN_DIR
+from minihpc.errors import BadInput, MinihpcError
+
+COMPOSE = str(ROOT / "cluster/compose.sh")
+
+
+def compose(*args: str, check: bool = True) -> int:
+    """Run `docker compose` on this cluster (cluster/compose.sh), output passed through."""
+    if not (RUN_DIR / "compose.nodes.yml").exists():
+        raise MinihpcError(f"no cluster state in {RUN_DIR}", "bring a cluster up first: minihpc up")
+    rc = subprocess.run([COMPOSE, *args], check=False).returncode
+    if check and rc != 0:
+        raise MinihpcError(f"docker compose {args[0]} failed with exit {rc}", "see its output above")
+    return rc
+
+
+def exec_compose(*args: str) -> None:
+    """Replace this process with `docker compose ARGS` (interactive verbs)."""
+    if not (RUN_DIR / "compose.nodes.yml").exists():
+        raise MinihpcError(f"no cluster state in {RUN_DIR}", "bring a cluster up first: minihpc up")
+    os.execv(COMPOSE, [COMPOSE, *args])
+
+
+def env_int(name: str, default: int) -> int:
+    """A knob's default from the environment (the Makefile exports them)."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise BadInput(f"{name}={raw!r} is not a whole number", f"use e.g. {name}={default}") from None
+
+
+def confirm(question: str, yes: bool) -> None:
+    """Ask before something that loses data; refuse without a terminal unless --yes."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise BadInput(f"{question} needs confirmation and there is no terminal to ask", "pass --yes")
+    if input(f"{question} [y/N] ").strip().lower() not in ("y", "yes"):
+        raise MinihpcError("not confirmed", "nothing was changed")

@@ -1,0 +1,107 @@
+"""up, down, destroy, status, shell, logs: the cluster's life."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+
+from minihpc import ROOT, RUN_DIR
+from minihpc.commands.common import compose, confirm, env_int, exec_compose
+from minihpc.errors import BadInput, MinihpcError
+from minihpc.facts import Facts
+from minihpc.topology import Topology, TopologyError
+
+
+def add(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("up", help="bring the cluster up (or resize it) and wait until it is ready",
+                       description="Bring the cluster up, or resize a running one, and return when every node is "
+                                   "idle and sacct answers. Defaults come from NODES, NODE_CPUS, NODE_MEM_MB, "
+                                   "SCRATCH_MB, NFS_PROFILE and READY_TIMEOUT in the environment.")
+    p.add_argument("--nodes", type=int, default=None, help="compute nodes c1..cN, 1 to 16 (default 2)")
+    p.add_argument("--cpus", type=int, default=None, help="CPUs each node declares (default 2)")
+    p.add_argument("--mem-mb", type=int, default=None, help="RealMemory each node declares (default 3000)")
+    p.add_argument("--scratch-mb", type=int, default=None, help="each node's private /scratch (default 512)")
+    p.add_argument("--nfs-profile", default=None, help="NFS client profile to set (see minihpc nfs list)")
+    p.add_argument("--timeout", type=int, default=None, help="seconds to wait for readiness (default 180)")
+    p.set_defaults(run=up)
+
+    p = sub.add_parser("down", help="stop the cluster; keep its data and secrets")
+    p.set_defaults(run=down)
+
+    p = sub.add_parser("destroy", help="remove containers, volumes and secrets (images are kept)")
+    p.add_argument("--yes", action="store_true", help="do not ask")
+    p.set_defaults(run=destroy)
+
+    p = sub.add_parser("status", help="service health, nodes, queue and the NFS profile")
+    p.set_defaults(run=status)
+
+    p = sub.add_parser("shell", help="a login shell on the login node as the lab user")
+    p.set_defaults(run=shell)
+
+    p = sub.add_parser("logs", help="follow the services' logs")
+    p.add_argument("service", nargs="?", help="one service (e.g. slurmctld, c1); default all")
+    p.set_defaults(run=logs)
+
+
+def up(a: argparse.Namespace) -> int:
+    env = dict(os.environ)
+    for flag, name, default in (("nodes", "NODES", 2), ("cpus", "NODE_CPUS", 2), ("mem_mb", "NODE_MEM_MB", 3000),
+                                ("scratch_mb", "SCRATCH_MB", 512), ("timeout", "READY_TIMEOUT", 180)):
+        value = getattr(a, flag)
+        env[name] = str(value if value is not None else env_int(name, default))
+    try:  # validate everything before anything starts
+        Topology.from_env(env)
+    except TopologyError as e:
+        raise BadInput(str(e)) from None
+    if int(env["READY_TIMEOUT"]) < 10:
+        raise BadInput(f"--timeout {env['READY_TIMEOUT']} is too short", "give the cluster at least 10 s")
+    profile = a.nfs_profile if a.nfs_profile is not None else env.get("NFS_PROFILE", "")
+    if profile:
+        from nfs.profiles import ProfileError, named
+        try:
+            named(profile)
+        except ProfileError as e:
+            raise BadInput(str(e)) from None
+    env["NFS_PROFILE"] = profile
+    rc = subprocess.run([str(ROOT / "cluster/up.sh")], env=env, check=False).returncode
+    if rc != 0:
+        raise MinihpcError(f"bring-up failed (exit {rc})", "see the lines above; minihpc logs shows every service")
+    return 0
+
+
+def down(a: argparse.Namespace) -> int:
+    if not (RUN_DIR / "compose.nodes.yml").exists():
+        print(f"down: no cluster state in {RUN_DIR} (nothing to stop)")
+        return 0
+    return compose("down", "--remove-orphans")
+
+
+def destroy(a: argparse.Namespace) -> int:
+    confirm("remove the cluster's containers, volumes (accounting database, shared files) and secrets?", a.yes)
+    if (RUN_DIR / "compose.nodes.yml").exists():
+        compose("down", "--remove-orphans", "--volumes")
+    shutil.rmtree(RUN_DIR, ignore_errors=True)
+    print(f"destroyed: containers, volumes and {RUN_DIR} removed (images kept)")
+    return 0
+
+
+def status(a: argparse.Namespace) -> int:
+    compose("ps", "--format", "table {{.Service}}\t{{.State}}\t{{.Health}}")
+    login = Facts.read(RUN_DIR).login
+    for cmd in (["sinfo", "-N", "-l"], ["squeue"], ["minihpc-nfs", "show"]):
+        print()
+        compose("exec", "-T", login, *cmd, check=False)
+    return 0
+
+
+def shell(a: argparse.Namespace) -> int:
+    f = Facts.read(RUN_DIR)
+    exec_compose("exec", "-u", f.lab_user, "-w", f"/home/{f.lab_user}", f.login, "bash", "-l")
+    return 0
+
+
+def logs(a: argparse.Namespace) -> int:
+    exec_compose("logs", "-f", "--tail", "50", *([a.service] if a.service else []))
+    return 0

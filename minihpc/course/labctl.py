@@ -1,0 +1,123 @@
+"""Drive the lab on the live cluster, as the lab user, on the shared filesystem.
+
+One place that knows how to lay a fresh lab out on /shared, run commands in it
+on the login node, and keep their output as proof artifacts under .proof/.
+Used by `make lab`, `make core*`, `make confirm` and the cluster tests.
+"""
+
+from __future__ import annotations
+
+import io
+import shlex
+import tarfile
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+from minihpc import ROOT
+from minihpc.cluster import Cluster, Result, Running
+from minihpc.facts import LAB_UID, LAB_USER
+
+__all__ = ["LAB_USER", "Lab", "Result", "Running", "cluster", "compute_nodes", "node_sh", "now_stamp",
+           "sacct_jobs", "set_nfs_profile"]
+
+
+@cache
+def cluster() -> Cluster:
+    """The running cluster, reached through the one client."""
+    return Cluster.local()
+
+
+def node_sh(cmd: str, service: str | None = None, user: str | None = None, workdir: str | None = None,
+            timeout: float = 900) -> Result:
+    """Run a bash login-shell command on a node (the login node) as a user (the
+    lab user); stdout+stderr merged."""
+    return cluster().sh(cmd, node=service, user=user, workdir=workdir, timeout=timeout)
+
+
+@dataclass
+class Lab:
+    """A lab working directory on the shared filesystem."""
+
+    name: str = "lab"
+    proof_dir: Path = ROOT / ".proof"
+    results: list[Result] = field(default_factory=list)
+
+    @property
+    def workdir(self) -> str:
+        return f"{cluster().facts.shared}/{self.name}"
+
+    def sh(self, cmd: str, service: str | None = None, timeout: float = 900, user: str | None = None) -> Result:
+        """Run a bash command in the workdir (as the lab user unless told); stdout+stderr merged."""
+        res = node_sh(cmd, service, user, workdir=self.workdir, timeout=timeout)
+        self.results.append(res)
+        return res
+
+    def spawn(self, cmd: str, service: str | None = None) -> Running:
+        """Start a command in the workdir as the lab user and return at once
+        (to watch the cluster while it runs); collect() waits for it."""
+        return cluster().spawn(cmd, node=service, workdir=self.workdir)
+
+    def collect(self, running: Running, timeout: float = 900) -> Result:
+        res = running.wait(timeout)
+        self.results.append(res)
+        return res
+
+    def snakemake(self, args: str, timeout: float = 900) -> Result:
+        return self.sh(f"snakemake {args}", timeout=timeout)
+
+    def reset(self) -> None:
+        """A clean lab: the workflow and the profiles, nothing else."""
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            for src, arc in ((ROOT / "lab/Snakefile", "Snakefile"), (ROOT / "lab/scripts", "scripts"),
+                             (ROOT / "lab/workflow", "workflow"), (ROOT / "profiles", "profiles")):
+                tar.add(src, arcname=arc, filter=_lab_owned)
+        q = shlex.quote(self.workdir)
+        r = cluster().sh(f"rm -rf {q} && mkdir -p {q} && tar -x -C {q}", stdin=buf.getvalue())
+        if r.rc != 0:
+            raise RuntimeError(f"could not lay out {self.workdir}: {r.out}")
+
+    def read(self, path: str) -> str | None:
+        r = self.sh(f"cat {shlex.quote(path)}")
+        self.results.pop()
+        return r.out if r.rc == 0 else None
+
+    def exists(self, path: str) -> bool:
+        r = self.sh(f"test -e {shlex.quote(path)}")
+        self.results.pop()
+        return r.rc == 0
+
+    def proof(self, name: str, *parts: Result | str) -> Path:
+        """Write .proof/<name>.txt from real command output."""
+        self.proof_dir.mkdir(parents=True, exist_ok=True)
+        path = self.proof_dir / f"{name}.txt"
+        path.write_text("".join(p.text() if isinstance(p, Result) else p for p in parts))
+        return path
+
+
+def _lab_owned(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+    if "__pycache__" in info.name:
+        return None
+    info.uid = info.gid = LAB_UID
+    info.uname = info.gname = LAB_USER
+    return info
+
+
+def sacct_jobs(lab: Lab, since: str, fields: str = "JobID,JobName,Comment,NodeList,State") -> list[dict[str, str]]:
+    """Allocations (not steps) the lab user started since a `date +%FT%T` stamp."""
+    return cluster().sacct(since, tuple(fields.split(",")))
+
+
+def now_stamp(lab: Lab) -> str:
+    return cluster().now()
+
+
+def compute_nodes() -> list[str]:
+    """The compute nodes of the running cluster (its facts)."""
+    return list(cluster().facts.nodes)
+
+
+def set_nfs_profile(*args: str) -> Result:
+    """Switch the cluster's NFS-style client profile; returns once every node runs it."""
+    return cluster().set_nfs_profile(*args)

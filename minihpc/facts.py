@@ -1,0 +1,62 @@
+"""The facts of the running cluster, written once by `minihpc up` (through
+minihpc.topology) to .run/cluster.json and read by everything else: the lab,
+the tests, the benchmarks and the CLI never restate them."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from minihpc.errors import MinihpcError
+
+CLUSTER_NAME = "minihpc"
+SCRATCH = "/scratch"
+SHARED = "/shared"
+# The lab user, the same on every node (the image creates it: cluster/Dockerfile,
+# docker-compose.yml; a unit test keeps them in step with these).
+LAB_USER, LAB_UID, LAB_ACCOUNT = "student", 1000, "lab"
+LOGIN = "login"
+FILE = "cluster.json"
+
+
+@dataclass(frozen=True)
+class Facts:
+    nodes: list[str]
+    cpus: int
+    mem_mb: int
+    scratch_mb: int
+    cluster_name: str = CLUSTER_NAME
+    lab_user: str = LAB_USER
+    lab_uid: int = LAB_UID
+    lab_account: str = LAB_ACCOUNT
+    login: str = LOGIN
+    shared: str = SHARED
+    scratch: str = SCRATCH
+    # Services that run Slurm (every one but the database).
+    daemons: list[str] = field(default_factory=lambda: ["slurmdbd", "slurmctld"])
+
+    @property
+    def slurm_services(self) -> list[str]:
+        return [*self.daemons, self.login, *self.nodes]
+
+    @property
+    def client_nodes(self) -> list[str]:
+        """Where the shared filesystem is mounted: the login node and every compute node."""
+        return [self.login, *self.nodes]
+
+    def write(self, run_dir: Path) -> None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        tmp = run_dir / f".{FILE}.tmp"
+        tmp.write_text(json.dumps(asdict(self), indent=1) + "\n")
+        tmp.replace(run_dir / FILE)
+
+    @classmethod
+    def read(cls, run_dir: Path) -> Facts:
+        path = run_dir / FILE
+        try:
+            return cls(**json.loads(path.read_text()))
+        except FileNotFoundError:
+            raise MinihpcError(f"no cluster facts at {path}", "bring a cluster up first: minihpc up") from None
+        except (json.JSONDecodeError, TypeError) as e:
+            raise MinihpcError(f"{path} is unreadable ({e})", "rewrite it: minihpc up") from None

@@ -1,0 +1,61 @@
+"""The minihpc CLI on a bare python3: help everywhere, bad input refused with
+exit 2 and one `what; fix` line before anything starts."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from minihpc.errors import MinihpcError
+from minihpc.facts import Facts
+
+ROOT = Path(__file__).resolve().parents[2]
+BARE = "/usr/bin/python3"  # the system's, no venv, nothing installed
+
+
+def cli_in_checkout(*args: str) -> subprocess.CompletedProcess[str]:
+    """`python3 -m minihpc` from the checkout, as the Makefile runs it."""
+    return subprocess.run([BARE, "-m", "minihpc", *args], cwd=ROOT, capture_output=True, text=True,
+                          check=False, stdin=subprocess.DEVNULL, env={"PATH": "/usr/bin:/bin"}, timeout=60)
+
+
+@pytest.mark.parametrize("args", [["--help"], ["up", "--help"], ["nfs", "set", "--help"], ["scratch", "--help"],
+                                  ["demo", "--help"], ["bench", "--help"], ["destroy", "--help"]])
+def test_help_works_on_a_bare_python(args: list[str]) -> None:
+    r = cli_in_checkout(*args)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("usage: minihpc"), r.stdout
+
+
+def test_every_make_target_has_a_verb() -> None:
+    help_text = cli_in_checkout("--help").stdout
+    for verb in ("up", "down", "destroy", "status", "shell", "logs", "nfs", "scratch", "lab", "confirm", "core",
+                 "demo", "bench"):
+        assert f"    {verb} " in help_text, verb
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["up", "--nodes", "17"], "minihpc: error: NODES=17 is out of range; allowed 1 to 16"),
+    (["up", "--mem-mb", "100"], "minihpc: error: NODE_MEM_MB=100 is out of range"),
+    (["up", "--nfs-profile", "fast"], "minihpc: error: no NFS profile 'fast'; choose one of: off, linux"),
+    (["up", "--timeout", "3"], "minihpc: error: --timeout 3 is too short; give the cluster at least 10 s"),
+    (["nfs", "set", "nope"], "minihpc: error: no NFS profile 'nope'"),
+    (["nfs", "set", "off", "--fault", "EBOGUS:op=read"], "minihpc: error: fault error 'EBOGUS' is not one of"),
+    (["core", "9"], "minihpc: error: no core '9'; choose one of 1, 2, 3-latency"),
+    (["demo", "nosuch"], "minihpc: error: no demo 'nosuch'; choose one of unwritable-scratch"),
+    (["destroy"], "needs confirmation and there is no terminal to ask; pass --yes"),
+    (["frobnicate"], "minihpc: error: argument COMMAND: invalid choice: 'frobnicate'"),
+])
+def test_bad_input_is_refused_with_exit_2_and_the_fix(args: list[str], message: str) -> None:
+    r = cli_in_checkout(*args)
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    assert message in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_missing_facts_name_the_fix(tmp_path: Path) -> None:
+    with pytest.raises(MinihpcError) as e:
+        Facts.read(tmp_path)
+    assert str(e.value) == f"no cluster facts at {tmp_path}/cluster.json; bring a cluster up first: minihpc up"
