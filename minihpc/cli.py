@@ -8,7 +8,7 @@ import argparse
 import sys
 
 from minihpc import __version__
-from minihpc.commands import bench, course, lifecycle, nfs, scratch
+from minihpc.commands import bench, course, lifecycle, nfs, run, scratch
 from minihpc.errors import BAD_INPUT, MinihpcError
 
 
@@ -24,13 +24,22 @@ def parser() -> argparse.ArgumentParser:
                                              "workflows on before a real cluster sees them.")
     ap.add_argument("--version", action="version", version=f"minihpc {__version__}")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
-    for module in (lifecycle, nfs, scratch, course, bench):
+    for module in (lifecycle, run, nfs, scratch, course, bench):
         module.add(sub)
     return ap
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # What follows `--` is the tool's (Snakemake's), never ours.
+    rest = argv[argv.index("--") + 1:] if "--" in argv else []
+    args = parser().parse_args(argv[:len(argv) - len(rest) - (1 if "--" in argv else 0)])
+    if rest and not hasattr(args, "passthrough"):
+        print(f"minihpc: error: {args.command} takes no arguments after --; see minihpc {args.command} --help",
+              file=sys.stderr)
+        return BAD_INPUT
+    if hasattr(args, "passthrough"):
+        args.passthrough = rest
     try:
         return args.run(args)
     except MinihpcError as e:

@@ -77,6 +77,14 @@ class Cluster:
             r, out = rb, rb.stdout.decode(errors="replace")  # type: ignore[assignment]
         return Result(script, r.returncode, out, time.monotonic() - t)
 
+    def pipe(self, script: str, node: str | None = None, user: str | None = None, workdir: str | None = None,
+             timeout: float = 900) -> tuple[int, bytes, str]:
+        """Run `script` for its raw standard output (e.g. a tar stream): (exit
+        code, stdout bytes, stderr text)."""
+        argv = self.transport.command(node or self.facts.login, script, user or self.facts.lab_user, workdir)
+        r = subprocess.run(argv, capture_output=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL)
+        return r.returncode, r.stdout, r.stderr.decode(errors="replace")
+
     def root(self, script: str, node: str | None = None, timeout: float = 900) -> Result:
         return self.sh(script, node=node, user=ROOT_USER, timeout=timeout)
 

@@ -1,0 +1,39 @@
+"""run: bring your own workflow (minihpc.runner)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "run", help="run your own workflow on the cluster through its profile, with a report",
+        description="Sync PATH to the shared filesystem as the lab user, run Snakemake on the login node "
+                    "through a profile (the workflow's profiles/slurm or workflow/profiles/default, else "
+                    "minihpc's), stream its output, exit with its code, and write a report (markdown and "
+                    "JSON) of every SLURM job of the run. Arguments after -- go to Snakemake.",
+        usage="minihpc run [-h] [--profile DIR] [--name NAME] [--report DIR] [--fetch PATTERN] "
+              "[--exclude PATTERN] [--fresh] PATH [-- SNAKEMAKE ARGS]",
+        epilog="example: minihpc run ~/my-workflow --fetch 'results/*.tsv' -- --keep-going")
+    p.add_argument("path", metavar="PATH", help="the workflow's directory (holds the Snakefile)")
+    p.add_argument("--profile", help="a Snakemake profile directory (relative to PATH, or any path)")
+    p.add_argument("--name", help="directory name on the shared filesystem (default: PATH's name)")
+    p.add_argument("--report", metavar="DIR", help="where report.md and report.json go (default PATH/.minihpc)")
+    p.add_argument("--fetch", action="append", default=[], metavar="PATTERN",
+                   help="bring matching outputs back into PATH afterwards (repeatable), e.g. 'results/**/*.txt'")
+    p.add_argument("--exclude", action="append", default=[], metavar="PATTERN",
+                   help="do not sync these (repeatable; .snakemake, .minihpc and .git never are)")
+    p.add_argument("--fresh", action="store_true", help="empty the shared directory first (drops earlier outputs)")
+    p.set_defaults(run=run, passthrough=[])
+
+
+def run(a: argparse.Namespace) -> int:
+    from minihpc.cluster import Cluster
+    from minihpc.runner import execute, plan
+    p = plan(a.path, a.profile, a.name, a.report, a.fetch, a.exclude, a.fresh, a.passthrough)
+    cluster = Cluster.local()  # no facts: a clear error before anything is touched
+    report = execute(p, cluster)
+    print(f"\nminihpc: run report: {p.report_dir / 'report.md'} ({len(report.jobs)} SLURM job(s), "
+          f"Snakemake exit {report.exit_code})", file=sys.stderr)
+    return report.exit_code

@@ -1,0 +1,119 @@
+"""`minihpc run` on a workflow that is not the course lab (tests/workflows/byow,
+with its own profile): wildcards, a rule group, a checkpoint, local rules and a
+failing rule under --keep-going. The report is checked against sacct."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support import Cluster
+
+from minihpc.cluster import Cluster as Client
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKFLOW = ROOT / "tests/workflows/byow"
+
+
+def minihpc(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "minihpc", *args], cwd=cwd, capture_output=True, text=True,
+                          check=False, stdin=subprocess.DEVNULL, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory, cluster: Cluster) -> Iterator[tuple]:
+    wf = tmp_path_factory.mktemp("byow") / "byow"
+    shutil.copytree(WORKFLOW, wf)
+    (wf / ".snakemake").mkdir()
+    (wf / ".snakemake/stale").write_text("never synced")
+    r = minihpc("run", str(wf), "--name", "test-byow", "--fresh", "--fetch", "results/grouped/*.txt",
+                "--", "--keep-going")
+    yield wf, r
+    cluster.client.sh("rm -rf /shared/test-byow")
+
+
+def test_the_exit_code_is_snakemakes(run) -> None:
+    wf, r = run
+    assert r.returncode == 1, f"--keep-going with one failing rule: Snakemake exits 1\n{r.stdout[-3000:]}{r.stderr}"
+    assert "failing on purpose" in r.stdout, "Snakemake's output is streamed"
+    assert (wf / ".minihpc/report.md").is_file()
+
+
+def test_the_report_matches_sacct_and_jobs_ran_on_compute_nodes(run, client: Client) -> None:
+    wf, _ = run
+    report = json.loads((wf / ".minihpc/report.json").read_text())
+    assert report["run_id"], report
+    assert report["profile"] == "profiles/slurm" and report["profile_source"] == "the workflow's own"
+    rows = [j for j in client.sacct("now-1hours", ("JobID", "JobName", "NodeList", "State"))
+            if j["JobName"] == report["run_id"]]
+    assert sorted((j["JobID"], j["NodeList"], j["State"]) for j in rows) == \
+        sorted((j["job_id"], j["node"], j["state"]) for j in report["jobs"])
+    assert all(j["node"] in client.facts.nodes for j in report["jobs"]), report["jobs"]
+    rules = sorted((j["rule"], j["wildcards"]) for j in report["jobs"])
+    assert [w for r, w in rules if r == "make"] == ["a", "b", "c"], rules
+    assert [r for r, _ in rules].count("pair_step1_step2") == 3, f"one group job per sample: {rules}"
+    assert ("split", "") in rules, "the checkpoint ran as a SLURM job"
+    states = {j["rule"]: j["state"] for j in report["jobs"]}
+    assert states["fail"] == "FAILED" and states["split"] == "COMPLETED"
+    assert report["nonlocal_rules_on_login"] == [], "every non-local rule went to SLURM"
+    assert len(report["kept_logs"]) == len(report["jobs"]), "the profile keeps every job's log"
+
+
+def test_a_profile_that_sends_nothing_to_slurm_is_caught(tmp_path: Path, client: Client) -> None:
+    """The check can fail: minihpc's local profile runs every job on the login node."""
+    wf = tmp_path / "byow"
+    shutil.copytree(WORKFLOW, wf)
+    try:
+        r = minihpc("run", str(wf), "--name", "test-byow-local", "--fresh", "--profile",
+                    str(ROOT / "profiles/local"), "--", "--keep-going")
+    finally:
+        client.sh("rm -rf /shared/test-byow-local")
+    assert r.returncode == 1, r.stderr
+    report = json.loads((wf / ".minihpc/report.json").read_text())
+    assert report["run_id"] is None and report["jobs"] == []
+    assert report["nonlocal_rules_on_login"] == ["fail", "make", "split", "step1", "step2"], report
+    assert "(the profile did not send them to SLURM)" in (wf / ".minihpc/report.md").read_text()
+
+
+def test_outputs_come_back_and_the_workflow_lands_owned_by_the_lab_user(run, client: Client) -> None:
+    wf, _ = run
+    report = json.loads((wf / ".minihpc/report.json").read_text())
+    assert report["fetched"] == [f"results/grouped/{s}.txt" for s in "abc"]
+    assert (wf / "results/grouped/a.txt").read_text().startswith("a\n")
+    r = client.sh("stat -c '%U' /shared/test-byow/Snakefile /shared/test-byow/results/summary.txt; "
+                  "test -e /shared/test-byow/.snakemake/stale && echo synced-state")
+    assert r.out.split() == [client.facts.lab_user] * 2, r.out
+
+
+def _shared_listing(client: Client) -> str:
+    return client.root("ls -la --time-style=full-iso /shared").out
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["run", "/nonexistent"], "/nonexistent is not a directory"),
+    (["run", str(ROOT / "tests")], "no Snakefile in"),
+    (["run", str(WORKFLOW), "--profile", "no/such/profile"], "no Snakemake profile at no/such/profile"),
+    (["run", str(WORKFLOW), "--fetch", "../../etc/*"], "--fetch '../../etc/*' reaches outside the workflow"),
+    (["run", str(WORKFLOW), "--name", "../x"], "--name '../x' is not a plain directory name"),
+])
+def test_bad_input_changes_nothing_on_shared(client: Client, args: list[str], message: str) -> None:
+    before = _shared_listing(client)
+    r = minihpc(*args)
+    assert r.returncode == 2 and f"minihpc: error: {message}" in r.stderr, (r.returncode, r.stderr)
+    assert _shared_listing(client) == before
+
+
+def test_no_cluster_is_a_clear_error(tmp_path: Path, client: Client) -> None:
+    """A checkout with no cluster brought up (no .run/cluster.json)."""
+    for pkg in ("minihpc", "nfs"):
+        shutil.copytree(ROOT / pkg, tmp_path / pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    before = _shared_listing(client)
+    r = minihpc("run", str(WORKFLOW), cwd=tmp_path)
+    assert r.returncode == 1, r.stderr
+    assert f"minihpc: error: no cluster facts at {tmp_path}/.run/cluster.json; bring a cluster up first" in r.stderr
+    assert _shared_listing(client) == before
