@@ -4,9 +4,9 @@ inspecting nodes, pytest-testinfra's docker backend."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -17,6 +17,9 @@ sys.path.insert(0, str(ROOT))  # the minihpc and nfs packages, as `python3 -m mi
 from support import Cluster  # noqa: E402
 
 from minihpc.cluster import Cluster as Client  # noqa: E402
+
+if TYPE_CHECKING:  # imported by pytest itself, as a plugin (so its asserts are rewritten)
+    from minihpc.pytest_plugin import Minihpc
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -29,13 +32,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.cluster)
 
 
+# The fixture other projects use to test their workflows; the cluster tests use it too.
+pytest_plugins = ["minihpc.pytest_plugin"]
+
+
 @pytest.fixture(scope="session")
-def cluster() -> Cluster:
-    r = subprocess.run([str(ROOT / "cluster/compose.sh"), "ps", "-q", "--status", "running", "slurmctld"],
-                       capture_output=True, text=True, check=False)
-    if r.returncode != 0 or not r.stdout.strip():
-        pytest.fail("the cluster is not running: run `make cluster-up` first (make test does it for you)")
-    return Cluster(ROOT, client=Client.local())
+def cluster(minihpc: Minihpc) -> Cluster:
+    return Cluster(ROOT, client=minihpc.cluster)
 
 
 @pytest.fixture(scope="session")

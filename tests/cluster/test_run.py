@@ -117,3 +117,18 @@ def test_no_cluster_is_a_clear_error(tmp_path: Path, client: Client) -> None:
     assert r.returncode == 1, r.stderr
     assert f"minihpc: error: no cluster facts at {tmp_path}/.run/cluster.json; bring a cluster up first" in r.stderr
     assert _shared_listing(client) == before
+
+
+def test_the_pytest_fixture_runs_a_workflow(minihpc, tmp_path: Path) -> None:
+    """What another project's test does with `pytest_plugins = ["minihpc.pytest_plugin"]`."""
+    wf = tmp_path / "byow"
+    shutil.copytree(WORKFLOW, wf)
+    try:
+        report = minihpc.run(wf, name="test-byow-fixture", report=tmp_path / "report",
+                             snakemake_args=["results/grouped/a.txt"])
+    finally:
+        minihpc.sh("rm -rf /shared/test-byow-fixture")
+    assert report.exit_code == 0
+    assert sorted(j.rule for j in report.jobs) == ["make", "pair_step1_step2"]
+    assert all(j.state == "COMPLETED" and j.node in minihpc.facts.nodes for j in report.jobs), report.jobs
+    assert (tmp_path / "report/report.json").is_file()

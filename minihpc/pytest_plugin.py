@@ -1,0 +1,68 @@
+"""A pytest plugin: the running minihpc cluster as a fixture, to test your own
+workflow against SLURM from pytest.
+
+Load it with `pytest -p minihpc.pytest_plugin`, or in a conftest.py with
+`pytest_plugins = ["minihpc.pytest_plugin"]`, then:
+
+    def test_my_workflow(minihpc, tmp_path):
+        report = minihpc.run("path/to/workflow", snakemake_args=["--keep-going"], report=tmp_path)
+        assert report.exit_code == 0
+        assert {j.node for j in report.jobs} <= set(minihpc.facts.nodes)
+
+A test that asks for the fixture with no cluster up fails with the fix
+(`minihpc up`); it is never skipped.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from minihpc.cluster import Cluster, Result
+from minihpc.errors import MinihpcError
+from minihpc.facts import Facts
+from minihpc.runner import Report, execute, plan
+
+
+class Minihpc:
+    """What a test gets: the cluster client, its facts, and `run()`."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+
+    @property
+    def facts(self) -> Facts:
+        return self.cluster.facts
+
+    def run(self, path: str | Path, profile: str | None = None, name: str | None = None,
+            report: str | Path | None = None, fetch: Sequence[str] = (), exclude: Sequence[str] = (),
+            fresh: bool = True, snakemake_args: Sequence[str] = ()) -> Report:
+        """`minihpc run` from Python: the same checks, sync, run and report;
+        Snakemake's output goes to the test's captured stdout."""
+        p = plan(str(path), profile, name, str(report) if report else None, list(fetch), list(exclude), fresh,
+                 list(snakemake_args))
+        return execute(p, self.cluster, out=sys.stdout)
+
+    def sh(self, script: str, node: str | None = None, user: str | None = None) -> Result:
+        """A shell command on a node (the login node) as a user (the lab user)."""
+        return self.cluster.sh(script, node=node, user=user)
+
+    def sacct(self, since: str, fields: tuple[str, ...] = ("JobID", "JobName", "Comment", "NodeList", "State")
+              ) -> list[dict[str, str]]:
+        return self.cluster.sacct(since, fields)
+
+
+@pytest.fixture(scope="session")
+def minihpc() -> Minihpc:
+    try:
+        cluster = Cluster.local()
+    except MinihpcError as e:
+        pytest.fail(f"minihpc: {e}", pytrace=False)
+    alive = cluster.sh("true", timeout=60)
+    if alive.rc != 0:
+        pytest.fail(f"minihpc: the cluster does not answer ({alive.out.strip()[:200]}); bring it up: minihpc up",
+                    pytrace=False)
+    return Minihpc(cluster)
