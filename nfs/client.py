@@ -260,12 +260,12 @@ class SharedFS:
         """Answer the creation of parent/name with a handle on what is there now."""
         fd = open_handle(self.nodes.fd(parent), name)
         try:
-            a = Attrs.from_stat(os.stat(fd))
+            s = os.stat(fd)
         except BaseException:
             os.close(fd)
             raise
         self.m.own_change(path)
-        self._entry(req, parent, name, path, a, fd=fd)
+        self._entry(req, parent, name, path, Attrs.from_stat(s), fd=fd, s=s)
 
     def rmdir(self, req, parent: int, name: bytes) -> None:
         path = self.nodes.child_path(parent, name)
@@ -331,17 +331,12 @@ class SharedFS:
         try:
             s = os.stat(fd)
             handle = _handle_of(fd, s, pfd, name)
+            self.m.own_change(path)
             self.handles.take(self.creds.uid, fd)
         except BaseException:
             os.close(fd)
             if handle >= 0:
                 os.close(handle)
-            raise
-        try:
-            self.m.own_change(path)
-        except BaseException:
-            os.close(handle)
-            self.handles.close(fd)
             raise
         self._entry(req, parent, name, path, Attrs.from_stat(s), fd=handle, opened=fd, s=s)
 
@@ -491,12 +486,8 @@ class _RootWatch:
         self.inotify, self.creds = inotify, creds
 
     def add(self, fd: int) -> int:
-        caller = self.creds.current
-        self.creds.root()
-        try:
+        with self.creds.as_root():
             return self.inotify.add(fd)
-        finally:
-            self.creds._become(caller)
 
     def remove(self, wd: int) -> None:
         self.inotify.remove(wd)
@@ -574,15 +565,11 @@ def _fingerprint_at(dirfd: int, name: bytes) -> Fingerprint | None:
 
 
 def _thread(step, name: str) -> None:
-    """A daemon thread running `step()` forever: an exception is logged and
-    the loop goes on (a dead thread would silently stop coherence or switches)."""
+    """A daemon thread running `step()` forever; a step's exception is logged
+    and the next step runs (ll.survive)."""
     def run() -> None:
         while True:
-            try:
-                step()
-            except Exception:
-                log.exception("%s: step failed; going on", name)
-                time.sleep(0.1)
+            ll.survive(step, name)
     threading.Thread(target=run, daemon=True, name=name).start()
 
 
@@ -610,13 +597,15 @@ def set_times(to_set: int, s: ll.Stat) -> tuple[tuple[int | None, int | None], t
     return (times[0], times[1]), (now[0], now[1])
 
 
-class ProfileWatcher(threading.Thread):
+class ProfileWatcher:
     """Re-reads the active profile when its file changes; writes the stats file."""
 
     def __init__(self, fs: SharedFS, control: Path, stats: Path | None, interval: float = 1.0) -> None:
-        super().__init__(daemon=True, name="profile-watcher")
         self.fs, self.control, self.stats, self.interval = fs, control, stats, interval
         self.stamp = self._stamp()
+
+    def start(self) -> None:
+        _thread(self._tick, "profile watcher")  # e.g. EMFILE in one tick: the next tries again
 
     def _stamp(self) -> tuple[int, int] | None:
         try:
@@ -625,13 +614,9 @@ class ProfileWatcher(threading.Thread):
         except FileNotFoundError:
             return None
 
-    def run(self) -> None:
-        while True:
-            time.sleep(self.interval)
-            try:
-                self.step()
-            except Exception:  # e.g. EMFILE: log it and try again next time
-                log.exception("profile watcher: step failed; going on")
+    def _tick(self) -> None:
+        time.sleep(self.interval)
+        self.step()
 
     def step(self) -> None:
         stamp = self._stamp()

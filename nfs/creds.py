@@ -10,7 +10,8 @@ and handed over afterwards.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from nfs.syscalls import set_thread_creds
 
@@ -53,6 +54,16 @@ class Credentials:
     def root(self) -> None:
         """Back to root, for the client's own work between requests."""
         self._become(ROOT)
+
+    @contextmanager
+    def as_root(self) -> Iterator[None]:
+        """Root for a moment (the client's own doing), then whoever it was."""
+        caller = self.current
+        self._become(ROOT)
+        try:
+            yield
+        finally:
+            self._become(caller)
 
     def _become(self, who: tuple[int, int, tuple[int, ...]]) -> None:
         if who != self.current:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno
+import functools
 import heapq
 import itertools
 import logging
@@ -231,8 +232,7 @@ class Replies:
         """`fn(*args)` (a fuse_reply_*) now or when due; `on_fail()` if the
         caller is gone by then (interrupted)."""
         if self.debt <= 0:
-            if fn(*args) != 0 and on_fail is not None:
-                on_fail()
+            _deliver(fn, args, on_fail)
             return
         with self._cv:
             heapq.heappush(self._due, (time.monotonic() + self.debt, next(self._seq), fn, args, on_fail))
@@ -244,19 +244,23 @@ class Replies:
                 while not self._due or self._due[0][0] > time.monotonic():
                     self._cv.wait(self._due[0][0] - time.monotonic() if self._due else None)
                 _, _, fn, args, on_fail = heapq.heappop(self._due)
-            try:
-                if fn(*args) != 0 and on_fail is not None:
-                    on_fail()
-            except Exception:  # this thread must outlive any one reply
-                logging.getLogger("minihpc-nfs").exception("a delayed reply failed")
+            # This thread must outlive any one reply.
+            survive(functools.partial(_deliver, fn, args, on_fail), "a delayed reply")
 
 
-def _serve_other(fn: Callable[[], None]) -> None:
-    """One of the loop's other sources: its failure is logged, the loop goes on."""
+def _deliver(fn: Callable, args: tuple, on_fail: Callable[[], None] | None) -> None:
+    """Send one reply; `on_fail()` if the caller is gone (interrupted)."""
+    if fn(*args) != 0 and on_fail is not None:
+        on_fail()
+
+
+def survive(fn: Callable[[], object], what: str) -> None:
+    """Run `fn()`; an exception is logged and the caller's loop goes on (a
+    dead thread or loop would silently stop replies, coherence or switches)."""
     try:
         fn()
     except Exception:
-        logging.getLogger("minihpc-nfs").exception("serving %s failed; going on", getattr(fn, "__name__", fn))
+        logging.getLogger("minihpc-nfs").exception("%s failed; going on", what)
 
 
 class Session:
@@ -331,7 +335,7 @@ class Session:
             # retries the interrupted poll) still ends the loop.
             for fd, _ in poller.poll(1000):
                 if fd != fuse_fd:
-                    _serve_other(others[fd])
+                    survive(others[fd], getattr(others[fd], "__name__", "a source"))
                     continue
                 ended = self._burst(buf, poller, others)
                 if ended is not None:
@@ -359,7 +363,7 @@ class Session:
             if now() > others_due:
                 for fd, _ in poller.poll(0):
                     if fd in others:
-                        _serve_other(others[fd])
+                        survive(others[fd], getattr(others[fd], "__name__", "a source"))
                 others_due = now() + OTHERS_S
 
     def inval_entry(self, parent: int, name: bytes) -> int:
