@@ -10,10 +10,13 @@ rows as data. How a node is reached is the transport's business
 
 from __future__ import annotations
 
+import io
 import re
 import shlex
 import subprocess
+import tarfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,6 +79,34 @@ class Cluster:
                                 timeout=timeout, check=False)
             r, out = rb, rb.stdout.decode(errors="replace")  # type: ignore[assignment]
         return Result(script, r.returncode, out, time.monotonic() - t)
+
+    def put(self, dest: str, sources: Sequence[tuple[Path, str, Callable[[str], bool] | None]],
+            fresh: bool = False) -> Result:
+        """Copy local files and directories into `dest` on the shared
+        filesystem, owned by the lab user (as whom they are written). Each
+        source is (local path, name under dest, skip(name relative to the
+        source) or None); `fresh` empties dest first."""
+        f = self.facts
+
+        def owned(skip: Callable[[str], bool] | None, top: str) -> Callable[[tarfile.TarInfo], tarfile.TarInfo | None]:
+            def keep(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+                rel = info.name[len(top):].lstrip("/")
+                if rel and skip is not None and skip(rel):
+                    return None
+                info.uid = info.gid = f.lab_uid
+                info.uname = info.gname = f.lab_user
+                return info
+            return keep
+
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            for src, name, skip in sources:
+                # Under a top directory the extraction strips: dest itself is never touched by the archive.
+                top = "t" if name in ("", ".") else f"t/{name}"
+                tar.add(src, arcname=top, filter=owned(skip, top))
+        q = shlex.quote(dest)
+        wipe = f"rm -rf {q} && " if fresh else ""
+        return self.sh(f"{wipe}mkdir -p {q} && tar -x --strip-components=1 -C {q}", stdin=buf.getvalue())
 
     def pipe(self, script: str, node: str | None = None, user: str | None = None, workdir: str | None = None,
              timeout: float = 900) -> tuple[int, bytes, str]:

@@ -164,28 +164,14 @@ def execute(p: Plan, cluster: Cluster, out=sys.stdout) -> Report:
 
 
 def _sync(p: Plan, cluster: Cluster, remote: str) -> None:
-    f = cluster.facts
     excluded = (*ALWAYS_EXCLUDED, *p.exclude)
 
-    def profile_owned(info: tarfile.TarInfo) -> tarfile.TarInfo:
-        info.uid = info.gid = f.lab_uid
-        info.uname = info.gname = f.lab_user
-        return info
-
-    def owned(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
-        rel = info.name.split("/", 1)[1] if "/" in info.name else ""
-        if rel and any(fnmatch.fnmatch(rel, pat) or fnmatch.fnmatch(rel.split("/")[0], pat) for pat in excluded):
-            return None
-        return profile_owned(info)
-
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        tar.add(p.workflow, arcname="w", filter=owned)
-        if p.profile_remote == REMOTE_PROFILE:
-            tar.add(p.profile, arcname=f"w/{REMOTE_PROFILE}", filter=profile_owned)
-    q = shlex.quote(remote)
-    wipe = f"rm -rf {q} && " if p.fresh else ""
-    r = cluster.sh(f"{wipe}mkdir -p {q} && tar -x --strip-components=1 -C {q}", stdin=buf.getvalue())
+    def skip(rel: str) -> bool:
+        return any(fnmatch.fnmatch(rel, pat) or fnmatch.fnmatch(rel.split("/")[0], pat) for pat in excluded)
+    sources: list = [(p.workflow, ".", skip)]
+    if p.profile_remote == REMOTE_PROFILE:
+        sources.append((p.profile, REMOTE_PROFILE, None))
+    r = cluster.put(remote, sources, fresh=p.fresh)
     if r.rc != 0:
         raise MinihpcError(f"could not sync {p.workflow} to {remote}: {r.out.strip()[:500]}",
                            "is the shared filesystem up? minihpc status")

@@ -12,10 +12,14 @@ from minihpc.errors import BadInput, MinihpcError
 COMPOSE = str(ROOT / "cluster/compose.sh")
 
 
-def compose(*args: str, check: bool = True) -> int:
-    """Run `docker compose` on this cluster (cluster/compose.sh), output passed through."""
+def _require_state() -> None:
     if not (RUN_DIR / "compose.nodes.yml").exists():
         raise MinihpcError(f"no cluster state in {RUN_DIR}", "bring a cluster up first: minihpc up")
+
+
+def compose(*args: str, check: bool = True) -> int:
+    """Run `docker compose` on this cluster (cluster/compose.sh), output passed through."""
+    _require_state()
     rc = subprocess.run([COMPOSE, *args], check=False).returncode
     if check and rc != 0:
         raise MinihpcError(f"docker compose {args[0]} failed with exit {rc}", "see its output above")
@@ -24,8 +28,7 @@ def compose(*args: str, check: bool = True) -> int:
 
 def exec_compose(*args: str) -> None:
     """Replace this process with `docker compose ARGS` (interactive verbs)."""
-    if not (RUN_DIR / "compose.nodes.yml").exists():
-        raise MinihpcError(f"no cluster state in {RUN_DIR}", "bring a cluster up first: minihpc up")
+    _require_state()
     os.execv(COMPOSE, [COMPOSE, *args])
 
 

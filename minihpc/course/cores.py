@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from minihpc.course.labctl import Lab, Result, now_stamp, sacct_jobs, set_nfs_profile
+from minihpc.runner import run_id
 
 SLURM = "--profile profiles/slurm"
 LOCAL = "--profile profiles/local"
@@ -45,11 +46,6 @@ def fresh(core: str, lab_name: str) -> tuple[Core, Lab]:
     lab = Lab(lab_name)
     lab.reset()
     return Core(core, lab), lab
-
-
-def run_id(output: str) -> str | None:
-    m = re.search(r"SLURM run ID: ([0-9a-f-]{36})", output)
-    return m.group(1) if m else None
 
 
 def submitted_ids(output: str) -> list[str]:

@@ -7,16 +7,14 @@ Used by `make lab`, `make core*`, `make confirm` and the cluster tests.
 
 from __future__ import annotations
 
-import io
 import shlex
-import tarfile
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
 from minihpc import ROOT
 from minihpc.cluster import Cluster, Result, Running
-from minihpc.facts import LAB_UID, LAB_USER
+from minihpc.facts import LAB_USER
 
 __all__ = ["LAB_USER", "Lab", "Result", "Running", "cluster", "compute_nodes", "node_sh", "now_stamp",
            "sacct_jobs", "set_nfs_profile"]
@@ -68,13 +66,12 @@ class Lab:
 
     def reset(self) -> None:
         """A clean lab: the workflow and the profiles, nothing else."""
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w") as tar:
-            for src, arc in ((ROOT / "lab/Snakefile", "Snakefile"), (ROOT / "lab/scripts", "scripts"),
-                             (ROOT / "lab/workflow", "workflow"), (ROOT / "profiles", "profiles")):
-                tar.add(src, arcname=arc, filter=_lab_owned)
-        q = shlex.quote(self.workdir)
-        r = cluster().sh(f"rm -rf {q} && mkdir -p {q} && tar -x -C {q}", stdin=buf.getvalue())
+        def pycache(rel: str) -> bool:
+            return "__pycache__" in rel
+        r = cluster().put(self.workdir, [(ROOT / "lab/Snakefile", "Snakefile", None),
+                                         (ROOT / "lab/scripts", "scripts", pycache),
+                                         (ROOT / "lab/workflow", "workflow", pycache),
+                                         (ROOT / "profiles", "profiles", pycache)], fresh=True)
         if r.rc != 0:
             raise RuntimeError(f"could not lay out {self.workdir}: {r.out}")
 
@@ -94,14 +91,6 @@ class Lab:
         path = self.proof_dir / f"{name}.txt"
         path.write_text("".join(p.text() if isinstance(p, Result) else p for p in parts))
         return path
-
-
-def _lab_owned(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
-    if "__pycache__" in info.name:
-        return None
-    info.uid = info.gid = LAB_UID
-    info.uname = info.gname = LAB_USER
-    return info
 
 
 def sacct_jobs(lab: Lab, since: str, fields: str = "JobID,JobName,Comment,NodeList,State") -> list[dict[str, str]]:
