@@ -1,11 +1,12 @@
 # minihpc: a real SLURM cluster in containers for Snakemake labs.
 # Sizing and knobs (override on the command line: make cluster-up NODES=3).
-NODES ?= 2
-NODE_CPUS ?= 2
-NODE_MEM_MB ?= 3000
-READY_TIMEOUT ?= 180
+# Empty means minihpc's default (`python3 -m minihpc up --help` lists them).
+NODES ?=
+NODE_CPUS ?=
+NODE_MEM_MB ?=
+READY_TIMEOUT ?=
 # Each node's private scratch (/scratch, a tmpfs), in MiB.
-SCRATCH_MB ?= 512
+SCRATCH_MB ?=
 # NFS-style client profile (see `make nfs-profiles`); empty keeps the active one (fresh cluster: off).
 NFS_PROFILE ?=
 PYTEST_ARGS ?=
@@ -18,11 +19,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 
 .DEFAULT_GOAL := help
-.PHONY: help bootstrap cluster-up cluster-down destroy status scratch scratch-clean shell logs test test-unit lock lint bench-cluster bench-nfs bench-staging nfs-profiles nfs-profile
+.PHONY: help bootstrap cluster-up cluster-down destroy status scratch scratch-clean shell logs test test-unit test-action lock lint bench-cluster bench-nfs bench-staging nfs-profiles nfs-profile
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-24s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
-	@echo "  knobs: NODES=$(NODES) (1-16) NODE_CPUS=$(NODE_CPUS) NODE_MEM_MB=$(NODE_MEM_MB) SCRATCH_MB=$(SCRATCH_MB) READY_TIMEOUT=$(READY_TIMEOUT) NFS_PROFILE=$(NFS_PROFILE)"
+	@echo "  knobs: NODES NODE_CPUS NODE_MEM_MB SCRATCH_MB READY_TIMEOUT NFS_PROFILE (defaults: $(MINIHPC) up --help)"
 
 bootstrap: ## install/start the Docker engine and Compose v2 on this host (Debian, root)
 	cluster/bootstrap-host.sh
@@ -70,8 +71,13 @@ test-unit: $(VENV)/.installed ## unit tests only (no cluster needed)
 test: bootstrap $(VENV)/.installed cluster-up ## bring the cluster up and run the whole test suite
 	$(PY) -m pytest $(PYTEST_ARGS) tests
 
+# Needs no other minihpc cluster on the machine (make destroy first); removes its own.
+test-action: $(VENV)/.installed ## run action.yml as a GitHub runner would, on tests/workflows/byow (installs minihpc in a venv)
+	$(PY) .ci/action-check tests/workflows/byow --with workflow=wf --with args=--keep-going \
+		--with 'fetch=results/grouped/*.txt' --expect-exit 1
+
 lint: $(VENV)/.installed ## ruff and shellcheck
-	$(VENV)/bin/ruff check minihpc cluster tests bench nfs
+	$(VENV)/bin/ruff check minihpc cluster tests bench nfs scratch
 	shellcheck cluster/*.sh .ci/run
 
 lock: ## re-resolve cluster/requirements.lock from cluster/requirements.in

@@ -22,7 +22,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench/results/cluster.json"
+sys.path.insert(0, str(ROOT))
+
+from minihpc import BENCH_RESULTS  # noqa: E402
+
+RESULTS = BENCH_RESULTS / "cluster.json"
 
 
 def sh(*cmd: str, check: bool = True) -> str:
@@ -34,7 +38,7 @@ def sh(*cmd: str, check: bool = True) -> str:
 
 def timed_up() -> float:
     t = time.monotonic()
-    sh("make", "cluster-up")
+    sh(sys.executable, "-m", "minihpc", "up")
     return time.monotonic() - t
 
 
@@ -70,14 +74,14 @@ def main() -> int:
 
     cold, warm, restart = [], [], []
     for _ in range(args.cold_runs):
-        sh("make", "destroy")
+        sh(sys.executable, "-m", "minihpc", "destroy", "--yes")
         remove_images()
         cold.append(timed_up())
     for _ in range(args.warm_runs):
-        sh("make", "destroy")
+        sh(sys.executable, "-m", "minihpc", "destroy", "--yes")
         warm.append(timed_up())
     for _ in range(args.warm_runs):
-        sh("make", "cluster-down")
+        sh(sys.executable, "-m", "minihpc", "down")
         restart.append(timed_up())
     time.sleep(args.idle_settle)
     rss = idle_rss_mib()

@@ -31,10 +31,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from minihpc import BENCH_RESULTS  # noqa: E402
 from nfs.localmount import local_cluster  # noqa: E402
 from nfs.profiles import named  # noqa: E402
 
-RESULTS = ROOT / "bench/results/nfs.json"
+RESULTS = BENCH_RESULTS / "nfs.json"
 CHUNK = 1 << 20
 
 
@@ -194,7 +195,7 @@ def main() -> int:
         os.rmdir(root)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(out, indent=1) + "\n")
-    print(f"wrote {RESULTS.relative_to(ROOT)}")
+    print(f"wrote {RESULTS}")
     return 0
 
 

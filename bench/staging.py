@@ -29,12 +29,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from minihpc import BENCH_RESULTS  # noqa: E402
 from minihpc.course.cores import SLURM, submitted_ids  # noqa: E402
 from minihpc.course.labctl import Lab, set_nfs_profile  # noqa: E402
 from minihpc.course.staging import INPUT, STAGING, TARGET  # noqa: E402
 from nfs.profiles import named  # noqa: E402
 
-RESULTS = ROOT / "bench/results/staging.json"
+RESULTS = BENCH_RESULTS / "staging.json"
 MODES = {"direct": SLURM, "staged": STAGING}
 TARGET_RATIO = 5.0
 
@@ -105,7 +106,7 @@ def main() -> int:
     RESULTS.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps({k: result[k] for k in ("nfs_profile", "median", "job_speedup_staged",
                                              "workflow_speedup_staged", "met")}, indent=1))
-    print(f"wrote {RESULTS.relative_to(ROOT)}")
+    print(f"wrote {RESULTS}")
     return 0
 
 

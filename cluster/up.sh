@@ -4,11 +4,15 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-READY_TIMEOUT=${READY_TIMEOUT:-180}
+run=${MINIHPC_RUN_DIR:-$root/.run}
+export MINIHPC_RUN_DIR=$run
+# The interpreter minihpc is installed in (the CLI passes its own).
+py=${MINIHPC_PYTHON:-python3}
+READY_TIMEOUT=${READY_TIMEOUT:?run through minihpc up}
 log() { printf 'cluster-up: %s\n' "$*" >&2; }
 started=$(date +%s.%N)
 
-topology() { python3 -m minihpc.topology --run-dir .run --compose-file docker-compose.yml "$@"; }
+topology() { "$py" -m minihpc.topology --run-dir "$run" --compose-file docker-compose.yml "$@"; }
 
 # Validate sizing and the NFS profile before anything starts.
 read -r -a nodes <<<"$(topology --print-nodes)"
@@ -22,10 +26,10 @@ if ! docker info >/dev/null 2>&1; then
   cluster/bootstrap-host.sh
 fi
 cluster/base-image.sh
-cluster/secrets.sh .run/secrets
+cluster/secrets.sh "$run/secrets"
 
 ctld_running=false
-[[ -f .run/compose.nodes.yml ]] && [[ -n "$(cluster/compose.sh ps -q --status running slurmctld 2>/dev/null)" ]] && ctld_running=true
+[[ -f "$run/compose.nodes.yml" ]] && [[ -n "$(cluster/compose.sh ps -q --status running slurmctld 2>/dev/null)" ]] && ctld_running=true
 changed=$(topology)
 
 tag=$(cluster/image-tag.sh)

@@ -1,11 +1,46 @@
 """minihpc: a real SLURM cluster in containers, to test Snakemake workflows
 against before a real cluster sees them."""
 
+import os
+import sys
 from pathlib import Path
 
 __version__ = "0.1.0"
 
-# The checkout the cluster is built from (docker-compose.yml, cluster/, nfs/,
-# lab/, profiles/), and where its run state lives (git-ignored).
-ROOT = Path(__file__).resolve().parent.parent
-RUN_DIR = ROOT / ".run"
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def _tree() -> Path:
+    """The files the cluster is built from (docker-compose.yml, cluster/, nfs/,
+    lab/, profiles/, scratch/, bench/): the checkout this package sits in, or
+    the copy an installed wheel carries in minihpc/_tree."""
+    installed = _PACKAGE / "_tree"
+    return installed if installed.is_dir() else _PACKAGE.parent
+
+
+ROOT = _tree()
+INSTALLED = ROOT != _PACKAGE.parent
+# The tree's own packages (nfs, scratch) import from it, installed or not.
+if str(ROOT) not in sys.path:
+    sys.path.append(str(ROOT))
+
+
+def _state() -> Path:
+    """Where run state lives: MINIHPC_STATE_DIR if set; else the checkout
+    (git-ignored .run/ and .proof/); else, installed, the user's state home."""
+    if os.environ.get("MINIHPC_STATE_DIR"):
+        return Path(os.environ["MINIHPC_STATE_DIR"]).expanduser().resolve()
+    if not INSTALLED:
+        return ROOT
+    return Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local/state") / "minihpc"
+
+
+STATE = _state()
+# Generated configs, secrets, the cluster's facts (cluster.json).
+RUN_DIR = STATE / ".run"
+# The lab's proofs (minihpc confirm).
+PROOF_DIR = STATE / ".proof"
+# Benchmark results: committed beside the scripts in a checkout.
+BENCH_RESULTS = ROOT / "bench/results" if not INSTALLED else STATE / "bench"
+# cluster/*.sh find the run directory here, whoever calls them.
+os.environ["MINIHPC_RUN_DIR"] = str(RUN_DIR)

@@ -11,6 +11,7 @@ rows as data. How a node is reached is the transport's business
 from __future__ import annotations
 
 import io
+import json
 import re
 import shlex
 import subprocess
@@ -20,12 +21,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from minihpc import RUN_DIR
+from minihpc import ROOT, RUN_DIR
 from minihpc.errors import MinihpcError
 from minihpc.facts import Facts
 from minihpc.transport import ComposeTransport, Transport
 
 ROOT_USER = "root"
+# Runs on the node from standard input: only the node's python3 is needed.
+SCRATCH_INSPECT = ROOT / "scratch/inspect.py"
 
 
 @dataclass
@@ -175,16 +178,11 @@ class Cluster:
 
     # -- node scratch ------------------------------------------------------------
 
-    def scratch_files(self, node: str, under: str | None = None) -> list[str]:
-        """Regular files under `under` (the node's scratch), read as root on that node."""
-        r = self.root(f"find {shlex.quote(under or self.facts.scratch)} -type f 2>/dev/null | sort", node=node)
-        return r.out.split("\n")[:-1] if r.out else []
-
-    def scratch_usage(self, node: str) -> tuple[str, str, str]:
-        """(size, used, free) of the node's scratch in MiB, as `df` tells them."""
-        r = self.root(f"df -m --output=size,used,avail {shlex.quote(self.facts.scratch)} | tail -n 1", node=node)
-        size, used, avail = (r.out.split() + ["?"] * 3)[:3]
-        return size, used, avail
+    def scratch(self, node: str, under: str | None = None) -> Scratch:
+        """The node's scratch: its size and use, and the regular files under
+        `under` (default all of it), read as root on that node by scratch/inspect.py."""
+        out = self._inspect_scratch(node, "show", self.facts.scratch, *([under] if under else []))
+        return Scratch(node, out["size_mb"], out["used_mb"], out["free_mb"], out["files"])
 
     def clean_scratch(self, nodes: list[str]) -> None:
         """Empty the nodes' scratch, as a site's epilog would; never while a job
@@ -196,10 +194,30 @@ class Cluster:
             jobs = "; ".join(line.strip() for line in queue.out.strip().splitlines())
             raise MinihpcError(f"jobs are queued or running ({jobs})", "wait for them or scancel them, then clean")
         for node in nodes:
-            r = self.root(f"find {shlex.quote(self.facts.scratch)} -mindepth 1 -delete", node=node)
-            if r.rc != 0:
-                raise MinihpcError(f"{node}: cleaning {self.facts.scratch} failed: {r.out.strip()}",
-                                   f"look at it: minihpc scratch {node}")
+            self._inspect_scratch(node, "clean", self.facts.scratch)
+
+    def _inspect_scratch(self, node: str, *args: str) -> dict:
+        r = self.sh(f"python3 - {shlex.join(args)}", node=node, user=ROOT_USER, stdin=SCRATCH_INSPECT.read_bytes())
+        try:
+            out = json.loads(r.out.strip().splitlines()[-1])
+        except (IndexError, json.JSONDecodeError):
+            raise MinihpcError(f"{node}: scratch {args[0]} failed (exit {r.rc}): {r.out.strip()[-300:]}",
+                               "is the node up? minihpc status") from None
+        if "error" in out or out.get("failed"):
+            raise MinihpcError(f"{node}: scratch {args[0]}: {out.get('error') or '; '.join(out['failed'])}",
+                               f"look at it: minihpc scratch {node}")
+        return out
+
+
+@dataclass(frozen=True)
+class Scratch:
+    """One node's scratch as scratch/inspect.py saw it."""
+
+    node: str
+    size_mb: int
+    used_mb: int
+    free_mb: int
+    files: list[str]
 
 
 def parse_sacct(text: str, fields: tuple[str, ...]) -> list[dict[str, str]]:

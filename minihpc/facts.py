@@ -9,9 +9,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from minihpc.errors import MinihpcError
+from scratch.policy import MOUNT as SCRATCH
 
 CLUSTER_NAME = "minihpc"
-SCRATCH = "/scratch"
 SHARED = "/shared"
 # The lab user, the same on every node (the image creates it: cluster/Dockerfile,
 # docker-compose.yml; a unit test keeps them in step with these).

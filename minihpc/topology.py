@@ -23,8 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from minihpc.facts import CLUSTER_NAME, SCRATCH, Facts
+from scratch import policy as scratch_policy
 
 MAX_NODES = 16
+# The one place the cluster's default shape is written (the CLI's help reads it).
+DEFAULTS = {"NODES": 2, "NODE_CPUS": 2, "NODE_MEM_MB": 3000, "SCRATCH_MB": scratch_policy.DEFAULT_MB}
 
 
 class TopologyError(ValueError):
@@ -36,17 +39,16 @@ class Topology:
     nodes: int
     cpus: int
     mem_mb: int
-    scratch_mb: int = 512
+    scratch_mb: int = DEFAULTS["SCRATCH_MB"]
 
     @classmethod
     def from_env(cls, env: dict[str, str]) -> Topology:
         return cls(
-            nodes=_int(env, "NODES", 2, 1, MAX_NODES),
-            cpus=_int(env, "NODE_CPUS", 2, 1, 64),
+            nodes=_int(env, "NODES", 1, MAX_NODES),
+            cpus=_int(env, "NODE_CPUS", 1, 64),
             # Snakemake asks for at least 1000 MB per job: leave room for two.
-            mem_mb=_int(env, "NODE_MEM_MB", 3000, 2048, 1_048_576),
-            # tmpfs: memory is only used by what jobs write.
-            scratch_mb=_int(env, "SCRATCH_MB", 512, 16, 65_536),
+            mem_mb=_int(env, "NODE_MEM_MB", 2048, 1_048_576),
+            scratch_mb=_int(env, "SCRATCH_MB", scratch_policy.MIN_MB, scratch_policy.MAX_MB),
         )
 
     @property
@@ -58,7 +60,8 @@ class Topology:
         return "c1" if self.nodes == 1 else f"c[1-{self.nodes}]"
 
 
-def _int(env: dict[str, str], key: str, default: int, lo: int, hi: int) -> int:
+def _int(env: dict[str, str], key: str, lo: int, hi: int) -> int:
+    default = DEFAULTS[key]
     raw = env.get(key, "").strip() or str(default)
     try:
         value = int(raw)
@@ -126,12 +129,9 @@ CgroupPlugin=disabled
 
 
 def compose_nodes(t: Topology, compose_file: Path) -> dict:
-    # Compose resolves `extends.file` against the project directory, which is
-    # the directory of docker-compose.yml (the first -f file).
-    base = compose_file.name
-    # World-writable with the sticky bit, like /tmp: each user makes their own
-    # directory, nobody can remove another's.
-    scratch = [f"{SCRATCH}:size={t.scratch_mb}m,mode=1777"]
+    # Absolute: the run directory need not sit beside docker-compose.yml.
+    base = str(compose_file.resolve())
+    scratch = [scratch_policy.tmpfs(t.scratch_mb)]
     services = {
         name: {"extends": {"file": base, "service": "compute"}, "hostname": name, "scale": 1,
                "tmpfs": scratch}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 
 from minihpc import ROOT, RUN_DIR
 from minihpc.errors import BadInput, MinihpcError
@@ -32,9 +33,9 @@ def exec_compose(*args: str) -> None:
     os.execv(COMPOSE, [COMPOSE, *args])
 
 
-def env_int(name: str, default: int) -> int:
-    """A knob's default from the environment (the Makefile exports them)."""
-    raw = os.environ.get(name, "").strip()
+def env_int(name: str, default: int, env: Mapping[str, str] = os.environ) -> int:
+    """A knob's value from the environment (the Makefile exports them), else `default`."""
+    raw = env.get(name, "").strip()
     if not raw:
         return default
     try:

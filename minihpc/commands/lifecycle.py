@@ -6,12 +6,22 @@ import argparse
 import os
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 from minihpc import ROOT, RUN_DIR
 from minihpc.commands.common import compose, confirm, env_int, exec_compose
 from minihpc.errors import BadInput, MinihpcError
-from minihpc.facts import Facts
-from minihpc.topology import Topology, TopologyError
+from minihpc.facts import CLUSTER_NAME, Facts
+from minihpc.topology import DEFAULTS, MAX_NODES, Topology, TopologyError
+
+READY_TIMEOUT = 180
+# up's sizing flags: the environment knob each overrides, and what it sizes.
+UP_KNOBS = {"nodes": ("NODES", f"compute nodes c1..cN, 1 to {MAX_NODES}"),
+            "cpus": ("NODE_CPUS", "CPUs each node declares"),
+            "mem_mb": ("NODE_MEM_MB", "RealMemory each node declares, MiB"),
+            "scratch_mb": ("SCRATCH_MB", "each node's private /scratch, MiB"),
+            "timeout": ("READY_TIMEOUT", "seconds to wait until every node is ready")}
 
 
 def add(sub: argparse._SubParsersAction) -> None:
@@ -19,12 +29,10 @@ def add(sub: argparse._SubParsersAction) -> None:
                        description="Bring the cluster up, or resize a running one, and return when every node is "
                                    "idle and sacct answers. Defaults come from NODES, NODE_CPUS, NODE_MEM_MB, "
                                    "SCRATCH_MB, NFS_PROFILE and READY_TIMEOUT in the environment.")
-    p.add_argument("--nodes", type=int, default=None, help="compute nodes c1..cN, 1 to 16 (default 2)")
-    p.add_argument("--cpus", type=int, default=None, help="CPUs each node declares (default 2)")
-    p.add_argument("--mem-mb", type=int, default=None, help="RealMemory each node declares (default 3000)")
-    p.add_argument("--scratch-mb", type=int, default=None, help="each node's private /scratch (default 512)")
+    for flag, (name, what) in UP_KNOBS.items():
+        p.add_argument(f"--{flag.replace('_', '-')}", type=int, default=None,
+                       help=f"{what} (default {DEFAULTS.get(name, READY_TIMEOUT)}; env {name})")
     p.add_argument("--nfs-profile", default=None, help="NFS client profile to set (see minihpc nfs list)")
-    p.add_argument("--timeout", type=int, default=None, help="seconds to wait for readiness (default 180)")
     p.set_defaults(run=up)
 
     p = sub.add_parser("down", help="stop the cluster; keep its data and secrets")
@@ -47,14 +55,14 @@ def add(sub: argparse._SubParsersAction) -> None:
 
 def up(a: argparse.Namespace) -> int:
     env = dict(os.environ)
-    for flag, name, default in (("nodes", "NODES", 2), ("cpus", "NODE_CPUS", 2), ("mem_mb", "NODE_MEM_MB", 3000),
-                                ("scratch_mb", "SCRATCH_MB", 512), ("timeout", "READY_TIMEOUT", 180)):
-        value = getattr(a, flag)
-        env[name] = str(value if value is not None else env_int(name, default))
+    for flag, (name, _) in UP_KNOBS.items():
+        if getattr(a, flag) is not None:
+            env[name] = str(getattr(a, flag))
     try:  # validate everything before anything starts
         Topology.from_env(env)
     except TopologyError as e:
         raise BadInput(str(e)) from None
+    env["READY_TIMEOUT"] = str(env_int("READY_TIMEOUT", READY_TIMEOUT, env))
     if int(env["READY_TIMEOUT"]) < 10:
         raise BadInput(f"--timeout {env['READY_TIMEOUT']} is too short", "give the cluster at least 10 s")
     profile = a.nfs_profile if a.nfs_profile is not None else env.get("NFS_PROFILE", "")
@@ -65,10 +73,36 @@ def up(a: argparse.Namespace) -> int:
         except ProfileError as e:
             raise BadInput(str(e)) from None
     env["NFS_PROFILE"] = profile
+    env["MINIHPC_PYTHON"] = sys.executable
+    other = _other_cluster()
+    if other:
+        state = Path(other).parent.parent
+        raise MinihpcError(f"a minihpc cluster made from another state directory is on this machine ({state})",
+                           f"one cluster per machine: remove it with MINIHPC_STATE_DIR={state} minihpc destroy "
+                           f"--yes, or use it with MINIHPC_STATE_DIR={state}")
     rc = subprocess.run([str(ROOT / "cluster/up.sh")], env=env, check=False).returncode
     if rc != 0:
         raise MinihpcError(f"bring-up failed (exit {rc})", "see the lines above; minihpc logs shows every service")
     return 0
+
+
+def _other_cluster() -> str | None:
+    """The compose.nodes.yml of a minihpc cluster (running or stopped) that
+    another run directory made, if any: Compose's own labels say which."""
+    try:
+        r = subprocess.run(["docker", "ps", "-a", "--filter", f"label=com.docker.compose.project={CLUSTER_NAME}",
+                            "--format", '{{.Label "com.docker.compose.project.config_files"}}'],
+                           capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if r.returncode != 0:  # no engine yet: up.sh starts one, and then nothing is there
+        return None
+    ours = str(RUN_DIR / "compose.nodes.yml")
+    for files in set(r.stdout.split()):
+        nodes = [f for f in files.split(",") if f.endswith("/compose.nodes.yml")]
+        if nodes and ours not in nodes:
+            return nodes[0]
+    return None
 
 
 def down(a: argparse.Namespace) -> int:

@@ -32,9 +32,9 @@ def scratch(a: argparse.Namespace) -> int:
     if a.clean:
         c.clean_scratch(nodes)
     for node in nodes:
-        paths = c.scratch_files(node)
-        size, used, free = c.scratch_usage(node)
-        print(f"{node}:{c.facts.scratch}  {size} MiB, {used} used, {free} free  {len(paths)} file(s)")
+        s = c.scratch(node)
+        paths = s.files
+        print(f"{node}:{c.facts.scratch}  {s.size_mb} MiB, {s.used_mb} used, {s.free_mb} free  {len(paths)} file(s)")
         print("".join(f"  {p}\n" for p in paths[:LIMIT]), end="")
         if len(paths) > LIMIT:
             print(f"  ... {len(paths) - LIMIT} more")

@@ -81,7 +81,7 @@ def scratch_full(prefix: str = "demo") -> Core:
         filled = [node_sh(fill, service=n, user="root") for n in nodes]
         run = lab.snakemake(f"{STAGING} -- {TARGET}")
         log = job_log(lab, run.out)
-        left = {n: cluster().scratch_files(n, f"{SCRATCH}/{LAB_USER}") for n in nodes}
+        left = {n: cluster().scratch(n, f"{SCRATCH}/{LAB_USER}").files for n in nodes}
         lab.proof("demo.scratch-full", *filled, run,
                   lab.sh(f"grep -h -B1 -A1 'No space left on device' {shard_log('*')} | head -n 12"),
                   "# left on scratch by the failed job:\n" +
@@ -118,7 +118,7 @@ def prefix_mismatch(prefix: str = "demo") -> Core:
     run = lab.snakemake(f"{STAGING} --shared-fs-usage {SHARED_COPIES} -- {TARGET}")
     ids = submitted_ids(run.out)
     node = lab.sh(f"sacct -n -X -P -j {ids[-1] if ids else 0} -o NodeList").out.strip()
-    left = cluster().scratch_files(node, job_prefix(ids[-1])) if ids and node else []
+    left = cluster().scratch(node, job_prefix(ids[-1])).files if ids and node else []
     content = lab.read(TARGET)
     where = f"# after the run, job {ids[-1] if ids else '?'}'s prefix on {node}:\n"
     lab.proof("demo.prefix-mismatch", data, run, where + "".join(f"  {p}\n" for p in left), lab.sh(f"cat {TARGET}"))

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
-from minihpc import ROOT
+from minihpc import PROOF_DIR, ROOT
 from minihpc.cluster import Cluster, Result, Running
 from minihpc.facts import LAB_USER
 
@@ -38,7 +38,7 @@ class Lab:
     """A lab working directory on the shared filesystem."""
 
     name: str = "lab"
-    proof_dir: Path = ROOT / ".proof"
+    proof_dir: Path = PROOF_DIR
     results: list[Result] = field(default_factory=list)
 
     @property

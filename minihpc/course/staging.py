@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from minihpc.course.cores import SLURM, Core, fresh, submitted_ids
 from minihpc.course.labctl import LAB_USER, Lab, cluster, compute_nodes, node_sh
+from scratch import policy
 
 STAGING = "--profile profiles/slurm-staging"
 INPUT = "data/records.txt"
@@ -26,9 +27,8 @@ HOLD = 25
 COMPLETE = "records=40000 shards=2000 "
 
 
-# Where profiles/slurm-staging puts local copies, for the lab user (kept in
-# step with the profile by tests/unit/test_profiles.py).
-MAIN_PREFIX = f"/scratch/{LAB_USER}/main"
+# Where profiles/slurm-staging puts the main process's local copies, for the lab user.
+MAIN_PREFIX = policy.MAIN_PREFIX.replace("$USER", LAB_USER)
 
 
 def shard_log(job: str) -> str:
@@ -37,8 +37,8 @@ def shard_log(job: str) -> str:
 
 
 def job_prefix(job: str) -> str:
-    """The per-job scratch prefix of a SLURM job (remote-job-local-storage-prefix)."""
-    return f"/scratch/{LAB_USER}/job-{job}"
+    """The lab user's per-job scratch prefix of a SLURM job."""
+    return policy.job_prefix(LAB_USER, job)
 
 
 @dataclass
@@ -59,7 +59,7 @@ class Snapshot:
 
 
 def snapshot(nodes: list[str]) -> Snapshot:
-    return Snapshot({n: cluster().scratch_files(n) for n in nodes})
+    return Snapshot({n: cluster().scratch(n).files for n in nodes})
 
 
 def running_job(lab: Lab, timeout: float = 180) -> tuple[str, str]:
@@ -77,7 +77,7 @@ def running_job(lab: Lab, timeout: float = 180) -> tuple[str, str]:
 def wait_for_file(node: str, path: str, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if path in cluster().scratch_files(node, path):
+        if path in cluster().scratch(node, path).files:
             return True
         time.sleep(0.5)
     return False

@@ -24,8 +24,8 @@ def test_each_node_has_its_own_scratch_of_the_declared_size(cluster: Cluster, cl
     mark = "/scratch/student/test-private"
     run_ok(cluster.as_user("c1"), f"mkdir -p {mark} && echo c1 > {mark}/f")
     try:
-        assert client.scratch_files("c1", mark) == [f"{mark}/f"]
-        assert all(client.scratch_files(n, mark) == [] for n in nodes if n != "c1"), "scratch must be private"
+        assert client.scratch("c1", mark).files == [f"{mark}/f"]
+        assert all(client.scratch(n, mark).files == [] for n in nodes if n != "c1"), "scratch must be private"
     finally:
         run_ok(cluster.host("c1"), f"rm -rf {mark}")
 
@@ -39,9 +39,9 @@ def test_cleaning_scratch_is_refused_while_a_job_runs(cluster: Cluster, client: 
         with pytest.raises(MinihpcError) as e:
             client.clean_scratch(["c1"])
         assert f"job {job} of student, RUNNING" in str(e.value) and "scancel" in str(e.value), e.value
-        assert client.scratch_files("c1", "/scratch/student/job-left") == ["/scratch/student/job-left/f"], \
+        assert client.scratch("c1", "/scratch/student/job-left").files == ["/scratch/student/job-left/f"], \
             "nothing removed"
     finally:
         run_ok(user, f"scancel {job}; for i in $(seq 30); do [ -z \"$(squeue -h -j {job})\" ] && break; sleep 1; done")
     client.clean_scratch(["c1"])
-    assert client.scratch_files("c1") == []
+    assert client.scratch("c1").files == []

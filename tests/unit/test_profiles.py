@@ -7,6 +7,7 @@ from pathlib import Path
 import yaml
 
 from minihpc.course import staging as staging_lab
+from scratch import policy
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,9 +32,10 @@ def test_staging_sends_job_io_to_each_nodes_scratch() -> None:
     assert usage == {"persistence", "software-deployment", "sources", "source-cache"}
     # Both prefixes are set (the remote one does not fall back to the local one)
     # and lie on node-local scratch; the remote one is per job.
+    # They are scratch's policy (scratch/policy.py), which the lab and the client read.
     local, remote = staging["local-storage-prefix"], staging["remote-job-local-storage-prefix"]
-    assert local.startswith("/scratch/$USER/") and remote.startswith("/scratch/$USER/")
-    assert "$SLURM_JOB_ID" in remote
+    assert (local, remote) == (policy.MAIN_PREFIX, policy.JOB_PREFIX)
+    assert local.startswith(f"{policy.MOUNT}/$USER/") and "$SLURM_JOB_ID" in remote
     # The lab looks for the copies where the profile puts them.
     user = {"$USER": staging_lab.LAB_USER}
     assert expand(local, user) == staging_lab.MAIN_PREFIX
