@@ -95,7 +95,7 @@ bench-nfs: ## NFS client vs raw volume, and the small-file slowdown under rtt-5m
 .PHONY: lab core1 core2 lab-latency lab-staging core4 core5 confirm demos \
 	demo-unwritable-scratch demo-scratch-full demo-prefix-mismatch demo-no-plugin demo-latency
 
-lab: ## the module's commissioning sequence on the cluster, through the slurm profile
+lab: ## the module's commissioning sequence as printed (profiles/slurm), its expected failures, then the fix
 	$(MINIHPC) lab
 
 core1: ## Core 1: executor selection (sacct evidence) and log retention

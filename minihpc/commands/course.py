@@ -12,7 +12,7 @@ CORE_NAMES = {"1": "core1", "2": "core2", "3-latency": "core3-latency", "3-stagi
 
 
 def add(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("lab", help="the module's commissioning sequence through profiles/slurm")
+    p = sub.add_parser("lab", help="the module's commissioning sequence as printed (profiles/slurm), then the fix")
     p.set_defaults(run=lambda a: _run([], commissioning=True))
     p = sub.add_parser("confirm", help="every core from a clean lab; pass/fail table; proofs in .proof/")
     p.set_defaults(run=lambda a: _run([]))

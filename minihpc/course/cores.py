@@ -11,6 +11,7 @@ from __future__ import annotations
 import calendar
 import re
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -27,18 +28,45 @@ class Check:
     core: str
     name: str
     ok: bool
-    detail: str = ""
+    evidence: str
 
 
 class Core:
-    """Collects checks for one core."""
+    """Collects the checks of one core. A check names one condition and keeps
+    the evidence it was judged on (tests/unit/test_lab_checks.py holds every
+    call to that: one condition, never an `and` of several, evidence given)."""
 
     def __init__(self, name: str, lab: Lab) -> None:
         self.name, self.lab, self.checks = name, lab, []
 
-    def check(self, name: str, ok: bool, detail: str = "") -> bool:
-        self.checks.append(Check(self.name, name, bool(ok), detail))
+    def check(self, name: str, ok: bool, evidence: str) -> bool:
+        self.checks.append(Check(self.name, name, bool(ok), evidence))
         return bool(ok)
+
+    def exit(self, name: str, r: Result, zero: bool = True) -> bool:
+        """`r` exited 0 (or, with zero=False, did not); the evidence is its command, tail and code."""
+        return self.check(name, (r.rc == 0) == zero, tail(r))
+
+    def says(self, name: str, r: Result | str, text: str) -> bool:
+        """`text` is in the output; the evidence is the line that holds it (or the tail)."""
+        out = r.out if isinstance(r, Result) else r
+        return self.check(name, text in out, line_with(out, text) or tail(r))
+
+    def never_says(self, name: str, r: Result | str, text: str) -> bool:
+        out = r.out if isinstance(r, Result) else r
+        return self.check(name, text not in out, line_with(out, text) or tail(r))
+
+
+def tail(r: Result | str, n: int = 600) -> str:
+    if isinstance(r, Result):
+        return f"$ {r.cmd}\n...{r.out[-n:]}\n[exit {r.rc}]"
+    return r[-n:]
+
+
+def line_with(out: str, text: str) -> str:
+    """The line of `out` holding `text`, if any."""
+    return next((line for line in out.splitlines() if text in line), "") if "\n" not in text else (
+        text if text in out else "")
 
 
 def fresh(core: str, lab_name: str) -> tuple[Core, Lab]:
@@ -60,7 +88,8 @@ def core1(prefix: str = "core1") -> Core:
     # ERRATA 2: --print-compilation never names the executor; kept to show that.
     comp = lab.snakemake(f"{SLURM} -n --print-compilation")
     lab.proof("core1.slurm.compile", comp)
-    c.check("print-compilation does not prove the executor (ERRATA 2)", "executor" not in comp.out.lower())
+    c.check("print-compilation does not name the executor (ERRATA 2)", "executor" not in comp.out.lower(),
+            line_with(comp.out.lower(), "executor") or tail(comp, 200))
 
     since = now_stamp(lab)
     run = lab.snakemake(f"{SLURM} {DEMO_TARGETS}")
@@ -68,13 +97,17 @@ def core1(prefix: str = "core1") -> Core:
     lab.proof("core1.slurm.run", run)
     lab.proof("core1.sacct", lab.sh(f"sacct -X -S {since} -o JobID,JobName%36,Comment%30,NodeList,State"))
     rid = run_id(run.out)
-    c.check("slurm run exits 0", run.rc == 0, f"exit {run.rc}")
-    c.check("one sacct job per rule, named by the run UUID",
-            len(jobs) == 2 and rid is not None and all(j["JobName"] == rid for j in jobs), str(jobs))
+    c.exit("slurm run exits 0", run)
+    c.check("sacct has one job per rule of the run (2)", len(jobs) == 2, str(jobs))
+    c.check("every job is named by the run's UUID", {j["JobName"] for j in jobs} == {rid},
+            f"run {rid}; names {[j['JobName'] for j in jobs]}")
     c.check("sacct comments are rule_<name>",
             sorted(j["Comment"] for j in jobs) == ["rule_atomic_ok", "rule_staged_demo"], str(jobs))
-    c.check("every job COMPLETED on a compute node, none on login",
-            all(j["State"] == "COMPLETED" and re.fullmatch(r"c\d+", j["NodeList"]) for j in jobs), str(jobs))
+    c.check("every job COMPLETED", {j["State"] for j in jobs} == {"COMPLETED"},
+            str([(j["JobID"], j["State"]) for j in jobs]))
+    c.check("every job ran on a compute node, none on login",
+            {bool(re.fullmatch(r"c\d+", j["NodeList"])) for j in jobs} == {True},
+            str([(j["JobID"], j["NodeList"]) for j in jobs]))
     logs = lab.sh("find logs/slurm -type f -name '*.log' | sort")
     lab.proof("core1.logs.kept", logs)
     c.check("keep-successful-logs: one log per successful job",
@@ -87,12 +120,13 @@ def core1(prefix: str = "core1") -> Core:
     lrun = local.snakemake(f"{LOCAL} {DEMO_TARGETS}")
     ljobs = sacct_jobs(local, since)
     lab.proof("core1.local.run", lrun, f"sacct jobs since {since}: {len(ljobs)}\n")
-    c.check("local profile: exits 0 and no new sacct job", lrun.rc == 0 and ljobs == [], str(ljobs))
+    c.exit("local profile: the run exits 0", lrun)
+    c.check("local profile: no new sacct job", ljobs == [], str(ljobs))
     sums = lab.sh(f"cd /shared && sha256sum {prefix}-slurm/results/* {prefix}-local/results/*")
     lab.proof("core1.outputs.sha256", sums)
     digests = [line.split()[0] for line in sums.out.splitlines()]
-    c.check("both profiles give byte-identical outputs",
-            len(digests) == 4 and digests[:2] == digests[2:], sums.out)
+    c.check("both profiles give byte-identical outputs (each of the 2 digests twice)",
+            sorted(Counter(digests).values()) == [2, 2], sums.out)
     c.checks.extend(log_retention(prefix).checks)
     return c
 
@@ -109,10 +143,11 @@ def log_retention(prefix: str = "core1") -> Core:
     logs = lab.sh("find logs/slurm -type f -name '*.log' | sort")
     failed = lab.sh("cat logs/slurm/rule_poison/*.log")
     lab.proof("core1.logs.not-kept", policy, run, logs, failed)
-    c.check("keep-successful-logs false: run fails (poison) after the others", run.rc != 0 and len(ids) == 3)
-    c.check("only the failed job's log is kept", logs.out.split() and
-            all(p.startswith("logs/slurm/rule_poison/") for p in logs.out.split()), logs.out)
-    c.check("the failed job's log holds its stderr", "Wrote PARTIAL then crashing." in failed.out)
+    c.exit("keep-successful-logs false: the run fails (poison)", run, zero=False)
+    c.check("all three jobs were submitted (--keep-going)", len(ids) == 3, f"SLURM job ids {ids}")
+    c.check("only the failed job's log is kept (one log, under rule_poison/)",
+            [p.split("/")[2] for p in logs.out.split()] == ["rule_poison"], logs.out)
+    c.says("the failed job's log holds its stderr", failed, "Wrote PARTIAL then crashing.")
     return c
 
 
@@ -124,9 +159,9 @@ def core2(prefix: str = "core2") -> Core:
     retry = lab.snakemake(f"{SLURM} --retries 1 results/flaky_once.txt")
     content = lab.read("results/flaky_once.txt")
     lab.proof("core2.flaky", no_retry, retry, lab.sh("cat results/flaky_once.txt"))
-    c.check("without retries the flaky run exits non-zero", no_retry.rc != 0, f"exit {no_retry.rc}")
-    c.check("with --retries 1 it succeeds and wrote attempt=2",
-            retry.rc == 0 and content == "attempt=2\n", repr(content))
+    c.exit("without retries the flaky run exits non-zero", no_retry, zero=False)
+    c.exit("with --retries 1 it exits 0", retry)
+    c.check("with --retries 1 the output was written by attempt 2", content == "attempt=2\n", repr(content))
 
     # Repro B: poison output.
     default = lab.snakemake(f"{SLURM} results/poison.txt")
@@ -137,20 +172,23 @@ def core2(prefix: str = "core2") -> Core:
     kept = lab.read("results/poison.txt")
     later = lab.snakemake(f"{SLURM} results/poison.txt")
     lab.proof("core2.poison", default, after_default, keep, kept_show, later)
-    c.check("default: the failed job's output is removed", default.rc != 0 and removed)
-    c.check("--keep-incomplete: the output stays, holding PARTIAL", keep.rc != 0 and kept == "PARTIAL\n", repr(kept))
+    c.exit("default: the poison job fails", default, zero=False)
+    c.check("default: the failed job's output is removed", removed, after_default.out)
+    c.exit("--keep-incomplete: the poison job fails", keep, zero=False)
+    c.check("--keep-incomplete: the output stays, holding PARTIAL", kept == "PARTIAL\n", repr(kept))
     # Snakemake 9.27 records a failed job's kept output as complete: a later run
     # accepts the poison silently. This is the hazard the module warns about.
-    c.check("a later run accepts the kept poison output (Snakemake 9.27 behaviour)",
-            later.rc == 0 and "Nothing to be done" in later.out and lab.read("results/poison.txt") == "PARTIAL\n")
+    c.says("a later run has nothing to do: it accepts the kept poison output (Snakemake 9.27)", later,
+           "Nothing to be done")
 
     # Repro C: the atomic writer never publishes a final file when it fails.
     fail = lab.snakemake(f"{SLURM} --keep-incomplete results/atomic_fail.txt")
     listing = lab.sh("ls -1 results/")
     lab.proof("core2.atomic", fail, listing)
-    c.check("atomic writer failing before rename leaves no final file (even with --keep-incomplete)",
-            fail.rc != 0 and "atomic_fail.txt\n" not in listing.out + "\n" and "atomic_fail.txt.tmp" in listing.out,
+    c.exit("the atomic writer's job fails before its rename", fail, zero=False)
+    c.check("no final file appears, even with --keep-incomplete", "atomic_fail.txt" not in listing.out.split(),
             listing.out)
+    c.check("only its temporary file is left", "atomic_fail.txt.tmp" in listing.out.split(), listing.out)
     c.checks.extend(interrupted_run(prefix).checks)
     return c
 
@@ -183,15 +221,23 @@ def interrupted_run(prefix: str = "core2") -> Core:
     final = lab.read("results/poison.txt")
     lab.proof("core2.incomplete", start, kill, crash, left, refused, locked, unlock, rerun,
               lab.sh("cat results/poison.txt"))
-    c.check("Snakemake and the job's node die mid-job: PARTIAL is left, marked incomplete",
-            job.isdigit() and crash.rc == 0 and crash.out.strip() == "1" and left.out.startswith("0\n")
-            and "PARTIAL" in left.out and "cmVzdWx0cy9wb2lzb24udHh0" in left.out, left.out[-300:])
-    c.check("a later run refuses the incomplete output, pointing at --rerun-incomplete",
-            refused.rc != 0 and "IncompleteFilesException" in refused.out
-            and "--rerun-incomplete" in refused.out and "results/poison.txt" in refused.out, refused.out[-400:])
-    c.check("the killed run's lock stops the next run until --unlock",
-            locked.rc != 0 and "Directory cannot be locked" in locked.out and unlock.rc == 0, locked.out[-300:])
-    c.check("--rerun-incomplete replaces it", rerun.rc == 0 and final == "COMPLETE\n", repr(final))
+    c.check("the hanging job was running on a compute node when Snakemake was killed", job.isdigit(), kill.out)
+    c.check("the node's processes of the lab user are gone (ps shows only its header)", crash.out.strip() == "1",
+            tail(crash))
+    c.check("no job of the lab user is left in the queue", left.out.startswith("0\n"), tail(left))
+    c.says("PARTIAL is left in results/poison.txt", left, "PARTIAL")
+    # .snakemake/incomplete names each marker by the output's path in base64.
+    c.says("the output is marked incomplete (.snakemake/incomplete/<base64 of results/poison.txt>)", left,
+           "cmVzdWx0cy9wb2lzb24udHh0")
+    c.exit("a later run fails", refused, zero=False)
+    c.says("...with IncompleteFilesException", refused, "IncompleteFilesException")
+    c.says("...naming the output", refused, "results/poison.txt")
+    c.says("...and pointing at --rerun-incomplete", refused, "--rerun-incomplete")
+    c.says("the killed run's lock stops the next run: Directory cannot be locked", locked,
+           "Directory cannot be locked")
+    c.exit("--unlock releases it", unlock)
+    c.exit("--rerun-incomplete then exits 0", rerun)
+    c.check("...and replaces PARTIAL with COMPLETE", final == "COMPLETE\n", repr(final))
     return c
 
 
@@ -250,22 +296,22 @@ def core3_latency(prefix: str = "core3") -> Core:
         end = calendar.timegm(time.strptime(ended.out.strip(), "%Y-%m-%dT%H:%M:%S"))
     except ValueError:
         end = None
-    waited = done - end if done is not None and end is not None else None
+    waited = done - end if done is not None and end is not None else float("nan")
     lab.proof("core3.latency", lag, short, after_short, long, ended,
               f"waited for the output: {waited} s (NFS delay {LAG} s)\n", off, off_short, off_long)
-    c.check(f"NFS delay {LAG} s, --latency-wait 2: fails with Snakemake's filesystem-latency message",
-            short.rc != 0 and "Missing files after 2 seconds. This might be due to filesystem latency" in short.out,
-            short.out[-600:])
-    c.check(f"NFS delay {LAG} s, --latency-wait 60: succeeds after waiting for the output",
-            long.rc == 0 and "Waiting at most 60 seconds for missing files" in long.out, long.out[-600:])
+    c.exit(f"NFS delay {LAG} s, --latency-wait 2: the run fails", short, zero=False)
+    c.says("...with Snakemake's filesystem-latency message", short,
+           "Missing files after 2 seconds. This might be due to filesystem latency")
+    c.exit(f"NFS delay {LAG} s, --latency-wait 60: the run exits 0", long)
+    c.says("...after waiting for the output", long, "Waiting at most 60 seconds for missing files")
     # The delay runs from the write; sacct's End comes after the job's own
     # Snakemake has finished (seen up to 2 s later), and Snakemake re-checks
     # every latency-wait/10 s (6 s here): the wait is D, -4 s to +7 s.
     c.check(f"Snakemake saw the output about {LAG} s after the job wrote it and ended",
-            waited is not None and LAG - 4 <= waited <= LAG + 7,
+            LAG - 4 <= waited <= LAG + 7,
             f"waited {waited}")
-    c.check("NFS profile off: --latency-wait 2 and 60 both succeed", off_short.rc == 0 and off_long.rc == 0,
-            off_short.out[-300:] + off_long.out[-300:])
+    c.exit("NFS profile off: --latency-wait 2 exits 0", off_short)
+    c.exit("NFS profile off: --latency-wait 60 exits 0", off_long)
     return c
 
 
@@ -279,11 +325,15 @@ def core4(prefix: str = "core4") -> Core:
     lab.sh("sed -i 's/staged_demo=ok/staged_demo=changed/' scripts/staged_demo.py")
     failing = lab.sh("pytest -q -p no:cacheprovider .tests/unit/")
     lab.proof("core4.unit-tests", run, gen, head, passing, failing)
-    c.check("--generate-unit-tests writes .tests/unit/test_<rule>.py",
-            gen.rc == 0 and all(lab.exists(f".tests/unit/test_{r}.py") for r in ("staged_demo", "atomic_ok")))
-    c.check("pytest .tests/unit passes", passing.rc == 0 and "2 passed" in passing.out, passing.out[-300:])
-    c.check("after a change to a rule's output it fails",
-            failing.rc != 0 and "1 failed" in failing.out and "test_staged_demo" in failing.out, failing.out[-300:])
+    tests = lab.sh("ls .tests/unit")
+    c.exit("--generate-unit-tests exits 0", gen)
+    c.check("it wrote one test per rule: test_staged_demo.py, test_atomic_ok.py",
+            {"test_staged_demo.py", "test_atomic_ok.py"} <= set(tests.out.split()), tests.out)
+    c.exit("pytest .tests/unit passes", passing)
+    c.says("...both tests", passing, "2 passed")
+    c.exit("after a change to a rule's output pytest fails", failing, zero=False)
+    c.says("...one test", failing, "1 failed")
+    c.says("...the changed rule's", failing, "test_staged_demo")
     return c
 
 
@@ -320,15 +370,20 @@ def core5(prefix: str = "core5") -> Core:
     def listed(r) -> list[str]:
         return [line for line in r.out.splitlines() if line.startswith("results/")]
 
-    c.check("converged run lists no code changes", converge.rc == 0 and listed(clean) == [], clean.out[-300:])
+    c.exit("the workflow converges", converge)
+    c.check("a converged run lists no code changes", listed(clean) == [], tail(clean, 300))
     c.check("after editing a script, --list-changes code lists its output",
-            listed(drift) == ["results/atomic_ok.txt"], drift.out[-300:])
-    c.check("a --drop-metadata run rebuilds it but leaves the old record: the report is stale",
-            dropped.rc == 0 and "Code has changed since last execution" in dropped.out
-            and listed(stale) == ["results/atomic_ok.txt"] and before.out == after.out, stale.out[-300:])
-    c.check("outputs built with --drop-metadata have no record: code edits are never flagged",
-            built.rc == 0 and none.out.strip() == "0" and listed(blind) == []
-            and "missing provenance/metadata" in dry.out, blind.out[-300:] + dry.out[-300:])
+            listed(drift) == ["results/atomic_ok.txt"], tail(drift, 300))
+    c.exit("a --drop-metadata run exits 0", dropped)
+    c.says("...rebuilding the output because its code changed", dropped, "Code has changed since last execution")
+    c.check("...writing no new record: .snakemake/metadata is unchanged", before.out == after.out,
+            before.out + after.out)
+    c.check("so the report is stale: it still lists the rebuilt output", listed(stale) == ["results/atomic_ok.txt"],
+            tail(stale, 300))
+    c.exit("a workflow always run with --drop-metadata builds", built)
+    c.check("...and has no record at all", none.out.strip() == "0", tail(none))
+    c.check("...so a code edit is never flagged", listed(blind) == [], tail(blind, 300))
+    c.says("...and a dry run says provenance is missing", dry, "missing provenance/metadata")
     return c
 
 

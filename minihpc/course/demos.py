@@ -12,7 +12,7 @@ import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from minihpc.course.cores import LAG, LAG_TARGET, Core, fresh, short_wait_under_lag, submitted_ids
+from minihpc.course.cores import LAG, LAG_TARGET, Core, fresh, short_wait_under_lag, submitted_ids, tail
 from minihpc.course.labctl import LAB_USER, Lab, cluster, compute_nodes, node_sh, set_nfs_profile
 from minihpc.course.staging import COMPLETE, INPUT, STAGING, TARGET, job_prefix, shard_log
 from minihpc.facts import SCRATCH
@@ -28,8 +28,8 @@ class Demo:
 def no_poison(c: Core, lab: Lab) -> None:
     """The failed run left neither the output nor its temporary shards on /shared."""
     listing = lab.sh("find results -type f 2>/dev/null | sort")
-    c.check("no output and no temporary file of the job on the shared filesystem",
-            listing.rc == 0 and listing.out.strip() == "", listing.out)
+    c.check("no output and no temporary file of the job on the shared filesystem", listing.out.strip() == "",
+            tail(listing))
 
 
 def job_log(lab: Lab, run_out: str) -> str:
@@ -54,12 +54,11 @@ def unwritable_scratch(prefix: str = "demo") -> Core:
     log = job_log(lab, run.out)
     lab.proof("demo.unwritable-scratch", run,
               lab.sh(f"grep -h -A1 'Failed to create local storage prefix' {shard_log('*')}"))
-    c.check("the run fails: the SLURM job FAILED", run.rc != 0 and "SLURM status is: 'FAILED'" in run.out,
-            run.out[-400:])
-    c.check("signature: Failed to create local storage prefix /root/forbidden_scratch/<jobid>/fs, "
-            "PermissionError [Errno 13]",
-            "Failed to create local storage prefix /root/forbidden_scratch/" in log
-            and "PermissionError: [Errno 13] Permission denied" in log, log[-400:])
+    c.exit("the run fails", run, zero=False)
+    c.says("...because its SLURM job FAILED", run, "SLURM status is: 'FAILED'")
+    c.says("signature: Failed to create local storage prefix /root/forbidden_scratch/<jobid>/fs", log,
+           "Failed to create local storage prefix /root/forbidden_scratch/")
+    c.says("signature: PermissionError [Errno 13]", log, "PermissionError: [Errno 13] Permission denied")
     no_poison(c, lab)
     return c
 
@@ -96,13 +95,14 @@ def scratch_full(prefix: str = "demo") -> Core:
     too_big = lab.sh("sbatch --tmp=$(( $(sinfo -h -o %d | sort -n | tail -n 1) + 1 )) --wrap true")
     lab.proof("demo.scratch-full.tmp", lab.sh("sinfo -N -o '%N %d'"), too_big)
     c.check("every compute node's scratch was filled", all(f.rc == 0 for f in filled), str([f.out for f in filled]))
-    c.check("the run fails", run.rc != 0, run.out[-300:])
-    c.check("signature: OSError: [Errno 28] No space left on device, in the job on scratch",
-            "OSError: [Errno 28] No space left on device" in log and "shards in /scratch/" in log, log[-400:])
+    c.exit("the run fails", run, zero=False)
+    c.says("signature: OSError: [Errno 28] No space left on device", log, "OSError: [Errno 28] No space left on device")
+    c.says("...in the job, working on scratch", log, "shards in /scratch/")
     c.check("the failed job's temporary files stay on its node's scratch",
-            any(p.endswith(".sorted") or p.endswith(".txt") for ps in left.values() for p in ps), str(left)[:300])
-    c.check("sbatch --tmp above the nodes' TmpDisk is refused: Temporary disk specification can not be satisfied",
-            too_big.rc != 0 and "Temporary disk specification can not be satisfied" in too_big.out, too_big.out)
+            any(p.endswith((".sorted", ".txt")) for ps in left.values() for p in ps), str(left)[:300])
+    c.exit("sbatch --tmp above the nodes' TmpDisk is refused", too_big, zero=False)
+    c.says("...with: Temporary disk specification can not be satisfied", too_big,
+           "Temporary disk specification can not be satisfied")
     no_poison(c, lab)
     return c
 
@@ -124,13 +124,15 @@ def prefix_mismatch(prefix: str = "demo") -> Core:
     lab.proof("demo.prefix-mismatch", data, run, where + "".join(f"  {p}\n" for p in left), lab.sh(f"cat {TARGET}"))
     clear_job_scratch(run.out)
     before_submit = run.out.split("has been submitted")[0]
-    c.check("signature: the main process stages the input on the login node before submitting",
-            data.rc == 0 and f"Retrieving from storage: {INPUT}" in before_submit, before_submit[-400:])
-    c.check("signature: after a successful job its local copies stay on the node's scratch",
-            run.rc == 0 and any(p.endswith("/fs/data/records.txt") for p in left)
-            and any(p.endswith(f"/fs/{TARGET}") for p in left), str(left))
+    c.exit("the input is made on the shared filesystem", data)
+    c.says("signature: the main process stages the input on the login node before submitting", before_submit,
+           f"Retrieving from storage: {INPUT}")
+    c.exit("the run exits 0", run)
+    c.check("signature: after the successful job its input's local copy stays on the node's scratch",
+            any(p.endswith(f"/fs/{INPUT}") for p in left), str(left))
+    c.check("...and so does its output's", any(p.endswith(f"/fs/{TARGET}") for p in left), str(left))
     c.check("the output on the shared filesystem is complete (nothing poisoned)",
-            content is not None and content.startswith(COMPLETE), repr(content))
+            (content or "").startswith(COMPLETE), repr(content))
     return c
 
 
@@ -160,14 +162,15 @@ def no_plugin(prefix: str = "demo") -> Core:
     finally:
         lab.sh(f"rm -rf {shlex.quote(NO_PLUGIN_ENV)}")
     lab.proof("demo.no-plugin", env, run)
-    c.check("the environment has Snakemake and the SLURM executor, not the fs plugin",
-            env.rc == 0 and "present" in env.out and "No module named 'snakemake_storage_plugin_fs'" in env.out,
-            env.out[-300:])
-    c.check("signature: Error loading Snakemake plugin fs: The package snakemake-storage-plugin-fs is not installed.",
-            run.rc != 0 and "Error loading Snakemake plugin fs: The package snakemake-storage-plugin-fs is not "
-                            "installed." in run.out, run.out[-300:])
-    c.check("it stops before anything is submitted or run", "submitted" not in run.out and queue.out.strip() == "0"
-            and not lab.exists("data/records.txt"), run.out[-300:])
+    c.says("the environment has Snakemake and the SLURM executor", env, "snakemake, slurm executor: present")
+    c.says("...but not the fs plugin", env, "No module named 'snakemake_storage_plugin_fs'")
+    c.exit("the run fails", run, zero=False)
+    c.says("signature: Error loading Snakemake plugin fs: The package snakemake-storage-plugin-fs is not installed.",
+           run, "Error loading Snakemake plugin fs: The package snakemake-storage-plugin-fs is not installed.")
+    c.never_says("it stops before anything is submitted", run, "submitted")
+    c.check("...no job of the lab user is queued", queue.out.strip() == "0", tail(queue))
+    c.check("...and no rule ran: data/records.txt was never made", not lab.exists("data/records.txt"),
+            "data/records.txt exists" if lab.exists("data/records.txt") else "data/records.txt absent")
     no_poison(c, lab)
     return c
 
@@ -180,11 +183,10 @@ def latency_too_short(prefix: str = "demo") -> Core:
     finally:
         off = set_nfs_profile("off")
     lab.proof("demo.latency", lag, short, f"# {LAG + 1} s later, on the login node:\n", after, off)
-    c.check("the run fails though its SLURM job completed",
-            short.rc != 0 and "completed successfully, but some output files are missing" in short.out,
-            short.out[-400:])
-    c.check("signature: Missing files after 2 seconds. This might be due to filesystem latency.",
-            "Missing files after 2 seconds. This might be due to filesystem latency." in short.out, short.out[-400:])
+    c.exit("the run fails", short, zero=False)
+    c.says("...though its SLURM job completed", short, "completed successfully, but some output files are missing")
+    c.says("signature: Missing files after 2 seconds. This might be due to filesystem latency.", short,
+           "Missing files after 2 seconds. This might be due to filesystem latency.")
     c.check(f"what appears {LAG} s later is the job's complete output, not a partial one",
             lab.read(LAG_TARGET) == "staged_demo=ok\n", after.out[-300:])
     return c

@@ -128,26 +128,28 @@ def core3_staging(prefix: str = "core3") -> Core:
     lab.proof("core3.staging.direct", direct, direct_log, direct_after.text("after the run without staging"), same)
 
     mine = during.under(prefix_dir)
-    c.check("the staged run exits 0 and submits one SLURM job", run.rc == 0 and len(submitted_ids(run.out)) == 1,
-            run.out[-400:])
-    c.check(f"while the job ran, its input and output were on {node}'s scratch under {prefix_dir}",
-            appeared and f"{prefix_dir}/fs/{INPUT}" in mine[node] and staged_out in mine[node], str(mine))
-    c.check("...and under no other node's scratch",
-            all(not paths for n, paths in mine.items() if n != node) and
-            all(not [p for p in ps if "/job-" + job + "/" in p] for n, ps in during.by_node.items() if n != node),
-            str({n: ps[:5] for n, ps in during.by_node.items() if n != node}))
+    elsewhere = {n: [p for p in ps if f"/job-{job}/" in p] for n, ps in during.by_node.items() if n != node}
+    c.exit("the staged run exits 0", run)
+    c.check("it submitted one SLURM job", len(submitted_ids(run.out)) == 1, str(submitted_ids(run.out)))
+    c.check(f"the job's output appeared on {node}'s scratch while it ran", appeared, staged_out)
+    c.check(f"...beside its staged input, under {prefix_dir}", f"{prefix_dir}/fs/{INPUT}" in mine[node], str(mine))
+    c.check("...and under no other node's scratch", not any(elsewhere.values()), str(elsewhere))
     main_copy = f"{MAIN_PREFIX}/fs/{INPUT}"
-    c.check("the local rule's output went through the login node's scratch (local-storage-prefix), then away",
-            main_copy in during.by_node["login"] and main_copy not in after.by_node["login"], str(during.by_node))
+    c.check("the local rule's output went through the login node's scratch (local-storage-prefix)",
+            main_copy in during.by_node["login"], str(during.by_node["login"][:10]))
+    c.check("...and was removed from it after the run", main_copy not in after.by_node["login"],
+            str(after.by_node["login"][:10]))
     c.check("the job worked on scratch (its shards were next to the staged output)",
             worked_in(log.out) == f"{staged_out}.shards", log.out[-400:])
-    c.check("the output reached the shared filesystem only when the job staged it out",
-            not shared_during and content is not None and content.startswith(COMPLETE),
-            repr(content))
+    c.check("the output was not on the shared filesystem while the job ran", not shared_during,
+            f"{TARGET} present during the job: {shared_during}")
+    c.check("the job staged it out, complete", (content or "").startswith(COMPLETE), repr(content))
     c.check("after the job its scratch holds no file (Snakemake removed its local copies)",
             after.under(prefix_dir)[node] == [], str(after.under(prefix_dir)))
-    c.check("without staging the job worked on /shared and left scratch empty; same output",
-            direct.rc == 0 and worked_in(direct_log.out) == f"{lab.workdir}/{TARGET}.shards"
-            and all(not ps for ps in direct_after.by_node.values()) and "identical" in same.out,
-            direct.out[-300:] + direct_log.out + same.out)
+    c.exit("without staging the run exits 0", direct)
+    c.check("...its job worked on /shared", worked_in(direct_log.out) == f"{lab.workdir}/{TARGET}.shards",
+            direct_log.out)
+    c.check("...and left every node's scratch empty", not any(direct_after.by_node.values()),
+            direct_after.text("after the run without staging"))
+    c.says("...with the same output as the staged run", same, "identical")
     return c
