@@ -1,6 +1,5 @@
 """Shared fixtures: the live cluster, described by the facts `minihpc up` wrote
-(.run/cluster.json), reached through minihpc's cluster client and, for
-inspecting nodes, pytest-testinfra's docker backend."""
+(.run/cluster.json), reached only through minihpc's cluster client."""
 
 from __future__ import annotations
 

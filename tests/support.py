@@ -11,8 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-import testinfra
-
+from minihpc.cluster import ROOT_USER
 from minihpc.cluster import Cluster as Client
 from minihpc.facts import Facts
 
@@ -58,11 +57,11 @@ class Cluster:
         assert cid, f"service {service} has no running container"
         return cid
 
-    def host(self, service: str, user: str | None = None) -> testinfra.host.Host:
-        who = f"{user}@" if user else ""
-        return testinfra.get_host(f"docker://{who}{self.container(service)}")
+    def host(self, service: str, user: str | None = None) -> Node:
+        """A node as `user` (root if none), reached through the cluster client."""
+        return Node(self.client, service, user or ROOT_USER)
 
-    def as_user(self, service: str = "login") -> testinfra.host.Host:
+    def as_user(self, service: str = "login") -> Node:
         return self.host(service, self.lab_user)
 
     def inspect(self, service: str) -> dict:
@@ -71,7 +70,34 @@ class Cluster:
         return json.loads(out)[0]
 
 
-def run_ok(host: testinfra.host.Host, cmd: str) -> str:
+@dataclass
+class Ran:
+    rc: int
+    stdout: str
+    stderr: str
+
+
+@dataclass
+class Node:
+    """One node as one user: commands through the cluster client, with their
+    standard output and error apart (so a test can say which carried what)."""
+
+    client: Client
+    node: str
+    user: str
+
+    def run(self, cmd: str) -> Ran:
+        rc, out, err = self.client.pipe(cmd, node=self.node, user=self.user)
+        return Ran(rc, out.decode(errors="replace"), err)
+
+    def exists(self, path: str) -> bool:
+        return self.run(f"test -e {q(path)}").rc == 0
+
+    def mode(self, path: str) -> int:
+        return int(run_ok(self, f"stat -c %a {q(path)}"), 8)
+
+
+def run_ok(host: Node, cmd: str) -> str:
     r = host.run(cmd)
     assert r.rc == 0, f"{cmd!r} failed with {r.rc}:\n{r.stdout}\n{r.stderr}"
     return r.stdout

@@ -35,7 +35,7 @@ def test_every_node_mounts_the_client_and_the_backing_store_is_root_only(cluster
         assert r.rc != 0 and "Permission denied" in r.stderr, f"{service}: the lab user reached the backing store"
         assert cluster.inspect(service)["HostConfig"]["Privileged"] is False
     for service in ("slurmctld", "slurmdbd"):
-        assert not cluster.host(service).file("/srv/nfs/export").exists, "only NFS clients hold the volume"
+        assert not cluster.host(service).exists("/srv/nfs/export"), "only NFS clients hold the volume"
 
 
 def test_files_are_the_lab_users_on_every_node(cluster: Cluster, proof_dir: str) -> None:
