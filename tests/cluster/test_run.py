@@ -110,7 +110,7 @@ def test_bad_input_changes_nothing_on_shared(client: Client, args: list[str], me
 
 def test_no_cluster_is_a_clear_error(tmp_path: Path, client: Client) -> None:
     """A checkout with no cluster brought up (no .run/cluster.json)."""
-    for pkg in ("minihpc", "nfs"):
+    for pkg in ("minihpc", "nfs", "scratch"):
         shutil.copytree(ROOT / pkg, tmp_path / pkg, ignore=shutil.ignore_patterns("__pycache__"))
     before = _shared_listing(client)
     r = minihpc("run", str(WORKFLOW), cwd=tmp_path)
