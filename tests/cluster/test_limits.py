@@ -1,0 +1,133 @@
+"""What a site enforces, enforced here, seen as the lab user: memory sampled
+for every step and a step over its request killed; a job without --mem given
+DefMemPerCPU, not the node; the partition's default and maximum time; a
+runtime limit ending in TIMEOUT; the containers' memory above RealMemory.
+
+The probe jobs are submitted together once (the module's fixture) so the
+slow ones (the TIMEOUT takes over a minute) run side by side."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass
+
+import pytest
+from support import Cluster, eventually, run_ok
+
+from minihpc.cluster import Cluster as Client
+from minihpc.topology import CONTAINER_HEADROOM_MB, DEFAULT_TIME
+
+DIR = "/shared/test-limits"
+# Touches every page of MB MiB, then holds them for S seconds.
+HOLD = """import sys, time
+b = bytearray(int(sys.argv[1]) * 2**20)
+b[::4096] = b"x" * len(b[::4096])
+print("holding", flush=True)
+time.sleep(int(sys.argv[2]))
+"""
+FIELDS = ("JobID", "State", "ExitCode", "ReqMem", "MaxRSS", "AveRSS", "Timelimit", "Elapsed")
+
+
+@dataclass
+class Probe:
+    job: str
+    log: str
+
+
+def submit(client: Client, name: str, sbatch: str, cmd: str) -> Probe:
+    log = f"{DIR}/{name}.out"
+    r = client.sh(f"sbatch --parsable -J {name} -o {log} {sbatch} --wrap {shlex.quote(cmd)}", workdir=DIR)
+    assert r.rc == 0, r.out
+    return Probe(r.out.strip().splitlines()[-1], log)
+
+
+def rows(client: Client, probe: Probe) -> dict[str, dict[str, str]]:
+    """sacct's rows of the job and its steps, by JobID."""
+    r = client.sh(f"sacct -n -P -j {probe.job} -o {','.join(FIELDS)}")
+    return {row["JobID"]: row for row in (dict(zip(FIELDS, line.split("|"), strict=True))
+                                           for line in r.out.splitlines() if line.count("|") == len(FIELDS) - 1)}
+
+
+def finished(client: Client, probe: Probe, timeout: float = 240) -> dict[str, dict[str, str]]:
+    return eventually(lambda: (lambda r: r if r.get(probe.job, {}).get("State", "RUNNING")
+                               not in ("RUNNING", "PENDING", "COMPLETING", "") else None)(rows(client, probe)),
+                      timeout=timeout, interval=2, what=f"job {probe.job} to end")
+
+
+def kib(value: str) -> float:
+    """sacct's MaxRSS (e.g. 624604K, 1.2G) in KiB."""
+    m = re.fullmatch(r"([\d.]+)([KMG]?)", value)
+    assert m, f"not a size: {value!r}"
+    return float(m.group(1)) * {"": 1 / 1024, "K": 1, "M": 1024, "G": 1024 ** 2}[m.group(2)]
+
+
+@pytest.fixture(scope="module")
+def probes(client: Client) -> dict[str, Probe]:
+    client.sh(f"rm -rf {DIR} && mkdir -p {DIR} && cat > {DIR}/hold.py", stdin=HOLD.encode())
+    return {
+        # Holds 600 MB under a 100 MB request: OverMemoryKill's poll must kill it.
+        "hog": submit(client, "hog", "--mem=100M", "python3 hold.py 600 60"),
+        # A batch step and an srun step, each holding 200 MB: both sampled.
+        "steps": submit(client, "steps", "--mem=600M", "python3 hold.py 200 6 && srun python3 hold.py 200 6"),
+        "nomem": submit(client, "nomem", "-c 1", "sleep 2"),
+        "timeout": submit(client, "timeout", "--mem=100M -t 1", "sleep 600"),
+    }
+
+
+def test_a_step_over_its_memory_request_is_killed(client: Client, probes: dict[str, Probe]) -> None:
+    p = probes["hog"]
+    r = finished(client, p)
+    job, batch = r[p.job], r[f"{p.job}.batch"]
+    # Without task/cgroup Slurm kills the step by signal: FAILED with 0:9, never OUT_OF_MEMORY.
+    assert (job["State"], job["ExitCode"]) == ("FAILED", "0:9"), r
+    assert batch["State"].startswith("CANCELLED"), r
+    assert kib(batch["MaxRSS"]) > 100 * 1024, f"MaxRSS {batch['MaxRSS']} must show the excess over 100M"
+    log = client.sh(f"cat {p.log}").out
+    assert "holding" in log, log
+    assert "slurmstepd-" in log and "Exceeded job memory limit" in log, log
+    assert re.search(rf"StepId={p.job}\.batch exceeded memory limit \(\d+ > 104857600\), being killed", log), log
+
+
+def test_every_step_has_its_memory_sampled(client: Client, probes: dict[str, Probe]) -> None:
+    p = probes["steps"]
+    r = finished(client, p)
+    assert r[p.job]["State"] == "COMPLETED", r
+    for step in (f"{p.job}.batch", f"{p.job}.0"):
+        assert kib(r[step]["MaxRSS"]) > 190 * 1024, f"{step}: {r[step]}"
+        assert r[step]["AveRSS"], f"{step}: {r[step]}"
+
+
+def test_a_job_without_mem_gets_def_mem_per_cpu_not_the_node(client: Client, probes: dict[str, Probe]) -> None:
+    r = finished(client, probes["nomem"])
+    f = client.facts
+    assert r[probes["nomem"].job]["ReqMem"] == f"{f.mem_mb // f.cpus}M", r
+    assert f.mem_mb // f.cpus < f.mem_mb
+
+
+def test_partition_time_limits(client: Client, probes: dict[str, Probe]) -> None:
+    r = finished(client, probes["nomem"])
+    assert r[probes["nomem"].job]["Timelimit"] == DEFAULT_TIME, "a job without --time gets DefaultTime"
+    too_long = client.sh("sbatch -t 2-00:00:00 --wrap true")
+    assert too_long.rc != 0
+    assert "Requested time limit is invalid (missing or exceeds some limit)" in too_long.out, too_long.out
+    part = client.sh("scontrol show partition main").out
+    assert f"DefaultTime={DEFAULT_TIME}" in part and "MaxTime=1-00:00:00" in part, part
+
+
+def test_a_runtime_limit_ends_in_timeout(client: Client, probes: dict[str, Probe]) -> None:
+    p = probes["timeout"]
+    r = finished(client, p, timeout=300)
+    assert r[p.job]["State"] == "TIMEOUT", r
+    assert r[p.job]["Timelimit"] == "00:01:00", r
+    log = client.sh(f"cat {p.log}").out
+    assert "DUE TO TIME LIMIT" in log, log
+
+
+def test_containers_memory_sits_above_real_memory(cluster: Cluster) -> None:
+    real = run_ok(cluster.as_user(), "sinfo -h -N -o '%N %m'").split()
+    declared = dict(zip(real[::2], real[1::2], strict=True))
+    for node in cluster.compute_names:
+        limit = cluster.inspect(node)["HostConfig"]["Memory"]
+        assert limit == (int(declared[node]) + CONTAINER_HEADROOM_MB) * 2**20, (node, limit, declared[node])
+
