@@ -92,7 +92,7 @@ bench-staging: ## staged vs direct small-file job on the cluster under NFS profi
 bench-nfs: ## NFS client vs raw volume, and the small-file slowdown under rtt-5ms -> bench/results/nfs.json
 	$(MINIHPC) bench nfs
 
-.PHONY: lab core1 core2 lab-latency lab-staging core4 core5 confirm demos \
+.PHONY: lab core1 core2 lab-latency lab-staging core4 core5 core6 confirm demos demo-oom demo-timeout \
 	demo-unwritable-scratch demo-scratch-full demo-prefix-mismatch demo-no-plugin demo-latency
 
 lab: ## the module's commissioning sequence as printed (profiles/slurm), its expected failures, then the fix
@@ -116,6 +116,9 @@ core4: ## Core 4: generated unit tests as a gate
 core5: ## Core 5: drift reports and --drop-metadata
 	$(MINIHPC) core 5
 
+core6: ## Core 6: memory and runtime that grow with the attempt (sacct proofs), the efficiency report
+	$(MINIHPC) core 6
+
 confirm: ## every core from a clean lab state; pass/fail table; proofs in .proof/
 	$(MINIHPC) confirm
 
@@ -136,4 +139,10 @@ demo-no-plugin: ## demo: the staging profile without snakemake-storage-plugin-fs
 	$(MINIHPC) demo $@
 
 demo-latency: ## demo: --latency-wait shorter than the NFS lag (Missing files after N seconds)
+	$(MINIHPC) demo $@
+
+demo-oom: ## demo: a job over its memory request, killed by Slurm (Exceeded job memory limit)
+	$(MINIHPC) demo $@
+
+demo-timeout: ## demo: a job over its runtime (TIMEOUT, DUE TO TIME LIMIT)
 	$(MINIHPC) demo $@

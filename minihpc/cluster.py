@@ -148,10 +148,11 @@ class Cluster:
         return stamp
 
     def sacct(self, since: str, fields: tuple[str, ...] = ("JobID", "JobName", "Comment", "NodeList", "State"),
-              user: str | None = None) -> list[dict[str, str]]:
-        """Allocations (not steps) `user` (the lab user) started since `since`,
-        one dict per job with `fields` as keys."""
-        r = self.sh(f"sacct -n -X -P -S {shlex.quote(since)} -o {','.join(fields)}", user=user)
+              user: str | None = None, steps: bool = False) -> list[dict[str, str]]:
+        """Allocations `user` (the lab user) started since `since` (and, with
+        `steps`, their steps: JobID 7.batch, 7.0), one dict per row with `fields` as keys."""
+        allocations = "" if steps else " -X"
+        r = self.sh(f"sacct -n{allocations} -P -S {shlex.quote(since)} -o {','.join(fields)}", user=user)
         if r.rc != 0:
             raise MinihpcError(f"sacct failed: {r.out.strip()}", "is slurmdbd up? minihpc status")
         return parse_sacct(r.out, fields)

@@ -8,7 +8,7 @@ import argparse
 from minihpc.errors import BadInput
 
 CORE_NAMES = {"1": "core1", "2": "core2", "3-latency": "core3-latency", "3-staging": "core3-staging",
-              "4": "core4", "5": "core5"}
+              "4": "core4", "5": "core5", "6": "core6"}
 
 
 def add(sub: argparse._SubParsersAction) -> None:

@@ -15,9 +15,10 @@ from minihpc import PROOF_DIR
 from minihpc.course.cores import CORES, LOCAL, SLURM, Check, Core, line_with, tail
 from minihpc.course.demos import DEMOS
 from minihpc.course.labctl import Lab, now_stamp, sacct_jobs
+from minihpc.course.resources import core6
 from minihpc.course.staging import core3_staging
 
-RUNS = {**CORES, "core3-staging": core3_staging}
+RUNS = {**CORES, "core3-staging": core3_staging, "core6": core6}
 
 
 # The module's "Golden commissioning command sequence", word for word. The lab

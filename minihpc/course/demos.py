@@ -8,12 +8,14 @@ with the fix in one paragraph (also in lab/GUIDE.md).
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from minihpc.course.cores import LAG, LAG_TARGET, Core, fresh, short_wait_under_lag, submitted_ids, tail
-from minihpc.course.labctl import LAB_USER, Lab, cluster, compute_nodes, node_sh, set_nfs_profile
+from minihpc.course.cores import LAG, LAG_TARGET, SLURM, Core, fresh, short_wait_under_lag, submitted_ids, tail
+from minihpc.course.labctl import LAB_USER, Lab, cluster, compute_nodes, node_sh, now_stamp, set_nfs_profile
+from minihpc.course.resources import MEM, TIME, by_rule
 from minihpc.course.staging import COMPLETE, INPUT, STAGING, TARGET, job_prefix, shard_log
 from minihpc.facts import SCRATCH
 
@@ -192,6 +194,41 @@ def latency_too_short(prefix: str = "demo") -> Core:
     return c
 
 
+def oom(prefix: str = "demo") -> Core:
+    """A rule whose memory request is too small, whatever the attempt."""
+    c, lab = fresh("demo", f"{prefix}-oom")
+    since = now_stamp(lab)
+    run = lab.snakemake(f"{SLURM} --retries 1 --set-resources mem_scaled:mem_mb=400 -- {MEM}")
+    jobs = by_rule(lab, since).get("mem_scaled", [])
+    log = lab.sh("cat logs/slurm/rule_mem_scaled/*.log")
+    lab.proof("demo.oom", run, log, lab.sh(f"sacct -P -S {since} -o JobID,State,ExitCode,ReqMem,MaxRSS"))
+    c.exit("the run fails, retries or not", run, zero=False)
+    c.check("both attempts asked for the same 400M and FAILED", [(j["ReqMem"], j["State"]) for j in jobs] ==
+            [("400M", "FAILED")] * 2, str(jobs))
+    c.says("signature: slurmstepd: error: Exceeded job memory limit", log, "slurmstepd-")
+    c.says("...Exceeded job memory limit", log, "Exceeded job memory limit")
+    c.check("...a step exceeded memory limit (RSS > 419430400 bytes), being killed",
+            re.search(r"exceeded memory limit \(\d+ > 419430400\), being killed", log.out) is not None, tail(log))
+    no_poison(c, lab)
+    return c
+
+
+def timeout(prefix: str = "demo") -> Core:
+    """A rule whose runtime is too short for its work."""
+    c, lab = fresh("demo", f"{prefix}-timeout")
+    since = now_stamp(lab)
+    run = lab.snakemake(f"{SLURM} -- {TIME}")
+    jobs = by_rule(lab, since).get("time_scaled", [])
+    log = lab.sh("cat logs/slurm/rule_time_scaled/*.log")
+    lab.proof("demo.timeout", run, log, lab.sh(f"sacct -P -S {since} -o JobID,State,Timelimit,Elapsed"))
+    c.exit("the run fails", run, zero=False)
+    c.check("its job ended TIMEOUT at its 1-minute limit", [(j["State"], j["Timelimit"]) for j in jobs] ==
+            [("TIMEOUT", "00:01:00")], str(jobs))
+    c.says("signature: *** JOB N ON cX CANCELLED AT ... DUE TO TIME LIMIT ***", log, "DUE TO TIME LIMIT")
+    no_poison(c, lab)
+    return c
+
+
 DEMOS: dict[str, Demo] = {
     "demo-unwritable-scratch": Demo(
         "unwritable scratch prefix (permission error)",
@@ -229,4 +266,20 @@ DEMOS: dict[str, Demo] = {
         'in the profile above the worst lag you measure (`profiles/slurm` uses 30 s), not per run; the failed '
         "run's output arrives later, complete, and a rerun picks it up without running the job again.",
         latency_too_short),
+    "demo-oom": Demo(
+        "a job over its memory request (Slurm kills it)",
+        "Slurm samples every step's memory and kills one that exceeds its request: `Exceeded job memory "
+        "limit` in the job's log, the step CANCELLED with exit 0:9 and the job FAILED (OUT_OF_MEMORY only "
+        "with task/cgroup). A fixed request fails on every attempt. Give the rule "
+        "`mem_mb=lambda wildcards, attempt: 400 * attempt` and run with `retries` in the profile: attempt 2 "
+        "asks for twice as much (Core 6). Size the first request from sacct's MaxRSS of a real run "
+        "(`--slurm-efficiency-report`).",
+        oom),
+    "demo-timeout": Demo(
+        "a job over its runtime (TIMEOUT)",
+        "A job that outlives its time limit ends TIMEOUT (`CANCELLED AT ... DUE TO TIME LIMIT` in its log) and "
+        "its output is removed. Give the rule a `runtime` (minutes) that grows with the attempt, e.g. "
+        "`runtime=lambda wildcards, attempt: 60 * attempt`, within the partition's MaxTime, and `retries` in "
+        "the profile (Core 6). Without `runtime` the job gets the partition's DefaultTime.",
+        timeout),
 }

@@ -1,0 +1,103 @@
+"""Core 6: resources that grow with the attempt, the lesson a real site
+teaches the hard way. A rule killed for memory on attempt 1 succeeds on
+attempt 2 because its mem_mb grows with `attempt`; a rule ended by its
+runtime limit does the same with `runtime`. Proven from sacct: two
+allocations per rule, the first FAILED (MaxRSS above the request) or TIMEOUT
+(Elapsed at the limit), the second COMPLETED with the larger request. Then
+the SLURM plugin's efficiency report, checked against sacct.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+
+from minihpc.course.cores import SLURM, Core, fresh
+from minihpc.course.labctl import Lab, cluster, now_stamp
+
+MEM, TIME, OVER = ("results/resources/mem_scaled.txt", "results/resources/time_scaled.txt",
+                   "results/resources/over_request.txt")
+FIELDS = ("JobID", "Comment", "State", "ExitCode", "ReqMem", "MaxRSS", "Timelimit", "Elapsed")
+REPORTS = "reports"
+
+
+def mib(size: str) -> float:
+    """A sacct size (624604K, 250M, 1.2G) in MiB; 0 for none."""
+    m = re.fullmatch(r"([\d.]+)([KMG]?)", size.strip())
+    return float(m.group(1)) * {"": 2**-20, "K": 2**-10, "M": 1, "G": 1024}[m.group(2)] if m else 0.0
+
+
+def by_rule(lab: Lab, since: str) -> dict[str, list[dict[str, str]]]:
+    """Each rule's allocations in order, each with its steps' largest MaxRSS ("StepMaxRSS")."""
+    rows = cluster().sacct(since, FIELDS, steps=True)
+    jobs = [r for r in rows if "." not in r["JobID"]]
+    for j in jobs:
+        steps = [r for r in rows if r["JobID"].startswith(j["JobID"] + ".")]
+        j["StepMaxRSS"] = max((r["MaxRSS"] for r in steps), key=mib, default="")
+    out: dict[str, list[dict[str, str]]] = {}
+    for j in sorted(jobs, key=lambda j: int(j["JobID"])):
+        out.setdefault(j["Comment"].removeprefix("rule_"), []).append(j)
+    return out
+
+
+def seconds(elapsed: str) -> int:
+    h, m, s = (int(x) for x in elapsed.split("-")[-1].split(":"))
+    return h * 3600 + m * 60 + s
+
+
+def core6(prefix: str = "core6") -> Core:
+    c, lab = fresh("core6", prefix)
+    since = now_stamp(lab)
+    once = lab.snakemake(f"{SLURM} {MEM}")
+    first = by_rule(lab, since)
+    since = now_stamp(lab)
+    retried = lab.snakemake(f"{SLURM} --retries 1 --slurm-efficiency-report "
+                            f"--slurm-efficiency-report-path {REPORTS} {MEM} {TIME} {OVER}")
+    jobs = by_rule(lab, since)
+    report = lab.sh(f"cat {REPORTS}/efficiency_report_*.csv")
+    lab.proof("core6.resources", once, retried, lab.sh(f"cat {MEM} {TIME}"),
+              lab.sh(f"sacct -P -S {since} -o {','.join(FIELDS)}"), report)
+
+    c.exit("without --retries the run fails", once, zero=False)
+    c.check("...its one allocation of mem_scaled FAILED", [j["State"] for j in first.get("mem_scaled", [])] ==
+            ["FAILED"], str(first))
+    c.says("...and the job's log says Slurm killed it for memory", lab.sh("cat logs/slurm/rule_mem_scaled/*.log"),
+           "Exceeded job memory limit")
+    c.exit("with --retries 1 the run exits 0", retried)
+    mem, slow = jobs.get("mem_scaled", []), jobs.get("time_scaled", [])
+    c.check("mem_scaled: two allocations, FAILED then COMPLETED", [j["State"] for j in mem] == ["FAILED", "COMPLETED"],
+            str(mem))
+    c.check("mem_scaled: the request grew with the attempt, 400M then 800M", [j["ReqMem"] for j in mem] ==
+            ["400M", "800M"], str(mem))
+    c.check("mem_scaled: attempt 1's step used more than it asked for (MaxRSS above ReqMem)",
+            mib(mem[0]["StepMaxRSS"]) > mib(mem[0]["ReqMem"]) if mem else False, str(mem[:1]))
+    c.check("mem_scaled: attempt 2 fit its request", mib(mem[-1]["StepMaxRSS"]) < mib(mem[-1]["ReqMem"])
+            if mem else False, str(mem[-1:]))
+    c.check("time_scaled: two allocations, TIMEOUT then COMPLETED", [j["State"] for j in slow] ==
+            ["TIMEOUT", "COMPLETED"], str(slow))
+    c.check("time_scaled: the limit grew with the attempt, 1 then 3 minutes", [j["Timelimit"] for j in slow] ==
+            ["00:01:00", "00:03:00"], str(slow))
+    c.check("time_scaled: attempt 1 ran to its limit", seconds(slow[0]["Elapsed"]) >= 60 if slow else False,
+            str(slow[:1]))
+    c.check("the outputs were written by attempt 2",
+            [(lab.read(t) or "").split()[:1] for t in (MEM, TIME)] == [["attempt=2"], ["attempt=2"]],
+            str([lab.read(t) for t in (MEM, TIME)]))
+    efficiency(c, report.out, jobs.get("over_request", []))
+    return c
+
+
+def efficiency(c: Core, report_csv: str, over: list[dict[str, str]]) -> None:
+    """The plugin's report on the over-requesting rule, against sacct."""
+    rows = [r for r in csv.DictReader(io.StringIO(report_csv)) if r.get("RuleName") == "rule_over_request"]
+    c.check("the efficiency report has a row for over_request's job step", len(rows) == 1, report_csv[-600:])
+    if not rows or not over:
+        return
+    used, asked = float(rows[0]["MaxRSS_MB"]), float(rows[0]["RequestedMem_MB"])
+    c.check("...its requested memory is sacct's ReqMem", asked == mib(over[0]["ReqMem"]), f"{rows}\n{over}")
+    c.check("...its MaxRSS is sacct's, within 1 MiB", abs(used - mib(over[0]["StepMaxRSS"])) < 1,
+            f"report {used} MiB, sacct {over[0]['StepMaxRSS']}")
+    c.check("...plausible: it held 20 MiB beside Snakemake, so between 20 and 300 MiB", 20 <= used <= 300,
+            f"{used} MiB")
+    c.check("...so its memory usage is low: under 20% of the request",
+            float(rows[0]["Memory Usage (%)"]) < 20, str(rows[0]["Memory Usage (%)"]))
