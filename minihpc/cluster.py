@@ -221,6 +221,23 @@ class Scratch:
     files: list[str]
 
 
+def sacct_kib(size: str) -> float:
+    """A sacct size (624604K, 250M, 1.2G, 3T; a bare number is bytes) in KiB; 0 for none."""
+    units = {"K": 1, "M": 1024, "G": 1024 ** 2, "T": 1024 ** 3}
+    return float(size[:-1]) * units[size[-1]] if size and size[-1] in units else float(size or 0) / 1024
+
+
+def largest_step_rss(rows: list[dict[str, str]]) -> dict[str, str]:
+    """Each allocation's largest MaxRSS over its steps, from sacct rows with
+    steps (JobID 7.batch, 7.0) and MaxRSS; allocations without one are absent."""
+    rss: dict[str, str] = {}
+    for s in rows:
+        base = s["JobID"].split(".")[0]
+        if s["MaxRSS"] and sacct_kib(s["MaxRSS"]) >= sacct_kib(rss.get(base, "0")):
+            rss[base] = s["MaxRSS"]
+    return rss
+
+
 def parse_sacct(text: str, fields: tuple[str, ...]) -> list[dict[str, str]]:
     """`sacct -n -P` output as rows (the one place that parses it)."""
     return [dict(zip(fields, line.split("|"), strict=True)) for line in text.splitlines() if line.strip()]

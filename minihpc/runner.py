@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 
 from minihpc import ROOT
-from minihpc.cluster import Cluster, parse_sacct
+from minihpc.cluster import Cluster, largest_step_rss
 from minihpc.errors import BadInput, MinihpcError
 
 SNAKEFILES = ("Snakefile", "snakefile", "workflow/Snakefile", "workflow/snakefile")
@@ -186,12 +186,7 @@ def _jobs(cluster: Cluster, since: str, rid: str | None) -> list[Job]:
     if rid is None:
         return []
     rows = [r for r in cluster.sacct(since, JOB_FIELDS) if r["JobName"] == rid]
-    steps = cluster.sh(f"sacct -n -P -S {shlex.quote(since)} -o JobID,MaxRSS")
-    rss: dict[str, str] = {}
-    for s in parse_sacct(steps.out, ("JobID", "MaxRSS")) if steps.rc == 0 else []:
-        base = s["JobID"].split(".")[0]
-        if s["MaxRSS"] and _kib(s["MaxRSS"]) >= _kib(rss.get(base, "0")):
-            rss[base] = s["MaxRSS"]
+    rss = largest_step_rss(cluster.sacct(since, ("JobID", "MaxRSS"), steps=True))
     jobs = []
     for r in rows:
         # The plugin comments each job rule_<rule>[_wildcards_<values>] (a group: rule_<group>_<rules>).
@@ -199,11 +194,6 @@ def _jobs(cluster: Cluster, since: str, rid: str | None) -> list[Job]:
         jobs.append(Job(r["JobID"], rule, wildcards, r["NodeList"], r["State"], r["ExitCode"],
                         int(r["ElapsedRaw"] or 0), r["ReqMem"], rss.get(r["JobID"], ""), r["AllocCPUS"]))
     return jobs
-
-
-def _kib(v: str) -> float:
-    units = {"K": 1, "M": 1024, "G": 1024 ** 2, "T": 1024 ** 3}
-    return float(v[:-1]) * units[v[-1]] if v and v[-1] in units else float(v or 0) / 1024
 
 
 def declared_local(cluster: Cluster, remote: str) -> set[str] | None:

@@ -13,9 +13,9 @@ import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from minihpc.course.cores import LAG, LAG_TARGET, SLURM, Core, fresh, short_wait_under_lag, submitted_ids, tail
-from minihpc.course.labctl import LAB_USER, Lab, cluster, compute_nodes, node_sh, now_stamp, set_nfs_profile
-from minihpc.course.resources import MEM, TIME, by_rule
+from minihpc.course.cores import LAG, LAG_TARGET, Core, fresh, short_wait_under_lag, submitted_ids, tail
+from minihpc.course.labctl import LAB_USER, Lab, cluster, compute_nodes, node_sh, set_nfs_profile
+from minihpc.course.resources import MEM, TIME, run_rule
 from minihpc.course.staging import COMPLETE, INPUT, STAGING, TARGET, job_prefix, shard_log
 from minihpc.facts import SCRATCH
 
@@ -197,11 +197,9 @@ def latency_too_short(prefix: str = "demo") -> Core:
 def oom(prefix: str = "demo") -> Core:
     """A rule whose memory request is too small, whatever the attempt."""
     c, lab = fresh("demo", f"{prefix}-oom")
-    since = now_stamp(lab)
-    run = lab.snakemake(f"{SLURM} --retries 1 --set-resources mem_scaled:mem_mb=400 -- {MEM}")
-    jobs = by_rule(lab, since).get("mem_scaled", [])
-    log = lab.sh("cat logs/slurm/rule_mem_scaled/*.log")
-    lab.proof("demo.oom", run, log, lab.sh(f"sacct -P -S {since} -o JobID,State,ExitCode,ReqMem,MaxRSS"))
+    r = run_rule(lab, "mem_scaled", f"--retries 1 --set-resources mem_scaled:mem_mb=400 -- {MEM}")
+    run, jobs, log = r.run, r.jobs, r.log
+    lab.proof("demo.oom", run, log, lab.sh(f"sacct -P -S {r.since} -o JobID,State,ExitCode,ReqMem,MaxRSS"))
     c.exit("the run fails, retries or not", run, zero=False)
     c.check("both attempts asked for the same 400M and FAILED", [(j["ReqMem"], j["State"]) for j in jobs] ==
             [("400M", "FAILED")] * 2, str(jobs))
@@ -216,11 +214,9 @@ def oom(prefix: str = "demo") -> Core:
 def timeout(prefix: str = "demo") -> Core:
     """A rule whose runtime is too short for its work."""
     c, lab = fresh("demo", f"{prefix}-timeout")
-    since = now_stamp(lab)
-    run = lab.snakemake(f"{SLURM} -- {TIME}")
-    jobs = by_rule(lab, since).get("time_scaled", [])
-    log = lab.sh("cat logs/slurm/rule_time_scaled/*.log")
-    lab.proof("demo.timeout", run, log, lab.sh(f"sacct -P -S {since} -o JobID,State,Timelimit,Elapsed"))
+    r = run_rule(lab, "time_scaled", f"-- {TIME}")
+    run, jobs, log = r.run, r.jobs, r.log
+    lab.proof("demo.timeout", run, log, lab.sh(f"sacct -P -S {r.since} -o JobID,State,Timelimit,Elapsed"))
     c.exit("the run fails", run, zero=False)
     c.check("its job ended TIMEOUT at its 1-minute limit", [(j["State"], j["Timelimit"]) for j in jobs] ==
             [("TIMEOUT", "00:01:00")], str(jobs))

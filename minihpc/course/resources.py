@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import csv
 import io
-import re
+from dataclasses import dataclass
 
+from minihpc.cluster import largest_step_rss, sacct_kib
 from minihpc.course.cores import SLURM, Core, fresh
-from minihpc.course.labctl import Lab, cluster, now_stamp
+from minihpc.course.labctl import Lab, Result, cluster, now_stamp
 
 MEM, TIME, OVER = ("results/resources/mem_scaled.txt", "results/resources/time_scaled.txt",
                    "results/resources/over_request.txt")
@@ -24,21 +25,37 @@ REPORTS = "reports"
 
 def mib(size: str) -> float:
     """A sacct size (624604K, 250M, 1.2G) in MiB; 0 for none."""
-    m = re.fullmatch(r"([\d.]+)([KMG]?)", size.strip())
-    return float(m.group(1)) * {"": 2**-20, "K": 2**-10, "M": 1, "G": 1024}[m.group(2)] if m else 0.0
+    return sacct_kib(size) / 1024
 
 
 def by_rule(lab: Lab, since: str) -> dict[str, list[dict[str, str]]]:
     """Each rule's allocations in order, each with its steps' largest MaxRSS ("StepMaxRSS")."""
     rows = cluster().sacct(since, FIELDS, steps=True)
+    rss = largest_step_rss(rows)
     jobs = [r for r in rows if "." not in r["JobID"]]
     for j in jobs:
-        steps = [r for r in rows if r["JobID"].startswith(j["JobID"] + ".")]
-        j["StepMaxRSS"] = max((r["MaxRSS"] for r in steps), key=mib, default="")
+        j["StepMaxRSS"] = rss.get(j["JobID"], "")
     out: dict[str, list[dict[str, str]]] = {}
     for j in sorted(jobs, key=lambda j: int(j["JobID"])):
         out.setdefault(j["Comment"].removeprefix("rule_"), []).append(j)
     return out
+
+
+@dataclass
+class RuleRun:
+    """One Snakemake run through SLURM for one rule: when it started (for
+    sacct), the run, the rule's allocations in order and its SLURM logs."""
+
+    since: str
+    run: Result
+    jobs: list[dict[str, str]]
+    log: Result
+
+
+def run_rule(lab: Lab, rule: str, args: str) -> RuleRun:
+    since = now_stamp(lab)
+    run = lab.snakemake(f"{SLURM} {args}")
+    return RuleRun(since, run, by_rule(lab, since).get(rule, []), lab.sh(f"cat logs/slurm/rule_{rule}/*.log"))
 
 
 def seconds(elapsed: str) -> int:
@@ -48,22 +65,19 @@ def seconds(elapsed: str) -> int:
 
 def core6(prefix: str = "core6") -> Core:
     c, lab = fresh("core6", prefix)
-    since = now_stamp(lab)
-    once = lab.snakemake(f"{SLURM} {MEM}")
-    first = by_rule(lab, since)
+    once = run_rule(lab, "mem_scaled", MEM)
     since = now_stamp(lab)
     retried = lab.snakemake(f"{SLURM} --retries 1 --slurm-efficiency-report "
                             f"--slurm-efficiency-report-path {REPORTS} {MEM} {TIME} {OVER}")
     jobs = by_rule(lab, since)
     report = lab.sh(f"cat {REPORTS}/efficiency_report_*.csv")
-    lab.proof("core6.resources", once, retried, lab.sh(f"cat {MEM} {TIME}"),
+    lab.proof("core6.resources", once.run, retried, lab.sh(f"cat {MEM} {TIME}"),
               lab.sh(f"sacct -P -S {since} -o {','.join(FIELDS)}"), report)
 
-    c.exit("without --retries the run fails", once, zero=False)
-    c.check("...its one allocation of mem_scaled FAILED", [j["State"] for j in first.get("mem_scaled", [])] ==
-            ["FAILED"], str(first))
-    c.says("...and the job's log says Slurm killed it for memory", lab.sh("cat logs/slurm/rule_mem_scaled/*.log"),
-           "Exceeded job memory limit")
+    c.exit("without --retries the run fails", once.run, zero=False)
+    c.check("...its one allocation of mem_scaled FAILED", [j["State"] for j in once.jobs] == ["FAILED"],
+            str(once.jobs))
+    c.says("...and the job's log says Slurm killed it for memory", once.log, "Exceeded job memory limit")
     c.exit("with --retries 1 the run exits 0", retried)
     mem, slow = jobs.get("mem_scaled", []), jobs.get("time_scaled", [])
     c.check("mem_scaled: two allocations, FAILED then COMPLETED", [j["State"] for j in mem] == ["FAILED", "COMPLETED"],

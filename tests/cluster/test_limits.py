@@ -16,6 +16,7 @@ import pytest
 from support import Cluster, eventually, run_ok
 
 from minihpc.cluster import Cluster as Client
+from minihpc.cluster import sacct_kib
 from minihpc.topology import CONTAINER_HEADROOM_MB, DEFAULT_TIME
 
 DIR = "/shared/test-limits"
@@ -57,9 +58,8 @@ def finished(client: Client, probe: Probe, timeout: float = 240) -> dict[str, di
 
 def kib(value: str) -> float:
     """sacct's MaxRSS (e.g. 624604K, 1.2G) in KiB."""
-    m = re.fullmatch(r"([\d.]+)([KMG]?)", value)
-    assert m, f"not a size: {value!r}"
-    return float(m.group(1)) * {"": 1 / 1024, "K": 1, "M": 1024, "G": 1024 ** 2}[m.group(2)]
+    assert re.fullmatch(r"[\d.]+[KMG]?", value), f"not a size: {value!r}"
+    return sacct_kib(value)
 
 
 @pytest.fixture(scope="module")
