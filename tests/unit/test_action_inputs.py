@@ -1,0 +1,40 @@
+"""The Action's run step (.ci/action run) as a hostile caller would drive it:
+its inputs reach `minihpc run` as arguments, never as shell."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+# Stands in for the installed minihpc: records its arguments.
+FAKE = """#!/usr/bin/env python3
+import json, os, sys
+open(os.environ["ARGV_LOG"], "w").write(json.dumps(sys.argv[1:]))
+"""
+
+
+def test_inputs_are_arguments_not_shell(tmp_path: Path) -> None:
+    bin_dir, temp, ws = tmp_path / "bin", tmp_path / "temp", tmp_path / "ws"
+    for d in (bin_dir, temp, ws):
+        d.mkdir()
+    (bin_dir / "minihpc").write_text(FAKE)
+    (bin_dir / "minihpc").chmod(0o755)
+    pwned = tmp_path / "pwned"
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "RUNNER_TEMP": str(temp), "GITHUB_WORKSPACE": str(ws),
+           "GITHUB_OUTPUT": str(tmp_path / "out"), "ARGV_LOG": str(tmp_path / "argv"),
+           "INPUT_WORKFLOW": f"wf; touch {pwned}",
+           "INPUT_ARGS": f"--config 'x=$(touch {pwned})' `touch {pwned}` --keep-going",
+           "INPUT_FETCH": f"results/*.txt\n$(touch {pwned})",
+           "INPUT_PROFILE": ""}
+    r = subprocess.run(["bash", str(ROOT / ".ci/action"), "run"], env=env, capture_output=True, text=True,
+                       check=False, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr
+    assert not pwned.exists(), "an input was run as shell"
+    argv = json.loads((tmp_path / "argv").read_text())
+    assert argv == ["run", f"{ws}/wf; touch {pwned}", "--report", f"{temp}/minihpc-report",
+                    "--fetch", "results/*.txt", "--fetch", f"$(touch {pwned})",
+                    "--", "--config", f"x=$(touch {pwned})", "`touch", f"{pwned}`", "--keep-going"]
+    assert (tmp_path / "out").read_text() == f"report-dir={temp}/minihpc-report\nexit-code=0\n"
