@@ -4,6 +4,8 @@
 NODES ?=
 NODE_CPUS ?=
 NODE_MEM_MB ?=
+BIGMEM_MB ?=
+GPUS ?=
 READY_TIMEOUT ?=
 # Each node's private scratch (/scratch, a tmpfs), in MiB.
 SCRATCH_MB ?=
@@ -11,7 +13,7 @@ SCRATCH_MB ?=
 NFS_PROFILE ?=
 PYTEST_ARGS ?=
 
-export NODES NODE_CPUS NODE_MEM_MB SCRATCH_MB READY_TIMEOUT NFS_PROFILE
+export NODES NODE_CPUS NODE_MEM_MB BIGMEM_MB GPUS SCRATCH_MB READY_TIMEOUT NFS_PROFILE
 
 # The CLI; needs nothing but python3 (the Makefile is its thin alias).
 MINIHPC := python3 -m minihpc
@@ -23,7 +25,7 @@ PY := $(VENV)/bin/python
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-24s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
-	@echo "  knobs: NODES NODE_CPUS NODE_MEM_MB SCRATCH_MB READY_TIMEOUT NFS_PROFILE (defaults: $(MINIHPC) up --help)"
+	@echo "  knobs: NODES NODE_CPUS NODE_MEM_MB BIGMEM_MB GPUS SCRATCH_MB READY_TIMEOUT NFS_PROFILE (defaults: $(MINIHPC) up --help)"
 
 bootstrap: ## install/start the Docker engine and Compose v2 on this host (Debian, root)
 	cluster/bootstrap-host.sh
@@ -92,7 +94,7 @@ bench-staging: ## staged vs direct small-file job on the cluster under NFS profi
 bench-nfs: ## NFS client vs raw volume, and the small-file slowdown under rtt-5ms -> bench/results/nfs.json
 	$(MINIHPC) bench nfs
 
-.PHONY: lab core1 core2 lab-latency lab-staging core4 core5 core6 confirm demos demo-oom demo-timeout \
+.PHONY: lab core1 core2 lab-latency lab-staging core4 core5 core6 confirm demos demo-oom demo-timeout demo-partition \
 	demo-unwritable-scratch demo-scratch-full demo-prefix-mismatch demo-no-plugin demo-latency
 
 lab: ## the module's commissioning sequence as printed (profiles/slurm), its expected failures, then the fix
@@ -145,4 +147,7 @@ demo-oom: ## demo: a job over its memory request, killed by Slurm (Exceeded job 
 	$(MINIHPC) demo $@
 
 demo-timeout: ## demo: a job over its runtime (TIMEOUT, DUE TO TIME LIMIT)
+	$(MINIHPC) demo $@
+
+demo-partition: ## demo: rules over the default partition's memory and time (sbatch refuses), fixed in a workflow profile
 	$(MINIHPC) demo $@

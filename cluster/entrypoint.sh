@@ -6,9 +6,6 @@ set -euo pipefail
 
 ROLE=${1:?usage: minihpc-entrypoint slurmdbd|slurmctld|slurmd|login}
 CONF_SRC=/etc/minihpc/slurm          # generated config, mounted read-only
-LAB_USER=${LAB_USER:-student}
-LAB_ACCOUNT=${LAB_ACCOUNT:-lab}
-CLUSTER_NAME=${CLUSTER_NAME:-minihpc}
 WAIT_SECONDS=${WAIT_SECONDS:-300}
 
 log() { printf '%s[%s]: %s\n' "$ROLE" "$(hostname)" "$*" >&2; }
@@ -30,7 +27,16 @@ link_config() {
   local f
   [[ -r "$CONF_SRC/slurm.conf" ]] || die "no $CONF_SRC/slurm.conf: start the cluster with make cluster-up"
   # Links, not copies: a regenerated config is seen at once by scontrol reconfigure.
-  for f in slurm.conf cgroup.conf; do ln -sfn "$CONF_SRC/$f" "/etc/slurm/$f"; done
+  for f in slurm.conf cgroup.conf gres.conf; do ln -sfn "$CONF_SRC/$f" "/etc/slurm/$f"; done
+}
+
+# This node's stand-in GPUs: every File= of its gres.conf lines, linked to
+# /dev/null (Slurm needs a device file per GPU; nothing opens it).
+link_gpus() {
+  local dev
+  for dev in $(sed -n "s/^NodeName=$(hostname) .*File=\([^ ]*\).*/\1/p" "$CONF_SRC/gres.conf"); do
+    ln -sfn /dev/null "$dev"
+  done
 }
 
 start_munge() {
@@ -64,19 +70,15 @@ CONF
   slurmdbd -D &
   local pid=$!
   wait_for "slurmdbd to answer" sacctmgr -n list cluster
-  register_accounting
+  register_accounting || die "accounting could not be applied (see above)"
   wait "$pid"
 }
 
-# The cluster, an account and the lab user's association; idempotent.
+# The site's accounts, users and QOS (minihpc/site.py, rendered by
+# minihpc.topology); idempotent. The healthcheck waits for the marker.
 register_accounting() {
-  sacctmgr -n -P list cluster format=cluster | grep -qx "$CLUSTER_NAME" ||
-    sacctmgr -i add cluster "$CLUSTER_NAME" >/dev/null
-  sacctmgr -n -P list account format=account | grep -qx "$LAB_ACCOUNT" ||
-    sacctmgr -i add account "$LAB_ACCOUNT" cluster="$CLUSTER_NAME" Description="minihpc lab" Organization=minihpc >/dev/null
-  sacctmgr -n -P list assoc user="$LAB_USER" format=account | grep -qx "$LAB_ACCOUNT" ||
-    sacctmgr -i add user "$LAB_USER" account="$LAB_ACCOUNT" DefaultAccount="$LAB_ACCOUNT" cluster="$CLUSTER_NAME" >/dev/null
-  log "accounting ready: cluster $CLUSTER_NAME, account $LAB_ACCOUNT, user $LAB_USER"
+  python3 /usr/local/lib/minihpc/accounting.py "$CONF_SRC/accounting.json" >&2
+  touch /run/minihpc-accounting.done
 }
 
 run_slurmctld() {
@@ -123,6 +125,7 @@ nfs_supervise() {
 
 run_slurmd() {
   install -d /var/spool/slurmd
+  link_gpus
   start_nfs
   wait_for "slurmctld to answer" scontrol ping
   exec slurmd -D

@@ -1,8 +1,6 @@
 #!/usr/bin/env bash
 # Healthchecks that test the daemon itself, not just its process.
 set -euo pipefail
-LAB_USER=${LAB_USER:-student}
-LAB_ACCOUNT=${LAB_ACCOUNT:-lab}
 
 # The NFS client answers: mounted, and a stat through it returns in time.
 nfs_ok() {
@@ -14,8 +12,9 @@ nfs_ok() {
 
 case "${1:?usage: minihpc-healthcheck <role>}" in
   slurmdbd)
-    # The database answers through slurmdbd and the lab association exists.
-    sacctmgr -n -P list assoc user="$LAB_USER" format=account | grep -qx "$LAB_ACCOUNT" ;;
+    # The site's accounting is applied, and the database answers through slurmdbd.
+    [[ -e /run/minihpc-accounting.done ]]
+    sacctmgr -n -P list cluster format=cluster | grep -q . ;;
   slurmctld)
     scontrol ping | grep -q 'is UP' ;;
   slurmd)

@@ -49,6 +49,10 @@ if [[ "$ctld_running" == true && "$changed" == changed ]]; then
   cluster/compose.sh exec -T slurmctld scontrol reconfigure
 fi
 python3 cluster/ready.py --timeout "$READY_TIMEOUT" --started "$started" "${nodes[@]}"
+if [[ "$ctld_running" == true ]]; then
+  # A kept database catches up with the site's accounts and QOS (a fresh one got them at start).
+  cluster/compose.sh exec -T slurmdbd python3 /usr/local/lib/minihpc/accounting.py /etc/minihpc/slurm/accounting.json
+fi
 if [[ -n "$NFS_PROFILE" ]]; then
   cluster/compose.sh exec -T login minihpc-nfs set "$NFS_PROFILE" | head -n1 >&2
 fi

@@ -140,6 +140,33 @@ class Cluster:
                                "is the cluster up? minihpc status")
         return dict(line.split(None, 1) for line in r.out.splitlines() if line.strip())
 
+    def nodes(self) -> list[dict[str, str]]:
+        """Each compute node's state, size, GRES and partitions (sinfo has a row per node and partition)."""
+        r = self.sh("sinfo -h -N -o '%N|%T|%c|%m|%G|%P'")
+        if r.rc != 0:
+            raise MinihpcError(f"sinfo failed on {self.facts.login}: {r.out.strip()}",
+                               "is the cluster up? minihpc status")
+        nodes: dict[str, dict[str, str]] = {}
+        for row in parse_sacct(r.out, ("node", "state", "cpus", "mem", "gres", "partition")):
+            n = nodes.setdefault(row["node"], {**row, "partitions": ""})
+            n["partitions"] = ",".join(filter(None, [n["partitions"], row["partition"]]))
+        return list(nodes.values())
+
+    def partitions(self) -> list[dict[str, str]]:
+        """Each partition as slurmctld holds it (scontrol's KEY=VALUE fields)."""
+        r = self.sh("scontrol -o show partition")
+        if r.rc != 0:
+            raise MinihpcError(f"scontrol show partition failed: {r.out.strip()}", "is the cluster up? minihpc status")
+        return [dict(f.split("=", 1) for f in line.split() if "=" in f) for line in r.out.splitlines() if line]
+
+    def qos(self) -> list[dict[str, str]]:
+        """Each QOS and its limits, as slurmdbd holds them."""
+        fields = ("Name", "Priority", "MaxWall", "MaxJobsPU", "MaxSubmitPU", "Flags")
+        r = self.sh(f"sacctmgr -n -P show qos format={','.join(fields)}")
+        if r.rc != 0:
+            raise MinihpcError(f"sacctmgr show qos failed: {r.out.strip()}", "is the cluster up? minihpc status")
+        return parse_sacct(r.out, fields)
+
     def now(self) -> str:
         """The login node's clock as sacct's -S wants it; waits out the second,
         as sacct's resolution is one second."""

@@ -16,6 +16,9 @@ SHARED = "/shared"
 # The lab user, the same on every node (the image creates it: cluster/Dockerfile,
 # docker-compose.yml; a unit test keeps them in step with these).
 LAB_USER, LAB_UID, LAB_ACCOUNT = "student", 1000, "lab"
+# Another user of the same cluster, in another account: whose jobs compete
+# with the lab user's (priority, QOS) in the tests and demos.
+OTHER_USER, OTHER_UID, OTHER_ACCOUNT = "alice", 1001, "genomics"
 LOGIN = "login"
 FILE = "cluster.json"
 
@@ -26,10 +29,18 @@ class Facts:
     cpus: int
     mem_mb: int
     scratch_mb: int
+    # Each node's RealMemory (bigmem nodes have more than mem_mb) and its
+    # count-only GPUs; the site's partitions, the default first.
+    node_mem_mb: dict[str, int] = field(default_factory=dict)
+    gpus: dict[str, int] = field(default_factory=dict)
+    partitions: list[str] = field(default_factory=list)
     cluster_name: str = CLUSTER_NAME
     lab_user: str = LAB_USER
     lab_uid: int = LAB_UID
     lab_account: str = LAB_ACCOUNT
+    other_user: str = OTHER_USER
+    other_uid: int = OTHER_UID
+    other_account: str = OTHER_ACCOUNT
     login: str = LOGIN
     shared: str = SHARED
     scratch: str = SCRATCH

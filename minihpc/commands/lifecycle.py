@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from minihpc import ROOT, RUN_DIR
+from minihpc.cluster import Cluster
 from minihpc.commands.common import compose, confirm, env_int, exec_compose
 from minihpc.errors import BadInput, MinihpcError
 from minihpc.facts import CLUSTER_NAME, Facts
@@ -19,7 +20,9 @@ READY_TIMEOUT = 180
 # up's sizing flags: the environment knob each overrides, and what it sizes.
 UP_KNOBS = {"nodes": ("NODES", f"compute nodes c1..cN, 1 to {MAX_NODES}"),
             "cpus": ("NODE_CPUS", "CPUs each node declares"),
-            "mem_mb": ("NODE_MEM_MB", "RealMemory each node declares, MiB"),
+            "mem_mb": ("NODE_MEM_MB", "RealMemory each standard node declares, MiB"),
+            "bigmem_mb": ("BIGMEM_MB", "RealMemory of the bigmem node (the last), MiB"),
+            "gpus": ("GPUS", "count-only GPUs on the gpu node (the first), 0 for none"),
             "scratch_mb": ("SCRATCH_MB", "each node's private /scratch, MiB"),
             "timeout": ("READY_TIMEOUT", "seconds to wait until every node is ready")}
 
@@ -28,7 +31,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("up", help="bring the cluster up (or resize it) and wait until it is ready",
                        description="Bring the cluster up, or resize a running one, and return when every node is "
                                    "idle and sacct answers. Defaults come from NODES, NODE_CPUS, NODE_MEM_MB, "
-                                   "SCRATCH_MB, NFS_PROFILE and READY_TIMEOUT in the environment.")
+                                   "BIGMEM_MB, GPUS, SCRATCH_MB, NFS_PROFILE and READY_TIMEOUT in the environment.")
     for flag, (name, what) in UP_KNOBS.items():
         p.add_argument(f"--{flag.replace('_', '-')}", type=int, default=None,
                        help=f"{what} (default {DEFAULTS.get(name, READY_TIMEOUT)}; env {name})")
@@ -121,10 +124,33 @@ def destroy(a: argparse.Namespace) -> int:
     return 0
 
 
+# What `status` shows of each partition and QOS: (heading, field).
+PARTITION_COLUMNS = [("PARTITION", "PartitionName"), ("DEFAULT", "Default"), ("NODES", "Nodes"),
+                     ("DEFAULTTIME", "DefaultTime"), ("MAXTIME", "MaxTime"), ("MAXMEM/NODE", "MaxMemPerNode"),
+                     ("TRES", "TRES")]
+NODE_COLUMNS = [("NODE", "node"), ("STATE", "state"), ("CPUS", "cpus"), ("MEMORY", "mem"), ("GRES", "gres"),
+                ("PARTITIONS", "partitions")]
+QOS_COLUMNS = [("QOS", "Name"), ("PRIORITY", "Priority"), ("MAXWALL", "MaxWall"), ("MAXJOBS/USER", "MaxJobsPU"),
+               ("MAXSUBMIT/USER", "MaxSubmitPU"), ("FLAGS", "Flags")]
+
+
+def table(rows: list[dict[str, str]], columns: list[tuple[str, str]]) -> str:
+    cells = [[h for h, _ in columns], *([r.get(k, "") or "-" for _, k in columns] for r in rows)]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells)
+
+
 def status(a: argparse.Namespace) -> int:
-    compose("ps", "--format", "table {{.Service}}\t{{.State}}\t{{.Health}}")
-    login = Facts.read(RUN_DIR).login
-    for cmd in (["sinfo", "-N", "-l"], ["squeue"], ["minihpc-nfs", "show"]):
+    compose("ps", "--format", "table {{.Service}}\t{{.State}}\t{{.Status}}")
+    client = Cluster.local()
+    login = client.facts.login
+    try:
+        print(f"\n{table(client.nodes(), NODE_COLUMNS)}\n\n{table(client.partitions(), PARTITION_COLUMNS)}"
+              f"\n\n{table(client.qos(), QOS_COLUMNS)}")
+    except MinihpcError as e:
+        print(f"status: {e}", file=sys.stderr)
+    for cmd in (["sacctmgr", "-n", "show", "assoc", "tree", "format=Account%-14,User%-9,QOS%-14,DefaultQOS"],
+                ["squeue", "-o", "%.7i %.9P %.12j %.8u %.8a %.7q %.2t %.10M %.5D %R"], ["minihpc-nfs", "show"]):
         print()
         compose("exec", "-T", login, *cmd, check=False)
     return 0

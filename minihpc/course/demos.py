@@ -13,10 +13,11 @@ import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from minihpc.course.cores import LAG, LAG_TARGET, Core, fresh, short_wait_under_lag, submitted_ids, tail
-from minihpc.course.labctl import LAB_USER, Lab, cluster, compute_nodes, node_sh, set_nfs_profile
+from minihpc.course.cores import LAG, LAG_TARGET, SLURM, Core, fresh, short_wait_under_lag, submitted_ids, tail
+from minihpc.course.labctl import LAB_USER, Lab, cluster, compute_nodes, node_sh, now_stamp, set_nfs_profile
 from minihpc.course.resources import MEM, TIME, run_rule
 from minihpc.course.staging import COMPLETE, INPUT, STAGING, TARGET, job_prefix, shard_log
+from minihpc.errors import MinihpcError
 from minihpc.facts import SCRATCH
 
 
@@ -225,6 +226,48 @@ def timeout(prefix: str = "demo") -> Core:
     return c
 
 
+BIG, LONG = "results/partition/big_join.txt", "results/partition/long_haul.txt"
+BIG_MB = 4000  # big_join's mem_mb in lab/Snakefile
+PARTITIONS_PROFILE = "--workflow-profile profiles/lab-partitions"
+
+
+def partition(prefix: str = "demo") -> Core:
+    """Rules asking for more memory, or more time, than the default partition allows."""
+    f = cluster().facts
+    if not f.mem_mb < BIG_MB <= max(f.node_mem_mb.values()):
+        raise MinihpcError(f"demo-partition needs standard nodes below {BIG_MB} MiB and a bigmem node with at least "
+                           f"that (this cluster: NODE_MEM_MB={f.mem_mb}, bigmem {max(f.node_mem_mb.values())})",
+                           "bring it up with the default sizes: minihpc up --mem-mb 3000 --bigmem-mb 6000")
+    c, lab = fresh("demo", f"{prefix}-partition")
+    big, long = lab.snakemake(f"{SLURM} {BIG}"), lab.snakemake(f"{SLURM} {LONG}")
+    since = now_stamp(lab)
+    fixed = lab.snakemake(f"{SLURM} {PARTITIONS_PROFILE} {BIG} {LONG}")
+    jobs = {j["Comment"].removeprefix("rule_"): j for j in cluster().sacct(
+        since, ("JobID", "Comment", "Partition", "NodeList", "State", "ReqMem", "Timelimit"))}
+    lab.proof("demo.partition", big, long, lab.sh("cat profiles/lab-partitions/config.yaml"), fixed,
+              lab.sh(f"cat {BIG} {LONG}"), lab.sh(f"sacct -X -P -S {since} -o JobID,Comment,Partition,NodeList,"
+                                                 "State,ReqMem,Timelimit"))
+    c.exit(f"big_join (mem_mb={BIG_MB}) fails in the default partition", big, zero=False)
+    c.says("signature: SLURM sbatch failed ... Memory required by task is not available", big,
+           "Memory required by task is not available")
+    c.check("...refused at submission: no job was queued", submitted_ids(big.out) == [], tail(big))
+    c.exit("long_haul (runtime 6 h) fails in the default partition", long, zero=False)
+    c.says("signature: Requested time limit is invalid (missing or exceeds some limit)", long,
+           "Requested time limit is invalid (missing or exceeds some limit)")
+    c.check("...refused at submission: no job was queued", submitted_ids(long.out) == [], tail(long))
+    no_poison(c, lab)
+    c.exit("fix: the workflow profile names each rule's partition, and the run succeeds", fixed)
+    bj, lh = jobs.get("big_join", {}), jobs.get("long_haul", {})
+    c.check(f"big_join ran in bigmem with its {BIG_MB}M",
+            (bj.get("Partition"), bj.get("ReqMem"), bj.get("State")) == ("bigmem", f"{BIG_MB}M", "COMPLETED"), str(bj))
+    c.check("...on the bigmem node", f.node_mem_mb.get(bj.get("NodeList", "")) == max(f.node_mem_mb.values()),
+            f"{bj.get('NodeList')}: {f.node_mem_mb}")
+    c.check("long_haul ran in long with its 6-hour limit",
+            (lh.get("Partition"), lh.get("Timelimit"), lh.get("State")) == ("long", "06:00:00", "COMPLETED"), str(lh))
+    c.says("...and the job itself saw partition=bigmem", lab.read(BIG) or "", "partition=bigmem")
+    return c
+
+
 DEMOS: dict[str, Demo] = {
     "demo-unwritable-scratch": Demo(
         "unwritable scratch prefix (permission error)",
@@ -276,6 +319,15 @@ DEMOS: dict[str, Demo] = {
         "A job that outlives its time limit ends TIMEOUT (`CANCELLED AT ... DUE TO TIME LIMIT` in its log) and "
         "its output is removed. Give the rule a `runtime` (minutes) that grows with the attempt, e.g. "
         "`runtime=lambda wildcards, attempt: 60 * attempt`, within the partition's MaxTime, and `retries` in "
-        "the profile (Core 6). Without `runtime` the job gets the partition's DefaultTime.",
+        "the profile (Core 6). Without its own `runtime` the job gets the profile's default (`runtime: 30` in "
+        "profiles/slurm's default-resources), and without that the partition's DefaultTime.",
         timeout),
+    "demo-partition": Demo(
+        "a rule asking for more memory or time than its partition allows (sbatch refuses it)",
+        "With EnforcePartLimits a request beyond the partition's MaxMemPerNode or MaxTime is refused at "
+        "submission (`Memory required by task is not available`, `Requested time limit is invalid`), and the "
+        "plugin stops the run. Keep the rule's own `mem_mb` and `runtime` honest, and say which partition "
+        "fits in a workflow profile next to the site's: `set-resources: {rule: {slurm_partition: bigmem}}`, "
+        "used with `--workflow-profile`. `minihpc status` (sinfo, scontrol show partition) lists the limits.",
+        partition),
 }

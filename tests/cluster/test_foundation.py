@@ -64,9 +64,10 @@ def test_every_daemon_runs_as_its_user(cluster: Cluster) -> None:
 
 def test_sinfo_shows_exactly_the_nodes_idle(cluster: Cluster) -> None:
     out = run_ok(cluster.as_user(), "sinfo -h -N -o '%N %t %c %m'")
-    rows = sorted(line.split() for line in out.splitlines())
+    # One row per node and partition: each node once, with its own memory.
+    rows = sorted({tuple(line.split()) for line in out.splitlines()})
     f = cluster.facts
-    assert rows == sorted([n, "idle", str(f.cpus), str(f.mem_mb)] for n in cluster.compute_names)
+    assert rows == sorted((n, "idle", str(f.cpus), str(f.node_mem_mb[n])) for n in cluster.compute_names)
 
 
 def test_sbatch_and_srun_as_lab_user_are_accounted(cluster: Cluster) -> None:

@@ -16,7 +16,8 @@ def _cluster_up(cluster: Cluster, nodes: int) -> subprocess.CompletedProcess[str
 
 def _idle_nodes(cluster: Cluster) -> list[str]:
     out = run_ok(cluster.as_user(), "sinfo -h -N -o '%N %t'")
-    return sorted(n for n, state in (line.split() for line in out.splitlines()) if state == "idle")
+    # A node in several partitions has a row in each.
+    return sorted({n for n, state in (line.split() for line in out.splitlines()) if state == "idle"})
 
 
 def test_scale_up_to_three_and_back(cluster: Cluster) -> None:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import yaml
 
+from minihpc import site
 from minihpc.course import staging as staging_lab
+from minihpc.facts import LAB_ACCOUNT, Facts
+from minihpc.topology import Topology
 from scratch import policy
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,3 +50,37 @@ def expand(path: str, env: dict[str, str]) -> str:
     for k, v in env.items():
         path = path.replace(k, v)
     return path
+
+
+def test_slurm_profile_sets_what_a_site_asks_for() -> None:
+    """default-resources as a site writes them: account, partition, memory,
+    time; each valid on the default cluster's default partition."""
+    res = profile("slurm")["default-resources"]
+    assert set(res) == {"slurm_account", "slurm_partition", "mem_mb", "runtime"}
+    t = Topology.from_env({})
+    part = site.default_partition(t)
+    assert res["slurm_account"] == LAB_ACCOUNT
+    assert res["slurm_partition"] == part.name
+    # Fits one CPU's default share of a standard node, so jobs still pack two per node.
+    assert 0 < res["mem_mb"] <= t.mem_mb // t.cpus
+    h, m, _ = (int(x) for x in part.max_time.split(":"))
+    assert 0 < res["runtime"] <= h * 60 + m
+
+
+def test_profiles_name_nothing_of_the_containers() -> None:
+    """A profile is what a site copies: no host, node, mount or container of minihpc's in it."""
+    facts = Facts(nodes=Topology.from_env({}).names, cpus=1, mem_mb=1, scratch_mb=1)
+    for name in ("slurm", "slurm-staging"):
+        text = (ROOT / "profiles" / name / "config.yaml").read_text()
+        values = " ".join(str(v) for v in flat(profile(name)))
+        for word in (*facts.slurm_services, "docker", "container", facts.shared, "/etc/minihpc", "/opt/minihpc"):
+            assert not re.search(rf"(?<![\w/-]){re.escape(word)}(?![\w-])", values), (name, word)
+        assert "minihpc" not in text, name
+
+
+def flat(value: object) -> list[object]:
+    if isinstance(value, dict):
+        return [x for k, v in value.items() for x in (k, *flat(v))]
+    if isinstance(value, list):
+        return [x for v in value for x in flat(v)]
+    return [value]

@@ -24,8 +24,14 @@ def test_conf_and_compose_agree(tmp_path: Path, n: int) -> None:
     compute = sorted(set(services) - {"login"}, key=lambda s: int(s[1:]))
     assert compute == [f"c{i}" for i in range(1, n + 1)]
     assert all(services[name]["hostname"] == name for name in compute)
-    expected = "c1" if n == 1 else f"c[1-{n}]"
-    assert f"NodeName={expected} CPUs=2 RealMemory=3000 TmpDisk=512 " in conf
+    # Every node standard but the last (bigmem); the first carries the GPUs.
+    shapes = [line for line in conf.splitlines() if line.startswith("NodeName=")]
+    assert len(shapes) == n
+    for i, line in enumerate(shapes, 1):
+        mem = 6000 if i == n else 3000
+        gres = " Gres=gpu:2" if i == 1 else ""
+        assert line == f"NodeName=c{i} CPUs=2 RealMemory={mem} TmpDisk=512{gres} State=UNKNOWN"
+        assert services[f"c{i}"]["mem_limit"] == f"{mem + topology.CONTAINER_HEADROOM_MB}m"
 
 
 def test_every_node_has_its_own_scratch_of_the_declared_size(tmp_path: Path) -> None:
@@ -55,6 +61,8 @@ def test_render_reports_change_only_when_values_change(tmp_path: Path) -> None:
         ({"NODES": "two"}, "NODES='two' is not a whole number; use e.g. NODES=2"),
         ({"NODE_MEM_MB": "1000"}, "NODE_MEM_MB=1000 is out of range; allowed 2048"),
         ({"SCRATCH_MB": "8"}, "SCRATCH_MB=8 is out of range; allowed 16 to 65536"),
+        ({"BIGMEM_MB": "3000"}, "BIGMEM_MB=3000 is not above NODE_MEM_MB=3000; the bigmem node must have more"),
+        ({"GPUS": "-1"}, "GPUS=-1 is out of range; allowed 0 to 16"),
     ],
 )
 def test_bad_sizes_are_refused_with_the_fix(env: dict[str, str], message: str) -> None:
@@ -81,10 +89,46 @@ def test_render_writes_the_facts_every_consumer_reads(tmp_path: Path) -> None:
     assert f.slurm_services == ["slurmdbd", "slurmctld", "login", "c1", "c2", "c3"]
 
 
-def test_the_image_creates_the_lab_user_the_facts_name() -> None:
-    """The image and Compose are the producers; every other consumer reads Facts."""
+def test_the_image_creates_the_users_the_facts_name() -> None:
+    """The image is the producer; every other consumer reads Facts."""
     f = Facts(nodes=[], cpus=1, mem_mb=1, scratch_mb=1)
     dockerfile = (ROOT / "cluster/Dockerfile").read_text()
     assert f"ARG LAB_USER={f.lab_user}\n" in dockerfile and f"ARG LAB_UID={f.lab_uid}\n" in dockerfile
-    compose = (ROOT / "docker-compose.yml").read_text()
-    assert f"LAB_USER: {f.lab_user}\n" in compose and f"LAB_ACCOUNT: {f.lab_account}\n" in compose
+    assert f"ARG OTHER_USER={f.other_user}\n" in dockerfile and f"ARG OTHER_UID={f.other_uid}\n" in dockerfile
+
+
+def test_the_site_shape_comes_from_the_same_values(tmp_path: Path) -> None:
+    t = topology.Topology.from_env({"NODES": "3", "NODE_MEM_MB": "4096", "BIGMEM_MB": "9000", "GPUS": "4"})
+    topology.render(t, tmp_path, ROOT / "docker-compose.yml")
+    etc = tmp_path / "etc"
+    conf = (etc / "slurm.conf").read_text()
+    parts = {line.split()[0].split("=")[1]: line for line in conf.splitlines() if line.startswith("PartitionName=")}
+    assert list(parts) == ["short", "long", "bigmem", "gpu"]
+    assert "Nodes=c1,c2,c3 Default=YES DefaultTime=01:00:00 MaxTime=04:00:00 MaxMemPerNode=4096" in parts["short"]
+    assert "Nodes=c1,c2,c3 Default=NO" in parts["long"] and "MaxTime=7-00:00:00 MaxMemPerNode=4096" in parts["long"]
+    # bigmem: only the big node, and no cap below its memory.
+    assert "Nodes=c3 " in parts["bigmem"] and "MaxMemPerNode" not in parts["bigmem"]
+    assert "Nodes=c1 " in parts["gpu"]
+    gres = [line for line in (etc / "gres.conf").read_text().splitlines() if not line.startswith("#")]
+    assert gres == [f"NodeName=c1 Name=gpu File=/dev/minihpc-gpu{i}" for i in range(4)]
+    assert "NodeName=c3 CPUs=2 RealMemory=9000 " in conf and "DefMemPerCPU=2048\n" in conf
+    assert "PriorityType=priority/multifactor\n" in conf
+    assert "AccountingStorageEnforce=associations,limits,qos\n" in conf
+    f = Facts.read(tmp_path)
+    assert (f.node_mem_mb, f.gpus, f.partitions) == ({"c1": 4096, "c2": 4096, "c3": 9000}, {"c1": 4},
+                                                     ["short", "long", "bigmem", "gpu"])
+    acct = json.loads((etc / "accounting.json").read_text())
+    tree = {a["name"]: a["parent"] for a in acct["accounts"]}
+    assert tree == {"teaching": "root", f.lab_account: "teaching", "research": "root", f.other_account: "research"}
+    assert {u["name"]: u["account"] for u in acct["users"]} == {f.lab_user: f.lab_account,
+                                                               f.other_user: f.other_account}
+    assert [q["name"] for q in acct["qos"]] == ["normal", "debug"]
+
+
+def test_without_gpus_there_is_no_gpu_partition(tmp_path: Path) -> None:
+    t = topology.Topology.from_env({"NODES": "1", "GPUS": "0"})
+    topology.render(t, tmp_path, ROOT / "docker-compose.yml")
+    conf = (tmp_path / "etc/slurm.conf").read_text()
+    assert "PartitionName=gpu" not in conf and "Gres=" not in conf
+    # One node is both the standard and the bigmem node.
+    assert "NodeName=c1 CPUs=2 RealMemory=6000 " in conf and "PartitionName=bigmem Nodes=c1 " in conf
