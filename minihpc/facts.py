@@ -30,7 +30,7 @@ class Facts:
     mem_mb: int
     scratch_mb: int
     # Each node's RealMemory (bigmem nodes have more than mem_mb) and its
-    # count-only GPUs; the site's partitions, the default first.
+    # stand-in GPUs; the site's partitions, the default first.
     node_mem_mb: dict[str, int] = field(default_factory=dict)
     gpus: dict[str, int] = field(default_factory=dict)
     partitions: list[str] = field(default_factory=list)

@@ -34,7 +34,8 @@ OWN_PROFILE = ROOT / "profiles/slurm"
 ALWAYS_EXCLUDED = (".snakemake", ".minihpc", ".git")
 REMOTE_PROFILE = ".minihpc/profile"  # where a profile from outside the workflow lands
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-JOB_FIELDS = ("JobID", "JobName", "Comment", "NodeList", "State", "ExitCode", "ElapsedRaw", "ReqMem", "AllocCPUS")
+JOB_FIELDS = ("JobID", "JobName", "Comment", "Partition", "NodeList", "State", "ExitCode", "ElapsedRaw", "Timelimit",
+              "ReqMem", "AllocCPUS")
 
 
 @dataclass
@@ -107,10 +108,12 @@ class Job:
     job_id: str
     rule: str
     wildcards: str
+    partition: str
     node: str
     state: str
     exit_code: str
     elapsed_s: int
+    time_limit: str
     req_mem: str
     max_rss: str
     cpus: str
@@ -191,8 +194,9 @@ def _jobs(cluster: Cluster, since: str, rid: str | None) -> list[Job]:
     for r in rows:
         # The plugin comments each job rule_<rule>[_wildcards_<values>] (a group: rule_<group>_<rules>).
         rule, _, wildcards = r["Comment"].removeprefix("rule_").partition("_wildcards_")
-        jobs.append(Job(r["JobID"], rule, wildcards, r["NodeList"], r["State"], r["ExitCode"],
-                        int(r["ElapsedRaw"] or 0), r["ReqMem"], rss.get(r["JobID"], ""), r["AllocCPUS"]))
+        jobs.append(Job(r["JobID"], rule, wildcards, r["Partition"], r["NodeList"], r["State"], r["ExitCode"],
+                        int(r["ElapsedRaw"] or 0), r["Timelimit"], r["ReqMem"], rss.get(r["JobID"], ""),
+                        r["AllocCPUS"]))
     return jobs
 
 
@@ -270,10 +274,11 @@ def _write(report_dir: Path, r: Report) -> None:
              f"- exit code: {r.exit_code} (Snakemake's), {r.seconds} s",
              f"- SLURM run ID: {r.run_id or 'none: no job went to SLURM'}",
              f"- non-local rules run on the login node: {_on_login_text(r.nonlocal_rules_on_login)}", "",
-             "| job | rule | wildcards | node | state | exit | elapsed s | requested mem | max RSS | CPUs |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {j.job_id} | {j.rule} | {j.wildcards} | {j.node} | {j.state} | {j.exit_code} | {j.elapsed_s} "
-              f"| {j.req_mem} | {j.max_rss or 'n/a'} | {j.cpus} |" for j in r.jobs]
+             "| job | rule | wildcards | partition | node | state | exit | elapsed s | time limit | requested mem "
+             "| max RSS | CPUs |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {j.job_id} | {j.rule} | {j.wildcards} | {j.partition} | {j.node} | {j.state} | {j.exit_code} "
+              f"| {j.elapsed_s} | {j.time_limit} | {j.req_mem} | {j.max_rss or 'n/a'} | {j.cpus} |" for j in r.jobs]
     lines += ["", "Kept SLURM logs:", *(f"- `{x}`" for x in r.kept_logs or ["(none)"]),
               "", "Fetched outputs:", *(f"- `{x}`" for x in r.fetched or ["(none)"]), ""]
     (report_dir / "report.md").write_text("\n".join(lines))

@@ -13,11 +13,11 @@ SCRATCH_MB sizes each node's scratch: a private tmpfs at /scratch on every
 compute node and on the login node, which slurm.conf declares as TmpFS.
 
 Node shapes come from the same values: the last node is the bigmem node
-(BIGMEM_MB of RealMemory), the first carries GPUS count-only GPUs (0: none).
+(BIGMEM_MB of RealMemory), the first carries GPUS stand-in GPUs (0: none).
 With one node, c1 is both. The partitions, QOS and accounts on top of them are
 the site's (minihpc.site):
 
-    <run>/etc/gres.conf        the GPU nodes' count-only GRES
+    <run>/etc/gres.conf        the GPU node's stand-in GPUs (File= linked to /dev/null)
     <run>/etc/accounting.json  accounts, users and QOS, applied by slurmdbd
 """
 
@@ -153,7 +153,7 @@ AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=slurmdbd
 # Associations, their limits and QOS enforced, as a site does (minihpc/site.py).
 AccountingStorageEnforce=associations,limits,qos
-# GPUs are count-only GRES (no device files): --gpus/--gres are scheduled and accounted.
+# GPUs are GRES with stand-in device files (gres.conf): --gpus/--gres are scheduled and accounted.
 GresTypes=gpu
 AccountingStorageTRES=gres/gpu
 AccountingStoreFlags=job_comment

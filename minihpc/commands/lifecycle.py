@@ -22,7 +22,7 @@ UP_KNOBS = {"nodes": ("NODES", f"compute nodes c1..cN, 1 to {MAX_NODES}"),
             "cpus": ("NODE_CPUS", "CPUs each node declares"),
             "mem_mb": ("NODE_MEM_MB", "RealMemory each standard node declares, MiB"),
             "bigmem_mb": ("BIGMEM_MB", "RealMemory of the bigmem node (the last), MiB"),
-            "gpus": ("GPUS", "count-only GPUs on the gpu node (the first), 0 for none"),
+            "gpus": ("GPUS", "stand-in GPUs on the gpu node (the first), 0 for none"),
             "scratch_mb": ("SCRATCH_MB", "each node's private /scratch, MiB"),
             "timeout": ("READY_TIMEOUT", "seconds to wait until every node is ready")}
 

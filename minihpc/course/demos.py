@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from minihpc.course.cores import LAG, LAG_TARGET, SLURM, Core, fresh, short_wait_under_lag, submitted_ids, tail
 from minihpc.course.labctl import LAB_USER, Lab, cluster, compute_nodes, node_sh, now_stamp, set_nfs_profile
-from minihpc.course.resources import MEM, TIME, run_rule
+from minihpc.course.resources import MEM, TIME, run_rule, sacct_of
 from minihpc.course.staging import COMPLETE, INPUT, STAGING, TARGET, job_prefix, shard_log
 from minihpc.errors import MinihpcError
 from minihpc.facts import SCRATCH
@@ -200,7 +200,7 @@ def oom(prefix: str = "demo") -> Core:
     c, lab = fresh("demo", f"{prefix}-oom")
     r = run_rule(lab, "mem_scaled", f"--retries 1 --set-resources mem_scaled:mem_mb=400 -- {MEM}")
     run, jobs, log = r.run, r.jobs, r.log
-    lab.proof("demo.oom", run, log, lab.sh(f"sacct -P -S {r.since} -o JobID,State,ExitCode,ReqMem,MaxRSS"))
+    lab.proof("demo.oom", run, log, sacct_of(lab, jobs, "JobID,State,ExitCode,ReqMem,MaxRSS"))
     c.exit("the run fails, retries or not", run, zero=False)
     c.check("both attempts asked for the same 400M and FAILED", [(j["ReqMem"], j["State"]) for j in jobs] ==
             [("400M", "FAILED")] * 2, str(jobs))
@@ -217,7 +217,7 @@ def timeout(prefix: str = "demo") -> Core:
     c, lab = fresh("demo", f"{prefix}-timeout")
     r = run_rule(lab, "time_scaled", f"-- {TIME}")
     run, jobs, log = r.run, r.jobs, r.log
-    lab.proof("demo.timeout", run, log, lab.sh(f"sacct -P -S {r.since} -o JobID,State,Timelimit,Elapsed"))
+    lab.proof("demo.timeout", run, log, sacct_of(lab, jobs, "JobID,State,Timelimit,Elapsed"))
     c.exit("the run fails", run, zero=False)
     c.check("its job ended TIMEOUT at its 1-minute limit", [(j["State"], j["Timelimit"]) for j in jobs] ==
             [("TIMEOUT", "00:01:00")], str(jobs))
@@ -240,13 +240,15 @@ def partition(prefix: str = "demo") -> Core:
                            "bring it up with the default sizes: minihpc up --mem-mb 3000 --bigmem-mb 6000")
     c, lab = fresh("demo", f"{prefix}-partition")
     big, long = lab.snakemake(f"{SLURM} {BIG}"), lab.snakemake(f"{SLURM} {LONG}")
+    no_poison(c, lab)  # before the fix makes the outputs
     since = now_stamp(lab)
     fixed = lab.snakemake(f"{SLURM} {PARTITIONS_PROFILE} {BIG} {LONG}")
     jobs = {j["Comment"].removeprefix("rule_"): j for j in cluster().sacct(
-        since, ("JobID", "Comment", "Partition", "NodeList", "State", "ReqMem", "Timelimit"))}
+        since, ("JobID", "Comment", "Partition", "NodeList", "State", "ReqMem", "Timelimit", "WorkDir"))
+        if j["WorkDir"] == lab.workdir}
     lab.proof("demo.partition", big, long, lab.sh("cat profiles/lab-partitions/config.yaml"), fixed,
-              lab.sh(f"cat {BIG} {LONG}"), lab.sh(f"sacct -X -P -S {since} -o JobID,Comment,Partition,NodeList,"
-                                                 "State,ReqMem,Timelimit"))
+              lab.sh(f"cat {BIG} {LONG}"), sacct_of(lab, list(jobs.values()),
+                                                                      "JobID,Comment,Partition,NodeList,State,ReqMem,Timelimit"))
     c.exit(f"big_join (mem_mb={BIG_MB}) fails in the default partition", big, zero=False)
     c.says("signature: SLURM sbatch failed ... Memory required by task is not available", big,
            "Memory required by task is not available")
@@ -255,7 +257,6 @@ def partition(prefix: str = "demo") -> Core:
     c.says("signature: Requested time limit is invalid (missing or exceeds some limit)", long,
            "Requested time limit is invalid (missing or exceeds some limit)")
     c.check("...refused at submission: no job was queued", submitted_ids(long.out) == [], tail(long))
-    no_poison(c, lab)
     c.exit("fix: the workflow profile names each rule's partition, and the run succeeds", fixed)
     bj, lh = jobs.get("big_join", {}), jobs.get("long_haul", {})
     c.check(f"big_join ran in bigmem with its {BIG_MB}M",

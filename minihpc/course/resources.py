@@ -29,10 +29,12 @@ def mib(size: str) -> float:
 
 
 def by_rule(lab: Lab, since: str) -> dict[str, list[dict[str, str]]]:
-    """Each rule's allocations in order, each with its steps' largest MaxRSS ("StepMaxRSS")."""
-    rows = cluster().sacct(since, FIELDS, steps=True)
+    """Each rule's allocations from this lab (its working directory: other labs
+    may run the same rules meanwhile) in order, each with its steps' largest
+    MaxRSS ("StepMaxRSS")."""
+    rows = cluster().sacct(since, (*FIELDS, "WorkDir"), steps=True)
     rss = largest_step_rss(rows)
-    jobs = [r for r in rows if "." not in r["JobID"]]
+    jobs = [r for r in rows if "." not in r["JobID"] and r["WorkDir"] == lab.workdir]
     for j in jobs:
         j["StepMaxRSS"] = rss.get(j["JobID"], "")
     out: dict[str, list[dict[str, str]]] = {}
@@ -58,6 +60,11 @@ def run_rule(lab: Lab, rule: str, args: str) -> RuleRun:
     return RuleRun(since, run, by_rule(lab, since).get(rule, []), lab.sh(f"cat logs/slurm/rule_{rule}/*.log"))
 
 
+def sacct_of(lab: Lab, jobs: list[dict[str, str]], fields: str) -> Result:
+    """sacct of these allocations and their steps (and no other lab's), for a proof."""
+    return lab.sh(f"sacct -P -j {','.join(j['JobID'] for j in jobs) or '0'} -o {fields}")
+
+
 def seconds(elapsed: str) -> int:
     h, m, s = (int(x) for x in elapsed.split("-")[-1].split(":"))
     return h * 3600 + m * 60 + s
@@ -72,7 +79,7 @@ def core6(prefix: str = "core6") -> Core:
     jobs = by_rule(lab, since)
     report = lab.sh(f"cat {REPORTS}/efficiency_report_*.csv")
     lab.proof("core6.resources", once.run, retried, lab.sh(f"cat {MEM} {TIME}"),
-              lab.sh(f"sacct -P -S {since} -o {','.join(FIELDS)}"), report)
+              sacct_of(lab, [*once.jobs, *(j for js in jobs.values() for j in js)], ','.join(FIELDS)), report)
 
     c.exit("without --retries the run fails", once.run, zero=False)
     c.check("...its one allocation of mem_scaled FAILED", [j["State"] for j in once.jobs] == ["FAILED"],

@@ -7,6 +7,9 @@ messages); a test fails with every failed check and its evidence.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+
 import pytest
 from support import Cluster
 
@@ -21,12 +24,22 @@ def assert_passed(core: Core) -> None:
     assert not failed, "\n".join(failed)
 
 
-@pytest.mark.parametrize("name", list(RUNS))
+# Core 6 and the resource demos change nothing shared (no NFS profile, no
+# scratch) and tell their jobs apart by working directory, so they run side by
+# side, last: their TIMEOUTs and kills are waits, not work.
+SIDE_BY_SIDE: dict[str, Callable[[], Core]] = {
+    "core6": lambda: RUNS["core6"](prefix="test-core6"),
+    **{name: (lambda name=name: DEMOS[name].run(f"test-{name}")) for name in ("demo-oom", "demo-timeout",
+                                                                              "demo-partition")},
+}
+
+
+@pytest.mark.parametrize("name", [n for n in RUNS if n not in SIDE_BY_SIDE])
 def test_core(cluster: Cluster, name: str) -> None:
     assert_passed(RUNS[name](prefix=f"test-{name}"))
 
 
-@pytest.mark.parametrize("name", list(DEMOS))
+@pytest.mark.parametrize("name", [n for n in DEMOS if n not in SIDE_BY_SIDE])
 def test_instructor_demo(cluster: Cluster, name: str) -> None:
     """Each demo fails the way its docs say, leaves nothing poisoned, and cleans up."""
     assert_passed(DEMOS[name].run(f"test-{name}"))
@@ -36,3 +49,15 @@ def test_commissioning_sequence_as_printed(cluster: Cluster) -> None:
     """make lab: the module's six commands word for word (profiles/slurm), their
     expected failures proven (ERRATA 14, 15), then the fix passing."""
     assert_passed(commissioning())
+
+
+@pytest.fixture(scope="module")
+def side_by_side(cluster: Cluster) -> Iterator[dict[str, Future[Core]]]:
+    with ThreadPoolExecutor(len(SIDE_BY_SIDE)) as pool:
+        yield {name: pool.submit(run) for name, run in SIDE_BY_SIDE.items()}
+
+
+@pytest.mark.parametrize("name", list(SIDE_BY_SIDE))
+def test_resources_side_by_side(side_by_side: dict[str, Future[Core]], name: str) -> None:
+    """Core 6, demo-oom, demo-timeout and demo-partition, all at once."""
+    assert_passed(side_by_side[name].result(timeout=1200))

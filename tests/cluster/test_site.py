@@ -1,6 +1,6 @@
 """The site's shape, seen as its users: partitions with their own nodes and
 limits (a request beyond them refused at sbatch, the right partition taking
-it), count-only GPUs, the account tree, a QOS's per-user limits, multifactor
+it), stand-in GPUs, the account tree, a QOS's per-user limits, multifactor
 priority putting another user's job first, and the SLURM plugin choosing
 partitions and GPUs for rules. Then what a user cannot do about any of it.
 
@@ -240,6 +240,10 @@ def test_the_plugin_sends_each_rule_to_its_partition_with_its_gpus(plugin_run, c
     assert (wf / "results/gres.txt").read_text().split()[-1] == "gpus=0,1"
     assert (rows["bigmem"]["Partition"], rows["bigmem"]["ReqMem"]) == ("bigmem", f"{BIG_MB}M"), rows["bigmem"]
     assert f.node_mem_mb[rows["bigmem"]["NodeList"]] >= BIG_MB
+    # minihpc run's report says where each job ran, and under what limit.
+    assert {j["rule"]: (j["partition"], j["node"]) for j in report["jobs"]} == \
+        {rule: (r["Partition"], r["NodeList"]) for rule, r in rows.items()}, report["jobs"]
+    assert {j["time_limit"] for j in report["jobs"]} == {"00:30:00"}, "profiles/slurm's runtime: 30"
     # The profile's default-resources: every job charged to the lab account.
     assert {r["Account"] for r in rows.values()} == {f.lab_account}, rows
 
