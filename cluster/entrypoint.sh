@@ -67,6 +67,8 @@ CONF
   chown slurm:slurm /etc/slurm/slurmdbd.conf
   install -d -o slurm -g slurm /run/slurmdbd
   wait_for "MariaDB on db:3306" bash -c 'exec 3<>/dev/tcp/db/3306'
+  # A restarted container keeps /run: the marker must be earned again.
+  rm -f /run/minihpc-accounting.done
   slurmdbd -D &
   local pid=$!
   wait_for "slurmdbd to answer" sacctmgr -n list cluster
@@ -77,8 +79,9 @@ CONF
 # The site's accounts, users and QOS (minihpc/site.py, rendered by
 # minihpc.topology); idempotent. The healthcheck waits for the marker.
 register_accounting() {
-  python3 /usr/local/lib/minihpc/accounting.py "$CONF_SRC/accounting.json" >&2
-  touch /run/minihpc-accounting.done
+  # Called under ||, where set -e does not apply: chain, so a failure leaves no marker.
+  python3 /usr/local/lib/minihpc/accounting.py "$CONF_SRC/accounting.json" >&2 &&
+    touch /run/minihpc-accounting.done
 }
 
 run_slurmctld() {
