@@ -1,11 +1,13 @@
 """Two unprivileged users, each in their own account, and what neither can do:
 read the cluster's secrets, reach the NFS backing store, change node state or
 accounting, read or write the other's private files on /shared, or cancel
-the other's jobs. Every check runs as each user, both ways."""
+the other's jobs. Every check runs as each user, both ways. And what the
+containers get beyond Docker's defaults: only what FUSE and memory sampling need."""
 
 from __future__ import annotations
 
 import pytest
+from support import Cluster
 
 from minihpc.cluster import Cluster as Client
 
@@ -90,3 +92,17 @@ def test_the_other_users_jobs_cannot_be_touched(client: Client, pair: tuple[str,
         assert state[:2] == [other, "PENDING"] and state[2] != "1:00", (user, state)
     finally:
         client.sh(f"scancel {job}", user=other)
+
+
+def test_only_the_fuse_clients_get_sys_admin_and_the_fuse_device(cluster: Cluster) -> None:
+    """FUSE needs CAP_SYS_ADMIN and /dev/fuse (login and compute nodes); slurmstepd
+    needs CAP_SYS_PTRACE to sample job memory (compute nodes). Nothing else gets any."""
+    f = cluster.facts
+    for service in ["db", *cluster.slurm_services]:
+        host = cluster.inspect(service)["HostConfig"]
+        caps = {c.removeprefix("CAP_") for c in host["CapAdd"] or []}
+        devices = [d["PathOnHost"] for d in host["Devices"] or []]
+        fuse = service in f.client_nodes
+        assert caps == ({"SYS_ADMIN"} if fuse else set()) | ({"SYS_PTRACE"} if service in f.nodes else set()), \
+            (service, caps)
+        assert devices == (["/dev/fuse"] if fuse else []), (service, devices)
