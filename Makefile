@@ -151,3 +151,44 @@ demo-timeout: ## demo: a job over its runtime (TIMEOUT, DUE TO TIME LIMIT)
 
 demo-partition: ## demo: rules over the default partition's memory and time (sbatch refuses), fixed in a workflow profile
 	$(MINIHPC) demo $@
+
+# Faults, one command each (minihpc fault --help). NODE names a compute node or,
+# for kill/stop/start/restart, any service: make fault-kill NODE=c1, then make fault-start NODE=c1.
+.PHONY: fault-kill fault-stop fault-start fault-restart fault-drain fault-resume fault-cut fault-reconnect \
+	fault-stop-snakemake fault-nfs-eio fault-nfs-clear fault-reboot
+
+fault-kill: ## fault: kill NODE's container at once (a power cut); undo: fault-start
+	$(MINIHPC) fault kill $(NODE)
+
+fault-stop: ## fault: stop NODE's container cleanly (NODE=slurmdbd, db, ...); undo: fault-start
+	$(MINIHPC) fault stop $(NODE)
+
+fault-start: ## start NODE again and wait until it is healthy
+	$(MINIHPC) fault start $(NODE)
+
+fault-restart: ## fault: restart NODE (NODE=slurmctld, slurmdbd, db, login, c1 ...) and wait until healthy
+	$(MINIHPC) fault restart $(NODE)
+
+fault-drain: ## fault: drain compute node NODE in Slurm (REASON=text); undo: fault-resume
+	$(MINIHPC) fault drain $(NODE) $(if $(REASON),--reason '$(REASON)')
+
+fault-resume: ## return drained compute node NODE to service
+	$(MINIHPC) fault resume $(NODE)
+
+fault-cut: ## fault: cut compute node NODE off the network; undo: fault-reconnect
+	$(MINIHPC) fault cut $(NODE)
+
+fault-reconnect: ## reconnect cut compute node NODE and wait until Slurm sees it up
+	$(MINIHPC) fault reconnect $(NODE)
+
+fault-stop-snakemake: ## fault: Ctrl-C every Snakemake on the login node (SIGNAL=TERM or KILL for others)
+	$(MINIHPC) fault stop-snakemake --signal $(or $(SIGNAL),INT)
+
+fault-nfs-eio: ## fault: writes to FAULT_PATH (a glob under /shared) fail with EIO on every node; undo: fault-nfs-clear
+	$(MINIHPC) fault nfs-eio '$(FAULT_PATH)'
+
+fault-nfs-clear: ## drop the shared filesystem's fault rules
+	$(MINIHPC) fault nfs-clear
+
+fault-reboot: ## fault: restart the Docker engine (a host reboot) and wait until every service is healthy
+	$(MINIHPC) fault reboot

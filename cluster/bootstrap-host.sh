@@ -2,6 +2,7 @@
 # Make this host able to run the cluster: a Docker engine, Compose v2 and
 # debootstrap, installed from Debian's packages, and a running dockerd.
 # Idempotent: re-running on a ready host changes nothing.
+# `--restart-engine` restarts the engine instead, as a host reboot would.
 set -euo pipefail
 
 log() { printf 'bootstrap: %s\n' "$*" >&2; }
@@ -84,7 +85,33 @@ start_dockerd() {
   die "dockerd did not answer within ${DOCKERD_WAIT}s"
 }
 
+# As a host reboot does to the cluster: the engine stops (and every container
+# with it) and starts again; containers come back by their restart policy.
+restart_engine() {
+  local pid i
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-system-running >/dev/null 2>&1; then
+    log "restarting the docker engine (systemctl restart docker)"
+    systemctl restart docker
+  else
+    pid=$(cat /var/run/docker.pid 2>/dev/null || pgrep -xo dockerd) || die "no dockerd runs here"
+    log "stopping dockerd (pid $pid)"
+    kill -TERM "$pid"
+    for ((i = 0; i < DOCKERD_WAIT; i++)); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 1
+    done
+    kill -0 "$pid" 2>/dev/null && die "dockerd (pid $pid) did not stop within ${DOCKERD_WAIT}s"
+  fi
+  start_dockerd
+}
+
 main() {
+  if [[ "${1:-}" == --restart-engine ]]; then
+    [[ $(id -u) -eq 0 ]] || die "restarting the docker engine needs root"
+    restart_engine
+    return
+  fi
+  [[ $# -eq 0 ]] || die "unknown argument '$1'; usage: bootstrap-host.sh [--restart-engine]"
   local missing=()
   command -v dockerd >/dev/null || missing+=(docker.io)
   command -v debootstrap >/dev/null || missing+=(debootstrap)

@@ -3,7 +3,9 @@
 
 Ready means: every service's healthcheck passes, `sinfo` lists exactly the
 expected compute nodes and all are idle, and `sacct` answers for the lab user.
-On timeout, name what is not ready and show the last lines of its log.
+With --healthy, only the named services' healthchecks must pass (a service
+back from a fault while jobs keep other nodes busy). On timeout, name what is
+not ready and show the last lines of its log.
 """
 
 from __future__ import annotations
@@ -60,21 +62,43 @@ def problems(nodes: list[str], user: str) -> list[tuple[str, str]]:
     return []
 
 
+# Slurm states of a node that is not answering or not usable (sinfo %t; a
+# trailing * means not responding). A drained node is up: a fault may drain it.
+NOT_UP = ("down", "fail", "failg", "unk", "futr")
+
+
+def unhealthy(services: list[str]) -> list[tuple[str, str]]:
+    """(service, reason) for each named service whose healthcheck fails, or,
+    for a compute node, whom Slurm does not see up yet: Docker's health lags a
+    node cut off and reconnected by its retries."""
+    health = service_health()
+    bad = [(s, health.get(s, "not created")) for s in services if health.get(s) != "healthy"]
+    states = node_states() if not bad else {}
+    return bad + [(n, f"sinfo says {st}") for n, st in states.items()
+                  if n in services and (st.endswith("*") or st in NOT_UP)]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--timeout", type=float, default=180)
     ap.add_argument("--user", default="student")
     ap.add_argument("--started", type=float, default=None, help="epoch seconds bring-up began")
+    ap.add_argument("--healthy", action="store_true", help="wait only for these services' healthchecks")
     ap.add_argument("nodes", nargs="+")
     args = ap.parse_args(argv)
     t0 = args.started or time.time()
     deadline = time.time() + args.timeout
     last = None
     while True:
-        todo = problems(args.nodes, args.user)
+        if args.healthy:
+            todo = unhealthy(args.nodes)
+        else:
+            todo = problems(args.nodes, args.user)
         if not todo:
-            print(f"ready: {len(args.nodes)} idle nodes ({' '.join(args.nodes)}), sacct answers "
-                  f"for {args.user}; bring-up took {time.time() - t0:.0f}s")
+            what = (f"healthy: {' '.join(args.nodes)}; took" if args.healthy else
+                    f"ready: {len(args.nodes)} idle nodes ({' '.join(args.nodes)}), sacct answers for {args.user}; "
+                    "bring-up took")
+            print(f"{what} {time.time() - t0:.0f}s")
             return 0
         summary = ", ".join(f"{s} ({why})" for s, why in todo)
         if summary != last:

@@ -22,7 +22,8 @@ def cli_in_checkout(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.parametrize("args", [["--help"], ["up", "--help"], ["nfs", "set", "--help"], ["scratch", "--help"],
-                                  ["demo", "--help"], ["bench", "--help"], ["destroy", "--help"]])
+                                  ["demo", "--help"], ["bench", "--help"], ["destroy", "--help"],
+                                  ["fault", "--help"]])
 def test_help_works_on_a_bare_python(args: list[str]) -> None:
     r = cli_in_checkout(*args)
     assert r.returncode == 0, r.stderr
@@ -32,7 +33,7 @@ def test_help_works_on_a_bare_python(args: list[str]) -> None:
 def test_every_make_target_has_a_verb() -> None:
     help_text = cli_in_checkout("--help").stdout
     for verb in ("up", "down", "destroy", "status", "shell", "logs", "nfs", "scratch", "lab", "confirm", "core",
-                 "demo", "bench"):
+                 "demo", "bench", "fault"):
         assert f"    {verb} " in help_text, verb
 
 
@@ -47,6 +48,8 @@ def test_every_make_target_has_a_verb() -> None:
     (["demo", "nosuch"], "minihpc: error: no demo 'nosuch'; choose one of unwritable-scratch"),
     (["destroy"], "needs confirmation and there is no terminal to ask; pass --yes"),
     (["frobnicate"], "minihpc: error: argument COMMAND: invalid choice: 'frobnicate'"),
+    (["fault", "melt", "c1"], "minihpc: error: no fault 'melt'; choose one of kill, stop, start"),
+    (["fault", "stop-snakemake", "--signal", "HUP"], "minihpc: error: argument --signal: invalid choice: 'HUP'"),
 ])
 def test_bad_input_is_refused_with_exit_2_and_the_fix(args: list[str], message: str) -> None:
     r = cli_in_checkout(*args)
