@@ -101,7 +101,9 @@ start_nfs() {
   chmod 0700 "$NFS_SERVER"
   # The export is a project space every user may create in (like /tmp).
   install -d -m 1777 "$NFS_SERVER/export"
-  # The control file and the client's statistics are root's alone.
+  # The control file and the client's statistics are root's alone; a restarted
+  # node starts with no statistics or crash record of its earlier life.
+  rm -rf "$NFS_RUN"
   install -d -m 0700 "$NFS_SERVER/control" "$NFS_RUN"
   # Unmounted, /shared must not quietly become a local directory.
   install -d -m 0000 /shared
@@ -126,15 +128,48 @@ nfs_supervise() {
   done
 }
 
+# Scratch as the topology declares it (scratch.env), on every start: Docker
+# re-creates the tmpfs on a restart without its mode= (Engine 20.10), and a
+# restarted node must be indistinguishable from a fresh one: that size, that
+# mode, root's, empty.
+prepare_scratch() {
+  local problem
+  # shellcheck source=/dev/null
+  . "$CONF_SRC/scratch.env" || die "no $CONF_SRC/scratch.env: start the cluster with minihpc up"
+  mountpoint -q "$SCRATCH" || die "no tmpfs at $SCRATCH: login and compute services need the one compose.nodes.yml declares"
+  mount -o remount,size="${SCRATCH_MB}m" "$SCRATCH" || die "cannot size $SCRATCH to ${SCRATCH_MB} MiB"
+  find "$SCRATCH" -mindepth 1 -delete
+  chown root:root "$SCRATCH"
+  chmod "$SCRATCH_MODE" "$SCRATCH"
+  problem=$(minihpc-healthcheck scratch) || die "$problem"
+  log "scratch: $SCRATCH, tmpfs of ${SCRATCH_MB} MiB, mode $SCRATCH_MODE, empty"
+}
+
+# Every user's home as useradd made it in the image; one lost since is made again.
+prepare_homes() {
+  local user uid home
+  while IFS=: read -r user _ uid _ _ home _; do
+    ((uid >= 1000 && uid < 60000)) && [[ ! -d "$home" ]] || continue
+    log "home $home of $user was missing: made again from /etc/skel"
+    cp -a /etc/skel "$home"
+    chown -R "$user:$user" "$home"
+    chmod 0700 "$home"
+  done </etc/passwd
+}
+
 run_slurmd() {
   install -d /var/spool/slurmd
   link_gpus
+  prepare_scratch
+  prepare_homes
   start_nfs
   wait_for "slurmctld to answer" scontrol ping
   exec slurmd -D
 }
 
 run_login() {
+  prepare_scratch
+  prepare_homes
   start_nfs
   wait_for "slurmctld to answer" scontrol ping
   log "login node ready"

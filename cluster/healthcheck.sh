@@ -10,7 +10,33 @@ nfs_ok() {
   fi
 }
 
-case "${1:?usage: minihpc-healthcheck <role>}" in
+# Scratch is what the topology declares (scratch.env): a tmpfs of that size,
+# root's, with that mode. Prints the first thing that is not.
+scratch_ok() {
+  local env=/etc/minihpc/slurm/scratch.env mode owner size
+  # shellcheck source=/dev/null
+  . "$env" 2>/dev/null || { echo "no $env: bring the cluster up with minihpc up"; return 1; }
+  if ! mountpoint -q "$SCRATCH"; then
+    echo "scratch $SCRATCH is not mounted"; return 1
+  fi
+  if [[ $(findmnt -n -o FSTYPE "$SCRATCH") != tmpfs ]]; then
+    echo "scratch $SCRATCH is not a tmpfs"; return 1
+  fi
+  read -r mode owner < <(stat -c '%a %U' "$SCRATCH")
+  size=$(df -m --output=size "$SCRATCH" | tail -n 1 | tr -d ' ')
+  if [[ "$mode" != "$SCRATCH_MODE" ]]; then
+    echo "scratch $SCRATCH has mode $mode, not $SCRATCH_MODE"; return 1
+  fi
+  if [[ "$owner" != root ]]; then
+    echo "scratch $SCRATCH is owned by $owner, not root"; return 1
+  fi
+  if [[ "$size" != "$SCRATCH_MB" ]]; then
+    echo "scratch $SCRATCH is $size MiB, not $SCRATCH_MB"; return 1
+  fi
+}
+
+case "${1:?usage: minihpc-healthcheck <role>|scratch}" in
+  scratch) scratch_ok ;;
   slurmdbd)
     # The site's accounting is applied, and the database answers through slurmdbd.
     [[ -e /run/minihpc-accounting.done ]]
@@ -19,12 +45,14 @@ case "${1:?usage: minihpc-healthcheck <role>}" in
     scontrol ping | grep -q 'is UP' ;;
   slurmd)
     nfs_ok
+    scratch_ok
     pidof slurmd >/dev/null
     # The controller sees this node usable (idle/alloc/mix/completing), not down or drained.
     state=$(sinfo -h -n "$(hostname)" -o %t | head -n1)
     [[ "$state" =~ ^(idle|alloc|mix|comp|plnd)$ ]] ;;
   login)
     nfs_ok
+    scratch_ok
     munge -n | unmunge >/dev/null
     scontrol ping | grep -q 'is UP'
     snakemake --version >/dev/null ;;

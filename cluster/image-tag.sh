@@ -6,5 +6,5 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 # Keep in step with the COPY lines of cluster/Dockerfile.
 inputs=(cluster/Dockerfile cluster/requirements.lock cluster/db-entrypoint.sh
-  cluster/entrypoint.sh cluster/healthcheck.sh cluster/accounting.py nfs/*.py)
+  cluster/entrypoint.sh cluster/healthcheck.sh cluster/nodecheck.sh cluster/accounting.py nfs/*.py)
 sha256sum "${inputs[@]}" | sha256sum | cut -c1-12

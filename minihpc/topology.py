@@ -161,6 +161,10 @@ JobCompType=jobcomp/none
 # The declared node size is trusted; containers see the host's cores.
 SlurmdParameters=config_overrides
 ReturnToService=2
+# A site's node health check (cluster/nodecheck.sh), at slurmd's start and every
+# 15 s: drains a node whose scratch is not what the topology declares.
+HealthCheckProgram=/usr/local/sbin/minihpc-nodecheck
+HealthCheckInterval=15
 SlurmctldTimeout=30
 SlurmdTimeout=30
 InactiveLimit=0
@@ -231,6 +235,7 @@ def render(t: Topology, run_dir: Path, compose_file: Path) -> bool:
     changed = write_if_changed(run_dir / "etc" / "slurm.conf", slurm_conf(t))
     changed |= write_if_changed(run_dir / "etc" / "cgroup.conf", CGROUP_CONF)
     changed |= write_if_changed(run_dir / "etc" / "gres.conf", gres_conf(t))
+    write_if_changed(run_dir / "etc" / "scratch.env", scratch_policy.env_file(t.scratch_mb))
     write_if_changed(run_dir / "etc" / "accounting.json", json.dumps(site.accounting(), indent=1) + "\n")
     nodes = json.dumps(compose_nodes(t, compose_file), indent=2) + "\n"
     changed |= write_if_changed(run_dir / "compose.nodes.yml", nodes)

@@ -21,6 +21,13 @@ def tmpfs(size_mb: int) -> str:
     return f"{MOUNT}:size={size_mb}m,mode={MODE}"
 
 
+def env_file(size_mb: int) -> str:
+    """What the node itself reads (cluster/entrypoint.sh, healthcheck.sh,
+    nodecheck.sh) to make and check its scratch on every start: Docker
+    re-creates the tmpfs on a restart without its mode= (Engine 20.10)."""
+    return f"SCRATCH={MOUNT}\nSCRATCH_MB={size_mb}\nSCRATCH_MODE={MODE}\n"
+
+
 def job_prefix(user: str, job_id: str) -> str:
     """Where job `job_id` of `user` stages its files on its node."""
     return JOB_PREFIX.replace("$USER", user).replace("$SLURM_JOB_ID", job_id)

@@ -13,6 +13,7 @@ from typing import TypeVar
 
 from minihpc.cluster import ROOT_USER
 from minihpc.cluster import Cluster as Client
+from minihpc.course.cores import Core
 from minihpc.facts import Facts
 
 T = TypeVar("T")
@@ -116,3 +117,10 @@ def eventually(fn: Callable[[], T], timeout: float = 60, interval: float = 1.0, 
 
 def q(s: str) -> str:
     return shlex.quote(s)
+
+
+def assert_passed(core: Core) -> None:
+    """A core or demo of the course passed: it checked something, and every check held."""
+    assert core.checks, "a core that checks nothing proves nothing"
+    failed = [f"{c.name}: {c.evidence[:400]}" for c in core.checks if not c.ok]
+    assert not failed, "\n".join(failed)

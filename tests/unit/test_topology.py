@@ -43,6 +43,10 @@ def test_every_node_has_its_own_scratch_of_the_declared_size(tmp_path: Path) -> 
     # A tmpfs per container: private to the node, limited to SCRATCH_MB.
     assert all(s["tmpfs"] == ["/scratch:size=64m,mode=1777"] for s in services.values())
     assert "TmpFS=/scratch\n" in conf and " TmpDisk=64 " in conf
+    # What each node makes and checks on every start (Docker drops mode= on a restart),
+    # and the health check that drains a node whose scratch is not this.
+    assert (tmp_path / "etc/scratch.env").read_text() == "SCRATCH=/scratch\nSCRATCH_MB=64\nSCRATCH_MODE=1777\n"
+    assert "HealthCheckProgram=/usr/local/sbin/minihpc-nodecheck\n" in conf
 
 
 def test_render_reports_change_only_when_values_change(tmp_path: Path) -> None:

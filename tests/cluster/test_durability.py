@@ -1,0 +1,116 @@
+"""Restarts lose nothing a node needs and nothing a user made: a restarted
+node is indistinguishable from a fresh one (scratch, the shared mount, munge,
+homes), a node whose scratch goes wrong is drained until it is right, and the
+cluster's data outlives down/up and a restart of the Docker engine (a host
+reboot), after which the staging lab passes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from support import Cluster, assert_passed, eventually, run_ok
+
+from minihpc import ROOT
+from minihpc.course.confirm import RUNS
+from minihpc.faults import Faults
+from scratch import policy
+
+STAGED = """\
+rule all:
+    input: "results/staged.txt"
+
+rule staged:
+    input: "data/in.txt"
+    output: "results/staged.txt"
+    resources: slurm_extra="--nodelist={node}"
+    shell: "echo {{input}} > {{output}}; hostname >> {{output}}; cat {{input}} >> {{output}}"
+"""
+
+
+def assert_fresh(cluster: Cluster, node: str) -> None:
+    """What a node's first start set up, as the topology declares it."""
+    host, user = cluster.host(node), cluster.lab_user
+    assert run_ok(host, f"stat -c '%a %U %G' {policy.MOUNT}").split() == [policy.MODE, "root", "root"]
+    assert int(run_ok(host, f"df -m --output=size {policy.MOUNT} | tail -n 1")) == cluster.facts.scratch_mb
+    assert run_ok(host, f"find {policy.MOUNT} -mindepth 1") == "", f"{node}: scratch must come back empty"
+    assert host.run(f"mountpoint -q {cluster.facts.shared} && stat -t {cluster.facts.shared}/.").rc == 0
+    assert host.run("munge -n | unmunge").rc == 0, f"{node}: munge"
+    assert run_ok(host, f"stat -c '%U %a' /home/{user}").split() == [user, "700"]
+    role = "login" if node == cluster.facts.login else "slurmd"
+    assert host.run(f"minihpc-healthcheck {role}").rc == 0
+
+
+def test_a_restarted_node_is_a_fresh_one_and_runs_a_staged_job(cluster: Cluster, minihpc, tmp_path: Path) -> None:
+    node, login = cluster.compute_names[-1], cluster.facts.login
+    faults = Faults(cluster.client)
+    for name in (node, login):  # leftovers a restart must not keep
+        run_ok(cluster.as_user(name), f"mkdir -p {policy.MOUNT}/{cluster.lab_user}/old && touch "
+                                      f"{policy.MOUNT}/{cluster.lab_user}/old/f")
+        faults.apply("restart", name)
+        assert_fresh(cluster, name)
+    wf = tmp_path / "wf"
+    (wf / "data").mkdir(parents=True)
+    (wf / "data/in.txt").write_text("staged through scratch\n")
+    (wf / "Snakefile").write_text(STAGED.format(node=node))
+    report = minihpc.run(wf, profile=str(ROOT / "profiles/slurm-staging"), name="test-restarted-staging",
+                         report=tmp_path / "report", fetch=["results/*.txt"])
+    assert report.exit_code == 0, report
+    [job] = report.jobs
+    assert (job.rule, job.node, job.state) == ("staged", node, "COMPLETED")
+    staged_from, ran_on, content = (wf / "results/staged.txt").read_text().splitlines()
+    assert staged_from.startswith(policy.job_prefix(cluster.lab_user, job.job_id) + "/"), staged_from
+    assert (ran_on, content) == (node, "staged through scratch")
+
+
+def test_a_node_whose_scratch_goes_wrong_is_drained_until_it_is_right(cluster: Cluster) -> None:
+    node = cluster.compute_names[0]
+    host, login = cluster.host(node), cluster.host("login")
+
+    def state() -> str:
+        return run_ok(login, f"sinfo -h -n {node} -o '%t|%E' | head -n 1").strip()
+
+    run_ok(host, f"chmod 755 {policy.MOUNT}")
+    try:
+        # slurmd's HealthCheckProgram runs every 15 s.
+        drained = eventually(lambda: state().startswith("drain") and state(), timeout=60, what=f"{node} drained")
+        assert drained.split("|")[1] == f"nodecheck: scratch {policy.MOUNT} has mode 755, not {policy.MODE}"
+        r = host.run("minihpc-healthcheck slurmd")
+        assert r.rc != 0 and "has mode 755" in r.stdout, r
+    finally:
+        run_ok(host, f"chmod {policy.MODE} {policy.MOUNT}")
+    eventually(lambda: state() == "idle|none", timeout=60, what=f"{node} resumed once scratch is right")
+    # An administrator's drain is not the node check's to lift.
+    Faults(cluster.client).apply("drain", node, reason="maintenance")
+    try:
+        run_ok(host, "minihpc-nodecheck")
+        assert state() == "drain|maintenance"
+    finally:
+        Faults(cluster.client).apply("resume", node)
+
+
+@pytest.fixture(scope="module")
+def rebooted(cluster: Cluster) -> dict[str, str]:
+    """Data on /shared and a finished job, then the Docker engine restarted."""
+    user = cluster.as_user("login")
+    mark = f"{cluster.facts.shared}/test-durability/kept.txt"
+    run_ok(user, f"mkdir -p $(dirname {mark}) && head -c 100000 /dev/urandom > {mark}")
+    before = {"sum": run_ok(user, f"sha256sum {mark}").split()[0], "mark": mark,
+              "job": run_ok(user, "sbatch --parsable --wait -o /dev/null --chdir /tmp --wrap true").strip()}
+    Faults(cluster.client).apply("reboot")
+    return before
+
+
+def test_an_engine_restart_keeps_shared_files_accounting_and_job_ids(cluster: Cluster, rebooted) -> None:
+    user = cluster.as_user("login")
+    assert run_ok(user, f"sha256sum {rebooted['mark']}").split()[0] == rebooted["sum"]
+    assert run_ok(user, f"sacct -n -X -P -j {rebooted['job']} -o State").strip() == "COMPLETED"
+    after = run_ok(user, "sbatch --parsable --wait -o /dev/null --chdir /tmp --wrap true").strip()
+    assert int(after) > int(rebooted["job"]), "the controller's state (next job id) must survive"
+    for node in [*cluster.compute_names, cluster.facts.login]:
+        assert_fresh(cluster, node)
+    run_ok(user, f"rm -rf $(dirname {rebooted['mark']})")
+
+
+def test_after_an_engine_restart_the_staging_lab_passes(rebooted) -> None:
+    assert_passed(RUNS["core3-staging"](prefix="test-core3-staging"))
