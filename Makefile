@@ -21,7 +21,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 
 .DEFAULT_GOAL := help
-.PHONY: help bootstrap cluster-up cluster-down destroy status scratch scratch-clean shell logs test test-unit test-action lock lint bench-cluster bench-nfs bench-staging nfs-profiles nfs-profile
+.PHONY: help bootstrap cluster-up cluster-down destroy status scratch scratch-clean shell logs test test-unit test-action lock lint bench-cluster bench-nfs bench-staging bench-faults nfs-profiles nfs-profile
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-24s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -90,6 +90,9 @@ bench-cluster: ## measure cold/warm bring-up and idle memory -> bench/results/cl
 
 bench-staging: ## staged vs direct small-file job on the cluster under NFS profile linux -> bench/results/staging.json
 	$(MINIHPC) bench staging
+
+bench-faults: ## how long each fault takes to heal; a workflow with a node killed vs clean -> bench/results/faults.json
+	$(MINIHPC) bench faults
 
 bench-nfs: ## NFS client vs raw volume, and the small-file slowdown under rtt-5ms -> bench/results/nfs.json
 	$(MINIHPC) bench nfs

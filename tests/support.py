@@ -124,3 +124,24 @@ def assert_passed(core: Core) -> None:
     assert core.checks, "a core that checks nothing proves nothing"
     failed = [f"{c.name}: {c.evidence[:400]}" for c in core.checks if not c.ok]
     assert not failed, "\n".join(failed)
+
+
+def keep(cluster: Cluster, name: str) -> dict[str, str]:
+    """Something a user made that must outlive what the cluster goes through:
+    a file on /shared (its checksum) and a finished job (its id)."""
+    user = cluster.as_user("login")
+    mark = f"{cluster.facts.shared}/test-kept-{name}/kept.bin"
+    run_ok(user, f"mkdir -p $(dirname {mark}) && head -c 100000 /dev/urandom > {mark}")
+    return {"mark": mark, "sum": run_ok(user, f"sha256sum {mark}").split()[0],
+            "job": run_ok(user, "sbatch --parsable --wait -o /dev/null --chdir /tmp --wrap true").strip()}
+
+
+def assert_kept(cluster: Cluster, kept: dict[str, str]) -> None:
+    """The file is unchanged, the job is still in accounting, and job ids
+    continue from the controller's saved state; then the file is removed."""
+    user = cluster.as_user("login")
+    assert run_ok(user, f"sha256sum {kept['mark']}").split()[0] == kept["sum"]
+    assert run_ok(user, f"sacct -n -X -P -j {kept['job']} -o State").strip() == "COMPLETED"
+    after = run_ok(user, "sbatch --parsable --wait -o /dev/null --chdir /tmp --wrap true").strip()
+    assert int(after) > int(kept["job"]), "the controller's state (next job id) must survive"
+    run_ok(user, f"rm -rf $(dirname {kept['mark']})")

@@ -6,10 +6,12 @@ reboot), after which the staging lab passes."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from support import Cluster, assert_passed, eventually, run_ok
+from support import Cluster, assert_kept, assert_passed, eventually, keep, run_ok
 
 from minihpc import ROOT
 from minihpc.course.confirm import RUNS
@@ -92,24 +94,24 @@ def test_a_node_whose_scratch_goes_wrong_is_drained_until_it_is_right(cluster: C
 @pytest.fixture(scope="module")
 def rebooted(cluster: Cluster) -> dict[str, str]:
     """Data on /shared and a finished job, then the Docker engine restarted."""
-    user = cluster.as_user("login")
-    mark = f"{cluster.facts.shared}/test-durability/kept.txt"
-    run_ok(user, f"mkdir -p $(dirname {mark}) && head -c 100000 /dev/urandom > {mark}")
-    before = {"sum": run_ok(user, f"sha256sum {mark}").split()[0], "mark": mark,
-              "job": run_ok(user, "sbatch --parsable --wait -o /dev/null --chdir /tmp --wrap true").strip()}
+    kept = keep(cluster, "reboot")
     Faults(cluster.client).apply("reboot")
-    return before
+    return kept
 
 
 def test_an_engine_restart_keeps_shared_files_accounting_and_job_ids(cluster: Cluster, rebooted) -> None:
-    user = cluster.as_user("login")
-    assert run_ok(user, f"sha256sum {rebooted['mark']}").split()[0] == rebooted["sum"]
-    assert run_ok(user, f"sacct -n -X -P -j {rebooted['job']} -o State").strip() == "COMPLETED"
-    after = run_ok(user, "sbatch --parsable --wait -o /dev/null --chdir /tmp --wrap true").strip()
-    assert int(after) > int(rebooted["job"]), "the controller's state (next job id) must survive"
+    assert_kept(cluster, rebooted)
     for node in [*cluster.compute_names, cluster.facts.login]:
         assert_fresh(cluster, node)
-    run_ok(user, f"rm -rf $(dirname {rebooted['mark']})")
+
+
+def test_down_then_up_keeps_shared_files_accounting_and_job_ids(cluster: Cluster) -> None:
+    kept = keep(cluster, "down-up")
+    for verb in ("down", "up"):
+        r = subprocess.run([sys.executable, "-m", "minihpc", verb], cwd=ROOT, capture_output=True, text=True,
+                           stdin=subprocess.DEVNULL, timeout=600, check=False)
+        assert r.returncode == 0, r.stdout + r.stderr
+    assert_kept(cluster, kept)
 
 
 def test_after_an_engine_restart_the_staging_lab_passes(rebooted) -> None:

@@ -1,11 +1,12 @@
-"""Changing NODES on a running cluster reconciles it, both ways."""
+"""Changing NODES on a running cluster reconciles it, both ways, and keeps
+what users made (files on /shared, accounting, job ids)."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 
-from support import Cluster, run_ok
+from support import Cluster, assert_kept, keep, run_ok
 
 
 def _cluster_up(cluster: Cluster, nodes: int) -> subprocess.CompletedProcess[str]:
@@ -22,6 +23,7 @@ def _idle_nodes(cluster: Cluster) -> list[str]:
 
 def test_scale_up_to_three_and_back(cluster: Cluster) -> None:
     start = cluster.nodes
+    kept = keep(cluster, "resize")
     try:
         r = _cluster_up(cluster, start + 1)
         assert r.returncode == 0, r.stdout + r.stderr
@@ -37,3 +39,4 @@ def test_scale_up_to_three_and_back(cluster: Cluster) -> None:
                            "--filter", f"label=com.docker.compose.service=c{start + 1}"],
                           capture_output=True, text=True, check=True)
     assert gone.stdout.strip() == ""
+    assert_kept(cluster, kept)

@@ -1,0 +1,70 @@
+"""Every knob, name and path is checked before anything starts: a bad one is
+refused with exit 2 and one line naming it, what is allowed and the fix, and
+the running cluster is left exactly as it was (the same containers, started
+at the same time, and the same files on /shared)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from support import Cluster, run_ok
+
+from minihpc import ROOT
+
+
+def containers() -> list[str]:
+    ids = subprocess.run(["docker", "ps", "-aq", "--filter", "label=com.docker.compose.project=minihpc"],
+                         capture_output=True, text=True, check=True).stdout.split()
+    return sorted(subprocess.run(["docker", "inspect", "-f", "{{.Name}} {{.Id}} {{.State.StartedAt}}", *ids],
+                                 capture_output=True, text=True, check=True).stdout.splitlines())
+
+
+def shared_sum(cluster: Cluster) -> str:
+    """Every path, size, mode and mtime under /shared, hashed (read as root on the login node)."""
+    return run_ok(cluster.host("login"), f"cd {cluster.facts.shared} && find . -printf '%p %s %m %T@\\n' | sort | "
+                                         "sha256sum").split()[0]
+
+
+CASES = [  # (environment, arguments, what stderr says)
+    ({"NODES": "0"}, ["up"], "NODES=0 is out of range; allowed 1 to 16 (e.g. NODES=2)"),
+    ({"NODES": "two"}, ["up"], "NODES='two' is not a whole number; use e.g. NODES=2"),
+    ({"NODE_CPUS": "0"}, ["up"], "NODE_CPUS=0 is out of range; allowed 1 to"),
+    ({"NODE_MEM_MB": "100"}, ["up"], "NODE_MEM_MB=100 is out of range; allowed"),
+    ({"BIGMEM_MB": "2500"}, ["up"], "BIGMEM_MB=2500 is not above NODE_MEM_MB=3000"),
+    ({"GPUS": "99"}, ["up"], "GPUS=99 is out of range; allowed 0 to 16"),
+    ({"SCRATCH_MB": "1"}, ["up"], "SCRATCH_MB=1 is out of range; allowed 16 to 65536"),
+    ({"READY_TIMEOUT": "soon"}, ["up"], "READY_TIMEOUT='soon' is not a whole number; use e.g. READY_TIMEOUT=180"),
+    ({"READY_TIMEOUT": "3"}, ["up"], "--timeout 3 is too short; give the cluster at least 10 s"),
+    ({"NFS_PROFILE": "fast"}, ["up"], "no NFS profile 'fast'; choose one of: off, linux"),
+    ({}, ["nfs", "set", "nope"], "no NFS profile 'nope'; choose one of: off"),
+    ({}, ["nfs", "set", "off", "--set", "delay"], "--set 'delay': use key=value, e.g. --set delay=5"),
+    ({}, ["nfs", "set", "off", "--set", "speed=9"], "unknown profile setting 'speed'; settable: acdirmax"),
+    ({}, ["nfs", "set", "off", "--fault", "EBOGUS:op=read"], "fault error 'EBOGUS' is not one of EIO"),
+    ({}, ["nfs", "set", "off", "--fault", "EIO:op=fly,count=1"], "fault op 'fly'"),
+    ({}, ["core", "9"], "no core '9'; choose one of 1, 2, 3-latency"),
+    ({}, ["demo", "demo-nothing"], "no demo 'demo-nothing'"),
+    ({}, ["fault", "melt", "c1"], "no fault 'melt'; choose one of kill"),
+    ({}, ["fault", "kill", "c9"], "'c9' is not a service of this cluster"),
+    ({}, ["fault", "cut", "login"], "'login' is not a node of this cluster"),
+    ({}, ["fault", "nfs-eio", "/etc/passwd"], "fault nfs-eio needs a path under /shared"),
+    ({}, ["scratch", "c9"], "no node c9; this cluster has login c1"),
+    ({}, ["run", "/nonexistent/workflow"], "/nonexistent/workflow is not a directory"),
+    ({}, ["destroy"], "needs confirmation and there is no terminal to ask; pass --yes"),
+]
+
+
+@pytest.mark.parametrize(("env", "args", "message"), CASES, ids=[" ".join([*(f"{k}={v}" for k, v in e.items()), *a])
+                                                               for e, a, _ in CASES])
+def test_bad_input_is_refused_and_changes_nothing(cluster: Cluster, env: dict[str, str], args: list[str],
+                                                  message: str) -> None:
+    before = (containers(), shared_sum(cluster))
+    r = subprocess.run([sys.executable, "-m", "minihpc", *args], cwd=ROOT, env={**os.environ, **env},
+                       capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120, check=False)
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert lines[-1].startswith("minihpc: error: ") and message in lines[-1], r.stderr
+    assert "Traceback" not in r.stderr
+    assert (containers(), shared_sum(cluster)) == before, "a refused command changed the cluster"
