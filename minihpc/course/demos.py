@@ -17,7 +17,7 @@ from minihpc.course.cores import LAG, LAG_TARGET, SLURM, Core, fresh, short_wait
 from minihpc.course.labctl import LAB_USER, Lab, cluster, compute_nodes, node_sh, now_stamp, set_nfs_profile
 from minihpc.course.resources import MEM, TIME, run_rule, sacct_of
 from minihpc.course.staging import COMPLETE, INPUT, STAGING, TARGET, job_prefix, shard_log
-from minihpc.errors import MinihpcError
+from minihpc.errors import BadInput
 from minihpc.facts import SCRATCH
 
 
@@ -227,7 +227,7 @@ def timeout(prefix: str = "demo") -> Core:
 
 
 BIG, LONG = "results/partition/big_join.txt", "results/partition/long_haul.txt"
-BIG_MB = 4000  # big_join's mem_mb in lab/Snakefile
+BIG_MB = 4000  # big_join's mem_mb in lab/Snakefile (the tests read it here)
 PARTITIONS_PROFILE = "--workflow-profile profiles/lab-partitions"
 
 
@@ -235,7 +235,7 @@ def partition(prefix: str = "demo") -> Core:
     """Rules asking for more memory, or more time, than the default partition allows."""
     f = cluster().facts
     if not f.mem_mb < BIG_MB <= max(f.node_mem_mb.values()):
-        raise MinihpcError(f"demo-partition needs standard nodes below {BIG_MB} MiB and a bigmem node with at least "
+        raise BadInput(f"demo-partition needs standard nodes below {BIG_MB} MiB and a bigmem node with at least "
                            f"that (this cluster: NODE_MEM_MB={f.mem_mb}, bigmem {max(f.node_mem_mb.values())})",
                            "bring it up with the default sizes: minihpc up --mem-mb 3000 --bigmem-mb 6000")
     c, lab = fresh("demo", f"{prefix}-partition")

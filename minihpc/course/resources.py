@@ -45,10 +45,9 @@ def by_rule(lab: Lab, since: str) -> dict[str, list[dict[str, str]]]:
 
 @dataclass
 class RuleRun:
-    """One Snakemake run through SLURM for one rule: when it started (for
-    sacct), the run, the rule's allocations in order and its SLURM logs."""
+    """One Snakemake run through SLURM for one rule: the run, the rule's
+    allocations in order and its SLURM logs."""
 
-    since: str
     run: Result
     jobs: list[dict[str, str]]
     log: Result
@@ -57,7 +56,7 @@ class RuleRun:
 def run_rule(lab: Lab, rule: str, args: str) -> RuleRun:
     since = now_stamp(lab)
     run = lab.snakemake(f"{SLURM} {args}")
-    return RuleRun(since, run, by_rule(lab, since).get(rule, []), lab.sh(f"cat logs/slurm/rule_{rule}/*.log"))
+    return RuleRun(run, by_rule(lab, since).get(rule, []), lab.sh(f"cat logs/slurm/rule_{rule}/*.log"))
 
 
 def sacct_of(lab: Lab, jobs: list[dict[str, str]], fields: str) -> Result:

@@ -21,12 +21,12 @@ from support import eventually
 from minihpc import site
 from minihpc.cluster import Cluster as Client
 from minihpc.cluster import parse_sacct
+from minihpc.course.demos import BIG_MB
 from minihpc.facts import Facts
 from minihpc.topology import GPU_DEVICE, Topology
 
 ROOT = Path(__file__).resolve().parents[2]
 DIR = "/shared/test-site"
-BIG_MB = 4000
 
 
 def topology(f: Facts) -> Topology:
