@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from minihpc.cluster import ROOT_USER
+from minihpc.cluster import ROOT_USER, parse_sacct
 from minihpc.cluster import Cluster as Client
 from minihpc.course.cores import Core
 from minihpc.facts import Facts
@@ -145,3 +145,22 @@ def assert_kept(cluster: Cluster, kept: dict[str, str]) -> None:
     after = run_ok(user, "sbatch --parsable --wait -o /dev/null --chdir /tmp --wrap true").strip()
     assert int(after) > int(kept["job"]), "the controller's state (next job id) must survive"
     run_ok(user, f"rm -rf $(dirname {kept['mark']})")
+
+
+def job_rows(client: Client, job_id: str, fields: tuple[str, ...]) -> dict[str, dict[str, str]]:
+    """sacct's rows of a job and its steps, by JobID (the fields always include JobID and State)."""
+    fields = ("JobID", "State", *[f for f in fields if f not in ("JobID", "State")])
+    r = client.sh(f"sacct -n -P -j {job_id} -o {','.join(fields)}")
+    # Only sacct's own rows: a warning on stderr is not one.
+    rows = "\n".join(line for line in r.out.splitlines() if line.count("|") == len(fields) - 1)
+    return {row["JobID"]: row for row in parse_sacct(rows, fields)}
+
+
+def ended(client: Client, job_id: str, fields: tuple[str, ...] = (), timeout: float = 120
+          ) -> dict[str, dict[str, str]]:
+    """job_rows() once the job is neither pending nor running."""
+    def done() -> dict[str, dict[str, str]] | None:
+        rows = job_rows(client, job_id, fields)
+        state = rows.get(job_id, {}).get("State", "")
+        return rows if state not in ("", "PENDING", "RUNNING", "COMPLETING") else None
+    return eventually(done, timeout=timeout, interval=2, what=f"job {job_id} to end")

@@ -13,7 +13,7 @@ import shlex
 from dataclasses import dataclass
 
 import pytest
-from support import Cluster, eventually, run_ok
+from support import Cluster, ended, run_ok
 
 from minihpc import site
 from minihpc.cluster import Cluster as Client
@@ -44,17 +44,9 @@ def submit(client: Client, name: str, sbatch: str, cmd: str) -> Probe:
     return Probe(r.out.strip().splitlines()[-1], log)
 
 
-def rows(client: Client, probe: Probe) -> dict[str, dict[str, str]]:
-    """sacct's rows of the job and its steps, by JobID."""
-    r = client.sh(f"sacct -n -P -j {probe.job} -o {','.join(FIELDS)}")
-    return {row["JobID"]: row for row in (dict(zip(FIELDS, line.split("|"), strict=True))
-                                           for line in r.out.splitlines() if line.count("|") == len(FIELDS) - 1)}
-
-
 def finished(client: Client, probe: Probe, timeout: float = 240) -> dict[str, dict[str, str]]:
-    return eventually(lambda: (lambda r: r if r.get(probe.job, {}).get("State", "RUNNING")
-                               not in ("RUNNING", "PENDING", "COMPLETING", "") else None)(rows(client, probe)),
-                      timeout=timeout, interval=2, what=f"job {probe.job} to end")
+    """sacct's rows of the probe's job and its steps, by JobID, once it has ended."""
+    return ended(client, probe.job, FIELDS, timeout=timeout)
 
 
 def kib(value: str) -> float:

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import eventually
+from support import ended, eventually
 
 from minihpc import site
 from minihpc.cluster import Cluster as Client
@@ -38,19 +38,6 @@ def sbatch(client: Client, args: str, cmd: str = "true", user: str | None = None
     """(rc, output) of `sbatch --parsable`; the output is the job id on success."""
     r = client.sh(f"sbatch --parsable -o /dev/null {args} --wrap '{cmd}'", user=user, workdir="/tmp")
     return r.rc, r.out.strip()
-
-
-def job(client: Client, job_id: str, fields: tuple[str, ...]) -> dict[str, str]:
-    r = client.sh(f"sacct -n -P -X -j {job_id} -o {','.join(fields)}")
-    rows = parse_sacct(r.out, fields)
-    return rows[0] if rows else {}
-
-
-def ended(client: Client, job_id: str, fields: tuple[str, ...] = ("State",)) -> dict[str, str]:
-    fields = ("State", *[f for f in fields if f != "State"])
-    return eventually(lambda: (lambda r: r if r.get("State") not in (None, "", "PENDING", "RUNNING", "COMPLETING")
-                               else None)(job(client, job_id, fields)), timeout=120, interval=2,
-                      what=f"job {job_id} to end")
 
 
 def queue(client: Client) -> dict[str, tuple[str, str, str]]:
@@ -89,7 +76,7 @@ def test_memory_beyond_the_default_partition_is_refused_and_bigmem_takes_it(clie
     assert rc != 0 and "Memory required by task is not available" in out, out
     rc, out = sbatch(client, f"-p bigmem --mem={BIG_MB}", "hostname")
     assert rc == 0, out
-    row = ended(client, out, ("Partition", "NodeList", "ReqMem"))
+    row = ended(client, out, ("Partition", "NodeList", "ReqMem"))[out]
     assert (row["State"], row["Partition"], row["ReqMem"]) == ("COMPLETED", "bigmem", f"{BIG_MB}M"), row
     assert client.facts.node_mem_mb[row["NodeList"]] >= BIG_MB, row
 
@@ -99,7 +86,7 @@ def test_time_beyond_the_default_partition_is_refused_and_long_takes_it(client: 
     assert rc != 0 and "Requested time limit is invalid (missing or exceeds some limit)" in out, out
     rc, out = sbatch(client, "-p long -t 5:00:00")
     assert rc == 0, out
-    row = ended(client, out, ("Partition", "Timelimit"))
+    row = ended(client, out, ("Partition", "Timelimit"))[out]
     assert (row["State"], row["Partition"], row["Timelimit"]) == ("COMPLETED", "long", "05:00:00"), row
 
 
@@ -110,7 +97,7 @@ def test_gpus_are_scheduled_and_accounted(client: Client) -> None:
     assert r.rc == 0 and r.out.split() == [node, "0"], r.out
     rc, out = sbatch(client, f"-p gpu --gpus={count}", "echo $CUDA_VISIBLE_DEVICES")
     assert rc == 0, out
-    row = ended(client, out, ("AllocTRES",))
+    row = ended(client, out, ("AllocTRES",))[out]
     assert f"gres/gpu={count}" in row["AllocTRES"], row
     rc, out = sbatch(client, f"-p gpu --gpus={count + 1}")
     assert rc != 0 and "Requested node configuration is not available" in out, out
@@ -173,7 +160,7 @@ def test_another_users_higher_priority_job_goes_first(client: Client) -> None:
     assert int(prio[mine]["qos"]) == 0, prio
     assert int(prio[theirs]["priority"]) > int(prio[mine]["priority"]), prio
     client.sh(f"scancel {blocker}", user=f.other_user)
-    done = {j: ended(client, j, ("Start", "End")) for j in (mine, theirs)}
+    done = {j: ended(client, j, ("Start", "End"))[j] for j in (mine, theirs)}
     assert done[theirs]["State"] == done[mine]["State"] == "COMPLETED", done
     assert done[theirs]["End"] <= done[mine]["Start"], f"theirs ran first: {done}"
 
