@@ -116,3 +116,21 @@ def test_down_then_up_keeps_shared_files_accounting_and_job_ids(cluster: Cluster
 
 def test_after_an_engine_restart_the_staging_lab_passes(rebooted) -> None:
     assert_passed(RUNS["core3-staging"](prefix="test-core3-staging"))
+
+
+def test_a_user_cannot_break_scratch_or_drive_the_node_check(cluster: Cluster) -> None:
+    """As the lab user: scratch's mode is not theirs to change, their files in
+    it do not make it wrong, and running the node check themselves drains
+    nothing."""
+    node = cluster.compute_names[0]
+    user, login = cluster.as_user(node), cluster.host("login")
+    assert user.run(f"chmod 755 {policy.MOUNT}").rc != 0
+    run_ok(user, f"mkdir -p {policy.MOUNT}/{cluster.lab_user}/x && head -c 1000000 /dev/zero "
+                 f"> {policy.MOUNT}/{cluster.lab_user}/x/f")
+    try:
+        assert user.run("minihpc-healthcheck scratch").rc == 0, "a user's files leave scratch as declared"
+        r = user.run(f"minihpc-nodecheck; scontrol update nodename={node} state=drain reason=mine")
+        assert "Invalid user" in r.stderr or "Access/permission denied" in r.stderr, r
+        assert run_ok(login, f"sinfo -h -n {node} -o %t").split()[0] == "idle"
+    finally:
+        run_ok(user, f"rm -rf {policy.MOUNT}/{cluster.lab_user}/x")

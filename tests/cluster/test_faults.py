@@ -220,7 +220,7 @@ def test_the_database_down_across_a_status_check_loses_the_run_until_stopped_and
     faults, user = Faults(cluster.client), cluster.as_user("login")
     log = io.StringIO()
     p = plan(str(WORKFLOW), None, "test-faults-db", str(tmp_path / "r1"), [], [], True,
-             ["--verbose", "--config", "parts=2", "seconds=20"])
+             ["--verbose", "--config", "parts=2", "seconds=5"])
     with ThreadPoolExecutor(1) as pool:
         run = pool.submit(execute, p, cluster.client, log)
         jobs = eventually(lambda: len(q := queued(cluster)) == 2 and q, timeout=120, what="both jobs queued")
