@@ -2,15 +2,14 @@
 each undone by another (kill/stop by start, drain by resume, cut by reconnect,
 nfs-eio by nfs-clear); restart and reboot undo themselves.
 
-Only this module (besides the transport) knows that nodes are containers: the
-container faults go through `docker compose` and `docker network`, the Slurm
-and NFS ones through the cluster client. Every target is checked against the
+The container faults (kill, stop, start, restart, cut, reconnect) act through
+the transport's Compose and docker calls (minihpc.transport), the Slurm and
+NFS ones through the cluster client. Every target is checked against the
 cluster's facts before anything is touched.
 """
 
 from __future__ import annotations
 
-import json
 import shlex
 import subprocess
 import sys
@@ -22,8 +21,8 @@ from minihpc import ROOT
 from minihpc.cluster import Cluster, Result
 from minihpc.errors import BadInput, MinihpcError
 from minihpc.facts import Facts
+from minihpc.transport import compose, container, docker, networks
 
-COMPOSE = str(ROOT / "cluster/compose.sh")
 READY = ROOT / "cluster/ready.py"
 # How long a service may take to be healthy again after start, restart or reboot.
 RECOVERY_TIMEOUT = 240
@@ -84,40 +83,12 @@ def check_target(facts: Facts, fault: Fault, target: str | None) -> None:
         raise BadInput(f"fault {fault.name} takes no target, got {target!r}", f"run: minihpc fault {fault.name}")
 
 
-def compose(*args: str, timeout: float = 120) -> str:
-    r = subprocess.run([COMPOSE, *args], capture_output=True, text=True, check=False, timeout=timeout,
-                       stdin=subprocess.DEVNULL)
-    if r.returncode != 0:
-        raise MinihpcError(f"docker compose {' '.join(args)} failed: {r.stderr.strip()[-400:]}",
-                           "see minihpc status")
-    return r.stdout
-
-
-def docker(*args: str) -> str:
-    r = subprocess.run(["docker", *args], capture_output=True, text=True, check=False, timeout=120,
-                       stdin=subprocess.DEVNULL)
-    if r.returncode != 0:
-        raise MinihpcError(f"docker {' '.join(args)} failed: {r.stderr.strip()[-400:]}", "see minihpc status")
-    return r.stdout
-
-
-def container(service: str) -> str:
-    cid = compose("ps", "-q", "--all", service).strip()
-    if not cid:
-        raise MinihpcError(f"{service} has no container", "bring the cluster up first: minihpc up")
-    return cid
-
-
 def wait_healthy(services: list[str], timeout: float = RECOVERY_TIMEOUT) -> None:
     """Return once every service's healthcheck passes (cluster/ready.py --healthy)."""
     r = subprocess.run([sys.executable, str(READY), "--healthy", "--timeout", str(timeout), *services],
                        check=False, stdin=subprocess.DEVNULL)
     if r.returncode != 0:
         raise MinihpcError(f"{', '.join(services)} not healthy within {timeout:.0f} s", "see the log lines above")
-
-
-def networks(cid: str) -> list[str]:
-    return list(json.loads(docker("inspect", "-f", "{{json .NetworkSettings.Networks}}", cid)))
 
 
 class Faults:

@@ -7,10 +7,9 @@ import subprocess
 import sys
 from collections.abc import Mapping
 
-from minihpc import ROOT, RUN_DIR
+from minihpc import RUN_DIR
 from minihpc.errors import BadInput, MinihpcError
-
-COMPOSE = str(ROOT / "cluster/compose.sh")
+from minihpc.transport import COMPOSE
 
 
 def _require_state() -> None:
