@@ -69,6 +69,12 @@ class Topology:
                                 f"must have more memory than the others (e.g. BIGMEM_MB={2 * t.mem_mb})")
         return t
 
+    @classmethod
+    def from_facts(cls, f: Facts) -> Topology:
+        """The topology a running cluster was rendered from (its cluster.json)."""
+        return cls(nodes=len(f.nodes), cpus=f.cpus, mem_mb=f.mem_mb, scratch_mb=f.scratch_mb,
+                   bigmem_mb=max(f.node_mem_mb.values()), gpus=max(f.gpus.values(), default=0))
+
     @property
     def names(self) -> list[str]:
         return [f"c{i}" for i in range(1, self.nodes + 1)]
@@ -110,8 +116,19 @@ ACCT_GATHER_S = 2
 CONTAINER_HEADROOM_MB = 1024
 
 
-def slurm_conf(t: Topology) -> str:
+# Many short jobs, as Slurm's high-throughput guide tunes for them (measured
+# by bench/throughput.py, which also renders the untuned file to compare).
+# An Epilog makes slurmd report each job's end with an epilog-complete
+# message, on which slurmctld schedules at once; without one, the freed CPUs
+# wait for the next pass of slurmctld's background loop (batch_sched_delay, 3 s).
+THROUGHPUT = {
+    "Epilog": "/usr/local/sbin/minihpc-epilog",
+}
+
+
+def slurm_conf(t: Topology, tuned: bool = True) -> str:
     nodes = "\n".join(t.node_line(n) for n in t.names)
+    throughput = "\n".join(f"{k}={v}" for k, v in THROUGHPUT.items()) if tuned else "# untuned (bench/throughput.py)"
     parts = "\n".join(p.conf() for p in site.partitions(t))
     priority = "\n".join(f"{k}={v}" for k, v in site.PRIORITY.items())
     return f"""\
@@ -147,6 +164,7 @@ MailProg=/bin/true
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 SchedulerType=sched/backfill
+{throughput}
 # Accounting through slurmdbd: the Snakemake plugin polls sacct and validates
 # the account with sacctmgr; the comment carries rule_<name>.
 AccountingStorageType=accounting_storage/slurmdbd

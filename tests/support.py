@@ -65,6 +65,10 @@ class Cluster:
     def as_user(self, service: str = "login") -> Node:
         return self.host(service, self.lab_user)
 
+    def logs(self, service: str, since: str = "10m") -> str:
+        """The service's container log (what `minihpc logs SERVICE` shows)."""
+        return self.compose("logs", "--no-color", "--since", since, service).stdout
+
     def inspect(self, service: str) -> dict:
         out = subprocess.run(["docker", "inspect", self.container(service)], capture_output=True,
                              text=True, check=True).stdout

@@ -65,12 +65,13 @@ class Lab:
         return self.sh(f"snakemake {args}", timeout=timeout)
 
     def reset(self) -> None:
-        """A clean lab: the workflow and the profiles, nothing else."""
+        """A clean lab: the workflows and the profiles, nothing else."""
         def pycache(rel: str) -> bool:
             return "__pycache__" in rel
         r = cluster().put(self.workdir, [(ROOT / "lab/Snakefile", "Snakefile", None),
                                          (ROOT / "lab/scripts", "scripts", pycache),
                                          (ROOT / "lab/workflow", "workflow", pycache),
+                                         (ROOT / "lab/pressure", "pressure", pycache),
                                          (ROOT / "profiles", "profiles", pycache)], fresh=True)
         if r.rc != 0:
             raise RuntimeError(f"could not lay out {self.workdir}: {r.out}")

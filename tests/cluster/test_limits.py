@@ -1,7 +1,8 @@
 """What a site enforces, enforced here, seen as the lab user: memory sampled
 for every step and a step over its request killed; a job without --mem given
 DefMemPerCPU, not the node; the partition's default and maximum time; a
-runtime limit ending in TIMEOUT; the containers' memory above RealMemory.
+runtime limit ending in TIMEOUT; the containers' memory above RealMemory;
+the epilog killing what a job left running, and nothing of anyone else's.
 
 The probe jobs are submitted together once (the module's fixture) so the
 slow ones (the TIMEOUT takes over a minute) run side by side."""
@@ -13,7 +14,7 @@ import shlex
 from dataclasses import dataclass
 
 import pytest
-from support import Cluster, ended, run_ok
+from support import Cluster, ended, eventually, run_ok
 
 from minihpc import site
 from minihpc.cluster import Cluster as Client
@@ -28,6 +29,8 @@ b[::4096] = b"x" * len(b[::4096])
 print("holding", flush=True)
 time.sleep(int(sys.argv[2]))
 """
+# How long the stray processes of the `strays` probe would live without the epilog.
+STRAY_S = 517
 FIELDS = ("JobID", "State", "ExitCode", "ReqMem", "MaxRSS", "AveRSS", "Timelimit", "Elapsed")
 
 
@@ -65,6 +68,10 @@ def probes(client: Client) -> dict[str, Probe]:
         "steps": submit(client, "steps", "--mem=600M", "python3 hold.py 200 6 && srun python3 hold.py 200 6"),
         "nomem": submit(client, "nomem", "-c 1", "sleep 2"),
         "timeout": submit(client, "timeout", "--mem=100M -t 1", "sleep 600"),
+        # Daemonised twice over: re-parented, out of proctrack/linuxproc's sight.
+        "strays": submit(client, "strays", f"--mem=100M -w {client.facts.nodes[0]}",
+                         f"setsid sleep {STRAY_S} </dev/null >/dev/null 2>&1 & "
+                         f"nohup sleep {STRAY_S + 1} >/dev/null 2>&1 & sleep 1"),
     }
 
 
@@ -124,3 +131,40 @@ def test_containers_memory_sits_above_real_memory(cluster: Cluster) -> None:
         limit = cluster.inspect(node)["HostConfig"]["Memory"]
         assert limit == (int(declared[node]) + CONTAINER_HEADROOM_MB) * 2**20, (node, limit, declared[node])
 
+
+
+def test_the_epilog_kills_what_a_job_left_running(cluster: Cluster, client: Client,
+                                                   probes: dict[str, Probe]) -> None:
+    p = probes["strays"]
+    node = client.facts.nodes[0]
+    assert finished(client, p)[p.job]["State"] == "COMPLETED"
+    # The epilog runs after the job's end is recorded: allow it a moment.
+    eventually(lambda: client.root(f"pgrep -u {client.facts.lab_user} -f 'sleep {STRAY_S}'", node=node).rc == 1,
+               timeout=30, what="the epilog to kill the job's strays")
+    log = cluster.logs(node)
+    assert f"epilog: job {p.job}: killed 2 process(es) it left behind" in log, log[-2000:]
+
+
+def test_the_epilog_spares_other_users_and_other_jobs(client: Client) -> None:
+    """Run by hand as the lab user, the epilog can signal nothing of another
+    user's (its kill is the user's own); run for a job, it spares processes of
+    the same user that belong to no job or to another job."""
+    f, node = client.facts, client.facts.nodes[0]
+    theirs = f"env SLURM_JOB_ID=424242 setsid sleep {STRAY_S + 2} </dev/null >/dev/null 2>&1 & echo started"
+    mine = f"env SLURM_JOB_ID=424243 setsid sleep {STRAY_S + 3} </dev/null >/dev/null 2>&1 & echo started"
+    try:
+        assert "started" in client.sh(theirs, node=node, user=f.other_user).out
+        assert "started" in client.sh(mine, node=node).out
+        as_user = client.sh(f"SLURM_JOB_ID=424242 SLURM_JOB_UID={f.other_uid} /usr/local/sbin/minihpc-epilog",
+                            node=node)
+        assert as_user.rc == 0, as_user.out
+        assert client.root(f"pgrep -u {f.other_user} -f 'sleep {STRAY_S + 2}'", node=node).rc == 0, \
+            "the lab user's epilog run must not kill another user's process"
+        # As Slurm runs it (root) for a job of the lab user's that is not 424243.
+        for_job = client.root(f"SLURM_JOB_ID=424244 SLURM_JOB_UID={f.lab_uid} /usr/local/sbin/minihpc-epilog",
+                              node=node)
+        assert for_job.rc == 0, for_job.out
+        assert client.root(f"pgrep -u {f.lab_user} -f 'sleep {STRAY_S + 3}'", node=node).rc == 0, \
+            "the epilog of one job must not kill another job's process"
+    finally:
+        client.root(f"pkill -f 'sleep {STRAY_S + 2}'; pkill -f 'sleep {STRAY_S + 3}'; true", node=node)

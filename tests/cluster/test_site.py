@@ -22,16 +22,10 @@ from minihpc import site
 from minihpc.cluster import Cluster as Client
 from minihpc.cluster import parse_sacct
 from minihpc.course.demos import BIG_MB
-from minihpc.facts import Facts
 from minihpc.topology import GPU_DEVICE, Topology
 
 ROOT = Path(__file__).resolve().parents[2]
 DIR = "/shared/test-site"
-
-
-def topology(f: Facts) -> Topology:
-    return Topology(nodes=len(f.nodes), cpus=f.cpus, mem_mb=f.mem_mb, scratch_mb=f.scratch_mb,
-                    bigmem_mb=max(f.node_mem_mb.values()), gpus=max(f.gpus.values(), default=0))
 
 
 def sbatch(client: Client, args: str, cmd: str = "true", user: str | None = None) -> tuple[int, str]:
@@ -57,7 +51,7 @@ def cancel(client: Client) -> Iterator[None]:
 
 def test_partitions_are_the_sites(client: Client) -> None:
     f = client.facts
-    want = {p.name: p for p in site.partitions(topology(f))}
+    want = {p.name: p for p in site.partitions(Topology.from_facts(f))}
     have = {p["PartitionName"]: p for p in client.partitions()}
     assert list(have) == list(want) == f.partitions
     for name, p in want.items():

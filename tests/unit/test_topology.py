@@ -49,6 +49,17 @@ def test_every_node_has_its_own_scratch_of_the_declared_size(tmp_path: Path) -> 
     assert "HealthCheckProgram=/usr/local/sbin/minihpc-nodecheck\n" in conf
 
 
+def test_the_throughput_tuning_is_in_the_tuned_file_only() -> None:
+    t = topology.Topology.from_env({})
+    tuned, untuned = topology.slurm_conf(t), topology.slurm_conf(t, tuned=False)
+    # The epilog the image installs (cluster/Dockerfile) is the one slurm.conf names.
+    dockerfile = (ROOT / "cluster/Dockerfile").read_text()
+    assert f"COPY cluster/epilog.sh {topology.THROUGHPUT['Epilog']}\n" in dockerfile
+    for key, value in topology.THROUGHPUT.items():
+        assert f"\n{key}={value}\n" in tuned
+        assert f"\n{key}=" not in untuned
+
+
 def test_render_reports_change_only_when_values_change(tmp_path: Path) -> None:
     compose = ROOT / "docker-compose.yml"
     two = topology.Topology.from_env({"NODES": "2"})
