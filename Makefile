@@ -21,7 +21,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 
 .DEFAULT_GOAL := help
-.PHONY: help bootstrap cluster-up cluster-down destroy status scratch scratch-clean shell logs test test-unit test-action lock lint bench-cluster bench-nfs bench-staging bench-faults nfs-profiles nfs-profile
+.PHONY: help bootstrap cluster-up cluster-down destroy status scratch scratch-clean shell logs test test-unit test-action lock lint bench-cluster bench-nfs bench-staging bench-faults bench-throughput timeline nfs-profiles nfs-profile
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-24s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -93,6 +93,14 @@ bench-staging: ## staged vs direct small-file job on the cluster under NFS profi
 
 bench-faults: ## how long each fault takes to heal; a workflow with a node killed vs clean -> bench/results/faults.json
 	$(MINIHPC) bench faults
+
+# Writes .proof/timeline.png and .svg; RUN=<SLURM run ID>, or SINCE=/UNTIL= (sacct times), ALL_USERS=1.
+timeline: $(VENV)/.installed ## picture of the last run's jobs (lanes per node and CPU, queue below) -> .proof/timeline.{png,svg}
+	$(PY) -m minihpc timeline -o .proof/timeline $(if $(RUN),--run $(RUN)) $(if $(SINCE),--since $(SINCE)) \
+		$(if $(UNTIL),--until $(UNTIL)) $(if $(ALL_USERS),--all-users)
+
+bench-throughput: ## trivial jobs/s and a 24-part fan-out local vs slurm vs grouped, before/after tuning -> bench/results/throughput.{json,md}
+	$(MINIHPC) bench throughput
 
 bench-nfs: ## NFS client vs raw volume, and the small-file slowdown under rtt-5ms -> bench/results/nfs.json
 	$(MINIHPC) bench nfs

@@ -175,11 +175,14 @@ class Cluster:
         return stamp
 
     def sacct(self, since: str, fields: tuple[str, ...] = ("JobID", "JobName", "Comment", "NodeList", "State"),
-              user: str | None = None, steps: bool = False) -> list[dict[str, str]]:
-        """Allocations `user` (the lab user) started since `since` (and, with
+              user: str | None = None, steps: bool = False, until: str | None = None,
+              all_users: bool = False) -> list[dict[str, str]]:
+        """Allocations `user` (the lab user; with all_users, everyone) had in
+        the window since `since` (until `until`, default now) (and, with
         `steps`, their steps: JobID 7.batch, 7.0), one dict per row with `fields` as keys."""
-        allocations = "" if steps else " -X"
-        r = self.sh(f"sacct -n{allocations} -P -S {shlex.quote(since)} -o {','.join(fields)}", user=user)
+        flags = ("" if steps else " -X") + (" -a" if all_users else "")
+        end = f" -E {shlex.quote(until)}" if until else ""
+        r = self.sh(f"sacct -n{flags} -P -S {shlex.quote(since)}{end} -o {','.join(fields)}", user=user)
         if r.rc != 0:
             raise MinihpcError(f"sacct failed: {r.out.strip()}", "is slurmdbd up? minihpc status")
         return parse_sacct(r.out, fields)

@@ -133,6 +133,8 @@ class Report:
     nonlocal_rules_on_login: list[str] | None = field(default_factory=list)
     kept_logs: list[str] = field(default_factory=list)
     fetched: list[str] = field(default_factory=list)
+    # The picture of the run's jobs (minihpc.timeline) beside report.md, or why there is none.
+    timeline: str = ""
 
 
 def execute(p: Plan, cluster: Cluster, out=sys.stdout) -> Report:
@@ -159,6 +161,7 @@ def execute(p: Plan, cluster: Cluster, out=sys.stdout) -> Report:
                     "the workflow's own" if p.profile_remote != REMOTE_PROFILE else str(p.profile),
                     cmd, rc, round(time.monotonic() - t, 1), run_id(output))
     report.jobs = _jobs(cluster, since, report.run_id)
+    report.timeline = _timeline(cluster, p.report_dir, report.run_id)
     report.nonlocal_rules_on_login = on_login(output, declared_local(cluster, remote))
     report.kept_logs = _logs(cluster, remote)
     report.fetched = _fetch(p, cluster, remote)
@@ -198,6 +201,18 @@ def _jobs(cluster: Cluster, since: str, rid: str | None) -> list[Job]:
                         int(r["ElapsedRaw"] or 0), r["Timelimit"], r["ReqMem"], rss.get(r["JobID"], ""),
                         r["AllocCPUS"]))
     return jobs
+
+
+def _timeline(cluster: Cluster, report_dir: Path, rid: str | None) -> str:
+    """Draw the run's timeline beside the report; the SVG's name, or why not."""
+    from minihpc import timeline
+    if rid is None:
+        return "none: no job went to SLURM"
+    try:
+        paths, _ = timeline.timeline(cluster, report_dir / "timeline", run=rid)
+    except MinihpcError as e:
+        return f"not drawn: {e}"
+    return paths[-1].name
 
 
 def declared_local(cluster: Cluster, remote: str) -> set[str] | None:
@@ -279,6 +294,8 @@ def _write(report_dir: Path, r: Report) -> None:
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {j.job_id} | {j.rule} | {j.wildcards} | {j.partition} | {j.node} | {j.state} | {j.exit_code} "
               f"| {j.elapsed_s} | {j.time_limit} | {j.req_mem} | {j.max_rss or 'n/a'} | {j.cpus} |" for j in r.jobs]
+    drawn = r.timeline.endswith(".svg")
+    lines += ["", f"![the run's jobs over time]({r.timeline})" if drawn else f"Timeline: {r.timeline or 'none'}"]
     lines += ["", "Kept SLURM logs:", *(f"- `{x}`" for x in r.kept_logs or ["(none)"]),
               "", "Fetched outputs:", *(f"- `{x}`" for x in r.fetched or ["(none)"]), ""]
     (report_dir / "report.md").write_text("\n".join(lines))

@@ -64,6 +64,21 @@ def test_the_report_matches_sacct_and_jobs_ran_on_compute_nodes(run, client: Cli
     assert len(report["kept_logs"]) == len(report["jobs"]), "the profile keeps every job's log"
 
 
+def test_the_report_embeds_the_runs_timeline(run) -> None:
+    wf, _ = run
+    report = json.loads((wf / ".minihpc/report.json").read_text())
+    assert report["timeline"] == "timeline.svg", report["timeline"]
+    assert "![the run's jobs over time](timeline.svg)" in (wf / ".minihpc/report.md").read_text()
+    assert (wf / ".minihpc/timeline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    svg = (wf / ".minihpc/timeline.svg").read_text()
+    assert f"run {report['run_id']} ({len(report['jobs'])} jobs" in svg
+    # A legend entry per rule that went to SLURM, and the failed job marked as such.
+    for rule in {j["rule"] for j in report["jobs"]}:
+        assert f">{rule}<" in svg, rule
+    assert "ended not COMPLETED" in svg
+    assert "seconds since the first submission" in svg and "node and CPU slot" in svg
+
+
 def test_a_profile_that_sends_nothing_to_slurm_is_caught(tmp_path: Path, client: Client) -> None:
     """The check can fail: minihpc's local profile runs every job on the login node."""
     wf = tmp_path / "byow"

@@ -23,7 +23,7 @@ def cli_in_checkout(*args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.parametrize("args", [["--help"], ["up", "--help"], ["nfs", "set", "--help"], ["scratch", "--help"],
                                   ["demo", "--help"], ["bench", "--help"], ["destroy", "--help"],
-                                  ["fault", "--help"]])
+                                  ["fault", "--help"], ["timeline", "--help"]])
 def test_help_works_on_a_bare_python(args: list[str]) -> None:
     r = cli_in_checkout(*args)
     assert r.returncode == 0, r.stderr
@@ -33,7 +33,7 @@ def test_help_works_on_a_bare_python(args: list[str]) -> None:
 def test_every_make_target_has_a_verb() -> None:
     help_text = cli_in_checkout("--help").stdout
     for verb in ("up", "down", "destroy", "status", "shell", "logs", "nfs", "scratch", "lab", "confirm", "core",
-                 "demo", "bench", "fault"):
+                 "demo", "bench", "fault", "timeline"):
         assert f"    {verb} " in help_text, verb
 
 
@@ -50,6 +50,14 @@ def test_every_make_target_has_a_verb() -> None:
     (["frobnicate"], "minihpc: error: argument COMMAND: invalid choice: 'frobnicate'"),
     (["fault", "melt", "c1"], "minihpc: error: no fault 'melt'; choose one of kill, stop, start"),
     (["fault", "stop-snakemake", "--signal", "HUP"], "minihpc: error: argument --signal: invalid choice: 'HUP'"),
+    (["timeline", "--run", "abc"], "minihpc: error: --run 'abc' is not a SLURM run ID; give the UUID"),
+    (["timeline", "--since", "yesterday"], "minihpc: error: --since 'yesterday' is not a time sacct takes here"),
+    (["timeline", "--until", "now"], "minihpc: error: --until without --since; give the window's start too"),
+    (["timeline", "--run", "0" * 8 + "-0000-0000-0000-" + "0" * 12, "--since", "now"],
+     "minihpc: error: --run and --since both given"),
+    # The bare python3 has no matplotlib: said before the cluster is asked anything.
+    (["timeline"], "minihpc: error: drawing a timeline needs matplotlib, which is not installed; "
+                   "pip install 'minihpc[timeline]'"),
 ])
 def test_bad_input_is_refused_with_exit_2_and_the_fix(args: list[str], message: str) -> None:
     r = cli_in_checkout(*args)
