@@ -105,8 +105,8 @@ bench-throughput: ## trivial jobs/s and a 24-part fan-out local vs slurm vs grou
 bench-nfs: ## NFS client vs raw volume, and the small-file slowdown under rtt-5ms -> bench/results/nfs.json
 	$(MINIHPC) bench nfs
 
-.PHONY: lab core1 core2 lab-latency lab-staging core4 core5 core6 confirm demos demo-oom demo-timeout demo-partition \
-	demo-unwritable-scratch demo-scratch-full demo-prefix-mismatch demo-no-plugin demo-latency
+.PHONY: lab core1 core2 lab-latency lab-staging core4 core5 core6 confirm busy busy-stop proofs-busy pressure demos demo-oom demo-timeout demo-partition \
+	demo-unwritable-scratch demo-scratch-full demo-prefix-mismatch demo-no-plugin demo-latency demo-group-too-big
 
 lab: ## the module's commissioning sequence as printed (profiles/slurm), its expected failures, then the fix
 	$(MINIHPC) lab
@@ -135,6 +135,18 @@ core6: ## Core 6: memory and runtime that grow with the attempt (sacct proofs), 
 confirm: ## every core from a clean lab state; pass/fail table; proofs in .proof/
 	$(MINIHPC) confirm
 
+busy: ## another user's higher-priority jobs hold all CPUs but one for MINUTES (default 10); undo: busy-stop
+	$(MINIHPC) busy start $(if $(MINUTES),--minutes $(MINUTES))
+
+busy-stop: ## cancel the busy load
+	$(MINIHPC) busy stop
+
+proofs-busy: ## Core 1 and Core 3 (latency, staging) again while another user's load holds all CPUs but one
+	$(MINIHPC) core 1 3-latency 3-staging --busy
+
+pressure: $(VENV)/.installed ## 200 short jobs through slurm (GROUPED=1: 10 per job): cluster full, pending reasons, all COMPLETED; proofs + timeline
+	$(PY) -m minihpc pressure $(if $(GROUPED),--grouped)
+
 # Instructor demos: one real failure each, its signature, and the fix.
 demos: ## every instructor demo below
 	$(MINIHPC) demo --all
@@ -161,6 +173,9 @@ demo-timeout: ## demo: a job over its runtime (TIMEOUT, DUE TO TIME LIMIT)
 	$(MINIHPC) demo $@
 
 demo-partition: ## demo: rules over the default partition's memory and time (sbatch refuses), fixed in a workflow profile
+	$(MINIHPC) demo $@
+
+demo-group-too-big: ## demo: a rule group wider than a node (sbatch refuses it, Snakemake hides why), fixed with --cores
 	$(MINIHPC) demo $@
 
 # Faults, one command each (minihpc fault --help). NODE names a compute node or,

@@ -28,7 +28,6 @@ import os
 import statistics
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 from minihpc import BENCH_RESULTS, RUN_DIR  # noqa: E402
 from minihpc.cluster import Cluster  # noqa: E402
 from minihpc.course.labctl import Lab  # noqa: E402
+from minihpc.timeline import stamp  # noqa: E402
 from minihpc.topology import Topology, slurm_conf, write_if_changed  # noqa: E402
 
 RESULTS = BENCH_RESULTS / "throughput.json"
@@ -98,10 +98,6 @@ def fanout(lab: Lab, cluster: Cluster, how: str, jobs: int, seconds: float) -> d
     if r.rc != 0 or not total.startswith(f"{jobs} parts"):
         sys.exit(f"bench: the fan-out ({how}) failed:\n{r.out[-1500:]}")
     return {"wall_s": round(r.seconds, 1), "cpu_s": cpu, "since": since}
-
-
-def stamp(s: str) -> float:
-    return datetime.fromisoformat(s).timestamp()
 
 
 def breakdown(cluster: Cluster, run: dict, seconds: float, jobs_in_run: int) -> dict[str, float]:

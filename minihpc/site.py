@@ -73,6 +73,8 @@ QOS = [
     # each; DenyOnLimit refuses a longer job at sbatch instead of leaving it pending.
     Qos("debug", 100, {"MaxJobsPerUser": "1", "MaxSubmitJobsPerUser": "2", "MaxWall": DEFAULT_TIME,
                        "Flags": "DenyOnLimit"}),
+    # A research group's bought priority: above normal, below debug; only its users may use it.
+    Qos("high", 50, {"MaxSubmitJobsPerUser": "1000"}),
 ]
 DEFAULT_QOS = "normal"
 
@@ -84,7 +86,8 @@ ACCOUNTS = [
     ("research", "root", "research groups"),
     (OTHER_ACCOUNT, "research", "another group sharing the cluster"),
 ]
-USERS = [(LAB_USER, LAB_ACCOUNT), (OTHER_USER, OTHER_ACCOUNT)]
+# Each user, their account and the QOS they may use (the first is their default).
+USERS = [(LAB_USER, LAB_ACCOUNT, [DEFAULT_QOS, "debug"]), (OTHER_USER, OTHER_ACCOUNT, [DEFAULT_QOS, "debug", "high"])]
 
 # Multifactor priority: QOS dominates, then fair share, then age (the
 # longer a job waits the higher it climbs, up to PriorityMaxAge).
@@ -105,6 +108,5 @@ def accounting() -> dict:
         "cluster": CLUSTER_NAME,
         "qos": [{"name": q.name, "set": {"Priority": str(q.priority), **q.limits}} for q in QOS],
         "accounts": [{"name": a, "parent": p, "description": d} for a, p, d in ACCOUNTS],
-        "users": [{"name": u, "account": a, "qos": [q.name for q in QOS], "default_qos": DEFAULT_QOS}
-                  for u, a in USERS],
+        "users": [{"name": u, "account": a, "qos": qos, "default_qos": qos[0]} for u, a, qos in USERS],
     }

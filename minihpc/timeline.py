@@ -72,10 +72,11 @@ def check_run(run: str | None) -> None:
                        "give the UUID Snakemake printed as 'SLURM run ID: ...' (or leave --run out for the last run)")
 
 
-def _stamp(s: str) -> float | None:
+def stamp(s: str) -> float | None:
+    """A sacct time as a timestamp; None for Unknown or None (not started, not ended)."""
     try:
         return datetime.fromisoformat(s).timestamp()
-    except ValueError:  # Unknown, None: not started or not ended
+    except ValueError:
         return None
 
 
@@ -108,11 +109,11 @@ def select(cluster: Cluster, run: str | None = None, since: str | None = None, u
         title = f"{since} to {until or 'now'}"
     if all_users and rows:
         lo = min(r["Submit"] for r in rows)
-        hi = max((r["End"] for r in rows if _stamp(r["End"])), default=None)
+        hi = max((r["End"] for r in rows if stamp(r["End"])), default=None)
         mine = {r["JobID"] for r in rows}
         rows += [r for r in cluster.sacct(lo, FIELDS, until=hi, all_users=True) if r["JobID"] not in mine]
     bars = [Bar(r["JobID"], r["User"], _rule(r["Comment"], r["User"], f.lab_user), r["NodeList"],
-                int(r["AllocCPUS"] or 1), _stamp(r["Submit"]) or 0.0, _stamp(r["Start"]), _stamp(r["End"]),
+                int(r["AllocCPUS"] or 1), stamp(r["Submit"]) or 0.0, stamp(r["Start"]), stamp(r["End"]),
                 r["State"].split()[0]) for r in rows]
     if not bars:
         raise MinihpcError(f"no SLURM job in {title}", "widen the window, or run a workflow first")

@@ -12,28 +12,41 @@ CORE_NAMES = {"1": "core1", "2": "core2", "3-latency": "core3-latency", "3-stagi
 
 
 def add(sub: argparse._SubParsersAction) -> None:
+    busy = {"action": "store_true", "help": "run under another user's higher-priority load that holds every CPU "
+                                            "but one (minihpc busy), and prove the load was there"}
     p = sub.add_parser("lab", help="the module's commissioning sequence as printed (profiles/slurm), then the fix")
-    p.set_defaults(run=lambda a: _run([], commissioning=True))
+    p.add_argument("--busy", **busy)
+    p.set_defaults(run=lambda a: _run([], commissioning=True, busy=a.busy))
     p = sub.add_parser("confirm", help="every core from a clean lab; pass/fail table; proofs in .proof/")
-    p.set_defaults(run=lambda a: _run([]))
-    p = sub.add_parser("core", help="one course core (see lab/GUIDE.md)")
-    p.add_argument("n", metavar="N", help=f"one of {', '.join(CORE_NAMES)}")
+    p.add_argument("--busy", **busy)
+    p.set_defaults(run=lambda a: _run([], busy=a.busy))
+    p = sub.add_parser("core", help="course cores by number (see lab/GUIDE.md)")
+    p.add_argument("n", nargs="+", metavar="N", help=f"one or more of {', '.join(CORE_NAMES)}")
+    p.add_argument("--busy", **busy)
     p.set_defaults(run=core)
     p = sub.add_parser("demo", help="an instructor demo: one real failure, its signature and the fix")
     p.add_argument("name", nargs="?", metavar="NAME", help="a demo (e.g. scratch-full); --all for every one")
     p.add_argument("--all", action="store_true", help="every demo, with a pass/fail table")
     p.set_defaults(run=demo)
+    p = sub.add_parser("pressure", help="the pressure workflow: hundreds of short jobs through SLURM, with proofs",
+                       description="Run lab/pressure (200 one-second parts, a fan-in on the login node) through "
+                                   "profiles/slurm while sampling the queue: proofs that the cluster was full, that "
+                                   "jobs pended for Resources and Priority, that every job COMPLETED and the "
+                                   "fan-in's sum is right; .proof/pressure.txt and, with matplotlib, its timeline.")
+    p.add_argument("--grouped", action="store_true", help="10 parts per SLURM job (--groups, --cores 1)")
+    p.set_defaults(run=lambda a: _run(["pressure-grouped" if a.grouped else "pressure"]))
 
 
-def _run(names: list[str], commissioning: bool = False) -> int:
+def _run(names: list[str], commissioning: bool = False, busy: bool = False) -> int:
     from minihpc.course.confirm import run
-    return run(names, commissioning_only=commissioning)
+    return run(names, commissioning_only=commissioning, busy=busy)
 
 
 def core(a: argparse.Namespace) -> int:
-    if a.n not in CORE_NAMES:
-        raise BadInput(f"no core {a.n!r}", f"choose one of {', '.join(CORE_NAMES)}")
-    return _run([CORE_NAMES[a.n]])
+    for n in a.n:
+        if n not in CORE_NAMES:
+            raise BadInput(f"no core {n!r}", f"choose one of {', '.join(CORE_NAMES)}")
+    return _run([CORE_NAMES[n] for n in a.n], busy=a.busy)
 
 
 def demo(a: argparse.Namespace) -> int:

@@ -269,6 +269,48 @@ def partition(prefix: str = "demo") -> Core:
     return c
 
 
+PRESSURE = "-s pressure/Snakefile"
+# What the plugin's rejected sbatch call said, shown nowhere by Snakemake.
+TOO_MANY_CPUS = "More processors requested than permitted"
+
+
+def group_too_big(prefix: str = "demo") -> Core:
+    """A group of more parallel jobs than a node has CPUs: sbatch refuses every
+    group job, and Snakemake drops sbatch's message (GroupJob.log_error
+    ignores it in Snakemake 9.27.1): only the call survives, under --verbose."""
+    f = cluster().facts
+    per = 3 * f.cpus
+    c, lab = fresh("demo", f"{prefix}-group-too-big")
+    base = f"{SLURM} {PRESSURE} --config jobs={2 * per} seconds=1 --groups part=g --group-components g={per}"
+    since = now_stamp(lab)
+    big = lab.snakemake(f"{base} --verbose")
+    calls = re.findall(r"^sbatch call: (sbatch .*?) --wrap=", big.out, re.M)
+    queued = [j for j in cluster().sacct(since, ("JobID", "WorkDir", "State")) if j["WorkDir"] == lab.workdir]
+    # The call as the plugin made it, all but the command: SLURM's own answer (held, and
+    # cancelled, should it ever be accepted).
+    name = re.search(r"--job-name (\S+)", calls[0]).group(1) if calls else ""
+    again = lab.sh(f"{calls[0]} --hold --wrap true; rc=$?; scancel --me -n {name}; exit $rc") if calls else None
+    fixed_since = now_stamp(lab)
+    fixed = lab.snakemake(f"{base} --cores {f.cpus}")
+    jobs = [j for j in cluster().sacct(fixed_since, ("JobID", "WorkDir", "AllocCPUS", "State", "Timelimit"))
+            if j["WorkDir"] == lab.workdir]
+    lab.proof("demo.group-too-big", big, *([again] if again else []), fixed,
+              sacct_of(lab, jobs, "JobID,Comment,AllocCPUS,ReqMem,Timelimit,NodeList,State"))
+    c.exit(f"the run with {per} parts per group fails", big, zero=False)
+    c.says("signature: Error in group g", big, "Error in group g")
+    c.check(f"...every group job asked sbatch for --cpus-per-task={per}",
+            re.findall(r"--cpus-per-task=(\d+)", " ".join(calls)) == [str(per)] * 2, "\n".join(calls)[:600])
+    c.never_says(f"...yet SLURM's answer ({TOO_MANY_CPUS}) is nowhere in Snakemake's output", big, TOO_MANY_CPUS)
+    c.check("...and no job was queued", queued == [], str(queued))
+    c.says(f"the logged call, run again, gets SLURM's answer: {TOO_MANY_CPUS}", again or "", TOO_MANY_CPUS)
+    c.exit(f"fix: --cores {f.cpus} fits each group to a node, and the run succeeds", fixed)
+    c.check(f"...each group job asked for at most {f.cpus} CPUs and COMPLETED",
+            sorted((int(j["AllocCPUS"]) <= f.cpus, j["State"]) for j in jobs) == [(True, "COMPLETED")] * 2, str(jobs))
+    c.says("...and the fan-in saw every part", lab.read("pressure/total.txt") or "",
+           f"{2 * per} parts, sum {sum(range(2 * per))}")
+    return c
+
+
 DEMOS: dict[str, Demo] = {
     "demo-unwritable-scratch": Demo(
         "unwritable scratch prefix (permission error)",
@@ -331,4 +373,15 @@ DEMOS: dict[str, Demo] = {
         "fits in a workflow profile next to the site's: `set-resources: {rule: {slurm_partition: bigmem}}`, "
         "used with `--workflow-profile`. `minihpc status` (sinfo, scontrol show partition) lists the limits.",
         partition),
+    "demo-group-too-big": Demo(
+        "a group of more parallel jobs than a node has CPUs (sbatch refuses it, Snakemake hides why)",
+        "A group job asks for the CPUs of every member that can run at once: `--group-components g=6` of 1-CPU "
+        "jobs asks `--cpus-per-task=6`, which no 2-CPU node has, and sbatch refuses each group. Snakemake 9.27.1 "
+        "hides why: its group error (`GroupJob.log_error` in `snakemake/jobs.py`) drops the message the plugin "
+        "reports, so even `--verbose` shows only the sbatch call; run that call yourself to see SLURM's answer. "
+        "Fix: `--cores N` with N a node's CPUs caps what any job asks for, so Snakemake layers each group into N "
+        "CPUs and adds up the layers' runtime; or keep groups no wider than a node. Plugin 2.8.0 runs a group's "
+        "members one after the other (its job step gets `--jobs 1`), so `--cores 1` packs a group into one CPU "
+        "and loses nothing.",
+        group_too_big),
 }

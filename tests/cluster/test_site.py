@@ -106,8 +106,9 @@ def test_the_account_tree_holds_both_users(client: Client) -> None:
     assert parent[f.other_account] == "research" and parent["research"] == "root", parent
     users = {r["User"]: r for r in rows if r["User"] and r["User"] != "root"}
     assert {u: r["Account"] for u, r in users.items()} == {f.lab_user: f.lab_account, f.other_user: f.other_account}
-    for r in users.values():
-        assert (sorted(r["QOS"].split(",")), r["DefaultQOS"]) == (sorted(q.name for q in site.QOS), site.DEFAULT_QOS)
+    allowed = {u: sorted(qos) for u, _, qos in site.USERS}
+    for u, r in users.items():
+        assert (sorted(r["QOS"].split(",")), r["DefaultQOS"]) == (allowed[u], site.DEFAULT_QOS)
 
 
 @pytest.mark.usefixtures("cancel")
@@ -166,12 +167,15 @@ def test_a_user_cannot_change_the_sites_rules(client: Client) -> None:
     refusals = {
         f"--account={f.other_account}": "Invalid account or account/partition combination specified",
         "--qos=nosuch": "Invalid qos specification",
+        # Another group's bought priority.
+        "--qos=high": "Invalid qos specification",
         "--nice=-1000": "Invalid --nice value",
     }
     for args, says in refusals.items():
         rc, out = sbatch(client, args)
         assert rc != 0 and says in out, (args, out)
     for cmd in ("sacctmgr -i modify qos where name=debug set MaxJobsPerUser=100",
+                f"sacctmgr -i modify user {f.lab_user} set QOS+=high",
                 f"sacctmgr -i add user {f.lab_user} account={f.other_account}",
                 "scontrol update partitionname=short MaxTime=INFINITE MaxMemPerNode=UNLIMITED"):
         r = client.sh(cmd)

@@ -137,7 +137,10 @@ def test_the_site_shape_comes_from_the_same_values(tmp_path: Path) -> None:
     assert tree == {"teaching": "root", f.lab_account: "teaching", "research": "root", f.other_account: "research"}
     assert {u["name"]: u["account"] for u in acct["users"]} == {f.lab_user: f.lab_account,
                                                                f.other_user: f.other_account}
-    assert [q["name"] for q in acct["qos"]] == ["normal", "debug"]
+    assert [q["name"] for q in acct["qos"]] == ["normal", "debug", "high"]
+    # The bought priority is the other group's alone.
+    assert {u["name"]: u["qos"] for u in acct["users"]} == {f.lab_user: ["normal", "debug"],
+                                                           f.other_user: ["normal", "debug", "high"]}
 
 
 def test_without_gpus_there_is_no_gpu_partition(tmp_path: Path) -> None:
