@@ -34,12 +34,29 @@ def add(sub: argparse._SubParsersAction) -> None:
                                    "jobs pended for Resources and Priority, that every job COMPLETED and the "
                                    "fan-in's sum is right; .proof/pressure.txt and, with matplotlib, its timeline.")
     p.add_argument("--grouped", action="store_true", help="10 parts per SLURM job (--groups, --cores 1)")
-    p.set_defaults(run=lambda a: _run(["pressure-grouped" if a.grouped else "pressure"]))
+    p.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="parts of the fan-out (default 200; more than the cluster's CPUs)")
+    p.set_defaults(run=pressure)
 
 
-def _run(names: list[str], commissioning: bool = False, busy: bool = False) -> int:
+def _run(names: list, commissioning: bool = False, busy: bool = False) -> int:
     from minihpc.course.confirm import run
     return run(names, commissioning_only=commissioning, busy=busy)
+
+
+def pressure(a: argparse.Namespace) -> int:
+    from minihpc.course import pressure as p
+    from minihpc.course.labctl import cluster
+    jobs = p.JOBS if a.jobs is None else a.jobs
+    f = cluster().facts
+    capacity = len(f.nodes) * f.cpus
+    if not capacity < jobs <= p.MAX_JOBS:
+        raise BadInput(f"--jobs {jobs} does not put the cluster under pressure",
+                       f"give more parts than its {capacity} CPUs, and at most {p.MAX_JOBS}")
+
+    def pressure() -> p.Core:
+        return p.pressure(grouped=a.grouped, jobs=jobs)
+    return _run([pressure])
 
 
 def core(a: argparse.Namespace) -> int:

@@ -149,7 +149,7 @@ def status(a: argparse.Namespace) -> int:
               f"\n\n{table(client.qos(), QOS_COLUMNS)}")
     except MinihpcError as e:
         print(f"status: {e}", file=sys.stderr)
-    for cmd in (["sacctmgr", "-n", "show", "assoc", "tree", "format=Account%-14,User%-9,QOS%-14,DefaultQOS"],
+    for cmd in (["sacctmgr", "-n", "show", "assoc", "tree", "format=Account%-14,User%-9,QOS%-18,DefaultQOS"],
                 ["squeue", "-o", "%.7i %.9P %.12j %.8u %.8a %.7q %.2t %.10M %.5D %R"], ["minihpc-nfs", "show"]):
         print()
         compose("exec", "-T", login, *cmd, check=False)

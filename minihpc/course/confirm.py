@@ -9,20 +9,18 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from minihpc import PROOF_DIR
 from minihpc.course.cores import CORES, LOCAL, SLURM, Check, Core, line_with, tail
 from minihpc.course.demos import DEMOS
 from minihpc.course.labctl import Lab, now_stamp, sacct_jobs
-from minihpc.course.pressure import pressure, pressure_grouped
 from minihpc.course.resources import core6
 from minihpc.course.staging import core3_staging
 from minihpc.course.underload import under_load
 
 RUNS = {**CORES, "core3-staging": core3_staging, "core6": core6}
-# Run by name only (minihpc pressure), not by confirm: minutes of hundreds of jobs.
-PRESSURE = {"pressure": pressure, "pressure-grouped": pressure_grouped}
 
 
 # The module's "Golden commissioning command sequence", word for word. The lab
@@ -112,13 +110,13 @@ def write_evidence(checks: list[Check]) -> Path:
     return path
 
 
-def run(names: list[str], commissioning_only: bool = False, busy: bool = False) -> int:
-    """Run cores and demos by name (every core if none), or the commissioning
+def run(names: list[str | Callable[[], Core]], commissioning_only: bool = False, busy: bool = False) -> int:
+    """Run cores and demos by name or as given (every core if none), or the commissioning
     sequence, with `busy` under another user's load (minihpc.course.underload);
     print the table and each demo's fix. 1 if any check failed."""
     names = names or list(RUNS)
     runs = [commissioning] if commissioning_only else [
-        RUNS.get(n) or PRESSURE.get(n) or DEMOS[n].run for n in names]
+        n if callable(n) else RUNS.get(n) or DEMOS[n].run for n in names]
     checks: list[Check] = []
 
     def each() -> None:
@@ -135,7 +133,7 @@ def run(names: list[str], commissioning_only: bool = False, busy: bool = False) 
         each()
     print(table(checks))
     evidence = write_evidence(checks)
-    for name in (n for n in names if n in DEMOS and not commissioning_only):
+    for name in (n for n in names if isinstance(n, str) and n in DEMOS and not commissioning_only):
         print(f"\n{name}: {DEMOS[name].title}\n  proof: {PROOF_DIR}/{name.replace('demo-', 'demo.')}.txt\n"
               f"  fix: {DEMOS[name].fix}")
     failed = sum(not c.ok for c in checks)

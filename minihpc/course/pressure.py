@@ -25,6 +25,7 @@ TOTAL = "pressure/total.txt"
 REASONS = ".pending-reasons"
 # The lab's sizes: JOBS parts of SECONDS each, PER_GROUP parts per SLURM job when grouped.
 JOBS, SECONDS, PER_GROUP = 200, 1, 10
+MAX_JOBS = 10_000
 
 
 def run_sampled(lab: Lab, args: str) -> tuple:
@@ -93,8 +94,3 @@ def pressure(prefix: str = "pressure", grouped: bool = False, jobs: int = JOBS, 
     c.check("the fan-in saw every part", total == f"{jobs} parts, sum {sum(range(jobs))}\n", tail(total))
     return c
 
-
-
-def pressure_grouped() -> Core:
-    """The same, PER_GROUP parts to a SLURM job."""
-    return pressure(grouped=True)

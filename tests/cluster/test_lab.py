@@ -13,9 +13,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import pytest
 from support import Cluster, assert_passed
 
+from minihpc import busy
 from minihpc.course.confirm import RUNS, commissioning
 from minihpc.course.cores import Core
 from minihpc.course.demos import DEMOS
+from minihpc.course.underload import under_load
 
 # Core 6 and the resource demos change nothing shared (no NFS profile, no
 # scratch) and tell their jobs apart by working directory, so they run side by
@@ -27,10 +29,23 @@ SIDE_BY_SIDE: dict[str, Callable[[], Core]] = {
 }
 
 
-# core3-staging runs once, after a restart of the Docker engine (test_durability.py).
-@pytest.mark.parametrize("name", [n for n in RUNS if n not in SIDE_BY_SIDE and n != "core3-staging"])
+# Proven on a busy cluster (test_core1_holds_under_another_users_load); core3-staging
+# runs once, after a restart of the Docker engine (test_durability.py).
+@pytest.mark.parametrize("name", [n for n in RUNS if n not in SIDE_BY_SIDE and n not in ("core1", "core3-staging")])
 def test_core(cluster: Cluster, name: str) -> None:
     assert_passed(RUNS[name](prefix=f"test-{name}"))
+
+
+def test_core1_holds_under_another_users_load(cluster: Cluster) -> None:
+    """Executor selection and log retention proven while the other user's
+    higher-priority load holds every CPU but one (the design's proofs on real
+    scheduler pressure); the load's own checks say it was there."""
+    checks: list = []
+    load = under_load(lambda: checks.extend(RUNS["core1"](prefix="test-core1-busy").checks))
+    core = Core("core1", load.lab)
+    core.checks = checks + load.checks
+    assert_passed(core)
+    assert busy.running(cluster.client) == [], "the load is stopped afterwards"
 
 
 @pytest.mark.parametrize("name", [n for n in DEMOS if n not in SIDE_BY_SIDE])

@@ -1,0 +1,67 @@
+"""Scheduler pressure on the live cluster: the pressure workflow through
+profiles/slurm (minihpc pressure), and the other user's busy load (minihpc
+busy) as the lab user meets it: bounded, and out of the lab user's reach."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from support import Cluster, assert_passed, eventually
+
+from minihpc import PROOF_DIR, busy
+from minihpc.cluster import Cluster as Client
+from minihpc.course.pressure import pressure
+
+ROOT = Path(__file__).resolve().parents[2]
+# Enough parts to queue far more than the cluster's CPUs; `make pressure` runs 200.
+JOBS = 24
+
+
+def test_the_pressure_workflow_fills_the_cluster_and_every_job_completes(cluster: Cluster) -> None:
+    core = pressure(prefix="test-pressure", jobs=JOBS)
+    assert_passed(core)
+    proof = (PROOF_DIR / "test-pressure.txt").read_text()
+    capacity = len(cluster.facts.nodes) * cluster.facts.cpus
+    assert f"# most CPUs in use at once (sacct): {capacity} of {capacity}" in proof, proof[-1500:]
+    # Drawn with this host's matplotlib: the run's picture beside the proof.
+    svg = (PROOF_DIR / "test-pressure-timeline.svg").read_text()
+    assert f"({JOBS} jobs; {len(cluster.facts.nodes)} nodes x {cluster.facts.cpus} CPUs)" in svg
+    assert (PROOF_DIR / "test-pressure-timeline.png").stat().st_size > 10_000
+
+
+def test_the_busy_load_is_the_other_users_and_out_of_the_lab_users_reach(client: Client) -> None:
+    f = client.facts
+    load = busy.start(client, minutes=2)
+    try:
+        eventually(lambda: sum(t["State"] == "RUNNING" for t in busy.running(client)) == load.cpus, timeout=60,
+                   what=f"the load to hold {load.cpus} CPUs")
+        rows = client.sh(f"squeue -h -j {load.job_id} -o '%u|%q|%a' | sort -u").out.split()
+        assert rows == [f"{f.other_user}|{busy.QOS}|{f.other_account}"], rows
+        # The lab user can neither cancel nor change another user's jobs, nor start a load of their own.
+        for cmd in (f"scancel {load.job_id}", f"scancel -u {f.other_user}",
+                    f"scontrol update jobid={load.job_id} priority=1", f"scontrol hold {load.job_id}"):
+            r = client.sh(cmd)
+            assert r.rc != 0 or "Invalid user id" in r.out or "Access/permission denied" in r.out, (cmd, r.out)
+        assert sum(t["State"] == "RUNNING" for t in busy.running(client)) == load.cpus
+        # A second load is refused while one is queued.
+        again = subprocess.run([sys.executable, "-m", "minihpc", "busy", "start"], cwd=ROOT, capture_output=True,
+                               text=True, check=False, stdin=subprocess.DEVNULL, timeout=120)
+        assert again.returncode == 1, again
+        assert f"a background load of {f.other_user}'s is already queued" in again.stderr, again
+    finally:
+        stopped = busy.stop(client)
+    assert stopped > 0
+    assert busy.running(client) == []
+
+
+def test_a_load_that_leaves_no_cpu_for_itself_is_refused(client: Client) -> None:
+    capacity = len(client.facts.nodes) * client.facts.cpus
+    r = subprocess.run([sys.executable, "-m", "minihpc", "busy", "start", "--leave", str(capacity)], cwd=ROOT,
+                       capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL, timeout=120)
+    assert r.returncode == 2, r
+    assert r.stderr.strip().splitlines()[-1] == (
+        f"minihpc: error: --leave {capacity} leaves the load no CPU of the cluster's {capacity}; "
+        f"give 0 to {capacity - 1} (CPUs left for everyone else)")
+    assert busy.running(client) == []
