@@ -29,20 +29,28 @@ SIDE_BY_SIDE: dict[str, Callable[[], Core]] = {
 }
 
 
-# Proven on a busy cluster (test_core1_holds_under_another_users_load); core3-staging
-# runs once, after a restart of the Docker engine (test_durability.py).
-@pytest.mark.parametrize("name", [n for n in RUNS if n not in SIDE_BY_SIDE and n not in ("core1", "core3-staging")])
+# Proven on a busy cluster, below; core3-staging also runs after a restart of
+# the Docker engine (test_durability.py).
+UNDER_LOAD = ("core1", "core3-latency", "core3-staging")
+
+
+@pytest.mark.parametrize("name", [n for n in RUNS if n not in SIDE_BY_SIDE and n not in UNDER_LOAD])
 def test_core(cluster: Cluster, name: str) -> None:
     assert_passed(RUNS[name](prefix=f"test-{name}"))
 
 
-def test_core1_holds_under_another_users_load(cluster: Cluster) -> None:
-    """Executor selection and log retention proven while the other user's
-    higher-priority load holds every CPU but one (the design's proofs on real
-    scheduler pressure); the load's own checks say it was there."""
+def test_the_course_proofs_hold_under_another_users_load(cluster: Cluster) -> None:
+    """Executor selection, log retention, latency-wait and fs staging proven
+    while the other user's higher-priority load holds every CPU but one (the
+    design's proofs on real scheduler pressure); the load's own checks say it
+    was there."""
     checks: list = []
-    load = under_load(lambda: checks.extend(RUNS["core1"](prefix="test-core1-busy").checks))
-    core = Core("core1", load.lab)
+
+    def proofs() -> None:
+        for name in UNDER_LOAD:
+            checks.extend(RUNS[name](prefix=f"test-{name}-busy").checks)
+    load = under_load(proofs)
+    core = Core("busy", load.lab)
     core.checks = checks + load.checks
     assert_passed(core)
     assert busy.running(cluster.client) == [], "the load is stopped afterwards"
