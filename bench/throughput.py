@@ -131,6 +131,20 @@ def breakdown(cluster: Cluster, run: dict, seconds: float, jobs_in_run: int) -> 
     }
 
 
+# The breakdown's keys as the table says them.
+LABELS = {
+    "jobs": "SLURM jobs of the run",
+    "job_median_s": "the whole job, s",
+    "jobstep_snakemake_median_s": "the job-step Snakemake around the srun step, s",
+    "step_snakemake_median_s": "the srun step's own Snakemake (beyond the work), s",
+    "work_s": "the work, s",
+    "wait_median_s": "waiting in the queue (the run queues more jobs than CPUs), s",
+    "until_first_submit_s": "Snakemake's start until its first sbatch, s",
+    "after_last_job_s": "after the last job ended (status poll, local fan-in), s",
+    "host_cpu_s_per_job_beyond_local": "host CPU per job beyond the local run's, s",
+}
+
+
 def median(samples: list[dict], key: str) -> float:
     return round(statistics.median(s[key] for s in samples), 2)
 
@@ -153,8 +167,8 @@ def table(result: dict) -> str:
              f"{result['drain_jobs']} trivial jobs; fan-out of {f['jobs']} parts x {f['seconds']} s; "
              f"grouped: `{f['grouped']}`.", "", *out, "",
              "Where a tuned slurm fan-out's time goes (sacct, medians per job):", "",
-             "| part | seconds |", "|---|---|"]
-    lines += [f"| {k} | {round(v, 1)} |" for k, v in b.items()]
+             "| part | value |", "|---|---|"]
+    lines += [f"| {LABELS.get(k, k)} | {round(v, 1)} |" for k, v in b.items()]
     return "\n".join(lines) + "\n"
 
 
