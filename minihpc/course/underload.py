@@ -14,8 +14,6 @@ from minihpc import busy
 from minihpc.course.cores import Core
 from minihpc.course.labctl import Lab, cluster
 
-# The course's proofs that are proven again under the load (make proofs-busy, the tests).
-UNDER_LOAD = ("core1", "core3-latency", "core3-staging")
 # Longer than any core; the load is stopped as soon as they are done.
 MINUTES = 60
 SAMPLE_S = 2
