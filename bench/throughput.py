@@ -181,7 +181,7 @@ def main() -> int:
     args = ap.parse_args()
     cluster = Cluster.local()
     f = cluster.facts
-    slots = len(f.nodes) * f.cpus
+    slots = f.total_cpus
     per_group = max(1, -(-args.fanout // slots))
     hows = {"local": f"--profile profiles/local --cores {slots}",
             "slurm": "--profile profiles/slurm",

@@ -38,7 +38,7 @@ class Load:
 def plan(cluster: Cluster, minutes: float, leave: int) -> tuple[int, int, int]:
     """(CPUs the load holds, tasks, seconds per task), or bad input before anything is queued."""
     f = cluster.facts
-    capacity = len(f.nodes) * f.cpus
+    capacity = f.total_cpus
     if not 0 < minutes <= MAX_MINUTES:
         raise BadInput(f"--minutes {minutes:g} is out of range", f"give more than 0 and at most {MAX_MINUTES}")
     if not 0 <= leave < capacity:

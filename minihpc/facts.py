@@ -52,6 +52,11 @@ class Facts:
         return [*self.daemons, self.login, *self.nodes]
 
     @property
+    def total_cpus(self) -> int:
+        """Every compute node's CPUs together: what the cluster runs at once."""
+        return len(self.nodes) * self.cpus
+
+    @property
     def client_nodes(self) -> list[str]:
         """Where the shared filesystem is mounted: the login node and every compute node."""
         return [self.login, *self.nodes]

@@ -49,7 +49,7 @@ def pressure(a: argparse.Namespace) -> int:
     from minihpc.course.labctl import cluster
     jobs = p.JOBS if a.jobs is None else a.jobs
     f = cluster().facts
-    capacity = len(f.nodes) * f.cpus
+    capacity = f.total_cpus
     if not capacity < jobs <= p.MAX_JOBS:
         raise BadInput(f"--jobs {jobs} does not put the cluster under pressure",
                        f"give more parts than its {capacity} CPUs, and at most {p.MAX_JOBS}")

@@ -56,7 +56,7 @@ def pressure(prefix: str = "pressure", grouped: bool = False, jobs: int = JOBS, 
     """The pressure workflow through SLURM: the cluster full, jobs pending for
     Priority and Resources, every job COMPLETED, the fan-in's sum right."""
     f = cluster().facts
-    capacity = len(f.nodes) * f.cpus
+    capacity = f.total_cpus
     name = f"{prefix}-grouped" if grouped else prefix
     c, lab = fresh("pressure", name)
     group = f"--groups part=parts --group-components parts={PER_GROUP} --cores 1" if grouped else ""

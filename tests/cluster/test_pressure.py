@@ -23,7 +23,7 @@ def test_the_pressure_workflow_fills_the_cluster_and_every_job_completes(cluster
     core = pressure(prefix="test-pressure", jobs=JOBS)
     assert_passed(core)
     proof = (PROOF_DIR / "test-pressure.txt").read_text()
-    capacity = len(cluster.facts.nodes) * cluster.facts.cpus
+    capacity = cluster.facts.total_cpus
     assert f"# most CPUs in use at once (sacct): {capacity} of {capacity}" in proof, proof[-1500:]
     # Drawn with this host's matplotlib: the run's picture beside the proof.
     svg = (PROOF_DIR / "test-pressure-timeline.svg").read_text()
@@ -57,7 +57,7 @@ def test_the_busy_load_is_the_other_users_and_out_of_the_lab_users_reach(client:
 
 
 def test_a_load_that_leaves_no_cpu_for_itself_is_refused(client: Client) -> None:
-    capacity = len(client.facts.nodes) * client.facts.cpus
+    capacity = client.facts.total_cpus
     r = subprocess.run([sys.executable, "-m", "minihpc", "busy", "start", "--leave", str(capacity)], cwd=ROOT,
                        capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL, timeout=120)
     assert r.returncode == 2, r
