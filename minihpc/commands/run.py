@@ -14,7 +14,8 @@ def add(sub: argparse._SubParsersAction) -> None:
                     "minihpc's), stream its output, exit with its code, and write a report (markdown and "
                     "JSON) of every SLURM job of the run. Arguments after -- go to Snakemake.",
         usage="minihpc run [-h] [--profile DIR] [--name NAME] [--report DIR] [--fetch PATTERN] "
-              "[--exclude PATTERN] [--fresh] PATH [-- SNAKEMAKE ARGS]",
+              "[--exclude PATTERN] [--fresh] [--requirements FILE] [--pip PKG [PKG ...]] [--no-requirements] "
+              "PATH [-- SNAKEMAKE ARGS]",
         epilog="example: minihpc run ~/my-workflow --fetch 'results/*.tsv' -- --keep-going")
     p.add_argument("path", metavar="PATH", help="the workflow's directory (holds the Snakefile)")
     p.add_argument("--profile", help="a Snakemake profile directory (relative to PATH, or any path)")
@@ -25,14 +26,25 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--exclude", action="append", default=[], metavar="PATTERN",
                    help="do not sync these (repeatable; .snakemake, .minihpc and .git never are)")
     p.add_argument("--fresh", action="store_true", help="empty the shared directory first (drops earlier outputs)")
+    p.add_argument("--requirements", action="append", default=[], metavar="FILE",
+                   help="pip requirements the workflow's jobs need (repeatable; default: PATH/requirements.txt if "
+                        "there): installed in a Python environment on the shared filesystem, made once and reused "
+                        "(see minihpc env list)")
+    p.add_argument("--pip", nargs="+", default=[], metavar="PKG", help="packages to add, e.g. --pip numpy 'pandas>=2'")
+    p.add_argument("--no-requirements", action="store_true",
+                   help="run in the cluster's own environment, even with a requirements.txt at PATH")
     p.set_defaults(run=run, passthrough=[])
 
 
 def run(a: argparse.Namespace) -> int:
     from minihpc.cluster import Cluster
     from minihpc.runner import execute, plan
-    p = plan(a.path, a.profile, a.name, a.report, a.fetch, a.exclude, a.fresh, a.passthrough)
+    p = plan(a.path, a.profile, a.name, a.report, a.fetch, a.exclude, a.fresh, a.passthrough, a.requirements,
+             a.pip, a.no_requirements)
     cluster = Cluster.local()  # no facts: a clear error before anything is touched
+    if p.requirements:
+        hint = " (--no-requirements runs without it)" if p.requirements.source.endswith("root") else ""
+        print(f"minihpc: requirements: {p.requirements.source}{hint}", file=sys.stderr)
     report = execute(p, cluster)
     print(f"\nminihpc: run report: {p.report_dir / 'report.md'} ({len(report.jobs)} SLURM job(s), "
           f"Snakemake exit {report.exit_code})", file=sys.stderr)

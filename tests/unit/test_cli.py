@@ -23,7 +23,8 @@ def cli_in_checkout(*args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.parametrize("args", [["--help"], ["up", "--help"], ["nfs", "set", "--help"], ["scratch", "--help"],
                                   ["demo", "--help"], ["bench", "--help"], ["destroy", "--help"],
-                                  ["fault", "--help"], ["timeline", "--help"]])
+                                  ["fault", "--help"], ["timeline", "--help"],
+                                  ["env", "list", "--help"], ["env", "remove", "--help"]])
 def test_help_works_on_a_bare_python(args: list[str]) -> None:
     r = cli_in_checkout(*args)
     assert r.returncode == 0, r.stderr
@@ -33,7 +34,7 @@ def test_help_works_on_a_bare_python(args: list[str]) -> None:
 def test_every_make_target_has_a_verb() -> None:
     help_text = cli_in_checkout("--help").stdout
     for verb in ("up", "down", "destroy", "status", "shell", "logs", "nfs", "scratch", "lab", "confirm", "core",
-                 "demo", "bench", "fault", "timeline"):
+                 "demo", "bench", "fault", "timeline", "env"):
         assert f"    {verb} " in help_text, verb
 
 
@@ -55,6 +56,13 @@ def test_every_make_target_has_a_verb() -> None:
     (["timeline", "--until", "now"], "minihpc: error: --until without --since; give the window's start too"),
     (["timeline", "--run", "0" * 8 + "-0000-0000-0000-" + "0" * 12, "--since", "now"],
      "minihpc: error: --run and --since both given"),
+    (["run", "tests/workflows/pyreqs", "--no-requirements", "--pip", "ujson"],
+     "minihpc: error: --no-requirements with --requirements or --pip; give one or the other"),
+    (["run", "tests/workflows/pyreqs", "--requirements", "nope.txt"], "minihpc: error: --requirements nope.txt: "),
+    (["run", "tests/workflows/pyreqs", "--", "--use-conda"],
+     "minihpc: error: '--use-conda' asks for conda or environment modules, which this cluster does not have; "
+     "drop it and give the rules' packages as pip requirements"),
+    (["env", "remove"], "minihpc: error: give environment names or --all, not both or neither"),
     # The bare python3 has no matplotlib: said before the cluster is asked anything.
     (["timeline"], "minihpc: error: drawing a timeline needs matplotlib, which is not installed; "
                    "pip install 'minihpc[timeline]'"),
