@@ -39,11 +39,12 @@ class Minihpc:
 
     def run(self, path: str | Path, profile: str | None = None, name: str | None = None,
             report: str | Path | None = None, fetch: Sequence[str] = (), exclude: Sequence[str] = (),
-            fresh: bool = True, snakemake_args: Sequence[str] = ()) -> Report:
-        """`minihpc run` from Python: the same checks, sync, run and report;
-        Snakemake's output goes to the test's captured stdout."""
+            fresh: bool = True, snakemake_args: Sequence[str] = (), requirements: Sequence[str] = (),
+            pip: Sequence[str] = (), no_requirements: bool = False) -> Report:
+        """`minihpc run` from Python: the same checks, environment, sync, run
+        and report; Snakemake's output goes to the test's captured stdout."""
         p = plan(str(path), profile, name, str(report) if report else None, list(fetch), list(exclude), fresh,
-                 list(snakemake_args))
+                 list(snakemake_args), list(requirements), list(pip), no_requirements)
         return execute(p, self.cluster, out=sys.stdout)
 
     def sh(self, script: str, node: str | None = None, user: str | None = None) -> Result:

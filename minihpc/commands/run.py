@@ -30,7 +30,8 @@ def add(sub: argparse._SubParsersAction) -> None:
                    help="pip requirements the workflow's jobs need (repeatable; default: PATH/requirements.txt if "
                         "there): installed in a Python environment on the shared filesystem, made once and reused "
                         "(see minihpc env list)")
-    p.add_argument("--pip", nargs="+", default=[], metavar="PKG", help="packages to add, e.g. --pip numpy 'pandas>=2'")
+    p.add_argument("--pip", nargs="+", action="extend", default=[], metavar="PKG",
+                   help="packages to add (repeatable), e.g. --pip numpy 'pandas>=2'")
     p.add_argument("--no-requirements", action="store_true",
                    help="run in the cluster's own environment, even with a requirements.txt at PATH")
     p.set_defaults(run=run, passthrough=[])

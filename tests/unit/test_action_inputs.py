@@ -28,7 +28,8 @@ def test_inputs_are_arguments_not_shell(tmp_path: Path) -> None:
            "INPUT_WORKFLOW": f"wf; touch {pwned}",
            "INPUT_ARGS": f"--config 'x=$(touch {pwned})' `touch {pwned}` --keep-going",
            "INPUT_FETCH": f"results/*.txt\n$(touch {pwned})",
-           "INPUT_PROFILE": ""}
+           "INPUT_PROFILE": "", "INPUT_REQUIREMENTS": f"req.txt; touch {pwned}",
+           "INPUT_PIP": f"numpy>=2\n$(touch {pwned})"}
     r = subprocess.run(["bash", str(ROOT / ".ci/action"), "run"], env=env, capture_output=True, text=True,
                        check=False, stdin=subprocess.DEVNULL)
     assert r.returncode == 0, r.stderr
@@ -36,5 +37,6 @@ def test_inputs_are_arguments_not_shell(tmp_path: Path) -> None:
     argv = json.loads((tmp_path / "argv").read_text())
     assert argv == ["run", f"{ws}/wf; touch {pwned}", "--report", f"{temp}/minihpc-report",
                     "--fetch", "results/*.txt", "--fetch", f"$(touch {pwned})",
+                    "--requirements", f"{ws}/req.txt; touch {pwned}", "--pip", "numpy>=2", "--pip", f"$(touch {pwned})",
                     "--", "--config", f"x=$(touch {pwned})", "`touch", f"{pwned}`", "--keep-going"]
     assert (tmp_path / "out").read_text() == f"report-dir={temp}/minihpc-report\nexit-code=0\n"
