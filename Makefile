@@ -9,11 +9,13 @@ GPUS ?=
 READY_TIMEOUT ?=
 # Each node's private scratch (/scratch, a tmpfs), in MiB.
 SCRATCH_MB ?=
+# The login node's sshd, published on the host's 127.0.0.1 (make ssh).
+SSH_PORT ?=
 # NFS-style client profile (see `make nfs-profiles`); empty keeps the active one (fresh cluster: off).
 NFS_PROFILE ?=
 PYTEST_ARGS ?=
 
-export NODES NODE_CPUS NODE_MEM_MB BIGMEM_MB GPUS SCRATCH_MB READY_TIMEOUT NFS_PROFILE
+export NODES NODE_CPUS NODE_MEM_MB BIGMEM_MB GPUS SCRATCH_MB SSH_PORT READY_TIMEOUT NFS_PROFILE
 
 # The CLI; needs nothing but python3 (the Makefile is its thin alias).
 MINIHPC := python3 -m minihpc
@@ -21,11 +23,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 
 .DEFAULT_GOAL := help
-.PHONY: help bootstrap cluster-up cluster-down destroy status scratch scratch-clean shell logs test test-unit test-action lock lint bench-cluster bench-nfs bench-staging bench-faults bench-throughput timeline nfs-profiles nfs-profile
+.PHONY: help bootstrap cluster-up cluster-down destroy status scratch scratch-clean shell ssh site-check logs test test-unit test-action lock lint bench-cluster bench-nfs bench-staging bench-faults bench-throughput timeline nfs-profiles nfs-profile
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-24s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
-	@echo "  knobs: NODES NODE_CPUS NODE_MEM_MB BIGMEM_MB GPUS SCRATCH_MB READY_TIMEOUT NFS_PROFILE (defaults: $(MINIHPC) up --help)"
+	@echo "  knobs: NODES NODE_CPUS NODE_MEM_MB BIGMEM_MB GPUS SCRATCH_MB SSH_PORT READY_TIMEOUT NFS_PROFILE (defaults: $(MINIHPC) up --help)"
 
 bootstrap: ## install/start the Docker engine and Compose v2 on this host (Debian, root)
 	cluster/bootstrap-host.sh
@@ -58,6 +60,12 @@ nfs-profile: ## switch every node's NFS client to PROFILE (SET=k=v..., FAULT=spe
 
 shell: ## a login shell on the login node as the lab user
 	$(MINIHPC) shell
+
+ssh: ## an SSH session on the login node as the lab user, through its sshd on 127.0.0.1:SSH_PORT
+	$(MINIHPC) ssh
+
+site-check: ## the site proofs over SSH against SITE (a site file; default this cluster's: minihpc site local)
+	$(MINIHPC) site check $(if $(SITE),$(SITE),"$$($(MINIHPC) site local)")
 
 logs: ## follow the logs of every service (SERVICE=name for one)
 	$(MINIHPC) logs $(SERVICE)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Make this host able to run the cluster: a Docker engine, Compose v2 and
-# debootstrap, installed from Debian's packages, and a running dockerd.
+# debootstrap, fuse3 and openssh-client, installed from Debian's packages, and a running dockerd.
 # Idempotent: re-running on a ready host changes nothing.
 # `--restart-engine` restarts the engine instead, as a host reboot would.
 set -euo pipefail
@@ -117,6 +117,8 @@ main() {
   command -v debootstrap >/dev/null || missing+=(debootstrap)
   # libfuse3 and fusermount3: the NFS client's host-side integration tests mount it here.
   command -v fusermount3 >/dev/null || missing+=(fuse3)
+  # ssh and ssh-keygen: the login node's SSH keys are made here, and `minihpc ssh` and `site check` connect with it.
+  command -v ssh-keygen >/dev/null || missing+=(openssh-client)
   if ((${#missing[@]})); then require_root_debian; apt_install "${missing[@]}"; fi
   if ! docker compose version >/dev/null 2>&1; then require_root_debian; install_compose_from_trixie; fi
   docker_up || { [[ $(id -u) -eq 0 ]] || { manual_steps; exit 1; }; start_dockerd; }

@@ -167,10 +167,26 @@ run_slurmd() {
   exec slurmd -D
 }
 
+# sshd with this cluster's host key; the one user it lets in (AllowUsers, set
+# in the image) logs in with the key made for this cluster. Logs to the node's.
+start_sshd() {
+  local user
+  user=$(awk '$1 == "AllowUsers" {print $2}' /etc/ssh/sshd_config.d/minihpc.conf)
+  [[ -s /run/secrets/ssh_host_key && -s /run/secrets/ssh_user_pub ]] ||
+    die "missing secrets ssh_host_key/ssh_user_pub (minihpc up makes them)"
+  install -m 0600 /run/secrets/ssh_host_key /etc/ssh/ssh_host_ed25519_key
+  install -m 0644 /run/secrets/ssh_user_pub "/etc/ssh/authorized_keys/$user"
+  install -d -m 0755 /run/sshd
+  /usr/sbin/sshd -t || die "sshd's configuration is invalid"
+  /usr/sbin/sshd -D -e &
+  log "sshd started: key login for $user only"
+}
+
 run_login() {
   prepare_scratch
   prepare_homes
   start_nfs
+  start_sshd
   wait_for "slurmctld to answer" scontrol ping
   log "login node ready"
   exec sleep infinity

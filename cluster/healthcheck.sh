@@ -55,6 +55,7 @@ case "${1:?usage: minihpc-healthcheck <role>|scratch}" in
     scratch_ok
     munge -n | unmunge >/dev/null
     scontrol ping | grep -q 'is UP'
+    pidof sshd >/dev/null
     snakemake --version >/dev/null ;;
   *) echo "unknown role $1" >&2; exit 2 ;;
 esac

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Per-cluster secrets, made at first start and kept in the git-ignored run
-# directory (never in git or an image layer): the munge key and the DB password.
+# directory (never in git or an image layer): the munge key, the DB password,
+# the login node's SSH host key and the lab user's SSH key (its private half
+# stays the host user's, for `minihpc ssh` and `minihpc site check`).
 # They end up root-owned and 0400 whoever runs this: Compose bind-mounts them
 # into the nodes with the host file's owner, and a host user with uid 1000
 # would otherwise own the munge key as the lab user on every node.
@@ -19,7 +21,17 @@ if [[ ! -s "$dir/db_password" ]]; then
   log "generated database password"
 fi
 
-files=("$dir/munge_key" "$dir/db_password")
+command -v ssh-keygen >/dev/null || { log "ssh-keygen is missing: run cluster/bootstrap-host.sh (openssh-client)"; exit 1; }
+if [[ ! -s "$dir/ssh_host_ed25519_key" ]]; then
+  ssh-keygen -q -t ed25519 -N '' -C minihpc-login -f "$dir/ssh_host_ed25519_key"
+  log "generated the login node's SSH host key"
+fi
+if [[ ! -s "$dir/ssh_user_ed25519" ]]; then
+  ssh-keygen -q -t ed25519 -N '' -C "minihpc lab user" -f "$dir/ssh_user_ed25519"
+  log "generated the lab user's SSH key"
+fi
+
+files=("$dir/munge_key" "$dir/db_password" "$dir/ssh_host_ed25519_key")
 if [[ $(id -u) -eq 0 ]]; then
   chown 0:0 "${files[@]}"
   chmod 0400 "${files[@]}"
@@ -28,5 +40,5 @@ elif [[ "$(stat -c '%u %a' "${files[@]}" | sort -u)" != "0 400" ]]; then
   # directory stays ours, so `make destroy` can still remove them.
   log "handing the secrets to root through the Docker daemon (this user is $(id -un))"
   docker run --rm --network none -v "$(cd "$dir" && pwd):/secrets" "$BASE_IMAGE" \
-    sh -c 'chown 0:0 /secrets/munge_key /secrets/db_password && chmod 0400 /secrets/munge_key /secrets/db_password'
+    sh -c 'cd /secrets && chown 0:0 munge_key db_password ssh_host_ed25519_key && chmod 0400 munge_key db_password ssh_host_ed25519_key'
 fi

@@ -44,6 +44,8 @@ class Facts:
     login: str = LOGIN
     shared: str = SHARED
     scratch: str = SCRATCH
+    # The login node's sshd on the host's loopback (ssh -p PORT LAB_USER@127.0.0.1).
+    ssh_port: int = 2222
     # Services that run Slurm (every one but the database).
     daemons: list[str] = field(default_factory=lambda: ["slurmdbd", "slurmctld"])
 

@@ -37,7 +37,7 @@ from scratch import policy as scratch_policy
 MAX_NODES = 16
 # The one place the cluster's default shape is written (the CLI's help reads it).
 DEFAULTS = {"NODES": 2, "NODE_CPUS": 2, "NODE_MEM_MB": 3000, "BIGMEM_MB": 6000, "GPUS": 2,
-            "SCRATCH_MB": scratch_policy.DEFAULT_MB}
+            "SCRATCH_MB": scratch_policy.DEFAULT_MB, "SSH_PORT": 2222}
 
 
 class TopologyError(ValueError):
@@ -52,6 +52,8 @@ class Topology:
     scratch_mb: int = DEFAULTS["SCRATCH_MB"]
     bigmem_mb: int = DEFAULTS["BIGMEM_MB"]
     gpus: int = DEFAULTS["GPUS"]
+    # The login node's sshd, published on the host's loopback only.
+    ssh_port: int = DEFAULTS["SSH_PORT"]
 
     @classmethod
     def from_env(cls, env: dict[str, str]) -> Topology:
@@ -63,6 +65,7 @@ class Topology:
             scratch_mb=_int(env, "SCRATCH_MB", scratch_policy.MIN_MB, scratch_policy.MAX_MB),
             bigmem_mb=_int(env, "BIGMEM_MB", 2048, 1_048_576),
             gpus=_int(env, "GPUS", 0, 16),
+            ssh_port=_int(env, "SSH_PORT", 1024, 65535),
         )
         if t.bigmem_mb <= t.mem_mb:
             raise TopologyError(f"BIGMEM_MB={t.bigmem_mb} is not above NODE_MEM_MB={t.mem_mb}; the bigmem node "
@@ -73,7 +76,8 @@ class Topology:
     def from_facts(cls, f: Facts) -> Topology:
         """The topology a running cluster was rendered from (its cluster.json)."""
         return cls(nodes=len(f.nodes), cpus=f.cpus, mem_mb=f.mem_mb, scratch_mb=f.scratch_mb,
-                   bigmem_mb=max(f.node_mem_mb.values()), gpus=max(f.gpus.values(), default=0))
+                   bigmem_mb=max(f.node_mem_mb.values()), gpus=max(f.gpus.values(), default=0),
+                   ssh_port=f.ssh_port)
 
     @property
     def names(self) -> list[str]:
@@ -228,7 +232,7 @@ def compose_nodes(t: Topology, compose_file: Path) -> dict:
                "tmpfs": scratch, "mem_limit": f"{t.node_mem(name) + CONTAINER_HEADROOM_MB}m"}
         for name in t.names
     }
-    services["login"] = {"tmpfs": scratch}
+    services["login"] = {"tmpfs": scratch, "ports": [f"127.0.0.1:{t.ssh_port}:22"]}
     return {"services": services}
 
 
@@ -245,7 +249,7 @@ def write_if_changed(path: Path, text: str) -> bool:
 def facts(t: Topology) -> Facts:
     return Facts(nodes=t.names, cpus=t.cpus, mem_mb=t.mem_mb, scratch_mb=t.scratch_mb,
                  node_mem_mb={n: t.node_mem(n) for n in t.names}, gpus={n: t.gpus for n in t.gpu_nodes},
-                 partitions=[p.name for p in site.partitions(t)])
+                 partitions=[p.name for p in site.partitions(t)], ssh_port=t.ssh_port)
 
 
 def render(t: Topology, run_dir: Path, compose_file: Path) -> bool:

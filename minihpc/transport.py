@@ -1,17 +1,23 @@
-"""How the cluster client reaches a node: one small interface, so that the
-same proofs can later run on a real site over SSH. Only this module knows
-that minihpc's nodes are Compose services entered with `docker compose exec`;
-it is also the one place that runs Compose and docker on them (the CLI's
-lifecycle verbs and the container faults call it)."""
+"""How the cluster client reaches a node: one small interface, two ways.
+Only this module knows that minihpc's nodes are Compose services entered
+with `docker compose exec`; it is also the one place that runs Compose and
+docker on them (the CLI's lifecycle verbs and the container faults call it).
+A real site is reached over SSH, as its ordinary user (SshTransport)."""
 
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
-from typing import Protocol
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 from minihpc import ROOT
 from minihpc.errors import MinihpcError
+
+if TYPE_CHECKING:
+    from minihpc.sitefile import Site
 
 # `docker compose` with this cluster's files and run directory.
 COMPOSE = str(ROOT / "cluster/compose.sh")
@@ -30,6 +36,54 @@ class ComposeTransport:
     def command(self, node: str, script: str, user: str, workdir: str | None = None) -> list[str]:
         where = ["-w", workdir] if workdir else []
         return [COMPOSE, "exec", "-T", "-u", user, *where, node, "bash", "-lc", script]
+
+
+class SshTransport:
+    """A site: `ssh` to its login node as the site's user, host key checked
+    strictly, never a prompt. A compute node is reached from the login node
+    by a job step of the user's own (`srun --nodelist=NODE`, in the site's
+    partition and account, with the site file's small limits): no root, no
+    other user, no docker. One SSH connection is shared by every command
+    (ControlMaster) until `close()`."""
+
+    def __init__(self, site: Site, login: str) -> None:
+        self.site, self.login = site, login
+        self._control = Path(tempfile.mkdtemp(prefix="minihpc-ssh-"))
+
+    def ssh(self, interactive: bool = False) -> list[str]:
+        """ssh's argv up to the destination: strict host keys, never a prompt
+        (unless `interactive`: a person at a terminal, on their own connection)."""
+        s = self.site
+        argv = ["ssh", "-p", str(s.port), "-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=15",
+                "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4", "-o", "LogLevel=ERROR"]
+        if not interactive:
+            argv += ["-o", "BatchMode=yes", "-o", "ControlMaster=auto", "-o", f"ControlPath={self._control}/%C",
+                     "-o", "ControlPersist=60"]
+        if s.identity:
+            argv += ["-i", str(s.identity), "-o", "IdentitiesOnly=yes"]
+        if s.known_hosts:
+            argv += ["-o", f"UserKnownHostsFile={s.known_hosts}"]
+        if s.jump:
+            argv += ["-J", s.jump]
+        return [*argv, f"{s.user}@{s.host}"]
+
+    def command(self, node: str, script: str, user: str, workdir: str | None = None) -> list[str]:
+        s = self.site
+        if user != s.user:
+            raise MinihpcError(f"on a site, commands run as {s.user}, the site file's user (asked for {user})",
+                               "this proof needs root or another user: it runs on minihpc only")
+        body = f"cd {shlex.quote(workdir)} && {script}" if workdir else script
+        setup = f"{s.setup}\n" if s.setup else ""
+        if node != self.login:
+            step = " ".join(shlex.quote(o) for o in s.sbatch_options())
+            body = (f"srun --quiet --nodelist={shlex.quote(node)} --nodes=1 --ntasks=1 {step} "
+                    f"bash -lc {shlex.quote(setup + body)}")
+        return [*self.ssh(), f"bash -lc {shlex.quote(setup + body)}"]
+
+    def close(self) -> None:
+        """End the shared connection (it would otherwise linger ControlPersist seconds)."""
+        subprocess.run([*self.ssh()[:-1], "-O", "exit", self.ssh()[-1]], capture_output=True, check=False,
+                       stdin=subprocess.DEVNULL, timeout=30)
 
 
 def _run(argv: list[str], what: str, timeout: float) -> str:

@@ -24,6 +24,7 @@ UP_KNOBS = {"nodes": ("NODES", f"compute nodes c1..cN, 1 to {MAX_NODES}"),
             "bigmem_mb": ("BIGMEM_MB", "RealMemory of the bigmem node (the last), MiB"),
             "gpus": ("GPUS", "stand-in GPUs on the gpu node (the first), 0 for none"),
             "scratch_mb": ("SCRATCH_MB", "each node's private /scratch, MiB"),
+            "ssh_port": ("SSH_PORT", "the login node's sshd, published on 127.0.0.1"),
             "timeout": ("READY_TIMEOUT", "seconds to wait until every node is ready")}
 
 
@@ -31,7 +32,8 @@ def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("up", help="bring the cluster up (or resize it) and wait until it is ready",
                        description="Bring the cluster up, or resize a running one, and return when every node is "
                                    "idle and sacct answers. Defaults come from NODES, NODE_CPUS, NODE_MEM_MB, "
-                                   "BIGMEM_MB, GPUS, SCRATCH_MB, NFS_PROFILE and READY_TIMEOUT in the environment.")
+                                   "BIGMEM_MB, GPUS, SCRATCH_MB, SSH_PORT, NFS_PROFILE and READY_TIMEOUT in the "
+                                   "environment.")
     for flag, (name, what) in UP_KNOBS.items():
         p.add_argument(f"--{flag.replace('_', '-')}", type=int, default=None,
                        help=f"{what} (default {DEFAULTS.get(name, READY_TIMEOUT)}; env {name})")

@@ -15,7 +15,7 @@ def add(sub: argparse._SubParsersAction) -> None:
                     "JSON) of every SLURM job of the run. Arguments after -- go to Snakemake.",
         usage="minihpc run [-h] [--profile DIR] [--name NAME] [--report DIR] [--fetch PATTERN] "
               "[--exclude PATTERN] [--fresh] [--requirements FILE] [--pip PKG [PKG ...]] [--no-requirements] "
-              "PATH [-- SNAKEMAKE ARGS]",
+              "[--site SITE] PATH [-- SNAKEMAKE ARGS]",
         epilog="example: minihpc run ~/my-workflow --fetch 'results/*.tsv' -- --keep-going")
     p.add_argument("path", metavar="PATH", help="the workflow's directory (holds the Snakefile)")
     p.add_argument("--profile", help="a Snakemake profile directory (relative to PATH, or any path)")
@@ -32,6 +32,8 @@ def add(sub: argparse._SubParsersAction) -> None:
                         "(see minihpc env list)")
     p.add_argument("--pip", nargs="+", action="extend", default=[], metavar="PKG",
                    help="packages to add (repeatable), e.g. --pip numpy 'pandas>=2'")
+    p.add_argument("--site", metavar="SITE", help="run on a real SLURM site over SSH, as its site file says "
+                                                   "(minihpc site check --help), instead of this machine's cluster")
     p.add_argument("--no-requirements", action="store_true",
                    help="run in the cluster's own environment, even with a requirements.txt at PATH")
     p.set_defaults(run=run, passthrough=[])
@@ -42,7 +44,14 @@ def run(a: argparse.Namespace) -> int:
     from minihpc.runner import execute, plan
     p = plan(a.path, a.profile, a.name, a.report, a.fetch, a.exclude, a.fresh, a.passthrough, a.requirements,
              a.pip, a.no_requirements)
-    cluster = Cluster.local()  # no facts: a clear error before anything is touched
+    if a.site:
+        from minihpc.sitecheck import connect
+        from minihpc.sitefile import load
+        site = load(a.site)  # every field checked, then tried against the site, before anything is touched
+        cluster = connect(site, session=False)
+        p.site_resources = site.resources()
+    else:
+        cluster = Cluster.local()  # no facts: a clear error before anything is touched
     if p.requirements:
         hint = " (--no-requirements runs without it)" if p.requirements.source.endswith("root") else ""
         print(f"minihpc: requirements: {p.requirements.source}{hint}", file=sys.stderr)

@@ -95,16 +95,16 @@ def commissioning() -> Core:
 
 
 def table(checks: list[Check]) -> str:
-    w = max(len(c.name) for c in checks)
-    lines = [f"{'core':6} {'check':{w}}  result", f"{'-' * 6} {'-' * w}  ------"]
-    lines += [f"{c.core:6} {c.name:{w}}  {'PASS' if c.ok else 'FAIL'}" for c in checks]
+    w, cw = max(len(c.name) for c in checks), max(6, *(len(c.core) for c in checks))
+    lines = [f"{'core':{cw}} {'check':{w}}  result", f"{'-' * cw} {'-' * w}  ------"]
+    lines += [f"{c.core:{cw}} {c.name:{w}}  {'PASS' if c.ok else 'FAIL'}" for c in checks]
     return "\n".join(lines)
 
 
-def write_evidence(checks: list[Check]) -> Path:
+def write_evidence(checks: list[Check], proofs: Path = PROOF_DIR) -> Path:
     """Every check of this run with its result and the evidence it was judged on."""
-    PROOF_DIR.mkdir(parents=True, exist_ok=True)
-    path = PROOF_DIR / "checks.txt"
+    proofs.mkdir(parents=True, exist_ok=True)
+    path = proofs / "checks.txt"
     path.write_text("".join(f"[{'PASS' if c.ok else 'FAIL'}] {c.core}: {c.name}\n"
                             + "".join(f"    {line}\n" for line in c.evidence.splitlines()) for c in checks))
     return path

@@ -8,22 +8,48 @@ Used by `make lab`, `make core*`, `make confirm` and the cluster tests.
 from __future__ import annotations
 
 import shlex
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 
 from minihpc import PROOF_DIR, ROOT
 from minihpc.cluster import Cluster, Result, Running
 from minihpc.facts import LAB_USER
+from minihpc.sitefile import with_resources
+from scratch.policy import MOUNT as SCRATCH
 
 __all__ = ["LAB_USER", "Lab", "Result", "Running", "cluster", "compute_nodes", "node_sh", "now_stamp",
            "sacct_jobs", "set_nfs_profile"]
 
 
-@cache
+_on: list[tuple[Cluster, dict[str, str | None], Path]] = []
+
+
 def cluster() -> Cluster:
-    """The running cluster, reached through the one client."""
-    return Cluster.local()
+    """The cluster the lab runs on: this machine's (`minihpc up`), or a site's while `on(site)` holds."""
+    if not _on:
+        _on.append((Cluster.local(), {}, PROOF_DIR))
+    return _on[-1][0]
+
+
+def current_proof_dir() -> Path:
+    """Where the lab's proofs go: .proof/, or the site's while `on(site)` holds."""
+    return _on[-1][2] if _on else PROOF_DIR
+
+
+@contextmanager
+def on(other: Cluster, resources: dict[str, str | None], proofs: Path) -> Iterator[None]:
+    """Run the lab on another cluster (a site, over SSH), its proofs to
+    `proofs`. `resources`: the profiles' default-resources to set there (the
+    site's partition and account, the proof jobs' limits); None drops one
+    (the site's default)."""
+    cluster()
+    _on.append((other, resources, proofs))
+    try:
+        yield
+    finally:
+        _on.pop()
 
 
 def node_sh(cmd: str, service: str | None = None, user: str | None = None, workdir: str | None = None,
@@ -38,7 +64,7 @@ class Lab:
     """A lab working directory on the shared filesystem."""
 
     name: str = "lab"
-    proof_dir: Path = PROOF_DIR
+    proof_dir: Path = field(default_factory=current_proof_dir)
     results: list[Result] = field(default_factory=list)
 
     @property
@@ -75,6 +101,16 @@ class Lab:
                                          (ROOT / "profiles", "profiles", pycache)], fresh=True)
         if r.rc != 0:
             raise RuntimeError(f"could not lay out {self.workdir}: {r.out}")
+        resources = _on[-1][1]
+        if resources:
+            for profile in sorted((ROOT / "profiles").glob("*/config.yaml")):
+                rel = profile.relative_to(ROOT)
+                # The site's node-local scratch in place of minihpc's (the staging profile's prefixes).
+                text = with_resources(profile.read_text(), resources).replace(
+                    f"{SCRATCH}/$USER", f"{cluster().facts.scratch}/$USER")
+                w = cluster().sh(f"cat > {shlex.quote(str(rel))}", workdir=self.workdir, stdin=text.encode())
+                if w.rc != 0:
+                    raise RuntimeError(f"could not write {rel} in {self.workdir}: {w.out}")
 
     def read(self, path: str) -> str | None:
         r = self.sh(f"cat {shlex.quote(path)}")

@@ -17,7 +17,8 @@ LAB_UID = 1000
 
 def _secrets(cluster: Cluster) -> dict[str, bytes]:
     d = cluster.root / ".run/secrets"
-    return {name: (d / name).read_bytes() for name in ("munge_key", "db_password")}
+    return {name: (d / name).read_bytes() for name in ("munge_key", "db_password", "ssh_host_ed25519_key",
+                                                        "ssh_user_ed25519")}
 
 
 def test_munge_key_mode_and_owner_on_every_node(cluster: Cluster) -> None:
@@ -57,10 +58,13 @@ def test_secrets_made_by_a_non_root_host_user_are_handed_to_root(cluster: Cluste
                            check=False, timeout=120, env={"PATH": os.environ["PATH"], "HOME": str(work)})
         assert r.returncode == 0, r.stderr
         assert "handing the secrets to root" in r.stderr
-        for name, size in (("munge_key", 1024), ("db_password", None)):
+        for name, size in (("munge_key", 1024), ("db_password", None), ("ssh_host_ed25519_key", None)):
             st = (work / "secrets" / name).stat()
             assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (0, 0, 0o400), name
             assert size is None or st.st_size == size
+        # The lab user's SSH key stays the host user's: `minihpc ssh` and `site check` log in with it.
+        st = (work / "secrets/ssh_user_ed25519").stat()
+        assert (st.st_uid, st.st_mode & 0o777) == (LAB_UID, 0o600)
         r = subprocess.run(["setpriv", f"--reuid={LAB_UID}", f"--regid={LAB_UID}", "--clear-groups", "cat",
                             str(work / "secrets/munge_key")], capture_output=True, check=False)
         assert r.returncode != 0, "the host user can no longer read the key either"
@@ -91,13 +95,28 @@ def _layer_blobs(image: str) -> list[bytes]:
 
 def test_no_secret_in_any_image_layer(cluster: Cluster) -> None:
     secrets = _secrets(cluster)
-    needles = [secrets["munge_key"][:64], secrets["munge_key"][-64:], secrets["db_password"]]
+    # Any OpenSSH private key at all (its armour and the start of its body; ssh's binaries hold the armour
+    # alone): the login node's host key is the cluster's, never the image's.
+    needles = [secrets["munge_key"][:64], secrets["munge_key"][-64:], secrets["db_password"],
+               secrets["ssh_host_ed25519_key"][-200:-40], secrets["ssh_user_ed25519"][-200:-40],
+               b"-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjE"]
     images = {cluster.inspect(s)["Config"]["Image"] for s in ("db", "slurmctld")}
     for image in images:
         blobs = _layer_blobs(image)
         assert len(blobs) > 100, f"could not read the layers of {image}"
         for needle in needles:
             assert not any(needle in b for b in blobs), f"a secret is inside {image}"
+
+
+def test_the_login_nodes_ssh_keys_are_this_clusters_and_closed_to_users(cluster: Cluster) -> None:
+    login, user = cluster.host("login"), cluster.as_user("login")
+    host_pub = (cluster.root / ".run/secrets/ssh_host_ed25519_key.pub").read_text().split()[1]
+    assert host_pub in run_ok(login, "ssh-keygen -y -f /etc/ssh/ssh_host_ed25519_key")
+    assert run_ok(login, "stat -c '%U %a' /etc/ssh/ssh_host_ed25519_key").split() == ["root", "600"]
+    assert run_ok(login, f"stat -c '%U %a' /etc/ssh/authorized_keys/{cluster.lab_user}").split() == ["root", "644"]
+    assert user.run("cat /etc/ssh/ssh_host_ed25519_key").rc != 0
+    assert user.run(f"echo 'ssh-ed25519 AAAA x' >> /etc/ssh/authorized_keys/{cluster.lab_user}").rc != 0, \
+        "the lab user cannot add a key"
 
 
 def test_no_secret_in_container_config(cluster: Cluster) -> None:
@@ -111,6 +130,7 @@ def test_no_secret_in_git(cluster: Cluster) -> None:
     root: Path = cluster.root
     files = subprocess.run(["git", "ls-files"], cwd=root, capture_output=True, text=True, check=True).stdout
     assert ".run/" not in files and "munge_key" not in files and "db_password\n" not in files
+    assert "ssh_host_ed25519_key" not in files and "ssh_user_ed25519" not in files
     pw = _secrets(cluster)["db_password"].decode().strip()
     assert len(pw) >= 16
     r = subprocess.run(["git", "grep", "-F", "-q", pw, "HEAD"], cwd=root, check=False)

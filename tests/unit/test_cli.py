@@ -24,7 +24,8 @@ def cli_in_checkout(*args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize("args", [["--help"], ["up", "--help"], ["nfs", "set", "--help"], ["scratch", "--help"],
                                   ["demo", "--help"], ["bench", "--help"], ["destroy", "--help"],
                                   ["fault", "--help"], ["timeline", "--help"],
-                                  ["env", "list", "--help"], ["env", "remove", "--help"]])
+                                  ["env", "list", "--help"], ["env", "remove", "--help"], ["site", "check", "--help"],
+                                  ["ssh", "--help"]])
 def test_help_works_on_a_bare_python(args: list[str]) -> None:
     r = cli_in_checkout(*args)
     assert r.returncode == 0, r.stderr
@@ -34,7 +35,7 @@ def test_help_works_on_a_bare_python(args: list[str]) -> None:
 def test_every_make_target_has_a_verb() -> None:
     help_text = cli_in_checkout("--help").stdout
     for verb in ("up", "down", "destroy", "status", "shell", "logs", "nfs", "scratch", "lab", "confirm", "core",
-                 "demo", "bench", "fault", "timeline", "env"):
+                 "demo", "bench", "fault", "timeline", "env", "site", "ssh"):
         assert f"    {verb} " in help_text, verb
 
 
@@ -63,6 +64,8 @@ def test_every_make_target_has_a_verb() -> None:
      "minihpc: error: '--use-conda' asks for conda or environment modules, which this cluster does not have; "
      "drop it and give the rules' packages as pip requirements"),
     (["env", "remove"], "minihpc: error: give environment names or --all, not both or neither"),
+    (["site", "check", "nope.yaml"], "minihpc: error: no site file at nope.yaml; give the path of a site file"),
+    (["run", "tests/workflows/pyreqs", "--site", "nope.yaml"], "minihpc: error: no site file at nope.yaml"),
     # The bare python3 has no matplotlib: said before the cluster is asked anything.
     (["timeline"], "minihpc: error: drawing a timeline needs matplotlib, which is not installed; "
                    "pip install 'minihpc[timeline]'"),

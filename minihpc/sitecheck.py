@@ -1,0 +1,355 @@
+"""`minihpc site check SITE`: the proofs that make sense on a real site, run
+over SSH as the site's ordinary user (minihpc.sitefile says how).
+
+First, before anything is submitted, the site file is tried against the
+site: the host answers, the key is accepted, SLURM and Snakemake are on the
+login node, the partition, account and QOS take a job (`sbatch --test-only`),
+and the work directory is the user's own and writable. Then, in a directory
+of its own under the work directory:
+
+- the course's cores that need no root and no fault injection (executor
+  selection and log retention; retries and incomplete outputs; generated
+  unit tests; drift reports), with the site's partition and account;
+- the shared filesystem's lag, measured: a file written by a job on a
+  compute node, polled for from the login node;
+- the memory and time limits the site really enforces: a small, short job
+  over each of its requests, and what SLURM did to it.
+
+Every job is short and small. On exit or Ctrl-C, every job of the check is
+cancelled, its Snakemake processes are stopped and its directory removed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shlex
+import signal
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from minihpc import PROOF_DIR
+from minihpc.cluster import Cluster, Result, largest_step_rss, parse_sacct
+from minihpc.course import confirm, cores, labctl
+from minihpc.course.cores import Check, Core, tail
+from minihpc.errors import BadInput, MinihpcError
+from minihpc.facts import Facts
+from minihpc.sitefile import Site
+from minihpc.transport import SshTransport
+
+LOGIN = "login"  # the client's name for the site's login node (the SSH host)
+PROOFS = PROOF_DIR / "site"
+JOB_NAME = "minihpc-site-check"
+# The course cores that run on a site: no root, no faults, no NFS profiles.
+CORES: dict[str, Callable[[], Core]] = {"core1": cores.core1, "core2": lambda: cores.core2(interrupt=False),
+                                        "core4": cores.core4, "core5": cores.core5}
+# The site's own proofs, after the cores (minihpc.commands.site lists them all for --only).
+OWN = ("lag", "staging", "limits")
+LAG_SAMPLES = 3
+
+
+# -- before anything is submitted -------------------------------------------------
+
+def _reach(site: Site, c: Cluster) -> tuple[str, int]:
+    """One command over SSH; a BadInput naming the field when it cannot be had."""
+    probe = ("echo minihpc-ok; id -un; id -u; for t in sbatch srun sacct squeue scancel sinfo snakemake; do "
+             "command -v $t >/dev/null || echo missing: $t; done")
+    try:
+        r = c.sh(probe, timeout=90)
+    except Exception as e:  # noqa: BLE001 (a timeout or ssh itself missing: the site is not reachable)
+        raise BadInput(f"site file {site.path}: ssh.host: {site.host}:{site.port} does not answer ({e})",
+                       "check ssh.host, ssh.port and ssh.jump") from None
+    if "minihpc-ok" not in r.out:
+        said = r.out.strip().splitlines()[-1] if r.out.strip() else f"ssh exit {r.rc}"
+        field, fix = "ssh.host", "check ssh.host, ssh.port and ssh.jump"
+        if "Host key verification failed" in r.out or "REMOTE HOST IDENTIFICATION" in r.out:
+            field, fix = "ssh.known_hosts", "put the login node's host key in the known_hosts file (ssh-keyscan)"
+        elif "Permission denied" in r.out:
+            field, fix = "ssh.identity", f"give a key the site accepts for {site.user} (or load it in the agent)"
+        raise BadInput(f"site file {site.path}: {field}: {site.user}@{site.host}:{site.port}: {said}", fix)
+    lines = r.out.split("minihpc-ok", 1)[1].split()
+    missing = [x for x in r.out.splitlines() if x.startswith("missing: ")]
+    if missing:
+        tools = ", ".join(x.removeprefix("missing: ") for x in missing)
+        raise BadInput(f"site file {site.path}: setup: {tools} not found on the login node",
+                       "set setup to what makes them available, e.g. 'module load slurm snakemake'")
+    return lines[0], int(lines[1])
+
+
+def _take(site: Site, c: Cluster) -> list[tuple[str, int]]:
+    """The partition, account and QOS take a job (sbatch --test-only submits
+    nothing); the partition's responding nodes and their CPUs."""
+    opts = " ".join(shlex.quote(o) for o in site.sbatch_options())
+    r = c.sh(f"sbatch --test-only {opts} --job-name={JOB_NAME} --wrap true 2>&1")
+    if "to start at" not in r.out:
+        said = r.out.strip().splitlines()[-1] if r.out.strip() else f"exit {r.rc}"
+        low = said.lower()
+        field = ("slurm.account" if "account" in low else "slurm.qos" if "qos" in low else
+                 "slurm.partition" if "partition" in low else
+                 "limits" if re.search(r"time limit|memory|mem", low) else "slurm")
+        parts = c.sh("sinfo -h -o %P").out.split()
+        fix = {"slurm.partition": f"the site's partitions: {', '.join(parts) or 'none listed'}",
+               "slurm.account": "give one of your accounts (sacctmgr show assoc user=$USER)",
+               "slurm.qos": "give a QOS your account may use, or drop slurm.qos"}.get(field, "fix it")
+        raise BadInput(f"site file {site.path}: {field}: sbatch refuses a job: {said}", fix)
+    nodes = c.sh(f"sinfo -h -N -p {shlex.quote(site.partition)} -t idle,mix,alloc -o '%N %c'")
+    found = sorted({(n, int(cpus)) for n, cpus in (line.split() for line in nodes.out.splitlines() if line.strip())})
+    if not found:
+        raise BadInput(f"site file {site.path}: slurm.partition: {site.partition} has no responding node",
+                       "pick a partition with nodes up (sinfo)")
+    return found
+
+
+def _work_dir(site: Site, c: Cluster) -> None:
+    """The work directory is the user's own, writable, and no symlink to elsewhere."""
+    q = shlex.quote(site.work_dir)
+    r = c.sh(f"mkdir -p {q} && test -w {q} && realpath {q} && stat -c %U {q}")
+    lines = r.out.split()
+    if r.rc != 0 or len(lines) < 2:
+        raise BadInput(f"site file {site.path}: work_dir: {site.work_dir} is not writable by {site.user}: "
+                       f"{r.out.strip()[-200:]}", "give a directory of yours on the shared filesystem")
+    real, owner = lines[-2], lines[-1]
+    if real != site.work_dir:
+        raise BadInput(f"site file {site.path}: work_dir: {site.work_dir} leads to {real}",
+                       "give the real path of a directory of your own")
+    if owner != site.user:
+        raise BadInput(f"site file {site.path}: work_dir: {site.work_dir} belongs to {owner}, not {site.user}",
+                       "give a directory of your own: the check creates and removes files under it")
+
+
+def connect(site: Site, session: bool = True) -> Cluster:
+    """The site as a cluster client, every field of the site file tried
+    against it first; nothing is submitted. Its shared directory is a new
+    one under the work directory for a check (`session`), else the work
+    directory itself (minihpc run --site)."""
+    t = SshTransport(site, LOGIN)
+    probe = Cluster(Facts(nodes=[], cpus=0, mem_mb=0, scratch_mb=0, login=LOGIN, lab_user=site.user), t)
+    user, uid = _reach(site, probe)
+    if user != site.user:
+        raise BadInput(f"site file {site.path}: ssh.user: logged in as {user}, not {site.user}",
+                       "set ssh.user to the name you log in as")
+    nodes = _take(site, probe)
+    _work_dir(site, probe)
+    shared = (f"{site.work_dir}/check-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}" if session
+              else site.work_dir)
+    facts = Facts(nodes=[n for n, _ in nodes], cpus=min(cpus for _, cpus in nodes), mem_mb=0, scratch_mb=0,
+                  partitions=[site.partition], cluster_name=site.host, lab_user=site.user, lab_uid=uid,
+                  lab_account=site.account or "", other_user="", other_uid=-1, other_account="", login=LOGIN,
+                  shared=shared, scratch=site.scratch or "", daemons=[])
+    return Cluster(facts, t)
+
+
+# -- cleaning up: on exit, error or Ctrl-C ------------------------------------------
+
+def cleanup(c: Cluster) -> str:
+    """Cancel every job of the check (its working directory is under the
+    session), stop its Snakemake processes, remove the session directory."""
+    session = shlex.quote(c.facts.shared)
+    script = (f"s={session}; ids=$(squeue --me -h -o '%i %Z' | awk -v s=\"$s\" 'index($2, s) == 1 {{print $1}}'); "
+              f"[ -z \"$ids\" ] || scancel $ids; echo cancelled: $ids; "
+              f"for p in $(pgrep -u \"$(id -u)\" -f snakemake); do case $(readlink /proc/$p/cwd) in \"$s\"*) "
+              f"kill $p && echo stopped: $p;; esac; done; rm -rf \"$s\" && echo removed: \"$s\"")
+    r = c.sh(script, timeout=120)
+    return r.out
+
+
+@contextmanager
+def _interruptible() -> Iterator[None]:
+    """SIGTERM (a CI runner's cancel) cleans up as Ctrl-C does."""
+    def stop(signum, frame):  # noqa: ARG001
+        raise KeyboardInterrupt
+    old = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+# -- the site's own proofs -------------------------------------------------------------
+
+def _sbatch(c: Cluster, site: Site, args: str, script: str) -> str:
+    """Submit a small job of the check's own; its id."""
+    opts = " ".join(shlex.quote(o) for o in site.sbatch_options())
+    r = c.sh(f"mkdir -p {shlex.quote(c.facts.shared)} && sbatch --parsable --job-name={JOB_NAME} "
+             f"--chdir={shlex.quote(c.facts.shared)} --output=%x-%j.out {opts} {args} --wrap {shlex.quote(script)}")
+    if r.rc != 0 or not r.out.strip().split(";")[0].isdigit():
+        raise MinihpcError(f"sbatch failed on the site: {r.out.strip()[-300:]}", "see the site file's slurm section")
+    return r.out.strip().split(";")[0]
+
+
+def _wait(c: Cluster, job: str, timeout: float) -> dict[str, str]:
+    """The job's sacct row (MaxRSS its steps' largest) once it has ended."""
+    fields = ("JobID", "State", "ExitCode", "ElapsedRaw", "MaxRSS", "ReqMem", "Timelimit", "NodeList")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = parse_sacct(c.sh(f"sacct -n -P -j {job} -o {','.join(fields)}").out, fields)
+        if rows and rows[0]["State"] not in ("PENDING", "RUNNING", "REQUEUED", "RESIZING", "SUSPENDED"):
+            return {**rows[0], "MaxRSS": largest_step_rss(rows).get(job, "")}
+        time.sleep(3)
+    raise MinihpcError(f"job {job} did not end within {timeout:.0f} s", "look at squeue on the site")
+
+
+def lag(c: Cluster, site: Site) -> Core:
+    """The shared filesystem's lag, measured: jobs on compute nodes write a
+    file; the login node polls for it every 0.1 s and notes when it appears
+    (both clocks: on one site they are NTP-synchronised)."""
+    core = Core("lag", labctl.Lab("lag"))
+    poll = ("import os, sys, time\nt = time.time()\n"
+            "while not os.path.exists(sys.argv[1]) and time.time() - t < 600: time.sleep(0.1)\n"
+            "print(time.time())")
+    samples, evidence = [], []
+    for i in range(LAG_SAMPLES):
+        name = f"{c.facts.shared}/lag-{i}-{uuid.uuid4().hex[:8]}"
+        # The name is decided here and the file written at the job's start: the login node polls for a name
+        # it has never looked up before, so no negative lookup cache of its own hides it.
+        job = _sbatch(c, site, "--nodes=1 --ntasks=1", f"python3 -c 'import time; print(time.time())' > {name}.w "
+                      f"&& mv {name}.w {name}")
+        seen = c.sh(f"python3 -c {shlex.quote(poll)} {shlex.quote(name)}", timeout=700)
+        end = _wait(c, job, 300)
+        wrote = c.sh(f"cat {shlex.quote(name)}").out.strip()
+        try:
+            sample = float(seen.out.strip().splitlines()[-1]) - float(wrote)
+        except (ValueError, IndexError):
+            sample = math.nan
+        samples.append(sample)
+        evidence.append(f"job {job} on {end['NodeList']}: wrote at {wrote}, login saw it at "
+                        f"{seen.out.strip()[-20:]}: lag {sample:.2f} s")
+    worst = max(samples)
+    wait = max(5, math.ceil(worst * 2 + 5)) if not math.isnan(worst) else None
+    text = "\n".join(evidence) + f"\nworst lag {worst:.2f} s; --latency-wait {wait} covers it twice over, plus 5 s\n"
+    core.lab.proof("site.lag", text)
+    core.check(f"a job's output reaches the login node (worst of {LAG_SAMPLES}: {worst:.1f} s)",
+               not math.isnan(worst), text)
+    core.check(f"the lag implies --latency-wait {wait}", wait is not None, text)
+    return core
+
+
+def over_limits(c: Cluster, site: Site) -> tuple[str, str]:
+    """Submit a job over its memory request and one over its time limit.
+    They run during the lag and staging proofs (the time limit is a minute's
+    wait), after the cores, whose checks count every job of the user."""
+    hog = ("python3 -c 'import time; b = bytearray(400 * 2**20); [b.__setitem__(i, 1) for i in range(0, len(b), "
+           "4096)]; time.sleep(10)'")
+    return (_sbatch(c, site, "--mem=100M --time=1 --nodes=1 --ntasks=1", hog),
+            _sbatch(c, site, "--mem=100M --time=1 --nodes=1 --ntasks=1", "sleep 150"))
+
+
+def enforcement(c: Cluster, jobs: tuple[str, str]) -> Core:
+    """What the site did to the jobs over_limits submitted: reported as found, not assumed."""
+    core = Core("limits", labctl.Lab("limits"))
+    mem, late = jobs
+    m = _wait(c, mem, 240)
+    t = _wait(c, late, 300)
+    mem_verdict = {"OUT_OF_MEMORY": "enforced: killed for memory (OUT_OF_MEMORY)",
+                   "FAILED": "enforced: killed (FAILED)",
+                   "CANCELLED": "enforced: cancelled",
+                   "COMPLETED": "NOT enforced: 400 MB in a 100 MB job completed"}.get(m["State"], m["State"])
+    time_verdict = {"TIMEOUT": f"enforced: TIMEOUT after {t['ElapsedRaw']} s of a 60 s limit",
+                    "COMPLETED": "NOT enforced: a 150 s job in a 1 min limit completed"}.get(t["State"], t["State"])
+    text = (f"memory: job {mem} asked 100M and touched 400 MB: {m['State']} {m['ExitCode']}, MaxRSS {m['MaxRSS']}"
+            f" -> {mem_verdict}\ntime: job {late} asked 1 min and slept 150 s: {t['State']} after "
+            f"{t['ElapsedRaw']} s -> {time_verdict}\n")
+    core.lab.proof("site.limits", text, c.sh(f"sacct -j {mem},{late} -o JobID,State,ExitCode,ElapsedRaw,MaxRSS,"
+                                              "ReqMem,Timelimit"))
+    core.check(f"memory over the request: {mem_verdict}", m["State"] != "", text)
+    core.check(f"time over the limit: {time_verdict}", t["State"] != "", text)
+    return core
+
+
+def staging(c: Cluster, site: Site) -> Core:
+    """Staging to the site's node-local scratch (profiles/slurm-staging with
+    its prefixes there), proven on the node by steps of the user's own: one
+    inside the running job's allocation (srun --jobid --overlap), one after
+    it on the same node. No root."""
+    from minihpc.course import staging as course
+    core, lab = cores.fresh("staging", "staging")
+    proc = lab.spawn(f"snakemake {course.STAGING} --config staging_hold={course.HOLD} -- {course.TARGET}")
+    job = node = ""
+    deadline = time.monotonic() + 180
+    while not job and time.monotonic() < deadline and proc.proc.poll() is None:
+        rows = [x.split() for x in c.sh("squeue --me -h -t RUNNING -o '%i %N %Z'").out.splitlines()]
+        job, node = next(((j, n) for j, n, wd in (r for r in rows if len(r) == 3) if wd == lab.workdir), ("", ""))
+        time.sleep(1)
+    if not job:
+        run = lab.collect(proc)
+        lab.proof("site.staging", run)
+        core.check("the staged job starts running on a compute node", False, tail(run))
+        return core
+    prefix = f"{site.scratch}/{site.user}/job-{job}"
+    staged_out = f"{prefix}/fs/{course.TARGET}"
+    look = f"srun --jobid={job} --overlap --nodelist={node} --ntasks=1 find {shlex.quote(prefix)} -type f"
+    during = Result(look, 1, "", 0)
+    for _ in range(60):
+        during = lab.sh(look)
+        if staged_out in during.out.split():
+            break
+        time.sleep(2)
+    shared_during = lab.exists(course.TARGET)
+    run = lab.collect(proc)
+    after = c.sh(f"find {shlex.quote(prefix)} -type f 2>/dev/null; echo checked on $(hostname)", node=node)
+    content = lab.read(course.TARGET)
+    lab.proof("site.staging", run, f"job {job} ran on {node}; its prefix: {prefix}\n", during,
+              f"{course.TARGET} on the shared filesystem while the job ran: {'yes' if shared_during else 'no'}\n",
+              after, lab.sh(f"cat {course.TARGET}"))
+    core.exit("the staged run exits 0", run)
+    core.check(f"the job's output appeared under {prefix} on {node} (seen by a step of the user's own in the "
+               "job's allocation)", staged_out in during.out.split(), tail(during))
+    core.check("...beside its staged input", f"{prefix}/fs/{course.INPUT}" in during.out.split(), tail(during))
+    core.check("the output was not on the shared filesystem while the job ran", not shared_during,
+               f"present during the job: {shared_during}")
+    core.check("the job staged it out, complete", (content or "").startswith(course.COMPLETE), repr(content))
+    core.check(f"after the job, {node}'s scratch holds none of its files (a job of the user's own looked)",
+               f"checked on {node}" in after.out and prefix not in after.out, tail(after))
+    return core
+
+
+# -- the whole check --------------------------------------------------------------------
+
+def check(site: Site, names: list[str] | None = None) -> int:
+    c = connect(site)
+    print(f"site: {site.user}@{site.host}:{site.port}, partition {site.partition} "
+          f"({len(c.facts.nodes)} nodes: {' '.join(c.facts.nodes)}), work in {c.facts.shared}", flush=True)
+    resources = site.resources()
+    checks: list[Check] = []
+    runs: dict[str, Callable[[], Core]] = {**CORES, "lag": lambda: lag(c, site),
+                                           **({"staging": lambda: staging(c, site)} if site.scratch else {}),
+                                           "limits": lambda: enforcement(c, limit_jobs)}
+    if not site.scratch:
+        print("staging: not run: the site file gives no node-local scratch (scratch: null)", flush=True)
+    try:
+        with _interruptible(), labctl.on(c, resources, PROOFS):
+            limit_jobs = ("", "")
+            for name in [n for n in runs if n in names] if names else list(runs):
+                if name not in CORES and "limits" in (names or runs) and not limit_jobs[0]:
+                    limit_jobs = over_limits(c, site)
+                print(f"running {name} ...", flush=True)
+                started = time.monotonic()
+                core = runs[name]()
+                print(f"  {name}: {sum(ch.ok for ch in core.checks)}/{len(core.checks)} checks passed in "
+                      f"{time.monotonic() - started:.0f} s", flush=True)
+                checks.extend(core.checks)
+                for ch in core.checks:
+                    if not ch.ok:
+                        print(f"  FAIL {ch.name}: {ch.evidence[:500]}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("minihpc: interrupted: cancelling the check's jobs and removing its directory", file=sys.stderr)
+        print(cleanup(c), file=sys.stderr)
+        raise
+    else:
+        PROOFS.mkdir(parents=True, exist_ok=True)
+        (PROOFS / "cleanup.txt").write_text(cleanup(c))
+    finally:
+        c.transport.close()  # type: ignore[attr-defined]
+    print(confirm.table(checks))
+    evidence = confirm.write_evidence(checks, PROOFS)
+    (PROOFS / "site.json").write_text(json.dumps({"host": site.host, "user": site.user, "partition":
+                                                  site.partition, "nodes": c.facts.nodes}, indent=1) + "\n")
+    failed = sum(not ch.ok for ch in checks)
+    print(f"\n{len(checks) - failed}/{len(checks)} checks passed; each check's evidence in {evidence}, "
+          f"proof artifacts in {PROOFS}/")
+    return 1 if failed else 0
+

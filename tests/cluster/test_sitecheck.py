@@ -1,0 +1,146 @@
+"""minihpc is itself a site: its login node's sshd on the host's loopback,
+and `minihpc site check` run against it over SSH only, with a site file that
+uses none of the docker shortcuts (a `docker` on PATH that fails and logs
+proves no command of the site path goes through it)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support import Cluster, eventually, q, run_ok
+
+from minihpc import PROOF_DIR
+from minihpc.cluster import Cluster as Client
+from minihpc.sitefile import load
+from minihpc.transport import SshTransport, compose
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def minihpc(*args: str, env: dict[str, str] | None = None, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "minihpc", *args], cwd=ROOT, capture_output=True, text=True,
+                          check=False, stdin=subprocess.DEVNULL, timeout=timeout, env=env)
+
+
+@pytest.fixture(scope="module")
+def site_file(cluster: Cluster) -> Path:
+    r = minihpc("site", "local")
+    assert r.returncode == 0, r.stderr
+    return Path(r.stdout.strip())
+
+
+def ssh(site_file: Path, cmd: str, *opts: str, user: str | None = None) -> subprocess.CompletedProcess[str]:
+    """ssh with the site file's options (and `opts`), as its user (or another)."""
+    *argv, dest = SshTransport(load(site_file), "login").ssh(interactive=True)
+    if user:
+        dest = f"{user}@{dest.split('@')[1]}"
+    return subprocess.run([*argv, "-o", "BatchMode=yes", *opts, dest, *([cmd] if cmd else [])], capture_output=True,
+                          text=True, check=False, stdin=subprocess.DEVNULL, timeout=60)
+
+
+@pytest.fixture
+def no_docker(tmp_path: Path) -> Iterator[tuple[dict[str, str], Path]]:
+    """An environment whose `docker` logs its arguments and fails."""
+    shim, log = tmp_path / "bin", tmp_path / "docker-calls.log"
+    shim.mkdir()
+    (shim / "docker").write_text(f"#!/bin/sh\necho \"docker $*\" >> {log}\nexit 97\n")
+    (shim / "docker").chmod(0o755)
+    yield {**os.environ, "PATH": f"{shim}:{os.environ['PATH']}"}, log
+
+
+def test_the_lab_user_logs_in_over_ssh_with_the_clusters_key(site_file: Path, client: Client) -> None:
+    r = ssh(site_file, "id -un; hostname; sinfo -h -o %P | head -n1")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split()[:2] == [client.facts.lab_user, client.facts.login]
+    site = load(site_file)
+    assert (site.host, site.port, site.user) == ("127.0.0.1", client.facts.ssh_port, client.facts.lab_user)
+    assert "docker" not in site_file.read_text() and "compose" not in site_file.read_text()
+
+
+def test_no_password_no_root_no_other_user_no_forwarding(site_file: Path, client: Client) -> None:
+    r = ssh(site_file, "true", "-o", "PubkeyAuthentication=no", "-o",
+            "PreferredAuthentications=password,keyboard-interactive")
+    assert r.returncode == 255 and "Permission denied (publickey)" in r.stderr, r.stderr
+    for user in ("root", client.facts.other_user):
+        r = ssh(site_file, "true", user=user)
+        assert r.returncode == 255 and "Permission denied" in r.stderr, (user, r.stderr)
+    # No tunnel into the cluster's network (the accounting database, slurmdbd), not even to sshd itself.
+    for target in ("db:3306", "127.0.0.1:22"):
+        r = ssh(site_file, "", "-W", target)
+        assert r.returncode == 255 and "stdio forwarding failed" in r.stderr, (target, r.stderr)
+    assert compose("port", "login", "22").strip() == f"127.0.0.1:{client.facts.ssh_port}", "loopback only"
+
+
+def test_the_site_check_passes_over_ssh_alone(site_file: Path, no_docker, client: Client) -> None:
+    env, calls = no_docker
+    r = minihpc("site", "check", str(site_file), env=env)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-3000:]
+    assert not calls.exists(), f"the site path ran docker: {calls.read_text()}"
+    proofs = PROOF_DIR / "site"
+    checks = (proofs / "checks.txt").read_text()
+    assert "[FAIL]" not in checks and checks.count("[PASS]") >= 30, checks[:3000]
+    for core in ("core1", "core2", "core4", "core5", "lag", "limits"):
+        assert f"] {core}: " in checks, core
+    for proof in ("core1.slurm.run", "core1.sacct", "core2.flaky", "core4.unit-tests", "core5.drift", "site.lag",
+                  "site.limits"):
+        assert (proofs / f"{proof}.txt").is_file(), proof
+    # minihpc enforces both (cgroup-less: jobacct_gather's kill, and the time limit): the check found them so.
+    assert "[PASS] limits: memory over the request: enforced" in checks, checks[-800:]
+    assert "[PASS] limits: time over the limit: enforced: TIMEOUT" in checks, checks[-800:]
+    assert "removed: " in (proofs / "cleanup.txt").read_text()
+    session = (proofs / "cleanup.txt").read_text().split("removed: ")[1].split()[0]
+    assert session.startswith(load(site_file).work_dir + "/check-")
+    assert client.sh(f"test -e {q(session)}").rc != 0, "the check's directory is removed"
+    assert client.sh("squeue --me -h -n minihpc-site-check").out.strip() == "", "no job of the check is left"
+
+
+@pytest.mark.parametrize(("change", "field", "fix"), [
+    (("  port: ", "  port: 1\n  #"), "ssh.host", "check ssh.host, ssh.port"),
+    (("  partition: ", "  partition: nosuch\n  #"), "slurm.partition", "the site's partitions: "),
+    (("  account: ", "  account: nosuch\n  #"), "slurm.account", "give one of your accounts"),
+    (("work_dir: ", "work_dir: /shared/site-check-others\n#"), "work_dir", "give a directory of yours"),
+    (("work_dir: ", "work_dir: /shared/site-check-link\n#"), "work_dir", "give the real path"),
+    (("slurm:", "slurm:\n  partitoin: short"), "slurm.partitoin", "known keys under slurm"),
+])
+def test_a_bad_site_file_is_one_error_naming_the_field_and_nothing_is_submitted(
+        site_file: Path, cluster: Cluster, client: Client, tmp_path: Path, change, field, fix) -> None:
+    other = cluster.host("login", client.facts.other_user)
+    run_ok(other, "mkdir -p -m 755 /shared/site-check-others")
+    run_ok(cluster.as_user(), "ln -sfn /tmp /shared/site-check-link")
+    bad = tmp_path / "site.yaml"
+    bad.write_text(site_file.read_text().replace(*change, 1))
+    since = client.now()
+    r = minihpc("site", "check", str(bad), timeout=300)
+    errors = [x for x in r.stderr.splitlines() if x.startswith("minihpc: error:")]
+    assert r.returncode == 2 and len(errors) == 1, r.stdout + r.stderr
+    assert f": {field}: " in errors[0] and fix in errors[0], errors[0]
+    assert "running core1" not in r.stdout
+    assert client.sacct(since) == [], "nothing was submitted"
+
+
+def test_ctrl_c_cancels_the_checks_jobs_and_removes_its_directory(site_file: Path, client: Client) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "minihpc", "site", "check", str(site_file), "--only", "limits"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            stdin=subprocess.DEVNULL)
+    try:
+        queued = "squeue --me -h -n minihpc-site-check -o %i"
+        eventually(lambda: len(client.sh(queued).out.split()) == 2, timeout=120, interval=0.5,
+                   what="the limits proof's two jobs")
+        time.sleep(2)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, out + err
+    assert "interrupted: cancelling the check's jobs and removing its directory" in err, err
+    session = err.split("removed: ")[1].split()[0]
+    assert session.startswith(load(site_file).work_dir + "/check-"), err
+    eventually(lambda: client.sh(queued).out.strip() == "", timeout=60, what="the check's jobs to go")
+    assert client.sh(f"test -e {q(session)}").rc != 0, "its directory is removed"
