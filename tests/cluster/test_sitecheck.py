@@ -144,3 +144,42 @@ def test_ctrl_c_cancels_the_checks_jobs_and_removes_its_directory(site_file: Pat
     assert session.startswith(load(site_file).work_dir + "/check-"), err
     eventually(lambda: client.sh(queued).out.strip() == "", timeout=60, what="the check's jobs to go")
     assert client.sh(f"test -e {q(session)}").rc != 0, "its directory is removed"
+
+
+def test_run_site_runs_your_workflow_there_with_its_requirements(site_file: Path, no_docker, client: Client,
+                                                                 tmp_path: Path) -> None:
+    import json
+    import shutil
+    env, calls = no_docker
+    wf = tmp_path / "pyreqs"
+    shutil.copytree(ROOT / "tests/workflows/pyreqs", wf)
+    work = load(site_file).work_dir
+    try:
+        r = minihpc("run", "--site", str(site_file), "--name", "test-site-run", "--fresh", str(wf), env=env,
+                    timeout=900)
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+        assert not calls.exists(), f"run --site ran docker: {calls.read_text()}"
+        report = json.loads((wf / ".minihpc/report.json").read_text())
+        assert report["remote"] == f"{work}/test-site-run"
+        assert report["environment"]["path"].startswith(f"{work}/.envs/py-"), report["environment"]
+        assert {(j["state"], j["node"] in client.facts.nodes) for j in report["jobs"]} == {("COMPLETED", True)}
+        # minihpc's own profile took the site file's partition and limits.
+        assert {(j["partition"], j["time_limit"], j["req_mem"]) for j in report["jobs"]} == {("short", "00:02:00",
+                                                                                            "500M")}
+    finally:
+        client.sh(f"chmod -R u+w {q(work)}/.envs 2>/dev/null; rm -rf {q(work)}/.envs {q(work)}/test-site-run")
+
+
+def test_the_lag_proof_measures_the_lag_there_is(site_file: Path, client: Client) -> None:
+    """Under the NFS profile lag-10 (set here, as the site's own filesystem would be), the check measures
+    about 10 s and says what --latency-wait covers it."""
+    client.set_nfs_profile("lag-10")
+    try:
+        r = minihpc("site", "check", str(site_file), "--only", "lag", timeout=300)
+    finally:
+        client.set_nfs_profile("off")
+    assert r.returncode == 0, r.stdout + r.stderr
+    lags = [float(x.split("lag ")[-1].rstrip(" s")) for x in (PROOF_DIR / "site/site.lag.txt").read_text().splitlines()
+            if x.startswith("job ")]
+    assert len(lags) == 3 and all(9 <= x <= 13 for x in lags), lags
+    assert "the lag implies --latency-wait 2" in r.stdout, r.stdout
