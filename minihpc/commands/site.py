@@ -48,7 +48,11 @@ def site_check(a: argparse.Namespace) -> int:
     for name in a.only:
         if name not in PROOF_NAMES:
             raise BadInput(f"--only {name!r} is not a proof", f"choose from {', '.join(PROOF_NAMES)}")
-    return check(load(a.site), a.only)
+    site = load(a.site)
+    if "staging" in a.only and not site.scratch:
+        raise BadInput(f"--only staging, but {a.site} gives no scratch", "set scratch to the compute nodes' local "
+                       "scratch directory")
+    return check(site, a.only)
 
 
 def ssh(a: argparse.Namespace) -> int:

@@ -86,3 +86,13 @@ def test_the_cli_lists_the_site_checks_proofs_in_order() -> None:
     from minihpc import sitecheck
     from minihpc.commands.site import PROOF_NAMES
     assert [*sitecheck.CORES, *sitecheck.OWN] == list(PROOF_NAMES)
+
+
+def test_staging_alone_on_a_site_without_scratch_is_refused_before_connecting(site: Path) -> None:
+    import subprocess
+    import sys
+    site.write_text(GOOD.replace("scratch: /tmp", "scratch: null"))
+    r = subprocess.run([sys.executable, "-m", "minihpc", "site", "check", str(site), "--only", "staging"],
+                       capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL, timeout=60,
+                       cwd=Path(__file__).resolve().parents[2])
+    assert r.returncode == 2 and "--only staging, but" in r.stderr and "gives no scratch" in r.stderr, r.stderr
