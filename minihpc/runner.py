@@ -24,7 +24,7 @@ from pathlib import Path, PurePosixPath
 from minihpc import ROOT, pyenv
 from minihpc.cluster import Cluster, largest_step_rss
 from minihpc.errors import BadInput, MinihpcError
-from minihpc.sitefile import with_resources
+from minihpc.sitefile import Site
 
 SNAKEFILES = ("Snakefile", "snakefile", "workflow/Snakefile", "workflow/snakefile")
 PROFILE_FILES = ("config.yaml", "config.v8+.yaml", "profile.yaml")
@@ -58,8 +58,8 @@ class Plan:
     exclude: list[str]
     fresh: bool
     requirements: pyenv.Requirements | None = None
-    # On a site (run --site): minihpc's own profile gets the site's partition, account and limits.
-    site_resources: dict[str, str | None] | None = None
+    # On a site (run --site): minihpc's own profile is made for it (Site.profile).
+    site: Site | None = None
 
     def remote(self, shared: str) -> str:
         return f"{shared}/{self.name}"
@@ -221,9 +221,9 @@ def _sync(p: Plan, cluster: Cluster, remote: str) -> None:
     if r.rc != 0:
         raise MinihpcError(f"could not sync {p.workflow} to {remote}: {r.out.strip()[:500]}",
                            "is the shared filesystem up? minihpc status")
-    if p.site_resources and p.profile_remote == REMOTE_PROFILE:
+    if p.site and p.profile_remote == REMOTE_PROFILE:
         conf = next(p.profile / f for f in PROFILE_FILES if (p.profile / f).is_file())
-        text = with_resources(conf.read_text(), p.site_resources)
+        text = p.site.profile(conf.read_text())
         r = cluster.sh(f"cat > {shlex.quote(f'{REMOTE_PROFILE}/{conf.name}')}", workdir=remote, stdin=text.encode())
         if r.rc != 0:
             raise MinihpcError(f"could not write the site's profile in {remote}: {r.out.strip()[:300]}",

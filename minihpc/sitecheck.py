@@ -313,7 +313,6 @@ def check(site: Site, names: list[str] | None = None) -> int:
     c = connect(site)
     print(f"site: {site.user}@{site.host}:{site.port}, partition {site.partition} "
           f"({len(c.facts.nodes)} nodes: {' '.join(c.facts.nodes)}), work in {c.facts.shared}", flush=True)
-    resources = site.resources()
     checks: list[Check] = []
     runs: dict[str, Callable[[], Core]] = {**CORES, "lag": lambda: lag(c, site),
                                            **({"staging": lambda: staging(c, site)} if site.scratch else {}),
@@ -321,7 +320,7 @@ def check(site: Site, names: list[str] | None = None) -> int:
     if not site.scratch:
         print("staging: not run: the site file gives no node-local scratch (scratch: null)", flush=True)
     try:
-        with _interruptible(), labctl.on(c, resources, PROOFS):
+        with _interruptible(), labctl.on(c, site, PROOFS):
             limit_jobs = ("", "")
             for name in [n for n in runs if n in names] if names else list(runs):
                 if name not in CORES and "limits" in (names or runs) and not limit_jobs[0]:

@@ -32,6 +32,7 @@ from typing import Any
 
 from minihpc.errors import BadInput, MinihpcError
 from minihpc.facts import Facts
+from scratch.policy import MOUNT as SCRATCH
 
 # The one description of the file: each key, its default (REQUIRED: none) and what it takes.
 REQUIRED = object()
@@ -79,25 +80,23 @@ class Site:
     minutes: int = 2
     mem_mb: int = 500
 
-    def resources(self) -> dict[str, str | None]:
-        """minihpc's own profiles' default-resources on this site: its
-        partition and account (None: the site's default), the small limits."""
-        return {"slurm_partition": self.partition, "slurm_account": self.account, "runtime": str(self.minutes),
-                "mem_mb": str(self.mem_mb)}
+    def profile(self, text: str) -> str:
+        """One of minihpc's own profiles made for this site: its default-resources
+        take the site's partition and account (None: the line dropped, the
+        site's default) and the small limits; its staging prefixes go to the
+        site's node-local scratch."""
+        resources = {"slurm_partition": self.partition, "slurm_account": self.account,
+                     "runtime": str(self.minutes), "mem_mb": str(self.mem_mb)}
+        for key, value in resources.items():
+            text = re.sub(rf"^(\s+){key}: .*\n", "" if value is None else rf"\g<1>{key}: {value}\n", text,
+                          flags=re.M)
+        return text.replace(f"{SCRATCH}/$USER", f"{self.scratch}/$USER") if self.scratch else text
 
     def sbatch_options(self) -> list[str]:
         """What every proof job asks for: the site's partition, account and QOS, and the small limits."""
         opts = [f"--partition={self.partition}", f"--time={self.minutes}", f"--mem={self.mem_mb}M"]
         opts += [f"--account={self.account}"] if self.account else []
         return opts + ([f"--qos={self.qos}"] if self.qos else [])
-
-
-def with_resources(profile: str, resources: dict[str, str | None]) -> str:
-    """A profile's text with its default-resources set (None: the line dropped)."""
-    for key, value in resources.items():
-        profile = re.sub(rf"^(\s+){key}: .*\n", "" if value is None else rf"\g<1>{key}: {value}\n", profile,
-                         flags=re.M)
-    return profile
 
 
 def _bad(path: Path, key: str, what: str, fix: str) -> BadInput:

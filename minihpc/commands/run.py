@@ -49,7 +49,7 @@ def run(a: argparse.Namespace) -> int:
         from minihpc.sitefile import load
         site = load(a.site)  # every field checked, then tried against the site, before anything is touched
         cluster = connect(site, session=False)
-        p.site_resources = site.resources()
+        p.site = site
     else:
         cluster = Cluster.local()  # no facts: a clear error before anything is touched
     if p.requirements:

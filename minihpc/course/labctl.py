@@ -16,20 +16,19 @@ from pathlib import Path
 from minihpc import PROOF_DIR, ROOT
 from minihpc.cluster import Cluster, Result, Running
 from minihpc.facts import LAB_USER
-from minihpc.sitefile import with_resources
-from scratch.policy import MOUNT as SCRATCH
+from minihpc.sitefile import Site
 
 __all__ = ["LAB_USER", "Lab", "Result", "Running", "cluster", "compute_nodes", "node_sh", "now_stamp",
            "sacct_jobs", "set_nfs_profile"]
 
 
-_on: list[tuple[Cluster, dict[str, str | None], Path]] = []
+_on: list[tuple[Cluster, Site | None, Path]] = []
 
 
 def cluster() -> Cluster:
     """The cluster the lab runs on: this machine's (`minihpc up`), or a site's while `on(site)` holds."""
     if not _on:
-        _on.append((Cluster.local(), {}, PROOF_DIR))
+        _on.append((Cluster.local(), None, PROOF_DIR))
     return _on[-1][0]
 
 
@@ -39,13 +38,11 @@ def current_proof_dir() -> Path:
 
 
 @contextmanager
-def on(other: Cluster, resources: dict[str, str | None], proofs: Path) -> Iterator[None]:
-    """Run the lab on another cluster (a site, over SSH), its proofs to
-    `proofs`. `resources`: the profiles' default-resources to set there (the
-    site's partition and account, the proof jobs' limits); None drops one
-    (the site's default)."""
+def on(other: Cluster, site: Site, proofs: Path) -> Iterator[None]:
+    """Run the lab on a site's cluster (over SSH), with minihpc's profiles
+    made for that site (Site.profile), its proofs to `proofs`."""
     cluster()
-    _on.append((other, resources, proofs))
+    _on.append((other, site, proofs))
     try:
         yield
     finally:
@@ -101,13 +98,11 @@ class Lab:
                                          (ROOT / "profiles", "profiles", pycache)], fresh=True)
         if r.rc != 0:
             raise RuntimeError(f"could not lay out {self.workdir}: {r.out}")
-        resources = _on[-1][1]
-        if resources:
+        site = _on[-1][1]
+        if site:
             for profile in sorted((ROOT / "profiles").glob("*/config.yaml")):
                 rel = profile.relative_to(ROOT)
-                # The site's node-local scratch in place of minihpc's (the staging profile's prefixes).
-                text = with_resources(profile.read_text(), resources).replace(
-                    f"{SCRATCH}/$USER", f"{cluster().facts.scratch}/$USER")
+                text = site.profile(profile.read_text())
                 w = cluster().sh(f"cat > {shlex.quote(str(rel))}", workdir=self.workdir, stdin=text.encode())
                 if w.rc != 0:
                     raise RuntimeError(f"could not write {rel} in {self.workdir}: {w.out}")

@@ -96,3 +96,16 @@ def test_staging_alone_on_a_site_without_scratch_is_refused_before_connecting(si
                        capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL, timeout=60,
                        cwd=Path(__file__).resolve().parents[2])
     assert r.returncode == 2 and "--only staging, but" in r.stderr and "gives no scratch" in r.stderr, r.stderr
+
+
+def test_minihpcs_profiles_are_made_for_the_site(site: Path) -> None:
+    root = Path(__file__).resolve().parents[2]
+    s = load(site)
+    staging = s.profile((root / "profiles/slurm-staging/config.yaml").read_text())
+    assert "  slurm_partition: short\n  mem_mb: 500\n  runtime: 3\n" in staging.replace("  slurm_account: proj\n", "")
+    assert "  slurm_account: proj\n" in staging
+    assert "local-storage-prefix: /tmp/$USER/main" in staging and "/scratch/" not in staging
+    site.write_text(GOOD.replace("  account: proj\n", "").replace("scratch: /tmp", "scratch: null"))
+    plain = load(site).profile((root / "profiles/slurm-staging/config.yaml").read_text())
+    assert "slurm_account" not in plain, "no account: the site's default"
+    assert "/scratch/$USER/main" in plain, "no scratch: the prefixes stay as they are"
