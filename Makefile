@@ -11,11 +11,13 @@ READY_TIMEOUT ?=
 SCRATCH_MB ?=
 # The login node's sshd, published on the host's 127.0.0.1 (make ssh).
 SSH_PORT ?=
+# The cluster's private IPv4 network (each service at a fixed address in it).
+SUBNET ?=
 # NFS-style client profile (see `make nfs-profiles`); empty keeps the active one (fresh cluster: off).
 NFS_PROFILE ?=
 PYTEST_ARGS ?=
 
-export NODES NODE_CPUS NODE_MEM_MB BIGMEM_MB GPUS SCRATCH_MB SSH_PORT READY_TIMEOUT NFS_PROFILE
+export NODES NODE_CPUS NODE_MEM_MB BIGMEM_MB GPUS SCRATCH_MB SSH_PORT SUBNET READY_TIMEOUT NFS_PROFILE
 
 # The CLI; needs nothing but python3 (the Makefile is its thin alias).
 MINIHPC := python3 -m minihpc
@@ -27,7 +29,7 @@ PY := $(VENV)/bin/python
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-24s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
-	@echo "  knobs: NODES NODE_CPUS NODE_MEM_MB BIGMEM_MB GPUS SCRATCH_MB SSH_PORT READY_TIMEOUT NFS_PROFILE (defaults: $(MINIHPC) up --help)"
+	@echo "  knobs: NODES NODE_CPUS NODE_MEM_MB BIGMEM_MB GPUS SCRATCH_MB SSH_PORT SUBNET READY_TIMEOUT NFS_PROFILE (defaults: $(MINIHPC) up --help)"
 
 bootstrap: ## install/start the Docker engine and Compose v2 on this host (Debian, root)
 	cluster/bootstrap-host.sh

@@ -46,6 +46,9 @@ class Facts:
     scratch: str = SCRATCH
     # The login node's sshd on the host's loopback (ssh -p PORT LAB_USER@127.0.0.1).
     ssh_port: int = 2222
+    # The cluster's network and each service's fixed address in it (minihpc.topology).
+    subnet: str = ""
+    addresses: dict[str, str] = field(default_factory=dict)
     # Services that run Slurm (every one but the database).
     daemons: list[str] = field(default_factory=lambda: ["slurmdbd", "slurmctld"])
 

@@ -157,7 +157,9 @@ class Faults:
         # The network every other node is on; the node's name must resolve there again.
         net = networks(container(self.facts.login))[0]
         t0 = time.monotonic()
-        docker("network", "connect", "--alias", node, net, cid)
+        # At its own address: Docker would hand it any free one, perhaps a killed node's, where slurmctld
+        # would then send that node's jobs.
+        docker("network", "connect", "--ip", self.facts.addresses[node], "--alias", node, net, cid)
         wait_healthy([node])
         return f"{node}: reconnected to {net} and healthy in {time.monotonic() - t0:.0f} s"
 

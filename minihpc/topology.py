@@ -24,6 +24,7 @@ the site's (minihpc.site):
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import os
 import sys
@@ -37,7 +38,14 @@ from scratch import policy as scratch_policy
 MAX_NODES = 16
 # The one place the cluster's default shape is written (the CLI's help reads it).
 DEFAULTS = {"NODES": 2, "NODE_CPUS": 2, "NODE_MEM_MB": 3000, "BIGMEM_MB": 6000, "GPUS": 2,
-            "SCRATCH_MB": scratch_policy.DEFAULT_MB, "SSH_PORT": 2222}
+            "SCRATCH_MB": scratch_policy.DEFAULT_MB, "SSH_PORT": 2222, "SUBNET": "10.213.0.0/24"}
+# Each service's fixed host number in SUBNET (.1 is the gateway); compute node
+# cN is COMPUTE_BASE + N. Fixed, because Docker hands a freed address to the
+# next container that asks: a node cut off or killed and brought back must not
+# come back at another node's old address, where slurmctld would still send
+# that node's jobs.
+SERVICE_HOSTS = {"db": 2, "slurmdbd": 3, "slurmctld": 4, "login": 5}
+COMPUTE_BASE = 10
 
 
 class TopologyError(ValueError):
@@ -54,6 +62,8 @@ class Topology:
     gpus: int = DEFAULTS["GPUS"]
     # The login node's sshd, published on the host's loopback only.
     ssh_port: int = DEFAULTS["SSH_PORT"]
+    # The cluster's network, every service at a fixed address in it (addresses).
+    subnet: str = DEFAULTS["SUBNET"]
 
     @classmethod
     def from_env(cls, env: dict[str, str]) -> Topology:
@@ -66,6 +76,7 @@ class Topology:
             bigmem_mb=_int(env, "BIGMEM_MB", 2048, 1_048_576),
             gpus=_int(env, "GPUS", 0, 16),
             ssh_port=_int(env, "SSH_PORT", 1024, 65535),
+            subnet=_subnet(env),
         )
         if t.bigmem_mb <= t.mem_mb:
             raise TopologyError(f"BIGMEM_MB={t.bigmem_mb} is not above NODE_MEM_MB={t.mem_mb}; the bigmem node "
@@ -77,7 +88,7 @@ class Topology:
         """The topology a running cluster was rendered from (its cluster.json)."""
         return cls(nodes=len(f.nodes), cpus=f.cpus, mem_mb=f.mem_mb, scratch_mb=f.scratch_mb,
                    bigmem_mb=max(f.node_mem_mb.values()), gpus=max(f.gpus.values(), default=0),
-                   ssh_port=f.ssh_port)
+                   ssh_port=f.ssh_port, subnet=f.subnet or DEFAULTS["SUBNET"])
 
     @property
     def names(self) -> list[str]:
@@ -90,6 +101,17 @@ class Topology:
     @property
     def gpu_nodes(self) -> list[str]:
         return self.names[:1] if self.gpus else []
+
+    @property
+    def addresses(self) -> dict[str, str]:
+        """Every service's address in the subnet."""
+        net = ipaddress.ip_network(self.subnet)
+        hosts = {**SERVICE_HOSTS, **{n: COMPUTE_BASE + i for i, n in enumerate(self.names, 1)}}
+        return {name: str(net.network_address + h) for name, h in hosts.items()}
+
+    @property
+    def gateway(self) -> str:
+        return str(ipaddress.ip_network(self.subnet).network_address + 1)
 
     def node_mem(self, name: str) -> int:
         return self.bigmem_mb if name in self.bigmem_nodes else self.mem_mb
@@ -110,6 +132,20 @@ def _int(env: dict[str, str], key: str, lo: int, hi: int) -> int:
     if not lo <= value <= hi:
         raise TopologyError(f"{key}={value} is out of range; allowed {lo} to {hi} (e.g. {key}={default})")
     return value
+
+
+def _subnet(env: dict[str, str]) -> str:
+    raw = env.get("SUBNET", "").strip() or DEFAULTS["SUBNET"]
+    example = f"e.g. SUBNET={DEFAULTS['SUBNET']}"
+    try:
+        net = ipaddress.ip_network(raw)
+    except ValueError:
+        raise TopologyError(f"SUBNET={raw!r} is not an IPv4 network with its host bits zero; {example}") from None
+    last = COMPUTE_BASE + MAX_NODES
+    if net.version != 4 or not net.is_private or net.num_addresses < last + 2:
+        raise TopologyError(f"SUBNET={raw} must be a private IPv4 network of at least {last + 2} addresses "
+                            f"(a /{32 - (last + 1).bit_length()} or larger); {example}")
+    return str(net)
 
 
 # Seconds between samples of a step's memory (what OverMemoryKill acts on).
@@ -233,7 +269,10 @@ def compose_nodes(t: Topology, compose_file: Path) -> dict:
         for name in t.names
     }
     services["login"] = {"tmpfs": scratch, "ports": [f"127.0.0.1:{t.ssh_port}:22"]}
-    return {"services": services}
+    for name, address in t.addresses.items():
+        services.setdefault(name, {})["networks"] = {"default": {"ipv4_address": address}}
+    return {"services": services,
+            "networks": {"default": {"ipam": {"config": [{"subnet": t.subnet, "gateway": t.gateway}]}}}}
 
 
 def write_if_changed(path: Path, text: str) -> bool:
@@ -249,7 +288,8 @@ def write_if_changed(path: Path, text: str) -> bool:
 def facts(t: Topology) -> Facts:
     return Facts(nodes=t.names, cpus=t.cpus, mem_mb=t.mem_mb, scratch_mb=t.scratch_mb,
                  node_mem_mb={n: t.node_mem(n) for n in t.names}, gpus={n: t.gpus for n in t.gpu_nodes},
-                 partitions=[p.name for p in site.partitions(t)], ssh_port=t.ssh_port)
+                 partitions=[p.name for p in site.partitions(t)], ssh_port=t.ssh_port,
+                 subnet=t.subnet, addresses=t.addresses)
 
 
 def render(t: Topology, run_dir: Path, compose_file: Path) -> bool:

@@ -14,6 +14,7 @@ from minihpc.cluster import Cluster
 from minihpc.commands.common import compose, confirm, env_int, exec_compose
 from minihpc.errors import BadInput, MinihpcError
 from minihpc.facts import CLUSTER_NAME, Facts
+from minihpc.network import check_subnet
 from minihpc.topology import DEFAULTS, MAX_NODES, Topology, TopologyError
 
 READY_TIMEOUT = 180
@@ -32,11 +33,14 @@ def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("up", help="bring the cluster up (or resize it) and wait until it is ready",
                        description="Bring the cluster up, or resize a running one, and return when every node is "
                                    "idle and sacct answers. Defaults come from NODES, NODE_CPUS, NODE_MEM_MB, "
-                                   "BIGMEM_MB, GPUS, SCRATCH_MB, SSH_PORT, NFS_PROFILE and READY_TIMEOUT in the "
-                                   "environment.")
+                                   "BIGMEM_MB, GPUS, SCRATCH_MB, SSH_PORT, SUBNET, NFS_PROFILE and READY_TIMEOUT "
+                                   "in the environment.")
     for flag, (name, what) in UP_KNOBS.items():
         p.add_argument(f"--{flag.replace('_', '-')}", type=int, default=None,
                        help=f"{what} (default {DEFAULTS.get(name, READY_TIMEOUT)}; env {name})")
+    p.add_argument("--subnet", default=None,
+                   help=f"the cluster's private IPv4 network, each service at a fixed address in it (default "
+                        f"{DEFAULTS['SUBNET']}; env SUBNET)")
     p.add_argument("--nfs-profile", default=None, help="NFS client profile to set (see minihpc nfs list)")
     p.set_defaults(run=up)
 
@@ -63,8 +67,10 @@ def up(a: argparse.Namespace) -> int:
     for flag, (name, _) in UP_KNOBS.items():
         if getattr(a, flag) is not None:
             env[name] = str(getattr(a, flag))
+    if a.subnet is not None:
+        env["SUBNET"] = a.subnet
     try:  # validate everything before anything starts
-        Topology.from_env(env)
+        topology = Topology.from_env(env)
     except TopologyError as e:
         raise BadInput(str(e)) from None
     env["READY_TIMEOUT"] = str(env_int("READY_TIMEOUT", READY_TIMEOUT, env))
@@ -85,6 +91,7 @@ def up(a: argparse.Namespace) -> int:
         raise MinihpcError(f"a minihpc cluster made from another state directory is on this machine ({state})",
                            f"one cluster per machine: remove it with MINIHPC_STATE_DIR={state} minihpc destroy "
                            f"--yes, or use it with MINIHPC_STATE_DIR={state}")
+    check_subnet(topology)
     rc = subprocess.run([str(ROOT / "cluster/up.sh")], env=env, check=False).returncode
     if rc != 0:
         raise MinihpcError(f"bring-up failed (exit {rc})", "see the lines above; minihpc logs shows every service")

@@ -22,7 +22,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,9 +32,11 @@ from support import Cluster, eventually, run_ok
 
 from minihpc import ROOT
 from minihpc.cluster import Cluster as Client
+from minihpc.errors import MinihpcError
 from minihpc.faults import Faults
 from minihpc.pytest_plugin import Minihpc
 from minihpc.runner import Report, execute, plan
+from minihpc.transport import container, docker
 
 WORKFLOW = ROOT / "tests/workflows/faults"
 PARTS, SECONDS = 12, 30
@@ -50,6 +53,8 @@ class Observed:
     # failed (a launch that never reached a node is requeued whatever
     # --no-requeue says): they may still be running when Snakemake exits.
     ghosts: list[str] = field(default_factory=list)
+    # Each node's address once the node faults were undone.
+    addresses: dict[str, str] = field(default_factory=dict)
 
 
 def sinfo(cluster: Cluster, node: str) -> str:
@@ -82,7 +87,12 @@ def node_faults(cluster: Cluster, faults: Faults, plan: dict[str, tuple[str, str
     back = {n: eventually(lambda n=n: (st := sinfo(cluster, n)) in ("idle", "mix", "alloc") and st, timeout=180,
                           interval=2, what=f"{n} back in sinfo") for n in plan}
     return {n: {"jobs": jobs[n], "down": down[n], "back": back[n], "down_s": down_s,
-                "back_s": time.monotonic() - t0} for n in plan}
+                "back_s": time.monotonic() - t0, "address": address(n)} for n in plan}
+
+
+def address(service: str) -> str:
+    return docker("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+                  container(service)).strip()
 
 
 def daemon_restart(cluster: Cluster, faults: Faults, service: str) -> dict[str, object]:
@@ -91,6 +101,26 @@ def daemon_restart(cluster: Cluster, faults: Faults, service: str) -> dict[str, 
     # sacct answers again, for every job queued before the restart.
     rows = run_ok(cluster.as_user("login"), f"sacct -n -X -P -o JobID -j {','.join(before) or '0'}").split()
     return {"queued_before": before, "queued_after": queued(cluster), "sacct_after": rows}
+
+
+@contextmanager
+def in_background(faults: Faults, fn: Callable[..., Report], *args: object, **kwargs: object) -> Iterator[Future]:
+    """fn (a workflow run) in a thread. If the test fails meanwhile, the run's
+    Snakemake is stopped until the thread ends: leaving the executor waits for
+    it, and a Snakemake that lost its jobs (a fault's doing) waits forever."""
+    with ThreadPoolExecutor(1) as pool:
+        run = pool.submit(fn, *args, **kwargs)
+        try:
+            yield run
+        except BaseException:
+            deadline = time.monotonic() + 180
+            while not run.done() and time.monotonic() < deadline:
+                try:
+                    faults.apply("stop-snakemake", signal="TERM")
+                except MinihpcError:  # not started yet, or already gone
+                    pass
+                time.sleep(2)
+            raise
 
 
 def up(nodes: int) -> None:
@@ -122,9 +152,8 @@ def faulted(bigger: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         ("slurmctld", lambda: daemon_restart(cluster, faults, "slurmctld")),
         ("slurmdbd", lambda: daemon_restart(cluster, faults, "slurmdbd")),
     ]
-    with ThreadPoolExecutor(1) as pool:
-        run = pool.submit(Minihpc(cluster.client).run, WORKFLOW, name="test-faults", report=report_dir,
-                          snakemake_args=["--retries", "2", "--config", f"parts={PARTS}", f"seconds={SECONDS}"])
+    with in_background(faults, Minihpc(cluster.client).run, WORKFLOW, name="test-faults", report=report_dir,
+                       snakemake_args=["--retries", "2", "--config", f"parts={PARTS}", f"seconds={SECONDS}"]) as run:
         try:
             for name, step in steps:
                 seen.steps[name] = step()
@@ -193,6 +222,15 @@ def test_a_cut_node_goes_down_its_jobs_run_again_elsewhere_and_it_comes_back(
     assert_failed_over(bigger, faulted, faulted.steps["nodes"][node], node)
 
 
+def test_a_cut_node_and_a_killed_one_come_back_at_their_own_addresses(bigger: Cluster, faulted: Observed) -> None:
+    """Docker gives a started or reconnected container any free address, a
+    killed node's included, where slurmctld would send that node's jobs:
+    every service has a fixed one (SUBNET)."""
+    nodes = faulted.steps["nodes"]
+    assert {n: s["address"] for n, s in nodes.items()} == {n: bigger.facts.addresses[n] for n in nodes}
+    assert all(address(n) == a for n, a in bigger.facts.addresses.items()), "every service at its own address"
+
+
 def test_slurmctld_restart_keeps_job_ids_and_accounting(faulted: Observed) -> None:
     ctld = faulted.steps["slurmctld"]
     assert ctld["queued_before"], "the restart must happen with jobs queued"
@@ -221,9 +259,10 @@ def test_the_database_down_across_a_status_check_loses_the_run_until_stopped_and
     log = io.StringIO()
     p = plan(str(WORKFLOW), None, "test-faults-db", str(tmp_path / "r1"), [], [], True,
              ["--verbose", "--config", "parts=2", "seconds=5"])
-    with ThreadPoolExecutor(1) as pool:
-        run = pool.submit(execute, p, cluster.client, log)
-        jobs = eventually(lambda: len(q := queued(cluster)) == 2 and q, timeout=120, what="both jobs queued")
+    before = set(queued(cluster))
+    with in_background(faults, execute, p, cluster.client, log) as run:
+        jobs = eventually(lambda: len(q := [j for j in queued(cluster) if j not in before]) == 2 and q, timeout=120,
+                          what="both jobs of the run queued")
         faults.apply("stop", "db")
         try:
             # Long enough to cover one status check whatever its phase (the

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import subprocess
 import sys
@@ -21,7 +22,7 @@ def test_conf_and_compose_agree(tmp_path: Path, n: int) -> None:
     topology.render(t, tmp_path, ROOT / "docker-compose.yml")
     conf = (tmp_path / "etc/slurm.conf").read_text()
     services = json.loads((tmp_path / "compose.nodes.yml").read_text())["services"]
-    compute = sorted(set(services) - {"login"}, key=lambda s: int(s[1:]))
+    compute = sorted(set(services) - {"login", *topology.SERVICE_HOSTS}, key=lambda s: int(s[1:]))
     assert compute == [f"c{i}" for i in range(1, n + 1)]
     assert all(services[name]["hostname"] == name for name in compute)
     # Every node standard but the last (bigmem); the first carries the GPUs.
@@ -39,9 +40,9 @@ def test_every_node_has_its_own_scratch_of_the_declared_size(tmp_path: Path) -> 
     topology.render(t, tmp_path, ROOT / "docker-compose.yml")
     conf = (tmp_path / "etc/slurm.conf").read_text()
     services = json.loads((tmp_path / "compose.nodes.yml").read_text())["services"]
-    assert sorted(services) == ["c1", "c2", "c3", "login"]
+    assert sorted(n for n, s in services.items() if "tmpfs" in s) == ["c1", "c2", "c3", "login"]
     # A tmpfs per container: private to the node, limited to SCRATCH_MB.
-    assert all(s["tmpfs"] == ["/scratch:size=64m,mode=1777"] for s in services.values())
+    assert all(s["tmpfs"] == ["/scratch:size=64m,mode=1777"] for s in services.values() if "tmpfs" in s)
     assert "TmpFS=/scratch\n" in conf and " TmpDisk=64 " in conf
     # What each node makes and checks on every start (Docker drops mode= on a restart),
     # and the health check that drains a node whose scratch is not this.
@@ -78,10 +79,14 @@ def test_render_reports_change_only_when_values_change(tmp_path: Path) -> None:
         ({"SCRATCH_MB": "8"}, "SCRATCH_MB=8 is out of range; allowed 16 to 65536"),
         ({"BIGMEM_MB": "3000"}, "BIGMEM_MB=3000 is not above NODE_MEM_MB=3000; the bigmem node must have more"),
         ({"GPUS": "-1"}, "GPUS=-1 is out of range; allowed 0 to 16"),
+        ({"SUBNET": "10.1.2.3/24"}, "SUBNET='10.1.2.3/24' is not an IPv4 network with its host bits zero"),
+        ({"SUBNET": "8.8.8.0/24"}, "SUBNET=8.8.8.0/24 must be a private IPv4 network of at least 28 addresses"),
+        ({"SUBNET": "10.1.2.0/28"}, "SUBNET=10.1.2.0/28 must be a private IPv4 network .*a /27 or larger"),
+        ({"SUBNET": "fd00::/64"}, "SUBNET=fd00::/64 must be a private IPv4 network"),
     ],
 )
 def test_bad_sizes_are_refused_with_the_fix(env: dict[str, str], message: str) -> None:
-    with pytest.raises(topology.TopologyError, match=message.replace("[", r"\[")):
+    with pytest.raises(topology.TopologyError, match=message):
         topology.Topology.from_env(env)
 
 
@@ -102,6 +107,25 @@ def test_render_writes_the_facts_every_consumer_reads(tmp_path: Path) -> None:
     f = Facts.read(tmp_path)
     assert (f.nodes, f.cpus, f.mem_mb, f.scratch_mb) == (["c1", "c2", "c3"], 4, 4096, 64)
     assert f.slurm_services == ["slurmdbd", "slurmctld", "login", "c1", "c2", "c3"]
+
+
+@pytest.mark.parametrize("subnet", ["10.213.0.0/24", "192.168.77.0/27", "172.30.0.0/16"])
+def test_every_service_has_a_fixed_address_of_its_own_in_the_subnet(tmp_path: Path, subnet: str) -> None:
+    """A node cut off or killed comes back at its own address, never at one
+    Docker freed from another node (where slurmctld would send that node's jobs)."""
+    t = topology.Topology.from_env({"NODES": "16", "SUBNET": subnet})
+    topology.render(t, tmp_path, ROOT / "docker-compose.yml")
+    nodes = json.loads((tmp_path / "compose.nodes.yml").read_text())
+    net = ipaddress.ip_network(subnet)
+    assert nodes["networks"]["default"]["ipam"]["config"] == [{"subnet": subnet, "gateway": str(net[1])}]
+    given = {name: s["networks"]["default"]["ipv4_address"] for name, s in nodes["services"].items()}
+    assert sorted(given) == sorted(["db", "slurmdbd", "slurmctld", "login", *t.names])
+    assert len(set(given.values())) == len(given), "one address each"
+    assert all(ipaddress.ip_address(a) in net and a not in (str(net[0]), str(net[1]), str(net[-1]))
+               for a in given.values())
+    assert Facts.read(tmp_path).addresses == given and Facts.read(tmp_path).subnet == subnet
+    # Resizing keeps every address: c1 stays where it was.
+    assert topology.Topology.from_env({"NODES": "2", "SUBNET": subnet}).addresses["c1"] == given["c1"]
 
 
 def test_the_image_creates_the_users_the_facts_name() -> None:
