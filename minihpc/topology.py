@@ -44,6 +44,7 @@ DEFAULTS = {"NODES": 2, "NODE_CPUS": 2, "NODE_MEM_MB": 3000, "BIGMEM_MB": 6000, 
 # next container that asks: a node cut off or killed and brought back must not
 # come back at another node's old address, where slurmctld would still send
 # that node's jobs.
+RFC1918 = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
 SERVICE_HOSTS = {"db": 2, "slurmdbd": 3, "slurmctld": 4, "login": 5}
 COMPUTE_BASE = 10
 
@@ -142,8 +143,9 @@ def _subnet(env: dict[str, str]) -> str:
     except ValueError:
         raise TopologyError(f"SUBNET={raw!r} is not an IPv4 network with its host bits zero; {example}") from None
     last = COMPUTE_BASE + MAX_NODES
-    if net.version != 4 or not net.is_private or net.num_addresses < last + 2:
-        raise TopologyError(f"SUBNET={raw} must be a private IPv4 network of at least {last + 2} addresses "
+    private = any(net.version == 4 and net.subnet_of(ipaddress.ip_network(p)) for p in RFC1918)
+    if not private or net.num_addresses < last + 2:
+        raise TopologyError(f"SUBNET={raw} must be a private (RFC 1918) IPv4 network of at least {last + 2} addresses "
                             f"(a /{32 - (last + 1).bit_length()} or larger); {example}")
     return str(net)
 

@@ -80,9 +80,9 @@ def test_render_reports_change_only_when_values_change(tmp_path: Path) -> None:
         ({"BIGMEM_MB": "3000"}, "BIGMEM_MB=3000 is not above NODE_MEM_MB=3000; the bigmem node must have more"),
         ({"GPUS": "-1"}, "GPUS=-1 is out of range; allowed 0 to 16"),
         ({"SUBNET": "10.1.2.3/24"}, "SUBNET='10.1.2.3/24' is not an IPv4 network with its host bits zero"),
-        ({"SUBNET": "8.8.8.0/24"}, "SUBNET=8.8.8.0/24 must be a private IPv4 network of at least 28 addresses"),
-        ({"SUBNET": "10.1.2.0/28"}, "SUBNET=10.1.2.0/28 must be a private IPv4 network .*a /27 or larger"),
-        ({"SUBNET": "fd00::/64"}, "SUBNET=fd00::/64 must be a private IPv4 network"),
+        ({"SUBNET": "8.8.8.0/24"}, "SUBNET=8.8.8.0/24 must be a private .RFC 1918. IPv4 network of at least 28"),
+        ({"SUBNET": "10.1.2.0/28"}, "SUBNET=10.1.2.0/28 must be a private .*a /27 or larger"),
+        ({"SUBNET": "fd00::/64"}, "SUBNET=fd00::/64 must be a private .RFC 1918. IPv4 network"),
     ],
 )
 def test_bad_sizes_are_refused_with_the_fix(env: dict[str, str], message: str) -> None:
