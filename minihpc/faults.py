@@ -159,6 +159,9 @@ class Faults:
         t0 = time.monotonic()
         # At its own address: Docker would hand it any free one, perhaps a killed node's, where slurmctld
         # would then send that node's jobs.
+        if node not in self.facts.addresses:
+            raise MinihpcError(f"the cluster's facts give no address for {node} (made by a minihpc before fixed "
+                               "addresses)", "minihpc down, then minihpc up (data and secrets are kept)")
         docker("network", "connect", "--ip", self.facts.addresses[node], "--alias", node, net, cid)
         wait_healthy([node])
         return f"{node}: reconnected to {net} and healthy in {time.monotonic() - t0:.0f} s"

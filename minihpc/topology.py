@@ -39,12 +39,13 @@ MAX_NODES = 16
 # The one place the cluster's default shape is written (the CLI's help reads it).
 DEFAULTS = {"NODES": 2, "NODE_CPUS": 2, "NODE_MEM_MB": 3000, "BIGMEM_MB": 6000, "GPUS": 2,
             "SCRATCH_MB": scratch_policy.DEFAULT_MB, "SSH_PORT": 2222, "SUBNET": "10.213.0.0/24"}
+# Where SUBNET may be: the private ranges (Python's is_private also admits documentation ones).
+RFC1918 = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
 # Each service's fixed host number in SUBNET (.1 is the gateway); compute node
 # cN is COMPUTE_BASE + N. Fixed, because Docker hands a freed address to the
 # next container that asks: a node cut off or killed and brought back must not
 # come back at another node's old address, where slurmctld would still send
 # that node's jobs.
-RFC1918 = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
 SERVICE_HOSTS = {"db": 2, "slurmdbd": 3, "slurmctld": 4, "login": 5}
 COMPUTE_BASE = 10
 
