@@ -76,7 +76,7 @@ def check_subnet(t: Topology) -> None:
                            f"SUBNET={t.subnet} (made by an earlier minihpc, or with another SUBNET)",
                            "minihpc down (keeps data and secrets), then minihpc up again")
         return
-    taken = _taken(nets or {})
+    taken = _taken(nets or [])
     want = ipaddress.ip_network(t.subnet)
     clash = [(what, net) for what, net in taken if want.overlaps(net)]
     if clash:

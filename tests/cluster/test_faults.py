@@ -53,8 +53,6 @@ class Observed:
     # failed (a launch that never reached a node is requeued whatever
     # --no-requeue says): they may still be running when Snakemake exits.
     ghosts: list[str] = field(default_factory=list)
-    # Each node's address once the node faults were undone.
-    addresses: dict[str, str] = field(default_factory=dict)
 
 
 def sinfo(cluster: Cluster, node: str) -> str:
