@@ -3,7 +3,8 @@ does: an environment on the shared filesystem every node sees
 (tests/workflows/pyreqs needs ujson, which the cluster's environment lacks).
 Without it the jobs fail with the import error in the report; with it they
 run on compute nodes; the second run reuses it; a requirement that cannot
-be had leaves nothing behind; nobody but the lab user can write to it."""
+be had leaves nothing behind; nobody but the lab user can write to it; two
+runs making the same one at once make it once."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import json
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -142,7 +144,8 @@ def test_a_requirement_that_cannot_be_had_is_one_error_and_leaves_nothing(runs, 
         assert "SNAKEMAKE" not in r.stdout, "nothing ran"
     assert minihpc("env", "list").stdout == before
     left = client.sh(f"ls -A {q(pyenv.envs_dir(client))}").out.split()
-    assert left == [runs["name"]], f"no half-built environment or staged wheels: {left}"
+    assert [x for x in left if not x.startswith(".lock-")] == [runs["name"]], \
+        f"no half-built environment or staged wheels: {left}"
 
 
 def test_an_environments_directory_another_user_made_is_refused(runs, cluster: Cluster, client: Client) -> None:
@@ -165,3 +168,43 @@ def test_env_remove_checks_every_name_first(runs) -> None:
     assert runs["name"] in minihpc("env", "list").stdout, "nothing removed"
     r = minihpc("env", "remove", "../etc")
     assert r.returncode == 2 and "is not an environment name" in r.stderr
+
+
+def test_two_runs_making_the_same_environment_at_once_make_it_once(client: Client) -> None:
+    """Both succeed with the one environment: the build that got its lock
+    second found it made and left it alone (the directory the first one
+    returned is the one still there, its metadata unchanged), and neither
+    left staging behind."""
+    req = pyenv.requirements(WORKFLOW, [], ["ujson>=5.0"], False)  # not the module's: made here from nothing
+    assert req is not None
+    name = pyenv.name_of(req, pyenv.base(client))
+    envs, path = pyenv.envs_dir(client), f"{pyenv.envs_dir(client)}/{name}"
+    client.sh(f"chmod -R u+w {q(path)} 2>/dev/null; rm -rf {q(path)}")
+    got: dict[int, pyenv.Env | BaseException] = {}
+    seen: dict[int, str] = {}  # each run's view of the environment, read on the cluster as it returned
+
+    def one(i: int) -> None:
+        try:
+            got[i] = pyenv.provide(client, req, say=lambda _: None)
+            seen[i] = client.sh(f"stat -c %i {q(path)} && cat {q(path)}/{pyenv.META}").out
+        except BaseException as e:  # noqa: BLE001 - reported by the assertion below
+            got[i] = e
+
+    try:
+        threads = [threading.Thread(target=one, args=(i,)) for i in (0, 1)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=300)
+        assert all(isinstance(e, pyenv.Env) for e in got.values()) and len(got) == 2, got
+        now = client.sh(f"stat -c %i {q(path)} && cat {q(path)}/{pyenv.META}").out
+        assert seen[0] == seen[1] == now, "the environment one run returned was replaced by the other's build"
+        meta = json.loads(now.split("\n", 1)[1])
+        assert meta["name"] == name and any(x.startswith("ujson==") for x in meta["own"]), meta
+        left = client.sh(f"ls -A {q(envs)}").out.split()
+        assert name in left and f".lock-{name}" in left, left
+        assert not [x for x in left if x.startswith((f".build-{name}", ".wheels-"))], f"staging left: {left}"
+        assert client.sh(f"{q(path)}/bin/python -c 'import ujson'").rc == 0
+        assert sorted(e.reused for e in got.values()) == [False, True]  # type: ignore[union-attr]
+    finally:
+        client.sh(f"chmod -R u+w {q(path)} 2>/dev/null; rm -rf {q(path)} {q(envs)}/.lock-{name}")

@@ -33,15 +33,15 @@ def test_without_any_requirements_there_is_no_environment(wf: Path) -> None:
     assert requirements(wf, [], [], False) is None
 
 
-def test_includes_options_and_pip_are_flattened(wf: Path) -> None:
+def test_includes_and_pip_are_flattened(wf: Path) -> None:
     (wf / "envs").mkdir()
     (wf / "envs/base.txt").write_text("ujson\n")
     (wf / "envs/pins.txt").write_text("ujson<7\n")
-    (wf / "envs/req.txt").write_text("--pre\n-r base.txt\n-c pins.txt\ntabulate\n")
+    (wf / "envs/req.txt").write_text("-r base.txt\n-c pins.txt\ntabulate\n")
     r = requirements(wf, ["envs/req.txt"], ["humanize==4.*"], False)
     assert r is not None
     assert r.lines == ("humanize==4.*", "ujson", "tabulate")
-    assert r.constraints == ("ujson<7",) and r.options == ("--pre",)
+    assert r.constraints == ("ujson<7",)
 
 
 def test_the_name_follows_the_content_and_the_cluster_environment(wf: Path) -> None:
@@ -56,9 +56,11 @@ def test_the_name_follows_the_content_and_the_cluster_environment(wf: Path) -> N
 @pytest.mark.parametrize(("files", "pip", "none", "content", "message"), [
     (["nope.txt"], [], False, None, "--requirements nope.txt: no such file"),
     ([], ["ujson"], True, None, "--no-requirements with --requirements or --pip"),
-    ([], ["-e ."], False, None, "--pip '-e .' is not a package requirement"),
-    (["r.txt"], [], False, "-e ./mypkg\n", "is an editable install, which the cluster cannot build offline"),
-    (["r.txt"], [], False, "-r missing.txt\n", "missing.txt not found"),
+    ([], ["-e ."], False, None, "--pip: '-e .' is an editable install"),
+    (["r.txt"], [], False, "-e ./mypkg\n", "r.txt:1: '-e ./mypkg' is an editable install, which the cluster "
+                                             "cannot build offline"),
+    (["r.txt"], [], False, "ujson\n-r missing.txt\n", "r.txt:2: missing.txt not found"),
+    (["r.txt"], [], False, "--pre\nujson\n", "r.txt:1: '--pre' is a pip option"),
     (["r.txt"], [], False, "# nothing\n\n", "lists no packages"),
 ])
 def test_bad_requirements_are_refused_with_the_fix(wf: Path, files, pip, none, content, message) -> None:
