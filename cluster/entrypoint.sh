@@ -142,7 +142,9 @@ prepare_scratch() {
   chown root:root "$SCRATCH"
   chmod "$SCRATCH_MODE" "$SCRATCH"
   problem=$(minihpc-healthcheck scratch) || die "$problem"
-  log "scratch: $SCRATCH, tmpfs of ${SCRATCH_MB} MiB, mode $SCRATCH_MODE, empty"
+  # Every user's own directory, made by root before any user could (/scratch is closed to them).
+  minihpc-scratchdir --all || die "cannot make the users' directories on $SCRATCH"
+  log "scratch: $SCRATCH, tmpfs of ${SCRATCH_MB} MiB, mode $SCRATCH_MODE, a private directory per user"
 }
 
 # Every user's home as useradd made it in the image; one lost since is made again.

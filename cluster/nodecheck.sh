@@ -3,7 +3,7 @@
 # every HealthCheckInterval. Like a site's node health check, it drains this
 # node while its scratch is not what the topology declares, so no job lands on
 # it, and resumes the node once scratch is right again, but only a drain of its
-# own (an administrator's drain stays).
+# own: an administrator's drain stays, with its reason, and is never lifted.
 set -uo pipefail
 # slurmd gives the program an empty environment.
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
@@ -15,7 +15,9 @@ if problem=$(minihpc-healthcheck scratch); then
   if [[ "$reason" == "$TAG"* ]]; then
     scontrol update nodename="$node" state=resume
   fi
-elif [[ "$reason" != "$TAG $problem" ]]; then
+elif [[ -z "$reason" || "$reason" == none || ("$reason" == "$TAG"* && "$reason" != "$TAG $problem") ]]; then
+  # A reason someone else gave (an administrator's drain, slurmctld's "Not
+  # responding") is never replaced: replaced, it would be ours to resume.
   scontrol update nodename="$node" state=drain reason="$TAG $problem"
 fi
 exit 0

@@ -224,6 +224,9 @@ SlurmdParameters=config_overrides
 ReturnToService=2
 # A site's node health check (cluster/nodecheck.sh), at slurmd's start and every
 # 15 s: drains a node whose scratch is not what the topology declares.
+# Each job's scratch directory, /scratch/<user>/job-<id>, made by root and the
+# user's alone before the job starts (cluster/scratchdir.py).
+Prolog=/usr/local/sbin/minihpc-scratchdir
 HealthCheckProgram=/usr/local/sbin/minihpc-nodecheck
 HealthCheckInterval=15
 SlurmctldTimeout=30

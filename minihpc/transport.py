@@ -23,10 +23,25 @@ if TYPE_CHECKING:
 COMPOSE = str(ROOT / "cluster/compose.sh")
 
 
+# Every command minihpc runs on a node gets a known environment: nothing
+# inherited (env -i), no dotfiles of the user (--noprofile --norc; a workflow's
+# rule can write ~/.profile and ~/.bashrc, and would then control what every
+# later command prints), only the system's /etc/profile, which root owns.
+CLEAN_SHELL = ("env", "-i", "/bin/bash", "--noprofile", "--norc", "-c")
+CLEAN_PRELUDE = ('HOME=$(getent passwd "$(id -u)" | cut -d: -f6); LANG=C.UTF-8; export HOME LANG; '
+                 '. /etc/profile\n')
+
+
+def clean_shell(script: str) -> list[str]:
+    """The argv that runs `script` in bash with a known environment and no dotfiles."""
+    return [*CLEAN_SHELL, CLEAN_PRELUDE + script]
+
+
 class Transport(Protocol):
     def command(self, node: str, script: str, user: str, workdir: str | None = None) -> list[str]:
-        """The argv that runs `script` in a bash login shell on `node` as `user`
-        (in `workdir` if given), with standard input passed through."""
+        """The argv that runs `script` in bash with a known environment and
+        none of the user's dotfiles (clean_shell) on `node` as `user` (in
+        `workdir` if given), with standard input passed through."""
         ...
 
 
@@ -35,7 +50,7 @@ class ComposeTransport:
 
     def command(self, node: str, script: str, user: str, workdir: str | None = None) -> list[str]:
         where = ["-w", workdir] if workdir else []
-        return [COMPOSE, "exec", "-T", "-u", user, *where, node, "bash", "-lc", script]
+        return [COMPOSE, "exec", "-T", "-u", user, *where, node, *clean_shell(script)]
 
 
 class SshTransport:
@@ -77,8 +92,9 @@ class SshTransport:
         if node != self.login:
             step = " ".join(shlex.quote(o) for o in s.sbatch_options())
             body = (f"srun --quiet --nodelist={shlex.quote(node)} --nodes=1 --ntasks=1 {step} "
-                    f"bash -lc {shlex.quote(setup + body)}")
-        return [*self.ssh(), f"bash -lc {shlex.quote(setup + body)}"]
+                    f"/bin/bash --noprofile --norc -c {shlex.quote(setup + body)}")  # keeps the step's SLURM_*
+        # sshd hands the command to the user's own shell; what it runs is the clean one.
+        return [*self.ssh(), shlex.join(clean_shell(setup + body))]
 
     def close(self) -> None:
         """End the shared connection (it would otherwise linger ControlPersist seconds)."""

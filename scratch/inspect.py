@@ -1,7 +1,8 @@
 """Run on a node (as root, the script on standard input) to see or empty its
 scratch: `python3 - show MOUNT [DIR]` prints one JSON object (size, used and free
 MiB of the scratch filesystem, and the regular files under DIR, default the
-whole scratch); `python3 - clean MOUNT` empties it, as a site's epilog would.
+whole scratch); `python3 - clean MOUNT` empties it, as a site's epilog would
+(each user's own directory stays, emptied).
 
 It needs only the node's python3, so the same inspection works on a real
 site's node as on minihpc's. It keeps to the standard library on purpose.
@@ -9,7 +10,9 @@ site's node as on minihpc's. It keeps to the standard library on purpose.
 
 import json
 import os
+import pwd
 import shutil
+import stat
 import sys
 
 
@@ -25,17 +28,35 @@ def show(mount: str, top: str) -> dict:
 
 
 def clean(mount: str) -> dict:
+    """Empty scratch; each user's own directory (root made it, the user
+    cannot make it again) stays, emptied."""
     failed = []
     for name in os.listdir(mount):
         path = os.path.join(mount, name)
         try:
-            if os.path.isdir(path) and not os.path.islink(path):
-                shutil.rmtree(path)
+            st = os.lstat(path)
+            if stat.S_ISDIR(st.st_mode) and _users_own(name, st.st_uid):
+                for inner in os.listdir(path):
+                    _remove(os.path.join(path, inner))
             else:
-                os.unlink(path)
+                _remove(path)
         except OSError as e:
             failed.append(f"{path}: {e.strerror}")
     return {"mount": mount, "failed": failed}
+
+
+def _users_own(name: str, uid: int) -> bool:
+    try:
+        return pwd.getpwnam(name).pw_uid == uid
+    except KeyError:
+        return False
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    else:
+        os.unlink(path)
 
 
 def fail(mount: str, error: str, code: int) -> int:

@@ -1,16 +1,18 @@
 """The scratch policy: one place for what every node's /scratch is.
 
 A tmpfs per node (memory is used only by what jobs write), sized by SCRATCH_MB,
-declared to Slurm as TmpFS so `sbatch --tmp` is honoured, world-writable with
-the sticky bit like /tmp: each user makes their own directory and nobody can
-remove another's. A job stages under its own prefix, which
+declared to Slurm as TmpFS so `sbatch --tmp` is honoured. Root's and closed to
+users (not a sticky /tmp, where anyone could make /scratch/<victim> first and
+receive the victim's staged files): root makes each user's directory at the
+node's start and each job's at the job's start (cluster/scratchdir.py), 0700
+and the user's own. A job stages under its own prefix, which
 profiles/slurm-staging names (tests/unit/test_profiles.py keeps them equal).
 """
 
 MOUNT = "/scratch"
 DEFAULT_MB = 512
 MIN_MB, MAX_MB = 16, 65_536
-MODE = "1777"
+MODE = "755"
 # remote-job-local-storage-prefix and local-storage-prefix of profiles/slurm-staging.
 JOB_PREFIX = MOUNT + "/$USER/job-$SLURM_JOB_ID"
 MAIN_PREFIX = MOUNT + "/$USER/main"

@@ -72,22 +72,26 @@ def test_a_node_whose_scratch_goes_wrong_is_drained_until_it_is_right(cluster: C
     def state() -> str:
         return run_ok(login, f"sinfo -h -n {node} -o '%t|%E' | head -n 1").strip()
 
-    run_ok(host, f"chmod 755 {policy.MOUNT}")
+    run_ok(host, f"chmod 1777 {policy.MOUNT}")
     try:
         # slurmd's HealthCheckProgram runs every 15 s.
         drained = eventually(lambda: state().startswith("drain") and state(), timeout=60, what=f"{node} drained")
-        assert drained.split("|")[1] == f"nodecheck: scratch {policy.MOUNT} has mode 755, not {policy.MODE}"
+        assert drained.split("|")[1] == f"nodecheck: scratch {policy.MOUNT} has mode 1777, not {policy.MODE}"
         r = host.run("minihpc-healthcheck slurmd")
-        assert r.rc != 0 and "has mode 755" in r.stdout, r
+        assert r.rc != 0 and "has mode 1777" in r.stdout, r
     finally:
         run_ok(host, f"chmod {policy.MODE} {policy.MOUNT}")
     eventually(lambda: state() == "idle|none", timeout=60, what=f"{node} resumed once scratch is right")
-    # An administrator's drain is not the node check's to lift.
+    # An administrator's drain is not the node check's: neither its reason
+    # replaced while scratch is wrong, nor the drain lifted once it is right.
     Faults(cluster.client).apply("drain", node, reason="maintenance")
     try:
-        run_ok(host, "minihpc-nodecheck")
+        run_ok(host, f"chmod 1777 {policy.MOUNT} && minihpc-nodecheck")
+        assert state() == "drain|maintenance"
+        run_ok(host, f"chmod {policy.MODE} {policy.MOUNT} && minihpc-nodecheck")
         assert state() == "drain|maintenance"
     finally:
+        run_ok(host, f"chmod {policy.MODE} {policy.MOUNT}")
         Faults(cluster.client).apply("resume", node)
 
 

@@ -8,6 +8,7 @@ from support import Cluster, run_ok
 
 from minihpc.cluster import Cluster as Client
 from minihpc.errors import MinihpcError
+from scratch import policy
 
 
 def test_each_node_has_its_own_scratch_of_the_declared_size(cluster: Cluster, client: Client) -> None:
@@ -20,7 +21,7 @@ def test_each_node_has_its_own_scratch_of_the_declared_size(cluster: Cluster, cl
         size_mb = int(run_ok(host, "df -m --output=size /scratch | tail -n 1"))
         if node != "login":
             assert size_mb == int(declared[node]), f"{node}: {size_mb} MiB, SLURM's TmpDisk {declared[node]}"
-        assert host.mode("/scratch") == 0o1777
+        assert host.mode(policy.MOUNT) == int(policy.MODE, 8)
     mark = "/scratch/student/test-private"
     run_ok(cluster.as_user("c1"), f"mkdir -p {mark} && echo c1 > {mark}/f")
     try:

@@ -55,3 +55,12 @@ def test_clean_empties_the_mount_and_keeps_it(mount: Path) -> None:
     (mount / ".filler").write_text("f")
     assert inspect("clean", str(mount)) == (0, {"mount": str(mount), "failed": []})
     assert list(mount.iterdir()) == [] and mount.is_mount()
+
+
+def test_clean_keeps_each_users_own_directory_emptied(mount: Path) -> None:
+    # Root made /scratch/<user> (cluster/scratchdir.py) and the user cannot make it again: it stays.
+    (mount / "root/job-3").mkdir(parents=True)
+    (mount / "root/job-3/f").write_text("f")
+    (mount / "nobody").mkdir()  # named for a user, not theirs: goes
+    assert inspect("clean", str(mount)) == (0, {"mount": str(mount), "failed": []})
+    assert [p.name for p in mount.iterdir()] == ["root"] and list((mount / "root").iterdir()) == []

@@ -42,12 +42,16 @@ def test_every_node_has_its_own_scratch_of_the_declared_size(tmp_path: Path) -> 
     services = json.loads((tmp_path / "compose.nodes.yml").read_text())["services"]
     assert sorted(n for n, s in services.items() if "tmpfs" in s) == ["c1", "c2", "c3", "login"]
     # A tmpfs per container: private to the node, limited to SCRATCH_MB.
-    assert all(s["tmpfs"] == ["/scratch:size=64m,mode=1777"] for s in services.values() if "tmpfs" in s)
+    assert all(s["tmpfs"] == ["/scratch:size=64m,mode=755"] for s in services.values() if "tmpfs" in s)
     assert "TmpFS=/scratch\n" in conf and " TmpDisk=64 " in conf
     # What each node makes and checks on every start (Docker drops mode= on a restart),
     # and the health check that drains a node whose scratch is not this.
-    assert (tmp_path / "etc/scratch.env").read_text() == "SCRATCH=/scratch\nSCRATCH_MB=64\nSCRATCH_MODE=1777\n"
+    assert (tmp_path / "etc/scratch.env").read_text() == "SCRATCH=/scratch\nSCRATCH_MB=64\nSCRATCH_MODE=755\n"
     assert "HealthCheckProgram=/usr/local/sbin/minihpc-nodecheck\n" in conf
+    # Root makes each job's scratch directory before it starts (the image installs that Prolog).
+    assert "Prolog=/usr/local/sbin/minihpc-scratchdir\n" in conf
+    dockerfile = (ROOT / "cluster/Dockerfile").read_text()
+    assert "COPY cluster/scratchdir.py /usr/local/sbin/minihpc-scratchdir\n" in dockerfile
 
 
 def test_the_throughput_tuning_is_in_the_tuned_file_only() -> None:
@@ -55,7 +59,7 @@ def test_the_throughput_tuning_is_in_the_tuned_file_only() -> None:
     tuned, untuned = topology.slurm_conf(t), topology.slurm_conf(t, tuned=False)
     # The epilog the image installs (cluster/Dockerfile) is the one slurm.conf names.
     dockerfile = (ROOT / "cluster/Dockerfile").read_text()
-    assert f"COPY cluster/epilog.sh {topology.THROUGHPUT['Epilog']}\n" in dockerfile
+    assert f"COPY cluster/epilog.py {topology.THROUGHPUT['Epilog']}\n" in dockerfile
     for key, value in topology.THROUGHPUT.items():
         assert f"\n{key}={value}\n" in tuned
         assert f"\n{key}=" not in untuned

@@ -1,0 +1,131 @@
+#!/usr/bin/python3
+"""slurmd's Epilog (slurm.conf): run as root on the job's node when the job ends.
+
+Without cgroups (proctrack/linuxproc) Slurm finds a job's processes by their
+parents, so a process the job daemonised (`cmd &` under nohup or setsid) is
+re-parented and outlives the job. A job's environment is its own to change
+(`env -u SLURM_JOB_ID setsid sleep 900 &`), so, as sites without cgroups do,
+when the user has no other job on this node every process of theirs here ends.
+While another of their jobs runs here, only what still carries this job's id
+is killed (the other job's processes must live).
+
+Spared: `docker exec` sessions (a process whose parent is outside the
+container, ppid 0, and its descendants), which are the administrator's and
+the tests' way in, and which no job can create.
+
+Having an Epilog at all also speeds Slurm up: slurmd then reports the job's
+end with an epilog-complete message, which runs the scheduler at once; without
+one the freed CPUs wait for slurmctld's next scheduling pass (bench/throughput.py).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+ROUNDS = 3  # a process may fork while its siblings are killed
+
+
+def say(text: str) -> None:
+    # Slurm discards an epilog's output: say it in the node's log (minihpc logs NODE).
+    try:
+        with open("/proc/1/fd/2", "w") as log:
+            log.write(f"epilog: {text}\n")
+    except OSError:
+        pass
+
+
+def procs() -> dict[int, tuple[int, int]]:
+    """Every process: (owner uid, parent pid)."""
+    out = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            uid = os.stat(f"/proc/{name}").st_uid
+            with open(f"/proc/{name}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+        out[int(name)] = (uid, ppid)
+    return out
+
+
+def exec_session(pid: int, table: dict[int, tuple[int, int]]) -> bool:
+    """Whether `pid` descends from a `docker exec` (ppid 0, not the container's init)."""
+    seen = set()
+    while pid in table and pid not in seen:
+        seen.add(pid)
+        ppid = table[pid][1]
+        if ppid == 0:
+            return pid != 1
+        pid = ppid
+    return False
+
+
+def carries(pid: int, job: str) -> bool:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            return f"SLURM_JOB_ID={job}".encode() in f.read().split(b"\0")
+    except OSError:
+        return False
+
+
+def other_jobs_here(uid: int, job: str) -> bool | None:
+    """Whether another job with processes of `uid` runs on this node (slurmd's
+    own view, no controller asked); None if slurmd cannot say."""
+    try:
+        r = subprocess.run(["scontrol", "listpids"], capture_output=True, text=True, timeout=10, env=ENV,
+                           check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if r.returncode != 0:
+        return False if "No job steps exist" in r.stdout + r.stderr else None
+    for line in r.stdout.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) >= 2 and fields[1] != job and fields[0].isdigit():
+            try:
+                if os.stat(f"/proc/{fields[0]}").st_uid == uid:
+                    return True
+            except OSError:
+                continue
+    return False
+
+
+def main() -> int:
+    job, uid_s = os.environ.get("SLURM_JOB_ID", ""), os.environ.get("SLURM_JOB_UID", "")
+    if not job.isdigit() or not uid_s.isdigit():
+        say(f"no job id or uid in the environment (SLURM_JOB_ID={job!r}, SLURM_JOB_UID={uid_s!r})")
+        return 0
+    uid = int(uid_s)
+    # Never root's or a system account's processes (slurmd, munge, the NFS client), whatever a job claims.
+    if uid < 1000:
+        return 0
+    others = other_jobs_here(uid, job)
+    everything = others is False
+    killed: set[int] = set()
+    for _ in range(ROUNDS):
+        table = procs()
+        targets = [p for p, (owner, _) in table.items() if owner == uid and p not in killed
+                   and not exec_session(p, table) and (everything or carries(p, job))]
+        if not targets:
+            break
+        for p in targets:
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        killed.update(targets)
+    if killed:
+        scope = "the user has no other job here, so all of their processes" if everything else \
+            "processes carrying its id (another job of the user runs here)"
+        say(f"job {job}: killed {len(killed)} process(es) it left behind ({scope}): "
+            f"{' '.join(map(str, sorted(killed)))}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

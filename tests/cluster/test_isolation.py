@@ -1,0 +1,74 @@
+"""One user never reaches another's work on a node, and a job ends with all it
+started: node scratch made by root (no squatting, no link followed), and
+processes that hide their job id killed when the user's last job on the node
+ends. Each attack runs as an unprivileged user."""
+
+from __future__ import annotations
+
+from support import Cluster, eventually, run_ok
+
+from minihpc.cluster import Cluster as Client
+from scratch import policy
+
+
+def test_scratch_is_roots_and_each_users_directory_is_private(cluster: Cluster, client: Client) -> None:
+    f = client.facts
+    node = cluster.compute_names[0]
+    alice = cluster.host(node, f.other_user)
+    # Nobody can make a directory for another user (or anything else) at the top.
+    r = alice.run(f"mkdir {policy.MOUNT}/{f.lab_user}-squat || mkdir {policy.MOUNT}/newcomer")
+    assert r.rc != 0 and "Permission denied" in r.stderr, r
+    # Each user's own directory is there from the node's start: theirs alone.
+    for user in (f.lab_user, f.other_user):
+        owner_mode = run_ok(cluster.host(node), f"stat -c '%U %a %F' {policy.MOUNT}/{user}").strip().split(maxsplit=2)
+        assert owner_mode == [user, "700", "directory"], owner_mode
+    r = alice.run(f"ls {policy.MOUNT}/{f.lab_user} || touch {policy.MOUNT}/{f.lab_user}/planted")
+    assert r.rc != 0 and "Permission denied" in r.stderr, r
+
+
+def test_a_jobs_scratch_is_made_by_root_and_a_planted_link_is_not_followed(cluster: Cluster, client: Client) -> None:
+    f = client.facts
+    node = cluster.compute_names[0]
+    user, root = cluster.host("login", f.lab_user), cluster.host(node)
+    out = f"/tmp/isolation-{f.lab_user}.out"
+    job = run_ok(user, f"sbatch --parsable --hold -w {node} -o {out} --chdir /tmp "
+                       "--wrap 'stat -c \"%U %a %F\" /scratch/$USER/job-$SLURM_JOB_ID'").strip()
+    # The user plants a link where the job's directory will be, at another user's home:
+    # a Prolog that followed it would hand alice's home to the lab user.
+    planted = f"{policy.MOUNT}/{f.lab_user}/job-{job}"
+    run_ok(cluster.host(node, f.lab_user), f"ln -s /home/{f.other_user} {planted}")
+    run_ok(user, f"scontrol release {job}")
+    eventually(lambda: root.run(f"cat {out}").stdout.strip(), timeout=60, what=f"job {job}'s output")
+    try:
+        assert run_ok(root, f"cat {out}").strip().split(maxsplit=2) == [f.lab_user, "700", "directory"]
+        assert run_ok(root, f"stat -c '%U %a' /home/{f.other_user}").split() == [f.other_user, "700"]
+    finally:
+        run_ok(root, f"rm -rf {out} {planted}")
+
+
+def test_a_process_that_hides_its_job_id_ends_with_the_users_last_job_on_the_node(cluster: Cluster,
+                                                                                   client: Client) -> None:
+    f = client.facts
+    node = cluster.compute_names[0]
+    user, root = cluster.host("login", f.lab_user), cluster.host(node)
+    # Each process is known by its own sleep's length (sbatch --wrap runs /bin/sh: no exec -a).
+    other_s, hidden_s = "611.5", "917.5"
+
+    def alive(what: str) -> list[str]:
+        return root.run(f"pgrep -u {f.lab_user} -f 'sleep {what}'").stdout.split()
+
+    # Another job of the user holds the node: its processes must live, and so
+    # does the stray until that job ends too (it may be that job's).
+    other = run_ok(user, f"sbatch --parsable -w {node} -n1 -o /dev/null --chdir /tmp "
+                         f"--wrap 'sleep {other_s}'").strip()
+    try:
+        eventually(lambda: alive(other_s), timeout=60, what="the other job running")
+        run_ok(user, f"sbatch --wait -w {node} -n1 -o /dev/null --chdir /tmp --wrap "
+                     f"'env -u SLURM_JOB_ID setsid sleep {hidden_s} & sleep 1'")
+        assert alive(hidden_s), "the stray was started"
+        assert alive(other_s), "another running job's processes were killed"
+    finally:
+        run_ok(user, f"scancel {other}")
+    eventually(lambda: not alive(hidden_s) and not alive(other_s), timeout=60,
+               what="every process of the user gone once no job of theirs runs")
+    assert "all of their processes" in cluster.logs(node, since="2m")
