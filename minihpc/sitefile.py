@@ -56,7 +56,10 @@ TOP: dict[str, tuple[Any, str]] = {
 }
 HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252})|\[?[0-9A-Fa-f:]+\]?")
 NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
-JUMP = re.compile(r"([A-Za-z0-9_][A-Za-z0-9_.-]*@)?[A-Za-z0-9][A-Za-z0-9.-]*(:\d{1,5})?")
+JUMP = re.compile(r"(?:(?P<user>[A-Za-z0-9_][A-Za-z0-9_.-]*)@)?(?P<host>[A-Za-z0-9][A-Za-z0-9.-]*)"
+                  r"(?::(?P<port>\d{1,5}))?")
+# A directory reaches job scripts and shell commands on the site: plain characters only.
+PATH_CHAR = re.compile(r"[A-Za-z0-9._+/-]")
 # Directories no proof may use as its work directory: it creates and deletes under it.
 SYSTEM = {"/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/opt", "/proc", "/root", "/run", "/sbin", "/srv",
           "/sys", "/tmp", "/usr", "/var", "/scratch", "/shared"}
@@ -91,6 +94,13 @@ class Site:
             text = re.sub(rf"^(\s+){key}: .*\n", "" if value is None else rf"\g<1>{key}: {value}\n", text,
                           flags=re.M)
         return text.replace(f"{SCRATCH}/$USER", f"{self.scratch}/$USER") if self.scratch else text
+
+    def jump_parts(self) -> tuple[str | None, str, int]:
+        """The jump host as (user or None, host, port)."""
+        m = JUMP.fullmatch(self.jump or "")
+        if m is None:
+            raise MinihpcError(f"no jump host in {self.path}", "give ssh.jump")
+        return m["user"], m["host"], int(m["port"] or 22)
 
     def sbatch_options(self) -> list[str]:
         """What every proof job asks for: the site's partition, account and QOS, and the small limits."""
@@ -160,7 +170,8 @@ def _checked(p: Path, v: dict[str, Any]) -> Site:
                        ("slurm.qos", "qos")):
         if v[field] is not None and not NAME.fullmatch(v[field]):
             raise _bad(p, key, f"{v[field]!r} is not a plain name", "use letters, digits, '.', '_' and '-'")
-    if v["jump"] is not None and not JUMP.fullmatch(v["jump"]):
+    jump = JUMP.fullmatch(v["jump"]) if v["jump"] is not None else None
+    if v["jump"] is not None and (jump is None or not 1 <= int(jump["port"] or 22) <= 65535):
         raise _bad(p, "ssh.jump", f"{v['jump']!r} is not [user@]host[:port]", "give e.g. jdoe@bastion.example.org")
     files = {}
     for key, field in (("ssh.identity", "identity"), ("ssh.known_hosts", "known_hosts")):
@@ -175,6 +186,11 @@ def _checked(p: Path, v: dict[str, Any]) -> Site:
     for key in ("work_dir", "scratch"):
         if v[key] is None:
             continue
+        bad = list(dict.fromkeys(c for c in v[key] if not PATH_CHAR.fullmatch(c)))
+        if bad:
+            raise _bad(p, key, f"{v[key]!r} holds {', '.join(map(repr, bad))}, which a directory "
+                       "given to the site's shell may not", "use an absolute path of letters, digits and . _ + - /, "
+                       "e.g. /scratch/jdoe/minihpc")
         d = PurePosixPath(v[key])
         if not d.is_absolute() or ".." in d.parts or str(d) != v[key].rstrip("/") or "//" in v[key]:
             raise _bad(p, key, f"{v[key]!r} is not a plain absolute path", "give e.g. /scratch/jdoe/minihpc")

@@ -69,18 +69,33 @@ class SshTransport:
         """ssh's argv up to the destination: strict host keys, never a prompt
         (unless `interactive`: a person at a terminal, on their own connection)."""
         s = self.site
-        argv = ["ssh", "-p", str(s.port), "-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=15",
-                "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4", "-o", "LogLevel=ERROR"]
+        argv = ["ssh", "-p", str(s.port), *self._checks(interactive)]
         if not interactive:
-            argv += ["-o", "BatchMode=yes", "-o", "ControlMaster=auto", "-o", f"ControlPath={self._control}/%C",
-                     "-o", "ControlPersist=60"]
+            argv += ["-o", "ControlMaster=auto", "-o", f"ControlPath={self._control}/%C", "-o", "ControlPersist=60"]
+        if s.jump:
+            # Not -J: its ssh to the jump host gets none of the options above
+            # (known_hosts, identity, BatchMode). The jump's own ssh is given them.
+            juser, jhost, jport = s.jump_parts()
+            jump = ["ssh", "-p", str(jport), *self._checks(interactive), "-W"]
+            dest = f"{juser}@{jhost}" if juser else jhost
+            # ssh runs a ProxyCommand through a shell and expands %-tokens in it.
+            quoted = " ".join(shlex.quote(a).replace("%", "%%") for a in jump)
+            argv += ["-o", f"ProxyCommand={quoted} %h:%p {shlex.quote(dest).replace('%', '%%')}"]
+        return [*argv, f"{s.user}@{s.host}"]
+
+    def _checks(self, interactive: bool) -> list[str]:
+        """What every connection, to the site or its jump host, is held to:
+        the host key checked strictly against the site's known_hosts, the
+        site's key only, and no prompt unless a person is at a terminal."""
+        s = self.site
+        argv = ["-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=15", "-o", "ServerAliveInterval=15",
+                "-o", "ServerAliveCountMax=4", "-o", "LogLevel=ERROR"]
+        argv += [] if interactive else ["-o", "BatchMode=yes"]
         if s.identity:
             argv += ["-i", str(s.identity), "-o", "IdentitiesOnly=yes"]
         if s.known_hosts:
             argv += ["-o", f"UserKnownHostsFile={s.known_hosts}"]
-        if s.jump:
-            argv += ["-J", s.jump]
-        return [*argv, f"{s.user}@{s.host}"]
+        return argv
 
     def command(self, node: str, script: str, user: str, workdir: str | None = None) -> list[str]:
         s = self.site

@@ -62,6 +62,15 @@ def test_a_good_site_file_is_read_with_defaults(site: Path) -> None:
     ("work_dir: /scratch/jdoe/minihpc\n", "work_dir: /scratch/jdoe/../../etc\n", "is not a plain absolute path"),
     ("work_dir: /scratch/jdoe/minihpc\n", "work_dir: /home\n", "work_dir: '/home' is a system or top-level"),
     ("work_dir: /scratch/jdoe/minihpc\n", "work_dir: /data\n", "work_dir: '/data' is a system or top-level"),
+    # Directories reach job scripts and the site's shell: nothing a shell would read its own way.
+    ("work_dir: /scratch/jdoe/minihpc\n", "work_dir: '/scratch/jdoe/my work'\n", "holds ' ', which a directory"),
+    ("work_dir: /scratch/jdoe/minihpc\n", "work_dir: '/scratch/jdoe/$(touch x)'\n", "holds '$', '(', ' ', ')'"),
+    ("work_dir: /scratch/jdoe/minihpc\n", 'work_dir: "/scratch/jdoe/a\\nrm -rf ~"\n', "holds '\\n', ' ', '~'"),
+    ("work_dir: /scratch/jdoe/minihpc\n", "work_dir: '/scratch/jdoe/`id`'\n", "holds '`'"),
+    ("scratch: /tmp\n", "scratch: '/tmp;reboot'\n", "scratch: '/tmp;reboot' holds ';'"),
+    ("scratch: /tmp\n", "scratch: \"/tmp/a'b\"\n", "holds \"'\""),
+    ("  port: 2222\n", "  port: 2222\n  jump: 'bastion -oProxyCommand=x'\n", "ssh.jump: 'bastion -oProxyCommand"),
+    ("  port: 2222\n", "  port: 2222\n  jump: bastion:70000\n", "ssh.jump: 'bastion:70000' is not"),
     ("  minutes: 3\n", "  minutes: 90\n", "limits.minutes: 90 is out of range; proof jobs are short"),
     ("slurm:\n  partition: short\n  account: proj\n", "slurm: short\n", "slurm: is str, not a mapping"),
 ])
@@ -109,3 +118,35 @@ def test_minihpcs_profiles_are_made_for_the_site(site: Path) -> None:
     plain = load(site).profile((root / "profiles/slurm-staging/config.yaml").read_text())
     assert "slurm_account" not in plain, "no account: the site's default"
     assert "/scratch/$USER/main" in plain, "no scratch: the prefixes stay as they are"
+
+
+def test_a_jump_host_is_held_to_the_sites_known_hosts_key_and_batch_mode(site: Path, tmp_path: Path) -> None:
+    """ssh -J would connect to the jump host with none of the options given on
+    the command line: the jump gets its own ssh, with the same checks. Its
+    ProxyCommand is run as ssh runs it (through a shell, %-tokens expanded),
+    with `ssh` standing for a printer of its argv, so quoting is proven too."""
+    import shlex
+    import subprocess
+
+    from minihpc.transport import SshTransport
+    odd = tmp_path / "my keys %d"
+    odd.mkdir()
+    (odd / "id key").write_text("not really a key\n")
+    site.write_text(GOOD.replace("  identity: key\n", f"  identity: '{odd}/id key'\n  jump: ops@bastion:2200\n"))
+    argv = SshTransport(load(site), "login").ssh()
+    assert "-J" not in argv
+    proxy = next(a.removeprefix("ProxyCommand=") for a in argv if a.startswith("ProxyCommand="))
+    expanded = proxy.replace("%h", "login.example.org").replace("%p", "2222").replace("%%", "%")
+    printer = tmp_path / "bin"
+    printer.mkdir()
+    (printer / "ssh").write_text('#!/bin/sh\nprintf "%s\\n" "$@"\n')
+    (printer / "ssh").chmod(0o755)
+    out = subprocess.run(["sh", "-c", expanded], capture_output=True, text=True, check=True,
+                         env={"PATH": f"{printer}:/usr/bin:/bin"}).stdout.splitlines()
+    assert out[:2] == ["-p", "2200"] and out[-3:] == ["-W", "login.example.org:2222", "ops@bastion"], out
+    pairs = {out[i]: out[i + 1] for i in range(len(out) - 1) if out[i] in ("-o", "-i")}
+    assert pairs["-i"] == f"{odd}/id key", shlex.join(out)
+    opts = [out[i + 1] for i in range(len(out) - 1) if out[i] == "-o"]
+    for want in ("StrictHostKeyChecking=yes", "BatchMode=yes", "IdentitiesOnly=yes",
+                 f"UserKnownHostsFile={site.parent / 'known_hosts'}"):
+        assert want in opts, (want, opts)
