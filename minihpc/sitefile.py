@@ -10,7 +10,7 @@ names. Every field is checked here, before anything connects:
       user: jdoe                   # required
       identity: ~/.ssh/id_ed25519  # a private key; without it, the SSH agent
       known_hosts: ~/.ssh/known_hosts  # host keys are always checked strictly
-      jump: jdoe@bastion.example.org:22  # optional (ssh -J)
+      jump: jdoe@bastion.example.org:22  # optional; held to the same known_hosts, key, BatchMode
     slurm:
       partition: short             # required
       account: myproject           # the site's default if omitted
