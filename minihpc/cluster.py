@@ -13,13 +13,14 @@ from __future__ import annotations
 import io
 import json
 import re
+import secrets
 import shlex
 import subprocess
 import tarfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from minihpc import ROOT, RUN_DIR
 from minihpc.errors import MinihpcError
@@ -27,8 +28,78 @@ from minihpc.facts import Facts
 from minihpc.transport import ComposeTransport, Transport
 
 ROOT_USER = "root"
+# put() into a directory another user made first, or can write to, runs their
+# code: `python -m snakemake` in it imports a planted snakemake/ before the real
+# one. Runs as the writing user in one command with what it guards (bash; its
+# input: parent, name, how=put|check, fresh=0|1):
+# - the directories above, as really reached, are root's or the user's and
+#   writable by no one else unless sticky (then no one else can rename what is
+#   in them); group-writable passes if the group is the user's private group
+#   with no other member (umask 002 makes those, e.g. a site's work_dir made
+#   over ssh; Debian's OpenSSH allows the same, user-group-modes.patch);
+# - dest is made with a plain mkdir (fails if anyone made it meanwhile) or,
+#   already there, is a directory (lstat and stat agree: no symlink) of the
+#   user's that group and others cannot write;
+# - then it is entered, and checked to be what was checked.
+CLAIM = r"""
+export LC_ALL=C
+unsafe() { printf 'minihpc-unsafe %s: %s\n' "$1" "$2"; exit 86; }
+me=$(id -u) myname=$(id -un) mygid=$(id -g) private=-1
+if [ "$(id -gn)" = "$myname" ]; then
+  members=$(getent group "$mygid" | cut -d: -f4)
+  if [ -z "$members" ] || [ "$members" = "$myname" ]; then private=$mygid; fi
+fi
+if [ "$how" = put ] && [ ! -d "$parent" ]; then
+  (umask 022 && mkdir -p -- "$parent") || unsafe above "cannot make $parent"
+fi
+if [ "$how" = check ] && [ ! -e "$parent" ]; then exit 0; fi
+cd -P -- "$parent" || unsafe above "cannot enter $parent"
+p=$(pwd -P); dest=${p%/}/$name
+while :; do
+  st=$(stat -c '%u %a %U %g' -- "$p") || unsafe above "cannot stat $p"
+  read -r owner mode oname group <<<"$st"
+  [[ $mode =~ ^[0-7]+$ ]] || unsafe above "cannot read the mode of $p"
+  [ "$owner" = 0 ] || [ "$owner" = "$me" ] || unsafe above "$p belongs to $oname (uid $owner), not to root or $myname"
+  others=$(( 8#$mode & 8#1000 ? 0 : 8#$mode & (owner == me && group == private ? 8#2 : 8#22) ))
+  if (( others )); then unsafe above "$p (mode $mode) can be written by others"; fi
+  [ "$p" = / ] && break
+  p=${p%/*}; p=${p:-/}
+done
+mine() {
+  l=$(stat -c '%F|%u|%a|%d:%i|%U' -- "$name") || unsafe dir "cannot stat $dest"
+  L=$(stat -L -c '%F|%u|%a|%d:%i|%U' -- "$name" 2>/dev/null)
+  [ "$l" = "$L" ] || unsafe dir "$dest is a symbolic link"
+  IFS='|' read -r type owner mode id oname <<<"$l"
+  [[ $mode =~ ^[0-7]+$ ]] || unsafe dir "cannot read the mode of $dest"
+  [ "$type" = directory ] || unsafe dir "$dest is a $type, not a directory"
+  [ "$owner" = "$me" ] || unsafe dir "$dest belongs to $oname (uid $owner), not to $myname"
+  if (( 8#$mode & 8#22 )); then unsafe dir "$dest (mode $mode) can be written by others"; fi
+}
+if [ -e "$name" ] || [ -L "$name" ]; then
+  mine
+  [ "$how" = check ] && exit 0
+  if [ "$fresh" = 1 ]; then rm -rf -- "$name" || exit 1; fi
+elif [ "$how" = check ]; then
+  exit 0
+fi
+if [ ! -e "$name" ] && [ ! -L "$name" ]; then
+  mkdir -m 755 -- "$name" || unsafe dir "could not make $dest (did someone else make it meanwhile?)"
+fi
+mine
+cd -P -- "$name" && [ "$(stat -c '%d:%i' .)" = "$id" ] || unsafe dir "$dest changed while it was checked"
+"""
+UNSAFE = re.compile(r"^minihpc-unsafe (dir|above): (.*)$", re.M)
 # Runs on the node from standard input: only the node's python3 is needed.
 SCRATCH_INSPECT = ROOT / "scratch/inspect.py"
+
+
+class UnsafeDir(MinihpcError):
+    """A directory minihpc would write into that someone else made or can
+    change (`where`: "dir" itself, or a directory "above" it)."""
+
+    def __init__(self, what: str, fix: str, where: str) -> None:
+        super().__init__(what, fix)
+        self.where = where
 
 
 @dataclass
@@ -88,7 +159,8 @@ class Cluster:
         """Copy local files and directories into `dest` on the shared
         filesystem, owned by the lab user (as whom they are written). Each
         source is (local path, name under dest, skip(name relative to the
-        source) or None); `fresh` empties dest first."""
+        source) or None); `fresh` empties dest first. Raises UnsafeDir, before
+        anything is written or removed, if dest is not the user's own (see CLAIM)."""
         f = self.facts
 
         def owned(skip: Callable[[str], bool] | None, top: str) -> Callable[[tarfile.TarInfo], tarfile.TarInfo | None]:
@@ -107,9 +179,31 @@ class Cluster:
                 # Under a top directory the extraction strips: dest itself is never touched by the archive.
                 top = "t" if name in ("", ".") else f"t/{name}"
                 tar.add(src, arcname=top, filter=owned(skip, top))
-        q = shlex.quote(dest)
-        wipe = f"rm -rf {q} && " if fresh else ""
-        return self.sh(f"{wipe}mkdir -p {q} && tar -x --strip-components=1 -C {q}", stdin=buf.getvalue())
+        # Checked, created and entered in one command: nothing can be swapped in between.
+        return self._claim(dest, "put", fresh, "tar -x --strip-components=1", stdin=buf.getvalue())
+
+    def check_dir(self, dest: str) -> None:
+        """Raise UnsafeDir if `dest` (which need not exist) could not be put()
+        into: the same checks, nothing created or changed."""
+        self._claim(dest, "check", False, "true")
+
+    def _claim(self, dest: str, how: str, fresh: bool, then: str, stdin: bytes | None = None) -> Result:
+        path = PurePosixPath(dest)
+        if not path.is_absolute() or path.name in ("", ".", "..") or ".." in path.parts:
+            raise MinihpcError(f"{dest!r} is not a plain absolute path", "give a directory under the shared filesystem")
+        script = (f"parent={shlex.quote(str(path.parent))} name={shlex.quote(path.name)} how={how} "
+                  f"fresh={int(fresh)}\n{CLAIM}\n{then}")
+        r = self.sh(script, stdin=stdin)
+        m = UNSAFE.search(r.out)
+        if m:
+            where, why = m.groups()
+            user = self.facts.lab_user
+            fix = (f"it must be a directory of {user}'s that no one else can write to: have its owner remove it "
+                   "(yours: chmod go-w it)" if where == "dir" else
+                   f"every directory above {dest} must belong to root or {user} and be writable by no one else "
+                   "(or be sticky, as /tmp is): ask the administrator, or on a site choose another work_dir")
+            raise UnsafeDir(f"refusing {dest}: {why}", fix, where)
+        return r
 
     def pipe(self, script: str, node: str | None = None, user: str | None = None, workdir: str | None = None,
              timeout: float = 900) -> tuple[int, bytes, str]:
@@ -182,10 +276,14 @@ class Cluster:
         `steps`, their steps: JobID 7.batch, 7.0), one dict per row with `fields` as keys."""
         flags = ("" if steps else " -X") + (" -a" if all_users else "")
         end = f" -E {shlex.quote(until)}" if until else ""
-        r = self.sh(f"sacct -n{flags} -P -S {shlex.quote(since)}{end} -o {','.join(fields)}", user=user)
-        if r.rc != 0:
-            raise MinihpcError(f"sacct failed: {r.out.strip()}", "is slurmdbd up? minihpc status")
-        return parse_sacct(r.out, fields)
+        # Standard error apart: a warning must not land among the rows (see parse_delimited).
+        delimiter = f":minihpc-{secrets.token_hex(16)}:"
+        rc, out, err = self.pipe(f"sacct -n{flags} -p --delimiter={delimiter} -S {shlex.quote(since)}{end} "
+                                 f"-o {','.join(fields)}", user=user)
+        if rc != 0:
+            raise MinihpcError(f"sacct failed: {(err or out.decode(errors='replace')).strip()[:500]}",
+                               "is slurmdbd up? minihpc status")
+        return parse_delimited(out.decode(errors="replace"), fields, delimiter)
 
     # -- the shared filesystem -------------------------------------------------
 
@@ -269,5 +367,29 @@ def largest_step_rss(rows: list[dict[str, str]]) -> dict[str, str]:
 
 
 def parse_sacct(text: str, fields: tuple[str, ...]) -> list[dict[str, str]]:
-    """`sacct -n -P` output as rows (the one place that parses it)."""
+    """`-n -P` output of what only administrators write (sinfo, sacctmgr,
+    squeue formats) as rows; job fields users write go through parse_delimited."""
     return [dict(zip(fields, line.split("|"), strict=True)) for line in text.splitlines() if line.strip()]
+
+
+def parse_delimited(text: str, fields: tuple[str, ...], delimiter: str) -> list[dict[str, str]]:
+    """`sacct -n -p --delimiter=DELIMITER` output as rows. Users write job
+    names, comments and working directories, and sbatch takes any byte but
+    NUL in them (newlines, `|`, 0x1f, 0x01 are stored and printed as given):
+    no fixed delimiter, and no line, is safe. A delimiter drawn at random for
+    each call cannot be in what was stored before it. With -p every field,
+    the last too, ends with it, so the text is F D F D ... F D, every row
+    after the first starting with its newline. (sacct --json is safe too, but
+    its values are not sacct's columns: MaxRSS, ReqMem, Timelimit, Elapsed,
+    State and the times are formatted by sacct, and callers read those.)"""
+    if not text.strip():
+        return []
+    parts, n = text.split(delimiter), len(fields)
+    cells = parts[:-1]
+    starts = range(n, len(cells), n)
+    if len(cells) % n or parts[-1].strip() or any(not cells[i].startswith("\n") for i in starts):
+        raise MinihpcError(f"sacct's output is not rows of {n} fields: {text[:300]!r}",
+                           "look at it: minihpc shell, then sacct with the same options")
+    for i in starts:
+        cells[i] = cells[i][1:]
+    return [dict(zip(fields, cells[i:i + n], strict=True)) for i in range(0, len(cells), n)]

@@ -10,11 +10,15 @@ fetched back. Everything is validated before anything is touched.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import io
 import json
+import os
 import re
+import secrets
 import shlex
+import stat
 import sys
 import tarfile
 import time
@@ -22,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 
 from minihpc import ROOT, pyenv
-from minihpc.cluster import Cluster, largest_step_rss
+from minihpc.cluster import Cluster, UnsafeDir, largest_step_rss
 from minihpc.errors import BadInput, MinihpcError
 from minihpc.sitefile import Site
 
@@ -33,6 +37,14 @@ DEFAULT_PROFILES = ("profiles/slurm", "workflow/profiles/default")
 OWN_PROFILE = ROOT / "profiles/slurm"
 # Never synced: Snakemake's state, minihpc's reports, version control.
 ALWAYS_EXCLUDED = (".snakemake", ".minihpc", ".git")
+# Never fetched into: the above, and other version control whose hooks and
+# config the host runs (compared case-blind: some hosts' filesystems are).
+CONTROL_DIRS = frozenset(d.casefold() for d in (*ALWAYS_EXCLUDED, ".hg", ".svn"))
+# What --fetch reads back from the cluster, at most: it is held in memory.
+FETCH_MAX_BYTES = 512 * 2**20
+FETCH_MAX_FILES = 20_000
+# Kept SLURM logs listed, at most (the workflow makes them).
+MAX_LOGS = 10_000
 REMOTE_PROFILE = ".minihpc/profile"  # where a profile from outside the workflow lands
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 # Asking Snakemake for software deployment this cluster does not have (in
@@ -83,6 +95,8 @@ def plan(path: str, profile: str | None, name: str | None, report: str | None, f
                        "use letters, digits, '.', '_' and '-' (at most 64)")
     for pattern in fetch:
         _inside_pattern(pattern, "--fetch")
+    # As bash names what they match (results/x, never ./results/x), which is what is checked on the way back.
+    fetch = [str(PurePosixPath(x)) for x in fetch]
     for pattern in exclude:
         _inside_pattern(pattern, "--exclude")
     _no_other_deployment(prof, snakemake_args)
@@ -162,6 +176,8 @@ class Report:
     nonlocal_rules_on_login: list[str] | None = field(default_factory=list)
     kept_logs: list[str] = field(default_factory=list)
     fetched: list[str] = field(default_factory=list)
+    # What the cluster sent back for --fetch and was not written, each as "name: why".
+    fetch_refused: list[str] = field(default_factory=list)
     # The Python environment Snakemake and every job ran in, and what it held (minihpc.pyenv).
     environment: dict | None = None
     # What was said before the run (software deployment this cluster does not have).
@@ -178,6 +194,7 @@ def execute(p: Plan, cluster: Cluster, out=sys.stdout) -> Report:
     alive = cluster.sh("true", timeout=60)
     if alive.rc != 0:
         raise MinihpcError(f"the cluster does not answer: {alive.out.strip()[:300]}", "bring it up: minihpc up")
+    _claimable(cluster, remote)  # before an environment is made; _sync checks again as it writes
     env = pyenv.provide(cluster, p.requirements, say) if p.requirements else pyenv.cluster_own(cluster)
     _sync(p, cluster, remote)
     compiled = compile_workflow(cluster, remote)
@@ -204,9 +221,31 @@ def execute(p: Plan, cluster: Cluster, out=sys.stdout) -> Report:
     report.nonlocal_rules_on_login = on_login(output, declared_local(compiled))
     report.kept_logs = _logs(cluster, remote)
     _why_failed(cluster, remote, report.jobs, report.kept_logs)
-    report.fetched = _fetch(p, cluster, remote)
-    _write(p.report_dir, report)
+    try:
+        report.fetched, report.fetch_refused = _fetch(p, cluster, remote)
+    finally:
+        _write(p.report_dir, report)  # the run's report stands whatever came back
+    say_refused(report.fetch_refused)
     return report
+
+
+def say_refused(refused: list[str], at_most: int = 20) -> None:
+    """On standard error, what --fetch did not write and why."""
+    for line in refused[:at_most]:
+        say(f"minihpc: not fetched: {line}")
+    if len(refused) > at_most:
+        say(f"minihpc: not fetched: {len(refused) - at_most} more (report.json, fetch_refused)")
+
+
+def _claimable(cluster: Cluster, remote: str) -> None:
+    try:
+        cluster.check_dir(remote)
+    except UnsafeDir as e:
+        raise _with_name_fix(e) from None
+
+
+def _with_name_fix(e: UnsafeDir) -> MinihpcError:
+    return MinihpcError(e.what, f"{e.fix}, or run under another name: --name NAME" if e.where == "dir" else e.fix)
 
 
 def _sync(p: Plan, cluster: Cluster, remote: str) -> None:
@@ -217,7 +256,10 @@ def _sync(p: Plan, cluster: Cluster, remote: str) -> None:
     sources: list = [(p.workflow, ".", skip)]
     if p.profile_remote == REMOTE_PROFILE:
         sources.append((p.profile, REMOTE_PROFILE, None))
-    r = cluster.put(remote, sources, fresh=p.fresh)
+    try:
+        r = cluster.put(remote, sources, fresh=p.fresh)
+    except UnsafeDir as e:
+        raise _with_name_fix(e) from None
     if r.rc != 0:
         raise MinihpcError(f"could not sync {p.workflow} to {remote}: {r.out.strip()[:500]}",
                            "is the shared filesystem up? minihpc status")
@@ -244,8 +286,9 @@ def _jobs(cluster: Cluster, since: str, rid: str | None) -> list[Job]:
     for r in rows:
         # The plugin comments each job rule_<rule>[_wildcards_<values>] (a group: rule_<group>_<rules>).
         rule, _, wildcards = r["Comment"].removeprefix("rule_").partition("_wildcards_")
+        elapsed = r["ElapsedRaw"]
         jobs.append(Job(r["JobID"], rule, wildcards, r["Partition"], r["NodeList"], r["State"], r["ExitCode"],
-                        int(r["ElapsedRaw"] or 0), r["Timelimit"], r["ReqMem"], rss.get(r["JobID"], ""),
+                        int(elapsed) if elapsed.isdigit() else 0, r["Timelimit"], r["ReqMem"], rss.get(r["JobID"], ""),
                         r["AllocCPUS"]))
     return jobs
 
@@ -319,9 +362,11 @@ def _why_failed(cluster: Cluster, remote: str, jobs: list[Job], logs: list[str])
     failed = [j for j in jobs if j.state != "COMPLETED" and j.job_id in by_id][:20]
     if not failed:
         return
+    # A marker no log can hold (drawn now), and at most 64 KiB of each log's end.
+    mark = f"@@minihpc-{secrets.token_hex(16)} "
     r = cluster.sh(f"cd {shlex.quote(remote)} && for f in " + " ".join(shlex.quote(by_id[j.job_id]) for j in failed)
-                   + "; do echo \"@@ $f\"; tail -n 200 \"$f\"; done")
-    text = {head.strip(): body for head, _, body in (c.partition("\n") for c in r.out.split("@@ ")[1:])}
+                   + f"; do echo {shlex.quote(mark)}\"$f\"; tail -c 65536 -- \"$f\" | tail -n 200; done")
+    text = {head.strip(): body for head, _, body in (c.partition("\n") for c in r.out.split(mark)[1:])}
     for j in failed:
         lines = list(dict.fromkeys(m.group(0).strip() for m in ERROR_LINE.finditer(text.get(by_id[j.job_id], ""))))
         j.error = " | ".join(lines[:3])[:400]
@@ -338,33 +383,204 @@ def on_login(output: str, local: set[str] | None) -> list[str] | None:
 
 
 def _logs(cluster: Cluster, remote: str) -> list[str]:
-    r = cluster.sh(f"cd {shlex.quote(remote)} && find . -path ./.minihpc -prune -o -type f -name '*.log' "
-                   "-path '*slurm*' -print | sed 's#^./##' | sort")
-    return r.out.split() if r.rc == 0 else []
-
-
-def _fetch(p: Plan, cluster: Cluster, remote: str) -> list[str]:
-    if not p.fetch:
-        return []
-    pats = " ".join(shlex.quote(x) for x in p.fetch)
-    script = (f"cd {shlex.quote(remote)} && shopt -s globstar nullglob && files=() && "
-              f"for pat in {pats}; do for f in $pat; do [ -f \"$f\" ] && files+=(\"$f\"); done; done && "
-              "tar -c -- \"${files[@]}\" 2>/dev/null || tar -c --files-from /dev/null")
-    rc, data, err = cluster.pipe(script)
+    """The kept SLURM logs' names under the run directory. The workflow makes
+    them: names are split on NUL (a name can hold newlines), and only plain
+    relative ones are kept, at most MAX_LOGS."""
+    rc, out, _ = cluster.pipe(f"cd {shlex.quote(remote)} && find . -path ./.minihpc -prune -o -type f "
+                              f"-name '*.log' -path '*slurm*' -print0 | head -z -n {MAX_LOGS}")
     if rc != 0:
-        raise MinihpcError(f"could not fetch {', '.join(p.fetch)} from {remote}: {err.strip()[:300]}",
+        return []
+    names = (n.decode(errors="surrogateescape").removeprefix("./") for n in out.split(b"\0") if n)
+    return sorted(n for n in names if _plain_name(n) is None)
+
+
+def _fetch(p: Plan, cluster: Cluster, remote: str) -> tuple[list[str], list[str]]:
+    """Bring back what the --fetch patterns match: (names written, "name: why" refused)."""
+    if not p.fetch:
+        return [], []
+    pats = " ".join(shlex.quote(x) for x in p.fetch)
+    # IFS= : a pattern is never split into words. At most one byte over the
+    # limit comes back, so a larger stream is known for what it is.
+    script = (f"set -o pipefail; cd {shlex.quote(remote)} && shopt -s globstar nullglob && IFS= && files=() && "
+              f"for pat in {pats}; do for f in $pat; do [ -f \"$f\" ] && [ ! -L \"$f\" ] && files+=(\"$f\"); "
+              "done; done && if [ ${#files[@]} -eq 0 ]; then tar -c --files-from /dev/null; "
+              f"else tar -c --no-recursion -- \"${{files[@]}}\"; fi | head -c {FETCH_MAX_BYTES + 1}")
+    rc, data, err = cluster.pipe(script)
+    _not_too_much(len(data), 0)
+    if rc != 0:
+        raise MinihpcError(f"could not fetch {', '.join(p.fetch)} from {remote}: {_clean(err.strip(), 300)}",
                            "check the patterns against the run directory")
-    got = []
-    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-        for m in tar.getmembers():
-            rel = PurePosixPath(m.name)
-            if not m.isfile() or rel.is_absolute() or ".." in rel.parts:
-                continue  # only plain files inside the workflow come back
-            dest = p.workflow / rel
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            dest.write_bytes(tar.extractfile(m).read())  # type: ignore[union-attr]
-            got.append(str(rel))
-    return sorted(got)
+    return unpack_outputs(data, p.workflow, p.fetch)
+
+
+def _not_too_much(size: int, files: int, max_bytes: int = FETCH_MAX_BYTES, max_files: int = FETCH_MAX_FILES) -> None:
+    """Refuse a stream over the limits, before anything of it is written."""
+    over = (f"more than {max_bytes} bytes" if size > max_bytes else
+            f"more than {max_files} files" if files > max_files else "")
+    if over:
+        raise MinihpcError(f"--fetch: the cluster sent {over}, nothing was written",
+                           "narrow the --fetch patterns; read large outputs where they are (minihpc shell)")
+
+
+def unpack_outputs(data: bytes, workflow: Path, patterns: list[str], max_bytes: int = FETCH_MAX_BYTES,
+                   max_files: int = FETCH_MAX_FILES) -> tuple[list[str], list[str]]:
+    """Write the regular files of a tar stream from the cluster that the
+    patterns match beneath `workflow`, never through a symlink; (names
+    written, "name: why" for each refused). The stream is untrusted: its
+    size and member count are bounded before anything is written."""
+    _not_too_much(len(data), 0, max_bytes, max_files)
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+            members, claimed = [], 0
+            for m in tar:
+                members.append(m)
+                claimed += m.size  # what the headers claim, sparse files' full size too
+                _not_too_much(claimed, len(members), max_bytes, max_files)
+                if m.offset_data + (m.size if m.isreg() and not m.issparse() else 0) > len(data):
+                    raise MinihpcError(f"--fetch: the tar stream from the cluster ends inside {_clean(m.name)}",
+                                       "run again; if it persists, look at the run directory (minihpc shell)")
+            got, refused, seen = [], [], set()
+            root = os.open(workflow, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            try:
+                for m in members:
+                    if m.name in seen:  # two patterns matched it
+                        continue
+                    seen.add(m.name)
+                    why = _not_fetched(m, patterns)
+                    if why is None:
+                        body = tar.extractfile(m)
+                        why = _write_beneath(root, m.name, body.read()) if body else "unreadable in the stream"
+                    if why is None:
+                        got.append(m.name)
+                    else:
+                        refused.append(f"{_clean(m.name)}: {why}")
+            finally:
+                os.close(root)
+    except (tarfile.TarError, EOFError, ValueError) as e:
+        raise MinihpcError(f"--fetch: what the cluster sent is not a tar stream ({_clean(str(e), 200)})",
+                           "run again; if it persists, look at the run directory (minihpc shell)") from None
+    return sorted(got), refused
+
+
+def _not_fetched(m: tarfile.TarInfo, patterns: list[str]) -> str | None:
+    """Why this member is not written, or None."""
+    if not m.isreg():
+        kind = ("a symbolic link" if m.issym() else "a hard link" if m.islnk() else "a directory" if m.isdir()
+                else "a device, FIFO or other special file")
+        return f"{kind}, not a regular file"
+    why = _plain_name(m.name)
+    if why:
+        return why
+    # The name itself too: a file .git can point git at any directory's hooks.
+    if any(x.casefold() in CONTROL_DIRS for x in m.name.split("/")):
+        return "inside a control directory (" + ", ".join(sorted(CONTROL_DIRS)) + ")"
+    if not any(matches(pat, m.name) for pat in patterns):
+        return "matches no --fetch pattern"
+    return None
+
+
+def _plain_name(name: str) -> str | None:
+    """Why `name` is not a plain relative path beneath the workflow, or None."""
+    if name.startswith("/"):
+        return "an absolute path"
+    if ".." in name.split("/"):
+        return "reaches outside the workflow (..)"
+    if "\\" in name or not name.isprintable():  # surrogates (bytes not UTF-8) are not printable
+        return "a name with a backslash, control characters or bytes that are not UTF-8"
+    if not name or name != str(PurePosixPath(name)) or name == ".":
+        return "not a plain relative path"
+    return None
+
+
+def matches(pattern: str, name: str) -> bool:
+    """Whether bash (globstar on, dotglob off), expanding `pattern` in the run
+    directory, can name `name`: `*`, `?` and `[...]` within one component,
+    `**` alone for any number of them; a leading dot only where the pattern
+    has one."""
+    return _match(pattern.split("/"), name.split("/"))
+
+
+def _match(pat: list[str], parts: list[str]) -> bool:
+    if not pat:
+        return not parts
+    head, rest = pat[0], pat[1:]
+    if head == "**":
+        return any(_match(rest, parts[i:]) for i in range(len(parts) + 1)
+                   if not any(x.startswith(".") for x in parts[:i]))
+    if not parts or (parts[0].startswith(".") and not head.startswith(".")):
+        return False
+    return fnmatch.fnmatchcase(parts[0], head) and _match(rest, parts[1:])
+
+
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _write_beneath(root: int, name: str, data: bytes) -> str | None:
+    """Write `data` to `name` beneath the directory open as `root`: each
+    component opened relative to the one before without following a link, the
+    file made anew under a temporary name and renamed over the old one, so
+    nothing is written through an existing link or hard link. None, or why not."""
+    *dirs, leaf = name.split("/")
+    opened: list[int] = []
+    at = root
+    try:
+        for i, d in enumerate(dirs):
+            try:
+                os.mkdir(d, 0o777, dir_fd=at)
+            except FileExistsError:
+                pass  # whatever is there is opened, and refused unless a real directory
+            try:
+                at = os.open(d, DIR_FLAGS, dir_fd=at)
+            except OSError as e:
+                return _in_the_way("/".join(dirs[:i + 1]), d, at, e)
+            opened.append(at)
+        try:
+            if not stat.S_ISREG(os.stat(leaf, dir_fd=at, follow_symlinks=False).st_mode):
+                return _in_the_way(name, leaf, at, None)
+        except FileNotFoundError:
+            pass
+        tmp = f".minihpc-fetch-{secrets.token_hex(8)}"
+        fd = os.open(tmp, FILE_FLAGS, 0o666, dir_fd=at)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.rename(tmp, leaf, src_dir_fd=at, dst_dir_fd=at)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp, dir_fd=at)
+            raise
+    except OSError as e:
+        return f"could not write it on the host: {e.strerror}"
+    finally:
+        for fd in opened:
+            os.close(fd)
+    return None
+
+
+def _in_the_way(path: str, last: str, at: int, e: OSError | None) -> str:
+    """Why `path` on the host (`last` in the directory open as `at`) cannot
+    be a directory (e given: opening it as one failed) or the file written."""
+    try:
+        mode = os.stat(last, dir_fd=at, follow_symlinks=False).st_mode
+    except OSError:
+        mode = 0
+    if stat.S_ISLNK(mode):
+        return f"{_clean(path)} on the host is a symbolic link, which is never followed"
+    if e is not None and mode and not stat.S_ISDIR(mode):
+        return f"{_clean(path)} on the host is a file where a directory is expected"
+    if e is None:
+        return f"{_clean(path)} on the host is {'a directory' if stat.S_ISDIR(mode) else 'not a regular file'}"
+    return f"could not open {_clean(path)} on the host: {e.strerror}"
+
+
+def _clean(text: str, limit: int = 300, table: bool = False) -> str:
+    """Text read back from the cluster as it may be shown on a terminal or in
+    markdown: control characters (and bytes that were not UTF-8) escaped, no
+    backticks (no `|` in a table cell)."""
+    text = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}"
+                   for c in text[:limit]).replace("`", "'")
+    return text.replace("|", "\\|") if table else text
 
 
 def _on_login_text(rules: list[str] | None) -> str:
@@ -394,18 +610,23 @@ def _write(report_dir: Path, r: Report) -> None:
              f"- exit code: {r.exit_code} (Snakemake's), {r.seconds} s",
              f"- SLURM run ID: {r.run_id or 'none: no job went to SLURM'}",
              f"- non-local rules run on the login node: {_on_login_text(r.nonlocal_rules_on_login)}",
-             *_environment_text(r.environment), *(f"- notice: {n}" for n in r.notices), "",
+             *_environment_text(r.environment), *(f"- notice: {_clean(n, 2000)}" for n in r.notices), "",
              "| job | rule | wildcards | partition | node | state | exit | elapsed s | time limit | requested mem "
              "| max RSS | CPUs |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {j.job_id} | {j.rule} | {j.wildcards} | {j.partition} | {j.node} | {j.state} | {j.exit_code} "
-              f"| {j.elapsed_s} | {j.time_limit} | {j.req_mem} | {j.max_rss or 'n/a'} | {j.cpus} |" for j in r.jobs]
+    # Every cell and name below was read back from the cluster (sacct, the run directory): shown through _clean.
+    lines += ["| " + " | ".join(_clean(str(x), 200, table=True) for x in (
+        j.job_id, j.rule, j.wildcards, j.partition, j.node, j.state, j.exit_code, j.elapsed_s, j.time_limit,
+        j.req_mem, j.max_rss or "n/a", j.cpus)) + " |" for j in r.jobs]
     failed = [j for j in r.jobs if j.error]
     if failed:
         lines += ["", "Why jobs failed (from their kept logs):",
-                  *(f"- {j.job_id} ({j.rule}{' ' + j.wildcards if j.wildcards else ''}): `{j.error}`" for j in failed)]
+                  *(f"- {_clean(j.job_id)} ({_clean(j.rule)}{' ' + _clean(j.wildcards) if j.wildcards else ''}): "
+                    f"`{_clean(j.error, 400)}`" for j in failed)]
     drawn = r.timeline.endswith(".svg")
     lines += ["", f"![the run's jobs over time]({r.timeline})" if drawn else f"Timeline: {r.timeline or 'none'}"]
-    lines += ["", "Kept SLURM logs:", *(f"- `{x}`" for x in r.kept_logs or ["(none)"]),
-              "", "Fetched outputs:", *(f"- `{x}`" for x in r.fetched or ["(none)"]), ""]
+    lines += ["", "Kept SLURM logs:", *(f"- `{_clean(x)}`" for x in r.kept_logs or ["(none)"]),
+              "", "Fetched outputs:", *(f"- `{_clean(x)}`" for x in r.fetched or ["(none)"]), ""]
+    if r.fetch_refused:
+        lines += ["Not fetched (refused):", *(f"- {x}" for x in r.fetch_refused), ""]
     (report_dir / "report.md").write_text("\n".join(lines))

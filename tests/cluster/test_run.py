@@ -98,7 +98,7 @@ def test_a_profile_that_sends_nothing_to_slurm_is_caught(tmp_path: Path, client:
 def test_outputs_come_back_and_the_workflow_lands_owned_by_the_lab_user(run, client: Client) -> None:
     wf, _ = run
     report = json.loads((wf / ".minihpc/report.json").read_text())
-    assert report["fetched"] == [f"results/grouped/{s}.txt" for s in "abc"]
+    assert report["fetched"] == [f"results/grouped/{s}.txt" for s in "abc"] and report["fetch_refused"] == []
     assert (wf / "results/grouped/a.txt").read_text().startswith("a\n")
     r = client.sh("stat -c '%U' /shared/test-byow/Snakefile /shared/test-byow/results/summary.txt; "
                   "test -e /shared/test-byow/.snakemake/stale && echo synced-state")
