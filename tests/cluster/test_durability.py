@@ -35,7 +35,10 @@ def assert_fresh(cluster: Cluster, node: str) -> None:
     host, user = cluster.host(node), cluster.lab_user
     assert run_ok(host, f"stat -c '%a %U %G' {policy.MOUNT}").split() == [policy.MODE, "root", "root"]
     assert int(run_ok(host, f"df -m --output=size {policy.MOUNT} | tail -n 1")) == cluster.facts.scratch_mb
-    assert run_ok(host, f"find {policy.MOUNT} -mindepth 1") == "", f"{node}: scratch must come back empty"
+    # Empty but for each user's own directory, which root makes (cluster/scratchdir.py).
+    users = sorted({user, cluster.facts.other_user})
+    assert sorted(run_ok(host, f"find {policy.MOUNT} -mindepth 1 -printf '%P %u %m %y\\n'").splitlines()) == \
+        [f"{u} {u} 700 d" for u in users], f"{node}: scratch must come back empty"
     assert host.run(f"mountpoint -q {cluster.facts.shared} && stat -t {cluster.facts.shared}/.").rc == 0
     assert host.run("munge -n | unmunge").rc == 0, f"{node}: munge"
     assert run_ok(host, f"stat -c '%U %a' /home/{user}").split() == [user, "700"]
@@ -128,7 +131,7 @@ def test_a_user_cannot_break_scratch_or_drive_the_node_check(cluster: Cluster) -
     nothing."""
     node = cluster.compute_names[0]
     user, login = cluster.as_user(node), cluster.host("login")
-    assert user.run(f"chmod 755 {policy.MOUNT}").rc != 0
+    assert user.run(f"chmod 1777 {policy.MOUNT}").rc != 0
     run_ok(user, f"mkdir -p {policy.MOUNT}/{cluster.lab_user}/x && head -c 1000000 /dev/zero "
                  f"> {policy.MOUNT}/{cluster.lab_user}/x/f")
     try:
