@@ -10,6 +10,12 @@
    against profile off should equal round trip x server operations (the
    client's own counters) within 20 %.
 
+3. One noisy neighbour: on node A, one unprivileged user floods the client
+   (20,000 files and a find, twenty open listings of 50,000 names, 1,500
+   nested long names, a big write with fsync) while a second user's
+   create/stat/unlink latency is measured; its median under each flood
+   against idle. Target: within 5x idle, and nothing fails.
+
 Writes bench/results/nfs.json.
 """
 
@@ -96,6 +102,119 @@ def small_file_job(d: Path, n: int) -> float:
     return time.perf_counter() - t
 
 
+NOISY_UID, QUIET_UID = 1000, 1001
+# The quiet user's work: create, stat, unlink, until told to stop; prints the
+# latencies (ms), then the errors.
+QUIET = """
+import os, select, sys, time
+d = sys.argv[1]
+os.makedirs(d, exist_ok=True)
+lat, errors, i = [], [], 0
+while not select.select([sys.stdin], [], [], 0)[0]:
+    p = f"{d}/f{i % 50}"
+    t = time.perf_counter()
+    try:
+        os.close(os.open(p, os.O_CREAT | os.O_WRONLY, 0o644))
+        os.stat(p)
+        os.unlink(p)
+    except OSError as e:
+        errors.append(f"{e.strerror}: {p}")
+    lat.append((time.perf_counter() - t) * 1000)
+    i += 1
+    time.sleep(0.002)
+print(" ".join(f"{x:.3f}" for x in lat))
+print("|".join(errors[:20]))
+"""
+NOISE = {
+    "descriptor_flood": """
+import os, subprocess, sys
+d = sys.argv[1] + "/flood"
+os.makedirs(d)
+for i in range(20000):
+    os.close(os.open(f"{d}/f{i}", os.O_CREAT | os.O_WRONLY, 0o644))
+assert subprocess.run(["find", d], capture_output=True, text=True).stdout.count("\\n") == 20001
+""",
+    "listing_flood": """
+import os, sys
+d = sys.argv[1] + "/many"
+for _ in range(3):
+    its = [os.scandir(d) for _ in range(20)]
+    for it in its:
+        assert sum(1 for _ in it) == 50000
+""",
+    "deep_names": """
+import os, sys
+os.chdir(sys.argv[1])
+for _ in range(1500):
+    os.mkdir("d" * 250)
+    os.chdir("d" * 250)
+""",
+    "big_write_fsync": """
+import os, sys
+buf = os.urandom(1 << 20)
+with open(sys.argv[1] + "/big.bin", "wb") as f:
+    for _ in range(int(sys.argv[2])):
+        f.write(buf)
+    f.flush()
+    os.fsync(f.fileno())
+""",
+}
+
+
+def as_uid(uid: int, code: str, *args: str, stdin: int | None = None) -> subprocess.Popen:
+    return subprocess.Popen(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "/usr/bin/python3",
+                             "-c", code, *args], stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd="/")
+
+
+def quiet_user(d: Path, during: Callable[[], None]) -> tuple[list[float], list[str]]:
+    """The quiet user's latencies (ms) and errors while `during()` runs."""
+    q = as_uid(QUIET_UID, QUIET, str(d), stdin=subprocess.PIPE)
+    time.sleep(0.3)
+    try:
+        during()
+    finally:
+        out, err = q.communicate("stop\n", timeout=60)
+    if q.returncode != 0:
+        raise SystemExit(f"bench: the quiet user failed: {err}")
+    lat, errors = out.split("\n")[:2]
+    return [float(x) for x in lat.split()], [e for e in errors.split("|") if e]
+
+
+def noisy_neighbour(lc, big_mb: int) -> dict:
+    """Row 3: the quiet user's median latency under each flood, against idle."""
+    mnt = lc.mnt("A")
+    play = mnt / "noisy"
+    play.mkdir()
+    play.chmod(0o777)
+    many = lc.backing / "noisy/many"
+    many.mkdir()
+    (many / "x").write_text("")
+    for i in range(1, 50000):
+        os.link(many / "x", many / f"link-with-a-longish-name-{i:06d}")
+    idle, idle_err = quiet_user(play / "quiet-idle", lambda: time.sleep(3))
+    base = statistics.median(idle)
+    out: dict = {"quiet_user_op": "create+stat+unlink", "idle_median_ms": round(base, 3), "idle_ops": len(idle),
+                 "target": "median within 5x idle, no errors", "floods": {}}
+    for name, code in NOISE.items():
+        def flood(code=code, name=name) -> None:
+            t = time.perf_counter()
+            p = as_uid(NOISY_UID, code, str(play), str(big_mb))
+            _, err = p.communicate(timeout=900)
+            if p.returncode != 0:
+                raise SystemExit(f"bench: the {name} flood failed: {err}")
+            out["floods"].setdefault(name, {})["flood_s"] = round(time.perf_counter() - t, 2)
+        lat, errors = quiet_user(play / f"quiet-{name}", flood)
+        med = statistics.median(lat)
+        out["floods"][name].update({"median_ms": round(med, 3), "p95_ms": round(sorted(lat)[int(len(lat) * .95)], 3),
+                                    "max_ms": round(max(lat), 3), "ops": len(lat), "over_idle": round(med / base, 2),
+                                    "errors": errors})
+        print(f"noisy {name:18} quiet median {med:7.3f} ms ({med / base:.2f}x idle {base:.3f}), "
+              f"{len(errors)} errors", flush=True)
+    out["idle_errors"] = idle_err
+    return out
+
+
 @contextmanager
 def fresh_ext4(root: Path, size_mb: int) -> Iterator[str]:
     """Mount a new ext4 image (a loop device) on `root`: raw and client runs
@@ -143,13 +262,18 @@ def main() -> int:
     ap.add_argument("--mb", type=int, default=256, help="size of the sequential file")
     ap.add_argument("--files", type=int, default=2000, help="files for the stat/create rates")
     ap.add_argument("--job-files", type=int, default=200, help="files of the small-file job")
+    ap.add_argument("--noisy-mb", type=int, default=2048, help="size of the noisy neighbour's big write")
+    ap.add_argument("--only-noisy", action="store_true", help="run row 3 only, keeping the other rows' figures")
     a = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="minihpc-nfs-bench-"))
     out: dict = {"host": platform.node(), "cpus": os.cpu_count(), "reps": a.reps, "when": time.strftime("%FT%T%z")}
-    size_mb = 2 * a.reps * a.mb + 1024  # every sequential file is kept, raw and client
+    size_mb = 2 * a.reps * a.mb + a.noisy_mb + 1536  # every sequential file is kept, raw and client
     try:
         with fresh_ext4(root, size_mb) as volume, local_cluster(root, named("off")) as lc:
             out["volume"] = volume
+            if a.only_noisy:
+                out = {**json.loads(RESULTS.read_text()), "noisy_neighbour": noisy_neighbour(lc, a.noisy_mb)}
+                return 0
             raw_dir = lc.backing / "raw"
             raw_dir.mkdir()
             client_dir = lc.mnt("A") / "client"
@@ -191,11 +315,14 @@ def main() -> int:
                 "off_samples": [round(x, 3) for x in base_s], "rtt_samples": [round(x, 3) for x in slow],
             }
             print(json.dumps(out["small_file_job"], indent=1), flush=True)
+            lc.set(named("off"))
+            out["noisy_neighbour"] = noisy_neighbour(lc, a.noisy_mb)
     finally:
         os.rmdir(root)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(out, indent=1) + "\n")
-    print(f"wrote {RESULTS}")
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        if "noisy_neighbour" in out:
+            RESULTS.write_text(json.dumps(out, indent=1) + "\n")
+            print(f"wrote {RESULTS}")
     return 0
 
 

@@ -9,6 +9,7 @@ and handed over afterwards.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,14 +24,23 @@ _MAX_CACHED = 4096
 
 
 class Credentials:
-    """The serving thread's identity, switched only when the caller differs.
+    """Each serving thread's identity, switched only when the caller differs.
     `groups_of(pid)` reads a caller's supplementary groups (fuse_req_getgroups)."""
 
     def __init__(self, groups_of: Callable[[object], tuple[int, ...]], clock: Callable[[], float] = time.monotonic,
                  apply: Callable[[int, int, tuple[int, ...]], None] = set_thread_creds) -> None:
         self._groups_of, self._clock, self._apply = groups_of, clock, apply
         self._cache: dict[tuple[int, int, int], tuple[float, tuple[int, ...]]] = {}
-        self.current: tuple[int, int, tuple[int, ...]] = ROOT
+        self._local = threading.local()  # each serving thread has its own identity
+
+    @property
+    def current(self) -> tuple[int, int, tuple[int, ...]]:
+        """This thread's identity now (root until it serves a caller)."""
+        return getattr(self._local, "current", ROOT)
+
+    @current.setter
+    def current(self, who: tuple[int, int, tuple[int, ...]]) -> None:
+        self._local.current = who
 
     def caller(self, req: object, uid: int, gid: int, pid: int) -> None:
         """Become the caller of `req` (uid, gid, pid from its context)."""

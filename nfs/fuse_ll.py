@@ -12,6 +12,7 @@ identical in libfuse 3.14 (the host) and 3.17 (the images).
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import ctypes.util
 import errno
@@ -82,8 +83,11 @@ class FileInfo(ctypes.Structure):
                 ("_reserved", ctypes.c_uint64 * 2)]
 
 
-# keep_cache's bit in FileInfo.bits (after writepage and direct_io).
+# Bits of FileInfo.bits (writepage, direct_io, keep_cache, flush, nonseekable,
+# flock_release: the same in 3.14 and 3.17).
 KEEP_CACHE = 1 << 2
+FLUSH = 1 << 3
+FLOCK_RELEASE = 1 << 5
 
 
 class Ctx(ctypes.Structure):
@@ -127,6 +131,10 @@ PROTOTYPES: dict[str, tuple] = {
     "releasedir": (c_req, c_ino, P_FI),
     "statfs": (c_req, c_ino),
     "create": (c_req, c_ino, ctypes.c_char_p, ctypes.c_uint32, P_FI),
+    "flush": (c_req, c_ino, P_FI),
+    "getlk": (c_req, c_ino, P_FI, ctypes.c_void_p),
+    "setlk": (c_req, c_ino, P_FI, ctypes.c_void_p, ctypes.c_int),
+    "flock": (c_req, c_ino, P_FI, ctypes.c_int),
 }
 
 # struct fuse_lowlevel_ops in order (3.0 .. 3.14; 3.17 appends tmpfile).
@@ -170,6 +178,8 @@ reply_readlink = _fn("fuse_reply_readlink", ctypes.c_int, c_req, ctypes.c_char_p
 reply_open = _fn("fuse_reply_open", ctypes.c_int, c_req, P_FI)
 reply_write = _fn("fuse_reply_write", ctypes.c_int, c_req, ctypes.c_size_t)
 reply_buf = _fn("fuse_reply_buf", ctypes.c_int, c_req, ctypes.c_void_p, ctypes.c_size_t)
+reply_lock = _fn("fuse_reply_lock", ctypes.c_int, c_req, ctypes.c_void_p)
+req_interrupted = _fn("fuse_req_interrupted", ctypes.c_int, c_req)
 reply_statfs = _fn("fuse_reply_statfs", ctypes.c_int, c_req, ctypes.POINTER(StatVFS))
 add_direntry = _fn("fuse_add_direntry", ctypes.c_size_t, c_req, ctypes.c_void_p, ctypes.c_size_t,
                    ctypes.c_char_p, ctypes.POINTER(Stat), ctypes.c_int64)
@@ -219,11 +229,20 @@ class Replies:
     many calls in flight."""
 
     def __init__(self) -> None:
-        self.debt = 0.0  # seconds the request being handled has run up
+        self._local = threading.local()  # each serving thread's request has its own debt
         self._due: list[tuple[float, int, Callable, tuple, Callable | None]] = []
         self._seq = itertools.count()
         self._cv = threading.Condition()
         threading.Thread(target=self._run, daemon=True, name="replies").start()
+
+    @property
+    def debt(self) -> float:
+        """Seconds the request this thread is handling has run up."""
+        return getattr(self._local, "debt", 0.0)
+
+    @debt.setter
+    def debt(self, seconds: float) -> None:
+        self._local.debt = seconds
 
     def charge(self, seconds: float) -> None:
         self.debt += seconds
@@ -263,14 +282,97 @@ def survive(fn: Callable[[], object], what: str) -> None:
         logging.getLogger("minihpc-nfs").exception("%s failed; going on", what)
 
 
+# Requests the reading thread serves itself: the session's own (INIT,
+# DESTROY, INTERRUPT, which must overtake what it interrupts) and FORGETs,
+# which only count references down.
+FUSE_FORGET, FUSE_INIT, FUSE_INTERRUPT, FUSE_DESTROY, FUSE_BATCH_FORGET = 2, 26, 36, 38, 42
+INLINE_OPS = frozenset({FUSE_FORGET, FUSE_INIT, FUSE_INTERRUPT, FUSE_DESTROY, FUSE_BATCH_FORGET})
+libc = ctypes.CDLL(None)
+libc.free.argtypes = [ctypes.c_void_p]
+
+
+class Fair:
+    """Requests queued per user and taken in turn, one user's at a time: a
+    user with many requests waits behind their own, not others' behind
+    theirs. One user has at most `per_user` requests in service at once, so
+    the others always find a serving thread free."""
+
+    def __init__(self, per_user: int) -> None:
+        self.per_user = per_user
+        self._queues: dict[int, collections.deque] = {}
+        self._turn: collections.deque[int] = collections.deque()  # users with queued requests
+        self._busy: collections.Counter[int] = collections.Counter()
+        self._cv = threading.Condition()
+
+    def put(self, uid: int, item: object) -> None:
+        with self._cv:
+            q = self._queues.get(uid)
+            if q is None:
+                q = self._queues[uid] = collections.deque()
+                self._turn.append(uid)
+            q.append(item)
+            self._cv.notify()
+
+    def admit(self, uid: int) -> bool:
+        """Whether a request of `uid` just read may be served at once."""
+        with self._cv:
+            if self._busy[uid] < self.per_user and uid not in self._queues:
+                self._busy[uid] += 1
+                return True
+            return False
+
+    def take_nowait(self) -> tuple[int, object] | None:
+        with self._cv:
+            return self._next()
+
+    def take(self) -> tuple[int, object]:
+        with self._cv:
+            while True:
+                got = self._next()
+                if got is not None:
+                    return got
+                self._cv.wait()
+
+    def _next(self) -> tuple[int, object] | None:
+        """Under the lock: the next queued request whose user has room."""
+        for _ in range(len(self._turn)):
+            uid = self._turn[0]
+            self._turn.rotate(-1)
+            if self._busy[uid] < self.per_user:
+                q = self._queues[uid]
+                item = q.popleft()
+                if not q:
+                    del self._queues[uid]
+                    self._turn.remove(uid)
+                self._busy[uid] += 1
+                return uid, item
+        return None
+
+    def done(self, uid: int) -> None:
+        with self._cv:
+            self._busy[uid] -= 1
+            if not self._busy[uid]:
+                del self._busy[uid]
+            self._cv.notify()
+
+
 class Session:
     """One mounted filesystem: `handlers` maps an operation name to a Python
     callable with that operation's C arguments. A handler must answer its
-    request exactly once; an exception it raises is answered as an errno."""
+    request exactly once; an exception it raises is answered as an errno.
 
-    def __init__(self, handlers: dict[str, Callable], mountpoint: str, options: list[str]) -> None:
+    With `workers`, one thread reads requests and `workers` threads serve
+    them, fairly across users (Fair): libfuse's replies are thread-safe (its
+    multi-threaded loop serves requests from many threads the same way)."""
+
+    def __init__(self, handlers: dict[str, Callable], mountpoint: str, options: list[str],
+                 workers: int = 0) -> None:
         self.mountpoint = mountpoint
         self.replies = Replies()
+        self.workers = workers
+        self.fair = Fair(max(1, workers // 2))
+        self._bufs: list[Buf] = []  # spare request buffers (libfuse allocates their memory)
+        self._bufs_lock = threading.Lock()
         self.ops = LowLevelOps()
         self._keep = []  # the C callbacks must outlive the session
         for name, handler in handlers.items():
@@ -325,7 +427,10 @@ class Session:
             self.se = None
 
     def _loop(self, others: dict[int, Callable[[], None]]) -> int:
-        fuse_fd, buf = session_fd(self.se), Buf()
+        if self.workers:
+            return self._loop_workers(others)
+        fuse_fd = session_fd(self.se)
+        self._buf = Buf()
         os.set_blocking(fuse_fd, False)
         poller = select.poll()
         for fd in (fuse_fd, *others):
@@ -337,12 +442,12 @@ class Session:
                 if fd != fuse_fd:
                     survive(others[fd], getattr(others[fd], "__name__", "a source"))
                     continue
-                ended = self._burst(buf, poller, others)
+                ended = self._burst(poller, others)
                 if ended is not None:
                     return ended
         return 0
 
-    def _burst(self, buf: Buf, poller: select.poll, others: dict[int, Callable[[], None]]) -> int | None:
+    def _burst(self, poller: select.poll, others: dict[int, Callable[[], None]]) -> int | None:
         """Serve requests until none has come for SPIN_S; the loop's exit code
         if the session ended. Waiting a few microseconds awake for the caller's
         next request spares a wake-up per request, which on a VM costs more
@@ -351,9 +456,9 @@ class Session:
         idle_until = now() + SPIN_S
         others_due = now() + OTHERS_S
         while True:
-            res = session_receive_buf(self.se, ctypes.byref(buf))
+            res = session_receive_buf(self.se, ctypes.byref(self._buf))
             if res > 0:
-                session_process_buf(self.se, ctypes.byref(buf))
+                session_process_buf(self.se, ctypes.byref(self._buf))
                 idle_until = now() + SPIN_S
             elif res == -errno.EAGAIN or res == -errno.EINTR:
                 if now() > idle_until:
@@ -365,6 +470,62 @@ class Session:
                     if fd in others:
                         survive(others[fd], getattr(others[fd], "__name__", "a source"))
                 others_due = now() + OTHERS_S
+
+    def _loop_workers(self, others: dict[int, Callable[[], None]]) -> int:
+        """Every worker reads requests itself (the kernel wakes one reader per
+        request) and serves what it read, unless that user already has its
+        share in service: then the request waits in Fair for a worker that
+        finishes one. This thread serves the other sources."""
+        os.set_blocking(session_fd(self.se), True)
+        self._ended = 0
+        for i in range(self.workers):
+            threading.Thread(target=self._read_and_serve, daemon=True, name=f"worker {i}").start()
+        poller = select.poll()
+        for fd in others:
+            poller.register(fd, select.POLLIN)
+        while not session_exited(self.se):
+            for fd, _ in poller.poll(1000):
+                survive(others[fd], getattr(others[fd], "__name__", "a source"))
+        return self._ended
+
+    def _read_and_serve(self) -> None:
+        buf = Buf()
+        while not session_exited(self.se):
+            queued = self.fair.take_nowait()
+            if queued is not None:
+                self._serve(*queued)  # type: ignore[arg-type]
+                continue
+            res = session_receive_buf(self.se, ctypes.byref(buf))
+            if res == -errno.EINTR or res == -errno.EAGAIN:
+                continue
+            if res <= 0:  # 0: unmounted; else an error
+                self._ended = -res
+                return
+            head = ctypes.cast(buf.mem, ctypes.POINTER(ctypes.c_uint32))
+            opcode, uid = head[1], head[6]  # struct fuse_in_header: len, opcode, unique, nodeid, uid
+            if opcode in INLINE_OPS:
+                survive(functools.partial(session_process_buf, self.se, ctypes.byref(buf)), "a request")
+            elif self.fair.admit(uid):
+                self._serve(uid, buf, keep=True)
+            else:
+                self.fair.put(uid, buf)
+                with self._bufs_lock:
+                    buf = self._bufs.pop() if self._bufs else Buf()
+
+    def _serve(self, uid: int, buf: Buf, keep: bool = False) -> None:
+        try:
+            survive(functools.partial(session_process_buf, self.se, ctypes.byref(buf)), "a request")
+        finally:
+            self.fair.done(uid)
+            if not keep:
+                self._spare(buf)
+
+    def _spare(self, buf: Buf) -> None:
+        with self._bufs_lock:
+            if len(self._bufs) < 4 * self.workers:
+                self._bufs.append(buf)
+                return
+        libc.free(buf.mem)
 
     def inval_entry(self, parent: int, name: bytes) -> int:
         return notify_inval_entry(self.se, parent, name, len(name)) if self.se else -errno.ENODEV

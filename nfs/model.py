@@ -38,6 +38,9 @@ from nfs.profiles import Profile
 from nfs.syscalls import HANDLE_FLAGS, open_beneath
 
 DATA_OPS = frozenset({"read", "write"})
+# Entries each of the model's caches keeps at most (the oldest go first): a
+# user walking a huge tree costs the others round trips, never memory.
+CACHE_MAX = 65536
 
 
 @dataclass(frozen=True)
@@ -245,6 +248,21 @@ class NodeModel:
                     visible.append(entry)
         return visible
 
+    def hides_entries(self) -> bool:
+        """Whether a listing must ask `visible` about each entry (a delay)."""
+        return self.profile.delay > 0
+
+    def visible(self, path: str, stat: Callable[[], Attrs]) -> bool:
+        """Whether the entry `path` shows in a listing here now; `stat()`
+        reads its attributes on the server."""
+        try:
+            a = stat()
+        except FileNotFoundError:
+            return False
+        now = self.clock()
+        with self._lock:
+            return self._visible(path, a, now) is not None
+
     def own_change(self, *paths: str, parent: bool = True) -> None:
         """After this node changed `paths` on the server: its caches take the
         server's reply at once (close-to-open: a node sees its own writes).
@@ -264,14 +282,21 @@ class NodeModel:
                     self._seen.pop(path, None)
                     self._attr.pop(path, None)
                     continue
-                self._own[path] = a.ctime_ns
-                self._seen[path] = a
+                _put(self._own, path, a.ctime_ns)
+                _put(self._seen, path, a)
                 self._neg.pop(path, None)
                 self._remember(path, a, now)
         with self._lock:
             for path in paths:
                 if path not in self._attr and self.profile.lookupcache == "all":
                     self._note_negative(path, now)
+
+    def forget(self, path: str) -> None:
+        """Drop what the caches say about `path` (its next stat asks the
+        server): taking a lock revalidates, as NFS does."""
+        with self._lock:
+            self._attr.pop(path, None)
+            self._neg.pop(path, None)
 
     # -- internals ---------------------------------------------------------
 
@@ -313,7 +338,7 @@ class NodeModel:
                 prefix = path.rstrip("/") + "/"
                 for child in [c for c in self._neg if c.startswith(prefix) and "/" not in c[len(prefix):]]:
                     del self._neg[child]
-        self._attr[path] = _Cached(a, now, timeo)
+        _put(self._attr, path, _Cached(a, now, timeo))
 
     def _note_negative(self, path: str, now: float) -> None:
         """A negative entry, valid while the parent's cached attributes are.
@@ -327,7 +352,7 @@ class NodeModel:
                 return
             self._remember(parent, pa, now)
             cached = self._attr[parent]
-        self._neg[path] = cached.attrs.change
+        _put(self._neg, path, cached.attrs.change)
 
     def _negative_valid(self, path: str, now: float) -> bool:
         key = self._neg.get(path)
@@ -351,9 +376,17 @@ class NodeModel:
             self._seen.pop(path, None)
             return None
         if (a.is_dir and not self.profile.delay_dirs) or self._own.get(path) == a.ctime_ns:
-            self._seen[path] = a
+            _put(self._seen, path, a)
             return a
         if now < a.ctime_ns / 1e9 + delay:
             return self._seen.get(path)  # stale, or None: not there yet
-        self._seen[path] = a
+        _put(self._seen, path, a)
         return a
+
+
+def _put(cache: dict, key: str, value: object) -> None:
+    """Set `key` as the newest entry of `cache`, the oldest going beyond CACHE_MAX."""
+    cache.pop(key, None)
+    cache[key] = value
+    if len(cache) > CACHE_MAX:
+        del cache[next(iter(cache))]

@@ -8,6 +8,10 @@ name: never through a path string, which another node or a user's symlink
 could redirect. One inode is one node, whatever names it has (hard links), as
 in libfuse's passthrough_ll.
 
+Directories are watched with inotify while known, and so are files with
+several names (hard links), so that a change through any name invalidates the
+one node of the inode.
+
 Each node also keeps the name and path it was last reached by. Those are
 labels only: keys of the model's caches and of fault rules, and what is
 watched with inotify so that another node's changes can be invalidated.
@@ -19,11 +23,15 @@ import errno
 import os
 import stat as st
 import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from typing import Protocol
 
 from nfs.model import Attrs
+from nfs.syscalls import handle_of
 
 ROOT_ID = 1
+PATH_MAX = 4096
 
 
 class Watcher(Protocol):
@@ -42,14 +50,29 @@ def fingerprint(s: os.stat_result | Attrs) -> Fingerprint:
     return s.st_ino, s.st_ctime_ns, s.st_mtime_ns, s.st_size
 
 
-class Node:
-    __slots__ = ("fd", "key", "mode", "parent", "name", "path", "nlookup", "wd", "seen")
+def _linked(s: os.stat_result) -> bool:
+    """A regular file with several names (hard links): watched itself."""
+    return st.S_ISREG(s.st_mode) and s.st_nlink > 1
 
-    def __init__(self, fd: int, s: os.stat_result, parent: int, name: bytes, path: str) -> None:
-        self.fd, self.key, self.mode = fd, (s.st_dev, s.st_ino), st.S_IFMT(s.st_mode)
+
+class Node:
+    __slots__ = ("_fd", "handle", "table", "pins", "dead", "key", "mode", "parent", "name", "path", "nlookup",
+                 "wd", "seen")
+
+    def __init__(self, fd: int, s: os.stat_result, parent: int, name: bytes, path: str,
+                 table: NodeTable | None = None, handle: bytes | None = None) -> None:
+        self._fd, self.handle, self.table = fd, handle, table
+        self.pins, self.dead = 0, False
+        self.key, self.mode = (s.st_dev, s.st_ino), st.S_IFMT(s.st_mode)
         self.parent, self.name, self.path = parent, name, path
         self.nlookup, self.wd = 0, -1
         self.seen: Fingerprint | None = None  # the state the kernel was told, or this node made
+
+    @property
+    def fd(self) -> int:
+        """The node's handle (an O_PATH descriptor), open until the request
+        that asked for it ends (NodeTable.unpin)."""
+        return self.table.pin(self) if self.table is not None else self._fd
 
     @property
     def ino(self) -> int:
@@ -66,17 +89,28 @@ class Node:
 
 class NodeTable:
     """Node ids the kernel holds, counted by lookups until it forgets them.
-    Directories are watched while known. `root_fd` is the export's handle."""
+    Directories are watched while known. `root_fd` is the export's handle.
 
-    def __init__(self, root_fd: int, watch: Watcher) -> None:
+    The kernel may hold any number of inodes, but the table keeps at most
+    `max_open` of their descriptors open (least recently used go first): the
+    others are reopened from their filesystem handle by `reopen(handle)`
+    (open_by_handle_at) when a request needs them. A descriptor a request
+    uses stays open until that request ends (`unpin`, per thread)."""
+
+    def __init__(self, root_fd: int, watch: Watcher, reopen: Callable[[bytes], int] | None = None,
+                 max_open: int = 0) -> None:
         self.watch = watch
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
+        self.reopen, self.max_open = reopen, max_open if reopen is not None else 0
+        self._open: OrderedDict[int, Node] = OrderedDict()  # evictable open descriptors, oldest first
+        self._pinned = threading.local()
         root = Node(root_fd, os.stat(root_fd), 0, b"", "/")
         self.nodes: dict[int, Node] = {ROOT_ID: root}
         self.by_key: dict[tuple[int, int], int] = {root.key: ROOT_ID}
         self.names: dict[tuple[int, bytes], int] = {}
         self.watched: dict[int, set[int]] = {}  # inotify wd -> directory node ids
         self._next = ROOT_ID + 1
+        self.reopened = 0
         self._watch(ROOT_ID)
 
     def get(self, ino: int) -> Node:
@@ -92,8 +126,12 @@ class NodeTable:
         return self.get(ino).fd
 
     def child_path(self, parent: int, name: bytes) -> str:
+        """The label of parent/name: its path, or past PATH_MAX (where no path
+        reaches anyway) one naming the parent's node id, so that a label
+        never grows with depth."""
         base = self.path(parent)
-        return (base if base == "/" else base + "/") + os.fsdecode(name)
+        path = (base if base == "/" else base + "/") + os.fsdecode(name)
+        return path if len(path) < PATH_MAX else f"//{parent}/{os.fsdecode(name)}"
 
     def known(self, parent: int, name: bytes, ino: int) -> int | None:
         """The node that parent/name was last seen naming, if it is inode `ino`."""
@@ -122,9 +160,13 @@ class NodeTable:
                     os.close(fd)
                 else:
                     nid, self._next = self._next, self._next + 1
-                    node = Node(fd, s, parent, name, path)
+                    handle = handle_of(fd) if self.max_open else None
+                    node = Node(fd, s, parent, name, path, self, handle)
                     self.nodes[nid], self.by_key[node.key] = node, nid
-                    new_dir = node.is_dir
+                    if handle is not None:
+                        self._open[id(node)] = node
+                        self._evict()
+                    new_dir = node.is_dir or _linked(s)
             node = self.nodes[nid]  # type: ignore[index]
             node.parent, node.name, node.path = parent, name, path
             self.names[(parent, name)] = nid  # type: ignore[assignment]
@@ -133,6 +175,20 @@ class NodeTable:
         if new_dir:
             self._watch(nid)  # type: ignore[arg-type]
         return nid  # type: ignore[return-value]
+
+    def linked(self, nid: int) -> None:
+        """The node's inode has more than one name now: watch it itself, since
+        another node may write it through a name in a directory not watched."""
+        with self.lock:
+            node = self.nodes.get(nid)
+            if node is None or node.wd >= 0 or node.is_dir:
+                return
+        self._watch(nid)
+
+    def by_inode(self, s: os.stat_result) -> int | None:
+        """The node of the inode `s` describes, whatever name reached it."""
+        with self.lock:
+            return self.by_key.get((s.st_dev, s.st_ino))
 
     def _watch(self, nid: int) -> None:
         wd = self.watch.add(self.nodes[nid].fd)
@@ -161,7 +217,74 @@ class NodeTable:
                 if not dirs:
                     del self.watched[node.wd]
                     self.watch.remove(node.wd)
-            os.close(node.fd)
+            node.dead = True
+            if not node.pins:
+                self._close(node)
+
+    # -- bounded descriptors ---------------------------------------------------
+
+    def pin(self, node: Node) -> int:
+        """`node`'s descriptor, reopened if it was closed, held open until
+        this thread's request ends."""
+        if self.reopen is None:  # every descriptor stays open: nothing to pin
+            return node._fd
+        with self.lock:
+            if node._fd < 0:
+                if node.dead or node.handle is None or self.reopen is None:
+                    raise OSError(errno.ESTALE, "node forgotten")
+                fd = self.reopen(node.handle)
+                try:
+                    s = os.stat(fd)
+                except BaseException:
+                    os.close(fd)
+                    raise
+                if (s.st_dev, s.st_ino) != node.key:  # never another inode than the node's
+                    os.close(fd)
+                    raise OSError(errno.ESTALE, "the handle names another inode now")
+                node._fd = fd
+                self.reopened += 1
+            if node.handle is not None:
+                self._open[id(node)] = node
+                self._open.move_to_end(id(node))
+            node.pins += 1
+            pinned = self._pinned.__dict__.setdefault("nodes", [])
+            pinned.append(node)
+            self._evict()
+            return node._fd
+
+    def unpin(self) -> None:
+        """This thread's request is over: its descriptors may close."""
+        pinned = self._pinned.__dict__.get("nodes")
+        if not pinned:
+            return
+        with self.lock:
+            for node in pinned:
+                node.pins -= 1
+                if node.dead and not node.pins:
+                    self._close(node)
+            pinned.clear()
+            self._evict()
+
+    def open_count(self) -> int:
+        with self.lock:
+            return len(self._open)
+
+    def _evict(self) -> None:
+        while len(self._open) > self.max_open:
+            for key, node in self._open.items():
+                if not node.pins:
+                    del self._open[key]
+                    os.close(node._fd)
+                    node._fd = -1
+                    break
+            else:
+                return  # all in use: over the bound until their requests end
+
+    def _close(self, node: Node) -> None:
+        self._open.pop(id(node), None)
+        if node._fd >= 0:
+            os.close(node._fd)
+            node._fd = -1
 
     def unlinked(self, parent: int, name: bytes) -> None:
         with self.lock:

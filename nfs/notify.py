@@ -31,10 +31,12 @@ _EVENT = struct.Struct("iIII")
 class Inotify:
     NAMESPACE = IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO  # a name came or went
     CONTENT = IN_MODIFY  # a file's data changed: cached pages are stale
+    ATTRIB = IN_ATTRIB
     OVERFLOW = IN_Q_OVERFLOW  # events were lost: trust nothing
-    # Watches are added through /proc/self/fd/N of the directory's handle, a
-    # magic link that must be followed (it lands on that very inode).
-    MASK = NAMESPACE | CONTENT | IN_ATTRIB | IN_ONLYDIR
+    # Watches are added through /proc/self/fd/N of the handle, a magic link
+    # that must be followed (it lands on that very inode): directories, and
+    # files with several names.
+    MASK = NAMESPACE | CONTENT | IN_ATTRIB
 
     def __init__(self) -> None:
         self.fd = _libc.inotify_init1(os.O_CLOEXEC | os.O_NONBLOCK)
@@ -43,7 +45,7 @@ class Inotify:
             raise OSError(e, f"inotify_init1: {os.strerror(e)} (fs.inotify.max_user_instances too low?)")
 
     def add(self, fd: int) -> int:
-        """Watch the directory `fd` holds; -1 (logged) if it cannot be watched."""
+        """Watch the directory or file `fd` holds; -1 (logged) if it cannot be watched."""
         wd = _libc.inotify_add_watch(self.fd, os.fsencode(proc(fd)), self.MASK)
         if wd < 0:
             e = ctypes.get_errno()

@@ -126,8 +126,9 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
     Profile("off", "pass-through: no caching model, no latency, no delay; every node sees every change at once",
             **_NOAC),
     Profile("linux", "Linux NFS client defaults (acregmin=3 acregmax=60 acdirmin=30 acdirmax=60, "
-            "lookupcache=all) on a LAN: 0.5 ms round trip, 1000 MB/s", rtt_ms=0.5, jitter_ms=0.1,
-            bandwidth_mbs=1000),
+            "lookupcache=all) on a LAN: 0.5 ms round trip, 1000 MB/s; as over NFS, a permission another node "
+            "revokes (chmod 700 of a directory) applies here once the directory's cached attributes expire: "
+            "within acdirmax=60 s", rtt_ms=0.5, jitter_ms=0.1, bandwidth_mbs=1000),
     Profile("delay-3", "deterministic: another node's changes appear here exactly 3 s later (no caching)",
             delay=3.0, **_NOAC),
     Profile("lag-10", "deterministic 10 s delay: defeats Snakemake's default 5 s --latency-wait", delay=10.0,

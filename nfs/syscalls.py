@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import struct
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
@@ -110,3 +111,51 @@ def set_thread_creds(uid: int, gid: int, groups: tuple[int, ...]) -> None:
     _libc.setfsuid(uid)
     if _libc.setfsuid(-1) != uid or _libc.setfsgid(-1) != gid:  # -1 reads it back unchanged
         raise OSError(errno.EPERM, f"cannot act as {uid}:{gid}")
+
+
+# Filesystem handles (name_to_handle_at/open_by_handle_at): an inode named
+# by what the filesystem exports, reopened without any path.
+MAX_HANDLE_SZ = 128
+_HANDLE_HEAD = 8  # struct file_handle: handle_bytes (u32), handle_type (i32), then the bytes
+
+
+class _FileHandle(ctypes.Structure):
+    _fields_ = [("handle_bytes", ctypes.c_uint32), ("handle_type", ctypes.c_int32),
+                ("f_handle", ctypes.c_ubyte * MAX_HANDLE_SZ)]
+
+
+def handle_of(fd: int) -> bytes | None:
+    """The filesystem handle of the inode `fd` holds, or None if the
+    filesystem gives none (then the descriptor must be kept)."""
+    fh = _FileHandle(handle_bytes=MAX_HANDLE_SZ)
+    mount_id = ctypes.c_int()
+    if _libc.name_to_handle_at(fd, b"", ctypes.byref(fh), ctypes.byref(mount_id), AT_EMPTY_PATH) < 0:
+        return None
+    return ctypes.string_at(ctypes.addressof(fh), _HANDLE_HEAD + fh.handle_bytes)
+
+
+def open_by_handle(mount_fd: int, handle: bytes, flags: int = os.O_PATH | os.O_CLOEXEC) -> int:
+    """Reopen the inode `handle` names (CAP_DAC_READ_SEARCH: as root); ESTALE
+    once that inode is gone. A symlink is opened itself (O_PATH)."""
+    buf = ctypes.create_string_buffer(handle, len(handle))
+    return _check(_libc.open_by_handle_at(mount_fd, buf, flags), "open_by_handle_at")
+
+
+SYS_GETDENTS64 = 217
+_DIRENT = struct.Struct("QqHB")  # d_ino, d_off, d_reclen, d_type; then the name, NUL-terminated
+
+
+def getdents(fd: int, offset: int, size: int) -> list[tuple[bytes, int, int, int]]:
+    """Up to `size` bytes of entries of the directory `fd` from the position
+    `offset` (0, or a d_off cookie it gave): (name, inode, d_type, next
+    offset) each. Nothing is kept between calls: a listing costs no memory."""
+    os.lseek(fd, offset, os.SEEK_SET)
+    buf = ctypes.create_string_buffer(max(size, 1024))
+    n = _check(_libc.syscall(SYS_GETDENTS64, fd, buf, len(buf)), "getdents64")
+    raw, out, pos = buf.raw[:n], [], 0
+    while pos < n:
+        ino, off, reclen, dtype = _DIRENT.unpack_from(raw, pos)
+        name = raw[pos + _DIRENT.size:pos + reclen].split(b"\0", 1)[0]
+        out.append((name, ino, dtype, off))
+        pos += reclen
+    return out
