@@ -80,8 +80,8 @@ $(VENV)/.installed: tests/requirements.txt
 test-unit: $(VENV)/.installed ## unit tests only (no cluster needed)
 	$(PY) -m pytest -m "not cluster" $(PYTEST_ARGS) tests
 
-test: bootstrap $(VENV)/.installed cluster-up ## bring the cluster up and run the whole test suite
-	$(PY) -m pytest $(PYTEST_ARGS) tests
+test: bootstrap $(VENV)/.installed ## bring the cluster up and run the whole test suite (host-only tests beside it)
+	tests/run-suite.sh $(PY) $(PYTEST_ARGS)
 
 # Needs no other minihpc cluster on the machine (make destroy first); removes its own.
 test-action: $(VENV)/.installed ## run action.yml as a GitHub runner would, on tests/workflows/byow (installs minihpc in a venv)
@@ -90,7 +90,7 @@ test-action: $(VENV)/.installed ## run action.yml as a GitHub runner would, on t
 
 lint: $(VENV)/.installed ## ruff and shellcheck
 	$(VENV)/bin/ruff check minihpc cluster tests bench nfs scratch
-	shellcheck cluster/*.sh .ci/run
+	shellcheck cluster/*.sh tests/run-suite.sh .ci/run
 
 lock: ## re-resolve cluster/requirements.lock from cluster/requirements.in
 	cluster/lock.sh

@@ -118,7 +118,11 @@ def main() -> int:
                 os.kill(p, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        killed.update(targets)
+            except PermissionError:
+                continue  # run by hand as a user: another's process is not theirs to end
+            killed.add(p)
+        if not killed.intersection(targets):
+            break
     if killed:
         scope = "the user has no other job here, so all of their processes" if everything else \
             "processes carrying its id (another job of the user runs here)"

@@ -35,10 +35,16 @@ def assert_fresh(cluster: Cluster, node: str) -> None:
     host, user = cluster.host(node), cluster.lab_user
     assert run_ok(host, f"stat -c '%a %U %G' {policy.MOUNT}").split() == [policy.MODE, "root", "root"]
     assert int(run_ok(host, f"df -m --output=size {policy.MOUNT} | tail -n 1")) == cluster.facts.scratch_mb
-    # Empty but for each user's own directory, which root makes (cluster/scratchdir.py).
+    # Empty but for each user's own directory, which root makes (cluster/scratchdir.py), and
+    # the empty directories the Prolog made for jobs since.
     users = sorted({user, cluster.facts.other_user})
-    assert sorted(run_ok(host, f"find {policy.MOUNT} -mindepth 1 -printf '%P %u %m %y\\n'").splitlines()) == \
-        [f"{u} {u} 700 d" for u in users], f"{node}: scratch must come back empty"
+    top = run_ok(host, f"find {policy.MOUNT} -mindepth 1 -maxdepth 1 -printf '%P %u %m %y\\n'").splitlines()
+    assert sorted(top) == [f"{u} {u} 700 d" for u in users], f"{node}: {top}"
+    below = run_ok(host, f"find {policy.MOUNT} -mindepth 2 -printf '%d %y %P\\n'").splitlines()
+    left = [x for x in below if not (x.startswith("2 d ") and x.rsplit("/", 1)[-1].startswith("job-")
+                                      and not any(y.split(" ", 2)[2].startswith(x.split(" ", 2)[2] + "/")
+                                                  for y in below))]
+    assert left == [], f"{node}: scratch must come back empty"
     assert host.run(f"mountpoint -q {cluster.facts.shared} && stat -t {cluster.facts.shared}/.").rc == 0
     assert host.run("munge -n | unmunge").rc == 0, f"{node}: munge"
     assert run_ok(host, f"stat -c '%U %a' /home/{user}").split() == [user, "700"]
