@@ -128,7 +128,7 @@ def load(path: str | Path) -> Site:
     except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise BadInput(f"site file {p} is not valid YAML: {str(e).splitlines()[0]}", "fix its syntax") from None
     if not isinstance(data, dict):
-        raise BadInput(f"site file {p} is not a mapping of keys", "start from the example in the README")
+        raise BadInput(f"site file {p} is not a mapping of keys", "start from the example in docs/site-check.md")
     known = [*SCHEMA, *TOP]
     for key in data:
         if key not in known:

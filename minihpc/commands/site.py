@@ -13,7 +13,7 @@ PROOF_NAMES = ("core1", "core2", "core4", "core5", "lag", "staging", "limits")
 def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("site", help="prove a workflow's policy on a real SLURM site over SSH",
                        description="A site file (YAML) says how to reach a SLURM site's login node over SSH and "
-                                   "what to use there: see the README, 'Prove it on your site'.")
+                                   "what to use there: see docs/site-check.md.")
     verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB")
     check = verbs.add_parser("check", help="run the proofs that make sense on a site, over SSH only",
                              description="Check the site file, connect, then run the proofs as the site's "
