@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from minihpc import BENCH_RESULTS  # noqa: E402
-from nfs.localmount import local_cluster  # noqa: E402
+from nfs.localmount import QUIET_USER, local_cluster  # noqa: E402
 from nfs.profiles import named  # noqa: E402
 
 RESULTS = BENCH_RESULTS / "nfs.json"
@@ -103,28 +103,6 @@ def small_file_job(d: Path, n: int) -> float:
 
 
 NOISY_UID, QUIET_UID = 1000, 1001
-# The quiet user's work: create, stat, unlink, until told to stop; prints the
-# latencies (ms), then the errors.
-QUIET = """
-import os, select, sys, time
-d = sys.argv[1]
-os.makedirs(d, exist_ok=True)
-lat, errors, i = [], [], 0
-while not select.select([sys.stdin], [], [], 0)[0]:
-    p = f"{d}/f{i % 50}"
-    t = time.perf_counter()
-    try:
-        os.close(os.open(p, os.O_CREAT | os.O_WRONLY, 0o644))
-        os.stat(p)
-        os.unlink(p)
-    except OSError as e:
-        errors.append(f"{e.strerror}: {p}")
-    lat.append((time.perf_counter() - t) * 1000)
-    i += 1
-    time.sleep(0.002)
-print(" ".join(f"{x:.3f}" for x in lat))
-print("|".join(errors[:20]))
-"""
 NOISE = {
     "descriptor_flood": """
 import os, subprocess, sys
@@ -169,7 +147,7 @@ def as_uid(uid: int, code: str, *args: str, stdin: int | None = None) -> subproc
 
 def quiet_user(d: Path, during: Callable[[], None]) -> tuple[list[float], list[str]]:
     """The quiet user's latencies (ms) and errors while `during()` runs."""
-    q = as_uid(QUIET_UID, QUIET, str(d), stdin=subprocess.PIPE)
+    q = as_uid(QUIET_UID, QUIET_USER, str(d), stdin=subprocess.PIPE)
     time.sleep(0.3)
     try:
         during()

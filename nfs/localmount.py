@@ -16,6 +16,30 @@ from pathlib import Path
 from nfs.profiles import Profile, write_active
 
 ROOT = Path(__file__).resolve().parent.parent
+# A quiet user's work beside a noisy one (python -c, argument: a directory):
+# create, stat, unlink one file at a time until a line arrives on standard
+# input; prints the latencies (ms) of each round, then every error. The
+# benchmark's noisy-neighbour row and the integration tests run the same.
+QUIET_USER = """
+import os, select, sys, time
+d = sys.argv[1]
+os.makedirs(d, exist_ok=True)
+lat, errors, i = [], [], 0
+while not select.select([sys.stdin], [], [], 0)[0]:
+    p = f"{d}/f{i % 50}"
+    t = time.perf_counter()
+    try:
+        os.close(os.open(p, os.O_CREAT | os.O_WRONLY, 0o644))
+        os.stat(p)
+        os.unlink(p)
+    except OSError as e:
+        errors.append(f"{e.strerror}: {p}")
+    lat.append((time.perf_counter() - t) * 1000)
+    i += 1
+    time.sleep(0.002)
+print(" ".join(f"{x:.3f}" for x in lat))
+print("|".join(errors[:20]))
+"""
 
 
 class LocalCluster:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from nfsmounts import LAB_UID, Mounts
 
+from nfs.localmount import QUIET_USER
 from nfs.profiles import named
 
 PY = "/usr/bin/python3"
@@ -23,30 +24,6 @@ def run_as(uid: int, code: str, *args: str) -> subprocess.Popen:
                              textwrap.dedent(code), *args],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             cwd="/")
-
-
-# alice's work: create, stat, unlink one file at a time until told to stop;
-# prints the latencies (ms) of each round and every error.
-ALICE_LOOP = '''
-    import os, select, sys, time
-    d = sys.argv[1]
-    os.makedirs(d, exist_ok=True)
-    lat, errors, i = [], [], 0
-    while not select.select([sys.stdin], [], [], 0)[0]:
-        p = f"{d}/f{i % 50}"
-        t = time.perf_counter()
-        try:
-            os.close(os.open(p, os.O_CREAT | os.O_WRONLY, 0o644))
-            os.stat(p)
-            os.unlink(p)
-        except OSError as e:
-            errors.append(f"{e.strerror}: {p}")
-        lat.append((time.perf_counter() - t) * 1000)
-        i += 1
-        time.sleep(0.002)
-    print(" ".join(f"{x:.3f}" for x in lat))
-    print("|".join(errors[:20]))
-'''
 
 
 def daemon_pid(m: Mounts, node: str) -> int:
@@ -76,7 +53,7 @@ def test_twenty_thousand_files_and_a_find_leave_the_client_to_everyone(mounts: M
     (mounts.a / "u").mkdir(mode=0o777)
     (mounts.a / "u").chmod(0o777)
     pid = daemon_pid(mounts, "A")
-    alice = run_as(ALICE, ALICE_LOOP, str(mounts.a / "u/alice"))
+    alice = run_as(ALICE, QUIET_USER, str(mounts.a / "u/alice"))
     flood = run_as(LAB_UID, FLOOD, str(mounts.a / "u/flood"), "20000")
     peak = 0
     while flood.poll() is None:
