@@ -25,7 +25,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 
 .DEFAULT_GOAL := help
-.PHONY: help bootstrap cluster-up cluster-down destroy status scratch scratch-clean shell ssh site-check logs test test-unit test-action lock lint bench-cluster bench-nfs bench-staging bench-faults bench-throughput timeline nfs-profiles nfs-profile
+.PHONY: help bootstrap cluster-up cluster-down destroy status scratch scratch-clean shell ssh site-check logs test test-unit test-action lock lint bench-cluster bench-nfs bench-staging bench-faults bench-throughput bench-suite timeline nfs-profiles nfs-profile
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-24s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -111,6 +111,9 @@ timeline: $(VENV)/.installed ## picture of the last run's jobs (lanes per node a
 
 bench-throughput: ## trivial jobs/s and a 24-part fan-out local vs slurm vs grouped, before/after tuning -> bench/results/throughput.{json,md}
 	$(MINIHPC) bench throughput
+
+bench-suite: ## where the last make test's time went (NAME=after also writes bench/results/suite-NAME.{json,md})
+	$(MINIHPC) bench suite report $(if $(NAME),--name $(NAME))
 
 bench-nfs: ## NFS client vs raw volume, and the small-file slowdown under rtt-5ms -> bench/results/nfs.json
 	$(MINIHPC) bench nfs

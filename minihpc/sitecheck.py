@@ -231,7 +231,7 @@ def lag(c: Cluster, site: Site) -> Core:
 def over_limits(c: Cluster, site: Site) -> tuple[str, str]:
     """Submit a job over its memory request and one over its time limit.
     They run during the lag and staging proofs (the time limit is a minute's
-    wait), after the cores, whose checks count every job of the user."""
+    wait), after the cores."""
     hog = ("python3 -c 'import time; b = bytearray(400 * 2**20); [b.__setitem__(i, 1) for i in range(0, len(b), "
            "4096)]; time.sleep(10)'")
     return (_sbatch(c, site, "--mem=100M --time=1 --nodes=1 --ntasks=1", hog),

@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import json
+import os
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,6 +26,7 @@ if TYPE_CHECKING:  # imported by pytest itself, as a plugin (so its asserts are 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "cluster: needs the live cluster (make cluster-up)")
+    config.addinivalue_line("markers", "alone: changes or needs the whole cluster; run with no other test beside it")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -44,3 +48,20 @@ def cluster(minihpc: Minihpc) -> Cluster:
 def client(cluster: Cluster) -> Client:
     """minihpc's cluster client, the way the lab and the CLI reach the cluster."""
     return cluster.client
+
+
+# make test's timeline (bench/suite.py): when each test ran, its fixtures'
+# set-up and teardown included, one JSON line per test in $MINIHPC_SUITE_LOG
+# (set by tests/run-suite.sh). Where the test runs: an xdist worker, or the
+# one process.
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
+    start = time.time()
+    yield
+    path = os.environ.get("MINIHPC_SUITE_LOG")
+    if path:
+        line = {"test": item.nodeid, "start": start, "end": time.time(),
+                "worker": os.environ.get("PYTEST_XDIST_WORKER", ""),
+                "alone": item.get_closest_marker("alone") is not None}
+        with open(path, "a") as f:
+            f.write(json.dumps(line) + "\n")

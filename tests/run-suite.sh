@@ -2,15 +2,31 @@
 # make test: the whole suite. The host-only tests (unit and integration: no
 # cluster, marker "not cluster") run in the background beside the cluster's
 # bring-up and its tests, which mostly wait on SLURM; their output follows the
-# cluster tests'. Fails if either half fails. Usage: run-suite.sh PYTHON [PYTEST ARGS...]
+# cluster tests'. The cluster tests run in two phases on the one cluster:
+# those that only read it or work in their own directory with their own jobs
+# side by side (xdist, SHARED_WORKERS processes, a file's tests together), then
+# those marked `alone` (they restart, resize, cut, fill or flood it, or need
+# its queue to themselves) one at a time, after tests/quiesce.py has cleared
+# what the first phase left. Fails if any part fails; a failing first phase
+# still lets the second run. Usage: run-suite.sh PYTHON [PYTEST ARGS...]
+#
+# The run's timeline goes to .run/suite/ (phases, each test's start and end,
+# the Slurm jobs): bench/suite.py report turns it into where the time went.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 py=${1:?usage: tests/run-suite.sh PYTHON [PYTEST ARGS...]}
 shift
 
+suite=.run/suite
+rm -rf "$suite" && mkdir -p "$suite"
+export MINIHPC_SUITE_LOG=$PWD/$suite/tests.jsonl
+now() { date +%s.%N; }
+phase() { printf '{"phase": "%s", "start": %s, "end": %s}\n' "$1" "$2" "$(now)" >>"$suite/phases.jsonl"; }
+
 log=$(mktemp -t minihpc-host-tests.XXXXXX)
 # No cache plugin: the two sessions would both write .pytest_cache.
-"$py" -m pytest -m "not cluster" -p no:cacheprovider "$@" tests >"$log" 2>&1 </dev/null &
+( t=$(now); "$py" -m pytest -m "not cluster" -p no:cacheprovider "$@" tests >"$log" 2>&1 </dev/null
+  rc=$?; phase "host tests" "$t"; exit $rc ) &
 host=$!
 stop_host() { kill "$host" 2>/dev/null; wait "$host" 2>/dev/null; rm -f "$log"; }
 trap stop_host EXIT
@@ -18,13 +34,24 @@ trap 'exit 143' TERM
 trap 'exit 130' INT
 
 rc=0
+t=$(now)
 python3 -m minihpc up || rc=$?
+phase "bring-up" "$t"
 if [[ $rc -eq 0 ]]; then
-  "$py" -m pytest -m cluster "$@" tests || rc=$?
+  t=$(now)
+  "$py" -m pytest -m "cluster and not alone" -n "${SHARED_WORKERS:-3}" --dist loadfile "$@" tests || rc=$?
+  phase "cluster tests, side by side" "$t"
+  t=$(now)
+  "$py" tests/quiesce.py || rc=1
+  "$py" -m pytest -m "cluster and alone" "$@" tests || rc=$?
+  phase "cluster tests, alone" "$t"
+  "$py" bench/suite.py collect "$suite" || echo "run-suite: could not list the run's Slurm jobs (bench/suite.py collect)" >&2
 fi
 wait "$host"
 host_rc=$?
 printf '\n== host-only tests (unit, integration), run beside the cluster tests ==\n'
 cat "$log"
+printf '\n== where the time went (bench/suite.py report) ==\n'
+"$py" bench/suite.py report "$suite" --top 15 || true
 if [[ $rc -ne 0 ]]; then exit "$rc"; fi
 exit "$host_rc"

@@ -9,17 +9,19 @@ import sys
 from minihpc import ROOT
 
 SCRIPTS = {"cluster": "cluster_bringup.py", "nfs": "nfs_client.py", "staging": "staging.py", "faults": "faults.py",
-           "throughput": "throughput.py"}
+           "throughput": "throughput.py", "suite": "suite.py"}
 
 
 def add(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="measure: bring-up, the NFS client, staging, healing from faults, throughput",
+    p = sub.add_parser("bench", help="measure: bring-up, the NFS client, staging, healing from faults, "
+                                     "throughput, the test suite",
                        description="cluster: cold/warm bring-up and idle memory; nfs: the NFS client against "
                                    "the raw volume (root, a loop device); staging: staged against direct job "
                                    "on the cluster; faults: how long each fault takes to heal, and a workflow "
                                    "with a node killed against a clean one; throughput: trivial jobs per second "
                                    "and a fan-out local, through slurm and grouped, before and after the "
-                                   "scheduler tuning. Results go to "
+                                   "scheduler tuning; suite: where the last make test's time went (report "
+                                   "[--name N]). Results go to "
                                    "bench/results/<name>.json.")
     p.add_argument("name", choices=list(SCRIPTS))
     p.add_argument("args", nargs=argparse.REMAINDER, help="passed to the script (e.g. --reps 3)")

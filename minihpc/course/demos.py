@@ -161,7 +161,8 @@ def no_plugin(prefix: str = "demo") -> Core:
     try:
         env = lab.sh(MAKE_NO_PLUGIN_ENV)
         run = lab.sh(f"{NO_PLUGIN_ENV}/bin/python -m snakemake {STAGING} -- {TARGET}")
-        queue = lab.sh("squeue --me -h | wc -l")
+        # This lab's jobs (by working directory): the user's other labs may have jobs queued meanwhile.
+        queue = lab.sh(f"squeue --me -h -o %Z | grep -cxF -- {shlex.quote(lab.workdir)}")
     finally:
         lab.sh(f"rm -rf {shlex.quote(NO_PLUGIN_ENV)}")
     lab.proof("demo.no-plugin", env, run)
@@ -171,7 +172,7 @@ def no_plugin(prefix: str = "demo") -> Core:
     c.says("signature: Error loading Snakemake plugin fs: The package snakemake-storage-plugin-fs is not installed.",
            run, "Error loading Snakemake plugin fs: The package snakemake-storage-plugin-fs is not installed.")
     c.never_says("it stops before anything is submitted", run, "submitted")
-    c.check("...no job of the lab user is queued", queue.out.strip() == "0", tail(queue))
+    c.check("...no job of this lab is queued", queue.out.strip() == "0", tail(queue))
     c.check("...and no rule ran: data/records.txt was never made", not lab.exists("data/records.txt"),
             "data/records.txt exists" if lab.exists("data/records.txt") else "data/records.txt absent")
     no_poison(c, lab)

@@ -126,8 +126,11 @@ class Lab:
 
 
 def sacct_jobs(lab: Lab, since: str, fields: str = "JobID,JobName,Comment,NodeList,State") -> list[dict[str, str]]:
-    """Allocations (not steps) the lab user started since a `date +%FT%T` stamp."""
-    return cluster().sacct(since, tuple(fields.split(",")))
+    """Allocations (not steps) the lab user started from this lab (its working
+    directory) since a `date +%FT%T` stamp: the user's other labs and runs may
+    submit meanwhile, and their jobs are no evidence about this one's."""
+    rows = cluster().sacct(since, (*fields.split(","), "WorkDir"))
+    return [r for r in rows if r["WorkDir"] == lab.workdir]
 
 
 def now_stamp(lab: Lab) -> str:

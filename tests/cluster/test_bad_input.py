@@ -14,6 +14,9 @@ from support import Cluster, run_ok
 
 from minihpc import ROOT
 
+# Alone: "nothing changed" is judged on everything under /shared, where other tests write.
+pytestmark = pytest.mark.alone
+
 
 def containers() -> list[str]:
     ids = subprocess.run(["docker", "ps", "-aq", "--filter", "label=com.docker.compose.project=minihpc"],

@@ -18,6 +18,9 @@ from minihpc.course.confirm import RUNS
 from minihpc.faults import Faults
 from scratch import policy
 
+# Alone: it restarts nodes, the Docker engine and the whole cluster, and drains a node.
+pytestmark = pytest.mark.alone
+
 STAGED = """\
 rule all:
     input: "results/staged.txt"

@@ -38,6 +38,10 @@ from minihpc.pytest_plugin import Minihpc
 from minihpc.runner import Report, execute, plan
 from minihpc.transport import container, docker
 
+# Alone: it resizes the cluster, cuts and kills nodes, restarts the daemons, stops the
+# database, injects faults on /shared and signals every Snakemake on the login node.
+pytestmark = pytest.mark.alone
+
 WORKFLOW = ROOT / "tests/workflows/faults"
 PARTS, SECONDS = 12, 30
 

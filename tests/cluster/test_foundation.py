@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+import secrets
 
+import pytest
 from support import Cluster, eventually, q, run_ok
 
 
@@ -62,6 +64,7 @@ def test_every_daemon_runs_as_its_user(cluster: Cluster) -> None:
     assert _owner(cluster.host("db"), "mariadbd") == {"mysql"}
 
 
+@pytest.mark.alone  # every node idle: no other test's job may run meanwhile
 def test_sinfo_shows_exactly_the_nodes_idle(cluster: Cluster) -> None:
     out = run_ok(cluster.as_user(), "sinfo -h -N -o '%N %t %c %m'")
     # One row per node and partition: each node once, with its own memory.
@@ -75,9 +78,12 @@ def test_sbatch_and_srun_as_lab_user_are_accounted(cluster: Cluster) -> None:
     assert run_ok(lab, "id -un").strip() == cluster.lab_user
     out = run_ok(lab, "cd /tmp && sbatch --parsable --wait -N1 -w c1 -o /dev/null --wrap 'hostname'")
     batch_id = out.strip().split(";")[0]
-    srun = run_ok(lab, "srun -N2 -w c1,c2 hostname")
+    # A name of its own to find it by in sacct: other tests' jobs of the lab user may be named hostname too.
+    name = f"test-srun-{secrets.token_hex(4)}"
+    srun = run_ok(lab, f"srun -N2 -w c1,c2 -J {name} hostname")
     assert sorted(srun.split()) == ["c1", "c2"]
-    srun_id = run_ok(lab, "sacct -n -X -P -o JobID --name hostname | tail -n1").strip()
+    srun_id = eventually(lambda: run_ok(lab, f"sacct -n -X -P -o JobID --name {name}").strip(), timeout=60,
+                         what=f"sacct to know the srun job {name}")
 
     def rows() -> dict[str, tuple[str, str, str]] | None:
         out = lab.run(f"sacct -n -X -P -o JobID,State,NodeList,User -j {batch_id},{srun_id}").stdout

@@ -16,6 +16,10 @@ from support import Cluster, run_ok
 
 from minihpc.cluster import Cluster as Client
 
+# Alone: the workflow takes over the lab user's login shell (dotfiles, /tmp/hostile-bin),
+# which every other test's user shares until the fixture puts it back.
+pytestmark = pytest.mark.alone
+
 ROOT = Path(__file__).resolve().parents[2]
 DOTFILES = (".bashrc", ".profile", ".bash_profile", ".bash_login")
 

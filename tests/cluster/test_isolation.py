@@ -5,6 +5,7 @@ ends. Each attack runs as an unprivileged user."""
 
 from __future__ import annotations
 
+import pytest
 from support import Cluster, eventually, run_ok
 
 from minihpc.cluster import Cluster as Client
@@ -46,6 +47,8 @@ def test_a_jobs_scratch_is_made_by_root_and_a_planted_link_is_not_followed(clust
         run_ok(root, f"rm -rf {out} {planted}")
 
 
+# Alone: the stray ends only with the lab user's last job on the node, which must be this test's.
+@pytest.mark.alone
 def test_a_process_that_hides_its_job_id_ends_with_the_users_last_job_on_the_node(cluster: Cluster,
                                                                                    client: Client) -> None:
     f = client.facts

@@ -42,10 +42,14 @@ def test_every_core_is_proven_somewhere() -> None:
     assert set(RUNS) == {*SIDE_BY_SIDE, *UNDER_LOAD, *OVER_SSH, "core3-staging"} - set(DEMOS), sorted(RUNS)
 
 
+# Alone: it kills every process of the lab user's on the job's node, other tests' jobs' too.
+@pytest.mark.alone
 def test_a_run_interrupted_with_its_node_leaves_its_output_incomplete(cluster: Cluster) -> None:
     assert_passed(interrupted_run(prefix="test-core2"))
 
 
+# Alone: the load holds every CPU but one, and Core 3's latency lesson switches the NFS profile.
+@pytest.mark.alone
 def test_the_course_proofs_hold_under_another_users_load(cluster: Cluster) -> None:
     """Executor selection, log retention and latency-wait proven while the
     other user's higher-priority load holds every CPU but one (the design's
@@ -63,7 +67,14 @@ def test_the_course_proofs_hold_under_another_users_load(cluster: Cluster) -> No
     assert busy.running(cluster.client) == [], "the load is stopped afterwards"
 
 
-@pytest.mark.parametrize("name", [n for n in DEMOS if n not in SIDE_BY_SIDE])
+# Demos run alone that switch the NFS profile (latency), fill every node's
+# scratch (scratch-full), or stage through the login node's one main prefix
+# (/scratch/$USER/main), which the site check's staged run also uses.
+ALONE_DEMOS = ("demo-unwritable-scratch", "demo-scratch-full", "demo-prefix-mismatch", "demo-latency")
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.alone) if n in ALONE_DEMOS else n
+                                  for n in DEMOS if n not in SIDE_BY_SIDE])
 def test_instructor_demo(cluster: Cluster, name: str) -> None:
     """Each demo fails the way its docs say, leaves nothing poisoned, and cleans up."""
     assert_passed(DEMOS[name].run(f"test-{name}"))

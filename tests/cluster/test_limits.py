@@ -68,10 +68,6 @@ def probes(client: Client) -> dict[str, Probe]:
         "steps": submit(client, "steps", "--mem=600M", "python3 hold.py 200 6 && srun python3 hold.py 200 6"),
         "nomem": submit(client, "nomem", "-c 1", "sleep 2"),
         "timeout": submit(client, "timeout", "--mem=100M -t 1", "sleep 600"),
-        # Daemonised twice over: re-parented, out of proctrack/linuxproc's sight.
-        "strays": submit(client, "strays", f"--mem=100M -w {client.facts.nodes[0]}",
-                         f"setsid sleep {STRAY_S} </dev/null >/dev/null 2>&1 & "
-                         f"nohup sleep {STRAY_S + 1} >/dev/null 2>&1 & sleep 1"),
     }
 
 
@@ -133,10 +129,17 @@ def test_containers_memory_sits_above_real_memory(cluster: Cluster) -> None:
 
 
 
-def test_the_epilog_kills_what_a_job_left_running(cluster: Cluster, client: Client,
-                                                   probes: dict[str, Probe]) -> None:
-    p = probes["strays"]
+# Alone, and so its own job, not one of the probes: when no other job of the
+# user's runs on the node, the epilog kills every process of theirs there, so
+# another test's job ending there first would kill these strays (and this job's
+# epilog would find nothing), or leave strays of its own for it to count.
+@pytest.mark.alone
+def test_the_epilog_kills_what_a_job_left_running(cluster: Cluster, client: Client) -> None:
     node = client.facts.nodes[0]
+    client.sh(f"mkdir -p {DIR}")
+    # Daemonised twice over: re-parented, out of proctrack/linuxproc's sight.
+    p = submit(client, "strays", f"--mem=100M -w {node}", f"setsid sleep {STRAY_S} </dev/null >/dev/null 2>&1 & "
+                                                          f"nohup sleep {STRAY_S + 1} >/dev/null 2>&1 & sleep 1")
     assert finished(client, p)[p.job]["State"] == "COMPLETED"
     # The epilog runs after the job's end is recorded: allow it a moment.
     eventually(lambda: client.root(f"pgrep -u {client.facts.lab_user} -f 'sleep {STRAY_S}'", node=node).rc == 1,
@@ -145,6 +148,9 @@ def test_the_epilog_kills_what_a_job_left_running(cluster: Cluster, client: Clie
     assert f"epilog: job {p.job}: killed 2 process(es) it left behind" in log, log[-2000:]
 
 
+# Alone: the epilog it runs kills all of the lab user's processes on the node only while no job of
+# theirs runs there, and the strays it starts for both users are any ending job's epilog's to kill.
+@pytest.mark.alone
 def test_the_epilog_spares_other_users_and_other_jobs(client: Client) -> None:
     """Run by hand as the lab user, the epilog can signal nothing of another
     user's (its kill is the user's own). Run for a job while the user has no

@@ -16,6 +16,7 @@ from minihpc.cluster import Cluster as Client
 DIR = "/shared/nfs-proof"
 
 
+# Its tests are alone: it switches every node's NFS client profile (to off, before and after).
 @pytest.fixture
 def proof_dir(cluster: Cluster, client: Client) -> Iterator[str]:
     client.set_nfs_profile("off")
@@ -38,6 +39,7 @@ def test_every_node_mounts_the_client_and_the_backing_store_is_root_only(cluster
         assert not cluster.host(service).exists("/srv/nfs/export"), "only NFS clients hold the volume"
 
 
+@pytest.mark.alone
 def test_files_are_the_lab_users_on_every_node(cluster: Cluster, proof_dir: str) -> None:
     run_ok(cluster.as_user(), f"srun -w c1 bash -c 'echo from-c1 > {proof_dir}/owned'")
     for service in ["login", *cluster.compute_names]:
@@ -59,6 +61,7 @@ def _appearance_delay(cluster: Cluster, path: str) -> float:
     return seen - written
 
 
+@pytest.mark.alone
 def test_deterministic_delay_hides_a_jobs_output_from_login_for_d_seconds(cluster: Cluster, proof_dir: str,
                                                                         client: Client) -> None:
     started = {s: cluster.inspect(s)["State"]["StartedAt"] for s in ("login", "c1")}
@@ -71,6 +74,7 @@ def test_deterministic_delay_hides_a_jobs_output_from_login_for_d_seconds(cluste
     assert {s: cluster.inspect(s)["State"]["StartedAt"] for s in ("login", "c1")} == started, "switched, not restarted"
 
 
+@pytest.mark.alone
 def test_an_injected_eio_reaches_the_job_as_an_io_error(cluster: Cluster, proof_dir: str, client: Client) -> None:
     user = cluster.as_user()
     run_ok(user, f"echo payload > {proof_dir}/input.txt")
@@ -84,6 +88,8 @@ def test_an_injected_eio_reaches_the_job_as_an_io_error(cluster: Cluster, proof_
     assert run_ok(cluster.as_user("c2"), f"cat {proof_dir}/input.txt").strip() == "payload", "node c2 unaffected"
 
 
+# Alone: it kills c2's NFS client, so /shared goes away there until it is back.
+@pytest.mark.alone
 def test_a_client_crash_is_reported_and_the_mount_comes_back(cluster: Cluster, proof_dir: str) -> None:
     c2 = cluster.host("c2")
     run_ok(c2, "pkill -KILL -f 'python -m nfs[.]client'")  # [.]: not this shell's own command line
@@ -97,6 +103,8 @@ def test_a_client_crash_is_reported_and_the_mount_comes_back(cluster: Cluster, p
                what="c2 healthy again")
 
 
+# Alone: it switches every node's NFS client profile.
+@pytest.mark.alone
 def test_make_status_names_the_active_profile(cluster: Cluster, client: Client) -> None:
     client.set_nfs_profile("linux")
     try:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from support import Cluster, assert_passed, eventually
 
 from minihpc import PROOF_DIR, busy
@@ -19,6 +20,8 @@ ROOT = Path(__file__).resolve().parents[2]
 JOBS = 12
 
 
+# Alone: it fills every CPU, and proves it from its own jobs (any other job would hold one).
+@pytest.mark.alone
 def test_the_pressure_workflow_fills_the_cluster_and_every_job_completes(cluster: Cluster) -> None:
     core = pressure(prefix="test-pressure", jobs=JOBS)
     assert_passed(core)
@@ -31,6 +34,8 @@ def test_the_pressure_workflow_fills_the_cluster_and_every_job_completes(cluster
     assert (PROOF_DIR / "test-pressure-timeline.png").stat().st_size > 10_000
 
 
+# Alone: the load holds every CPU but one, and must hold them all at once to be judged.
+@pytest.mark.alone
 def test_the_busy_load_is_the_other_users_and_out_of_the_lab_users_reach(client: Client) -> None:
     f = client.facts
     load = busy.start(client, minutes=2)

@@ -38,6 +38,8 @@ def report(wf: Path) -> dict:
     return json.loads((wf / ".minihpc/report.json").read_text())
 
 
+# Its tests are alone: `minihpc env remove --all` refuses while the lab user has
+# any job queued, and they judge, and move aside, the one environments directory.
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory, cluster: Cluster, client: Client) -> Iterator[dict]:
     """Three runs of the workflow: without its requirements, with them (made,
@@ -60,6 +62,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory, cluster: Cluster, client: Cli
     minihpc("env", "remove", "--all")
 
 
+@pytest.mark.alone
 def test_without_its_requirements_the_jobs_fail_with_the_import_error_in_the_report(runs) -> None:
     r, rep = runs["without"], runs["without_report"]
     assert r.returncode == 1, r.stdout[-2000:] + r.stderr
@@ -72,6 +75,7 @@ def test_without_its_requirements_the_jobs_fail_with_the_import_error_in_the_rep
     assert "Why jobs failed" in md and "No module named 'ujson'" in md
 
 
+@pytest.mark.alone
 def test_with_them_the_jobs_run_on_compute_nodes_in_the_shared_environment(runs, client: Client) -> None:
     r, rep, path = runs["made"], runs["made_report"], runs["path"]
     assert r.returncode == 0, r.stdout[-3000:]
@@ -93,6 +97,7 @@ def test_with_them_the_jobs_run_on_compute_nodes_in_the_shared_environment(runs,
     assert client.sh(f"test -e {q(path)}/lib/stale.py").rc != 0
 
 
+@pytest.mark.alone
 def test_the_second_run_reuses_it(runs) -> None:
     r, rep = runs["reused"], runs["reused_report"]
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr
@@ -105,6 +110,7 @@ def test_the_second_run_reuses_it(runs) -> None:
     assert runs["name"] in listed.stdout and "ujson==" in listed.stdout, listed.stdout
 
 
+@pytest.mark.alone
 def test_conda_and_envmodules_directives_are_answered_before_anything_is_submitted(runs) -> None:
     out = runs["made"].stdout
     conda = out.index("minihpc: rule(s) encode declare conda: environments (\"envs/encode.yaml\"), which this "
@@ -116,6 +122,7 @@ def test_conda_and_envmodules_directives_are_answered_before_anything_is_submitt
     assert len(runs["made_report"]["notices"]) == 2
 
 
+@pytest.mark.alone
 def test_the_environment_is_read_by_the_lab_user_on_every_node_and_written_by_nobody_else(runs, cluster: Cluster,
                                                                                         client: Client) -> None:
     path = runs["path"]
@@ -133,6 +140,7 @@ def test_the_environment_is_read_by_the_lab_user_on_every_node_and_written_by_no
     assert client.sh(f"stat -c '%U %a' {q(pyenv.envs_dir(client))}").out.split() == [client.facts.lab_user, "755"]
 
 
+@pytest.mark.alone
 def test_a_requirement_that_cannot_be_had_is_one_error_and_leaves_nothing(runs, client: Client) -> None:
     before = minihpc("env", "list").stdout
     for pip in ("minihpc-no-such-package-zz", 'minihpc-no-such-package-zz; python_version >= "3.12"'):
@@ -148,6 +156,7 @@ def test_a_requirement_that_cannot_be_had_is_one_error_and_leaves_nothing(runs, 
         f"no half-built environment or staged wheels: {left}"
 
 
+@pytest.mark.alone
 def test_an_environments_directory_another_user_made_is_refused(runs, cluster: Cluster, client: Client) -> None:
     envs = pyenv.envs_dir(client)
     aside = f"{envs}-aside"
@@ -162,6 +171,7 @@ def test_an_environments_directory_another_user_made_is_refused(runs, cluster: C
         run_ok(cluster.as_user(), f"mv {q(aside)} {q(envs)}")
 
 
+@pytest.mark.alone
 def test_env_remove_checks_every_name_first(runs) -> None:
     r = minihpc("env", "remove", runs["name"], "py-000000000000")
     assert r.returncode == 2 and "no environment py-000000000000; see minihpc env list" in r.stderr, r.stderr

@@ -109,6 +109,8 @@ def _shared_listing(client: Client) -> str:
     return client.root("ls -la --time-style=full-iso /shared").out
 
 
+# Alone, as the next: "nothing changed" is judged on /shared's listing, where other tests write.
+@pytest.mark.alone
 @pytest.mark.parametrize(("args", "message"), [
     (["run", "/nonexistent"], "/nonexistent is not a directory"),
     (["run", str(ROOT / "tests")], "no Snakefile in"),
@@ -123,6 +125,7 @@ def test_bad_input_changes_nothing_on_shared(client: Client, args: list[str], me
     assert _shared_listing(client) == before
 
 
+@pytest.mark.alone
 def test_no_cluster_is_a_clear_error(tmp_path: Path, client: Client) -> None:
     """A checkout with no cluster brought up (no .run/cluster.json)."""
     for pkg in ("minihpc", "nfs", "scratch"):

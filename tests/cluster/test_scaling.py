@@ -6,7 +6,11 @@ from __future__ import annotations
 import os
 import subprocess
 
+import pytest
 from support import Cluster, assert_kept, keep, run_ok
+
+# Alone: it adds a node and takes it away again, recreating the cluster's services.
+pytestmark = pytest.mark.alone
 
 
 def _cluster_up(cluster: Cluster, nodes: int) -> subprocess.CompletedProcess[str]:

@@ -31,6 +31,8 @@ def test_each_node_has_its_own_scratch_of_the_declared_size(cluster: Cluster, cl
         run_ok(cluster.host("c1"), f"rm -rf {mark}")
 
 
+# Alone: cleaning needs an empty queue, and empties c1's scratch, other jobs' staged files too.
+@pytest.mark.alone
 def test_cleaning_scratch_is_refused_while_a_job_runs(cluster: Cluster, client: Client) -> None:
     user = cluster.as_user("login")
     run_ok(cluster.host("c1"), "mkdir -p /scratch/student/job-left && echo x > /scratch/student/job-left/f")

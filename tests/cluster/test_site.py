@@ -12,7 +12,7 @@ import json
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -26,6 +26,9 @@ from minihpc.topology import GPU_DEVICE, Topology
 
 ROOT = Path(__file__).resolve().parents[2]
 DIR = "/shared/test-site"
+# How long a job here may wait for a CPU: other test files run beside this one,
+# and their jobs may hold every CPU meanwhile.
+START_S = 300
 
 
 def sbatch(client: Client, args: str, cmd: str = "true", user: str | None = None) -> tuple[int, str]:
@@ -42,11 +45,22 @@ def queue(client: Client) -> dict[str, tuple[str, str, str]]:
 
 
 @pytest.fixture
-def cancel(client: Client) -> Iterator[None]:
-    yield
-    for user in (client.facts.lab_user, client.facts.other_user):
-        client.sh("scancel -u $USER", user=user)
-    eventually(lambda: not queue(client), timeout=60, what="the test's jobs to leave the queue")
+def submit(client: Client) -> Iterator[Callable[..., tuple[int, str]]]:
+    """sbatch() that keeps the test's jobs, to cancel them when it ends and wait
+    until they have left the queue: its own only, as other tests' jobs (the
+    same users') run meanwhile."""
+    jobs: list[tuple[str | None, str]] = []
+
+    def run(args: str, cmd: str = "true", user: str | None = None) -> tuple[int, str]:
+        rc, out = sbatch(client, args, cmd, user)
+        if rc == 0:
+            jobs.append((user, out))
+        return rc, out
+    yield run
+    for user, job in jobs:
+        client.sh(f"scancel {job}", user=user)
+    eventually(lambda: not {job for _, job in jobs} & set(queue(client)), timeout=60,
+               what="the test's jobs to leave the queue")
 
 
 def test_partitions_are_the_sites(client: Client) -> None:
@@ -111,41 +125,41 @@ def test_the_account_tree_holds_both_users(client: Client) -> None:
         assert (sorted(r["QOS"].split(",")), r["DefaultQOS"]) == (allowed[u], site.DEFAULT_QOS)
 
 
-@pytest.mark.usefixtures("cancel")
-def test_debug_qos_limits_each_user(client: Client) -> None:
-    first = sbatch(client, "--qos=debug -t 5", "sleep 60")
-    second = sbatch(client, "--qos=debug -t 5", "sleep 60")
+def test_debug_qos_limits_each_user(client: Client, submit: Callable[..., tuple[int, str]]) -> None:
+    first = submit("--qos=debug -t 5", "sleep 60")
+    second = submit("--qos=debug -t 5", "sleep 60")
     assert first[0] == 0 and second[0] == 0, (first, second)
     # One running per user; the other waits for it.
-    eventually(lambda: queue(client).get(second[1], ("", "", ""))[2] == "QOSMaxJobsPerUserLimit", timeout=30,
+    eventually(lambda: queue(client).get(second[1], ("", "", ""))[2] == "QOSMaxJobsPerUserLimit", timeout=START_S,
                what=f"job {second[1]} to pend with QOSMaxJobsPerUserLimit: {queue(client)}")
     assert queue(client)[first[1]][1] == "RUNNING"
     # A third is refused at sbatch.
-    rc, out = sbatch(client, "--qos=debug -t 5")
+    rc, out = submit("--qos=debug -t 5")
     assert rc != 0 and "QOSMaxSubmitJobPerUserLimit" in out, out
     # The limits are per user: another user's debug job runs meanwhile.
-    rc, theirs = sbatch(client, "--qos=debug -t 5", "sleep 60", user=client.facts.other_user)
+    rc, theirs = submit("--qos=debug -t 5", "sleep 60", user=client.facts.other_user)
     assert rc == 0, theirs
-    eventually(lambda: queue(client).get(theirs, ("", "", ""))[1] == "RUNNING", timeout=30,
+    eventually(lambda: queue(client).get(theirs, ("", "", ""))[1] == "RUNNING", timeout=START_S,
                what=f"{client.facts.other_user}'s debug job to run: {queue(client)}")
-    client.sh("scancel -u $USER")
-    eventually(lambda: not any(u == client.facts.lab_user for u, _, _ in queue(client).values()), timeout=30)
-    rc, out = sbatch(client, "--qos=debug -t 90")
+    # With the lab user's two debug jobs gone, the next is judged on its time alone.
+    client.sh(f"scancel {first[1]} {second[1]}")
+    eventually(lambda: not {first[1], second[1]} & set(queue(client)), timeout=30)
+    rc, out = submit("--qos=debug -t 90")
     assert rc != 0 and "QOSMaxWallDurationPerJobLimit" in out, out
 
 
-@pytest.mark.usefixtures("cancel")
-def test_another_users_higher_priority_job_goes_first(client: Client) -> None:
+@pytest.mark.alone  # holds every node (--exclusive) and orders the queue: no other test's job may be in it
+def test_another_users_higher_priority_job_goes_first(client: Client, submit: Callable[..., tuple[int, str]]) -> None:
     f = client.facts
     whole = f"-N{len(f.nodes)} --exclusive -t 5"
-    rc, blocker = sbatch(client, whole, "sleep 300", user=f.other_user)
+    rc, blocker = submit(whole, "sleep 300", user=f.other_user)
     assert rc == 0, blocker
     eventually(lambda: queue(client).get(blocker, ("", "", ""))[1] == "RUNNING", timeout=60,
                what=f"the blocker to run: {queue(client)}")
-    rc, mine = sbatch(client, whole, "sleep 2")
+    rc, mine = submit(whole, "sleep 2")
     assert rc == 0, mine
     # Submitted after mine, but in the debug QOS: QOS outweighs everything else.
-    rc, theirs = sbatch(client, f"{whole} --qos=debug", "sleep 2", user=f.other_user)
+    rc, theirs = submit(f"{whole} --qos=debug", "sleep 2", user=f.other_user)
     assert rc == 0, theirs
     eventually(lambda: (queue(client)[mine][2], queue(client)[theirs][2]) == ("Priority", "Resources"),
                timeout=60, what=f"mine to pend for Priority behind theirs: {queue(client)}")

@@ -101,6 +101,8 @@ def test_the_site_check_passes_over_ssh_alone(site_file: Path, no_docker, client
     assert client.sh("squeue --me -h -n minihpc-site-check").out.strip() == "", "no job of the check is left"
 
 
+# Alone: "nothing is submitted" is judged on every job of the lab user's in the window.
+@pytest.mark.alone
 @pytest.mark.parametrize(("change", "field", "fix"), [
     (("  port: ", "  port: 1\n  #"), "ssh.host", "check ssh.host, ssh.port"),
     (("  partition: ", "  partition: nosuch\n  #"), "slurm.partition", "the site's partitions: "),
@@ -170,6 +172,7 @@ def test_run_site_runs_your_workflow_there_with_its_requirements(site_file: Path
         client.sh(f"chmod -R u+w {q(work)}/.envs 2>/dev/null; rm -rf {q(work)}/.envs {q(work)}/test-site-run")
 
 
+@pytest.mark.alone  # it switches every node's NFS client profile
 def test_the_lag_proof_measures_the_lag_there_is(site_file: Path, client: Client) -> None:
     """Under the NFS profile lag-10 (set here, as the site's own filesystem would be), the check measures
     about 10 s and says what --latency-wait covers it."""

@@ -49,6 +49,8 @@ def test_the_nfs_backing_store_is_out_of_reach(client: Client, pair: tuple[str, 
         assert r.rc != 0 and r.out.count("Permission denied") == 2, (user, node, r.out)
 
 
+# Alone: the node's state must read idle, mix or alloc, and others' jobs make it comp or planned too.
+@pytest.mark.alone
 def test_node_state_and_accounting_are_out_of_reach(client: Client, pair: tuple[str, str]) -> None:
     user, other = pair
     f = client.facts

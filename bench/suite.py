@@ -1,0 +1,253 @@
+"""Where make test's time goes: the suite's wall time split by what it waits on.
+
+tests/run-suite.sh leaves a run's timeline in .run/suite/: phases.jsonl (the
+bring-up, the cluster tests, the host-only tests), tests.jsonl (each test's
+start and end, from tests/conftest.py) and, collected after the cluster
+tests, jobs.json (every Slurm job of the run, from sacct). This script turns
+it into a table:
+
+  bring-up       minihpc up: image builds, containers, daemons, first checks
+  job running    at least one Slurm job running: the work, and Snakemake's
+                 start-up inside the job
+  job queued     jobs pending and none running: the scheduler's own pace
+                 (sched_interval, backfill, a busy or drained cluster)
+  plugin polling after a job ended, until the next job of the same working
+                 directory was submitted: the executor plugin's status checks
+                 noticing the end, then Snakemake scheduling the next
+  no job         none of the above: Snakemake's start-up on the login node,
+                 SLURM's timers with no job (a node's death noticed), a test's
+                 own setup and checks, restarts, idle
+
+The cluster tests run one at a time, so their time adds up to the cluster
+half's wall time; the host-only tests run beside them (their sum is shown
+apart). Usage:
+
+  bench/suite.py collect [DIR]            (run-suite.sh: sacct of the run)
+  bench/suite.py report [DIR] [--name N]  table on stdout; with --name, also
+                                          bench/results/suite-N.{json,md}
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections import defaultdict
+from datetime import datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+DEFAULT_DIR = ROOT / ".run/suite"
+FIELDS = ("JobID", "User", "JobName", "Submit", "Start", "End", "State", "WorkDir")
+KINDS = ("job running", "job queued", "plugin polling", "no job")
+# A job's end and the next submission further apart than this are not one
+# workflow waiting on the plugin (its longest status interval is 180 s).
+POLL_MAX_S = 200.0
+
+Span = tuple[float, float]
+
+
+def collect(d: Path) -> int:
+    """Every Slurm job since the run began, with the login node's clock
+    offset (sacct's times are the node's local time)."""
+    from minihpc.cluster import ROOT_USER, Cluster  # noqa: PLC0415 (only collect needs a cluster)
+
+    phases = read_jsonl(d / "phases.jsonl")
+    begun = min((p["start"] for p in phases), default=time.time() - 3600)
+    c = Cluster.local()
+    since = c.sh(f"date -d @{int(begun)} +%FT%T").out.strip()
+    node_now = c.sh("date +%s; date +%FT%T").out.split()
+    rows = c.sacct(since, FIELDS, user=ROOT_USER, all_users=True)
+    offset = float(node_now[0]) - local_stamp(node_now[1], 0.0)
+    (d / "jobs.json").write_text(json.dumps({"offset": offset, "jobs": rows}))
+    print(f"suite: {len(rows)} jobs since {since} -> {d / 'jobs.json'}")
+    return 0
+
+
+def local_stamp(text: str, offset: float) -> float:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S").timestamp() + offset
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def union(spans: list[Span]) -> list[Span]:
+    out: list[Span] = []
+    for s, e in sorted(x for x in spans if x[1] > x[0]):
+        if out and s <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], e))
+        else:
+            out.append((s, e))
+    return out
+
+
+def minus(spans: list[Span], cut: list[Span]) -> list[Span]:
+    """`spans` (a union) without what `cut` (a union) covers."""
+    out: list[Span] = []
+    for s, e in spans:
+        for cs, ce in cut:
+            if ce <= s or cs >= e:
+                continue
+            if cs > s:
+                out.append((s, cs))
+            s = max(s, ce)
+            if s >= e:
+                break
+        if s < e:
+            out.append((s, e))
+    return out
+
+
+def covered(spans: list[Span], window: Span) -> float:
+    a, b = window
+    return sum(max(0.0, min(e, b) - max(s, a)) for s, e in spans)
+
+
+def job_spans(jobs: list[dict], offset: float) -> dict[str, list[Span]]:
+    """The timeline's three job-made layers, each a union, disjoint."""
+    running, queued, polling = [], [], []
+    by_dir: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    now = time.time()
+    for j in jobs:
+        try:
+            submit = local_stamp(j["Submit"], offset)
+        except ValueError:
+            continue
+        start = _stamp(j["Start"], offset)
+        end = _stamp(j["End"], offset)
+        if start is None:  # never started (cancelled while pending)
+            queued.append((submit, end or now))
+            continue
+        queued.append((submit, start))
+        running.append((start, end or now))
+        if end is not None:
+            by_dir[j["WorkDir"]].append((submit, end))
+    for runs in by_dir.values():
+        runs.sort()
+        for _, end in runs:
+            nxt = min((s for s, _ in runs if s >= end), default=None)
+            if nxt is not None and nxt - end <= POLL_MAX_S:
+                polling.append((end, nxt))
+    run_u = union(running)
+    queue_u = minus(union(queued), run_u)
+    poll_u = minus(minus(union(polling), run_u), queue_u)
+    return {"job running": run_u, "job queued": queue_u, "plugin polling": poll_u}
+
+
+def _stamp(text: str, offset: float) -> float | None:
+    try:
+        return local_stamp(text, offset)
+    except ValueError:  # Unknown, None
+        return None
+
+
+def split(window: Span, layers: dict[str, list[Span]]) -> dict[str, float]:
+    out = {k: covered(layers[k], window) for k in KINDS[:3]}
+    out["no job"] = max(0.0, window[1] - window[0] - sum(out.values()))
+    return out
+
+
+def report(d: Path, name: str | None, top: int) -> int:
+    phases = read_jsonl(d / "phases.jsonl")
+    tests = read_jsonl(d / "tests.jsonl")
+    if not phases or not tests:
+        print(f"suite: no timeline in {d}; run make test first (tests/run-suite.sh writes it)", file=sys.stderr)
+        return 2
+    jobs_file = d / "jobs.json"
+    data = json.loads(jobs_file.read_text()) if jobs_file.exists() else {"offset": 0.0, "jobs": []}
+    layers = job_spans(data["jobs"], data["offset"])
+    begun = min(p["start"] for p in phases)
+    ended = max(p["end"] for p in phases)
+
+    rows = []
+    for t in tests:
+        if "tests/cluster/" not in t["test"]:
+            continue
+        parts = split((t["start"], t["end"]), layers)
+        rows.append({"test": t["test"], "start": t["start"], "s": round(t["end"] - t["start"], 1),
+                     "alone": t.get("alone", True),
+                     **{k: round(v, 1) for k, v in parts.items()}})
+    host_tests = [t for t in tests if "tests/cluster/" not in t["test"]]
+    whole = {"wall_s": round(ended - begun, 1), "jobs": len(data["jobs"]), "cluster_tests": len(rows),
+             "host_tests": len(host_tests), "phases": []}
+    for p in phases:
+        entry = {"phase": p["phase"], "wall_s": round(p["end"] - p["start"], 1)}
+        if p["phase"].startswith("cluster tests"):
+            # Wall-clock time of the phase by what the cluster was doing, and the
+            # test-seconds it held (more than its wall when tests ran side by side).
+            entry["wall_split_s"] = {k: round(v, 1) for k, v in split((p["start"], p["end"]), layers).items()}
+            inside = [r for r in rows if p["start"] - 1 <= r["start"] < p["end"]]
+            entry["tests"] = len(inside)
+            entry["test_s"] = round(sum(r["s"] for r in inside), 1)
+        whole["phases"].append(entry)
+    files: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for r in rows:
+        f = files[r["test"].split("::")[0]]
+        f["tests"] += 1
+        for k in ("s", *KINDS):
+            f[k] += r[k]
+    by_file = sorted(({"file": f, **{k: round(v, 1) for k, v in x.items()}} for f, x in files.items()),
+                     key=lambda x: -x["s"])
+    slowest = sorted(rows, key=lambda r: -r["s"])[:top]
+    md = table(whole, by_file, slowest)
+    print(md)
+    if name:
+        out = ROOT / "bench/results"
+        (out / f"suite-{name}.json").write_text(json.dumps(
+            {"when": datetime.fromtimestamp(begun).astimezone().isoformat(timespec="seconds"),
+             "host": "vm", "cpus": os.cpu_count(), "whole": whole, "by_file": by_file, "slowest": slowest},
+            indent=1) + "\n")
+        (out / f"suite-{name}.md").write_text(md + "\n")
+        print(f"wrote bench/results/suite-{name}.json and .md")
+    return 0
+
+
+def table(whole: dict, by_file: list[dict], slowest: list[dict]) -> str:
+    w = whole
+    lines = [f"make test: {w['wall_s']:.0f} s wall, {w['cluster_tests']} cluster tests, {w['jobs']} Slurm jobs, "
+             f"{w['host_tests']} host-only tests beside them", "",
+             "| phase | wall s | tests | test-s | " + " | ".join(KINDS) + " |",
+             "|---|---:|---:|---:|" + "---:|" * len(KINDS)]
+    for p in w["phases"]:
+        sp = p.get("wall_split_s")
+        cells = " | ".join(f"{sp[k]:.0f}" for k in KINDS) if sp else " | ".join("" for _ in KINDS)
+        lines.append(f"| {p['phase']} | {p['wall_s']:.0f} | {p.get('tests', '')} | "
+                     f"{p['test_s']:.0f} | {cells} |" if sp else f"| {p['phase']} | {p['wall_s']:.0f} | | | {cells} |")
+    lines += ["", "Cluster phases' columns: wall-clock seconds by what the cluster was doing. Below: "
+              "test-seconds (each test's own time, its fixtures included; tests side by side overlap).", "",
+              "| file | tests | s | " + " | ".join(KINDS) + " |", "|---|---:|---:|" + "---:|" * len(KINDS)]
+    for f in by_file:
+        lines.append(f"| {f['file']} | {f['tests']:.0f} | {f['s']:.0f} | " +
+                     " | ".join(f"{f[k]:.0f}" for k in KINDS) + " |")
+    lines += ["", "| slowest tests | alone | s | " + " | ".join(KINDS) + " |",
+              "|---|---|---:|" + "---:|" * len(KINDS)]
+    for r in slowest:
+        lines.append(f"| {r['test']} | {'yes' if r['alone'] else ''} | {r['s']:.0f} | " +
+                     " | ".join(f"{r[k]:.0f}" for k in KINDS) + " |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="verb", required=True)
+    c = sub.add_parser("collect", help="sacct of the run, after the cluster tests")
+    c.add_argument("dir", nargs="?", type=Path, default=DEFAULT_DIR)
+    r = sub.add_parser("report", help="the table")
+    r.add_argument("dir", nargs="?", type=Path, default=DEFAULT_DIR)
+    r.add_argument("--name", help="also write bench/results/suite-NAME.{json,md} (e.g. before, after)")
+    r.add_argument("--top", type=int, default=25, help="slowest tests listed (default 25)")
+    a = ap.parse_args()
+    if a.verb == "collect":
+        return collect(a.dir)
+    return report(a.dir, a.name, a.top)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""bench/suite.py: a test's time split into job running, queued, plugin
+polling and no job, from the run's Slurm jobs."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+
+import suite  # noqa: E402
+
+
+def stamp(t: float) -> str:
+    from datetime import datetime
+    return datetime.fromtimestamp(t).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+T0 = 1_790_000_000.0
+
+
+def job(submit: float, start: float | None, end: float | None, workdir: str = "/shared/a") -> dict:
+    return {"Submit": stamp(T0 + submit), "Start": stamp(T0 + start) if start is not None else "Unknown",
+            "End": stamp(T0 + end) if end is not None else "Unknown", "WorkDir": workdir}
+
+
+def test_union_and_minus() -> None:
+    assert suite.union([(5, 7), (0, 2), (1, 3), (7, 8)]) == [(0, 3), (5, 8)]
+    assert suite.minus([(0, 10)], [(2, 3), (5, 6)]) == [(0, 2), (3, 5), (6, 10)]
+    assert suite.minus([(0, 2), (4, 6)], [(1, 5)]) == [(0, 1), (5, 6)]
+
+
+def test_a_chain_of_two_jobs_splits_into_queued_running_polling_and_no_job() -> None:
+    # Job 1 queued 2 s, runs 5 s, ends at 7; the plugin notices and job 2 is
+    # submitted at 17; it starts at 18 and ends at 20. The test ran 0..25.
+    layers = suite.job_spans([job(0, 2, 7), job(17, 18, 20)], 0.0)
+    parts = suite.split((T0, T0 + 25), layers)
+    assert parts == {"job running": 7.0, "job queued": 3.0, "plugin polling": 10.0, "no job": 5.0}
+
+
+def test_jobs_of_other_directories_and_running_jobs_are_not_polling() -> None:
+    # Directory b's job runs 5..15, over a's polling gap 7..17: that part is running.
+    layers = suite.job_spans([job(0, 0, 7), job(17, 17, 20), job(5, 5, 15, "/shared/b")], 0.0)
+    parts = suite.split((T0, T0 + 20), layers)
+    assert parts["job running"] == 18.0 and parts["plugin polling"] == 2.0 and parts["no job"] == 0.0
+
+
+def test_a_job_cancelled_while_pending_counts_as_queued() -> None:
+    layers = suite.job_spans([job(0, None, 4)], 0.0)
+    assert suite.split((T0, T0 + 6), layers) == {"job running": 0.0, "job queued": 4.0, "plugin polling": 0.0,
+                                                   "no job": 2.0}
