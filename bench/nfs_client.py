@@ -38,6 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from minihpc import BENCH_RESULTS  # noqa: E402
+from nfs.client import WORKERS  # noqa: E402
 from nfs.localmount import QUIET_USER, local_cluster  # noqa: E402
 from nfs.profiles import named  # noqa: E402
 
@@ -241,13 +242,16 @@ def main() -> int:
     ap.add_argument("--files", type=int, default=2000, help="files for the stat/create rates")
     ap.add_argument("--job-files", type=int, default=200, help="files of the small-file job")
     ap.add_argument("--noisy-mb", type=int, default=2048, help="size of the noisy neighbour's big write")
+    ap.add_argument("--workers", type=int, default=WORKERS, help=f"the client's --workers (default {WORKERS})")
     ap.add_argument("--only-noisy", action="store_true", help="run row 3 only, keeping the other rows' figures")
     a = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="minihpc-nfs-bench-"))
-    out: dict = {"host": platform.node(), "cpus": os.cpu_count(), "reps": a.reps, "when": time.strftime("%FT%T%z")}
+    out: dict = {"host": platform.node(), "cpus": os.cpu_count(), "reps": a.reps, "when": time.strftime("%FT%T%z"),
+                 "client_workers": a.workers}
     size_mb = 2 * a.reps * a.mb + a.noisy_mb + 1536  # every sequential file is kept, raw and client
     try:
-        with fresh_ext4(root, size_mb) as volume, local_cluster(root, named("off")) as lc:
+        with fresh_ext4(root, size_mb) as volume, local_cluster(root, named("off"),
+                                                                client_args=("--workers", str(a.workers))) as lc:
             out["volume"] = volume
             if a.only_noisy:
                 out = {**json.loads(RESULTS.read_text()), "noisy_neighbour": noisy_neighbour(lc, a.noisy_mb)}

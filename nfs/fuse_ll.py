@@ -13,6 +13,7 @@ identical in libfuse 3.14 (the host) and 3.17 (the images).
 from __future__ import annotations
 
 import collections
+import contextlib
 import ctypes
 import ctypes.util
 import errno
@@ -23,9 +24,10 @@ import logging
 import os
 import platform
 import select
+import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 if platform.machine() != "x86_64":  # struct stat below is x86_64's
     raise ImportError(f"nfs.fuse_ll supports x86_64 only, not {platform.machine()}")
@@ -181,17 +183,38 @@ reply_buf = _fn("fuse_reply_buf", ctypes.c_int, c_req, ctypes.c_void_p, ctypes.c
 reply_lock = _fn("fuse_reply_lock", ctypes.c_int, c_req, ctypes.c_void_p)
 req_interrupted = _fn("fuse_req_interrupted", ctypes.c_int, c_req)
 reply_statfs = _fn("fuse_reply_statfs", ctypes.c_int, c_req, ctypes.POINTER(StatVFS))
-add_direntry = _fn("fuse_add_direntry", ctypes.c_size_t, c_req, ctypes.c_void_p, ctypes.c_size_t,
-                   ctypes.c_char_p, ctypes.POINTER(Stat), ctypes.c_int64)
 notify_inval_inode = _fn("fuse_lowlevel_notify_inval_inode", ctypes.c_int, ctypes.c_void_p, c_ino,
                          ctypes.c_int64, ctypes.c_int64)
 notify_inval_entry = _fn("fuse_lowlevel_notify_inval_entry", ctypes.c_int, ctypes.c_void_p, c_ino,
                          ctypes.c_char_p, ctypes.c_size_t)
 
+# struct fuse_dirent (linux/fuse_kernel.h): what a READDIR reply holds, each
+# entry padded to 8 bytes. Packed here rather than by fuse_add_direntry, one
+# C call per entry, which made a listing cost ~20 us an entry under load.
+_DIRENT = struct.Struct("<QqII")
+
+
+def direntry(name: bytes, ino: int, dtype: int, off: int) -> bytes:
+    """One entry of a READDIR reply: `off` is where the next one starts."""
+    n = _DIRENT.size + len(name)
+    return _DIRENT.pack(ino, off, len(name), dtype) + name + b"\0" * (-n % 8)
+
+
 # The request loop stays awake this long after a request for the next one,
 # and serves its other sources (inotify, profile switches) at least this often.
-SPIN_S = 50e-6
+# A caller's next request comes 50 to 200 us after the reply on this VM (its
+# wake-up): at 50 us the reader slept about once per create, and creates ran
+# a fifth slower with workers.
+SPIN_S = 200e-6
 OTHERS_S = 0.005
+# With workers: how long the reading thread may serve one request before
+# another thread takes over the reading, and how long it waits idle before
+# the thread watching it sleeps too (Relay). The watcher wakes every
+# TAKEOVER_S while the reader is busy, which costs the reader the GIL (at
+# 0.5 ms, a fifth of the create rate): requests known to be slow hand the
+# reading over before they start (SLOW_OPS), and this is for the rest.
+TAKEOVER_S = 0.02
+DOZE_S = 0.1
 
 # setattr's to_set bits (fuse_lowlevel.h FUSE_SET_ATTR_*).
 SET_MODE, SET_UID, SET_GID, SET_SIZE, SET_ATIME, SET_MTIME = 1, 2, 4, 8, 16, 32
@@ -287,6 +310,14 @@ def survive(fn: Callable[[], object], what: str) -> None:
 # which only count references down.
 FUSE_FORGET, FUSE_INIT, FUSE_INTERRUPT, FUSE_DESTROY, FUSE_BATCH_FORGET = 2, 26, 36, 38, 42
 INLINE_OPS = frozenset({FUSE_FORGET, FUSE_INIT, FUSE_INTERRUPT, FUSE_DESTROY, FUSE_BATCH_FORGET})
+# Requests that may take long whoever sends them (an fsync of gigabytes, a
+# page of a huge listing, a megabyte written under dirty-page throttling):
+# the reader hands the reading on before serving one. WRITE only from BIG_IO
+# bytes: small ones are quick, and a create's write is one. A READ hands it
+# on itself when the page cache lacks the data (Session.hand_over).
+FUSE_WRITE = 16
+SLOW_OPS = frozenset({20, 28, 30, 43, 44, 47})  # FSYNC READDIR FSYNCDIR FALLOCATE READDIRPLUS COPY_FILE_RANGE
+BIG_IO = 64 * 1024
 libc = ctypes.CDLL(None)
 libc.free.argtypes = [ctypes.c_void_p]
 
@@ -313,12 +344,20 @@ class Fair:
             q.append(item)
             self._cv.notify()
 
-    def admit(self, uid: int) -> bool:
-        """Whether a request of `uid` just read may be served at once."""
+    def admit(self, uid: int, item: object) -> bool:
+        """Whether a request of `uid` just read may be served at once; if not,
+        it is queued (`item`), in the same step: a request of this user
+        finishing in between then finds it."""
         with self._cv:
             if self._busy[uid] < self.per_user and uid not in self._queues:
                 self._busy[uid] += 1
                 return True
+            q = self._queues.get(uid)
+            if q is None:
+                q = self._queues[uid] = collections.deque()
+                self._turn.append(uid)
+            q.append(item)
+            self._cv.notify()
             return False
 
     def take_nowait(self) -> tuple[int, object] | None:
@@ -356,14 +395,152 @@ class Fair:
             self._cv.notify()
 
 
+class Gate:
+    """Requests pass while it is open; `closed()` waits for those in service
+    to end and holds the next ones back until it is done."""
+
+    def __init__(self) -> None:
+        self._cv = threading.Condition()
+        self._in = 0
+        self._shut = False
+
+    @contextlib.contextmanager
+    def serving(self) -> Iterator[None]:
+        with self._cv:
+            while self._shut:
+                self._cv.wait()
+            self._in += 1
+        try:
+            yield
+        finally:
+            with self._cv:
+                self._in -= 1
+                if not self._in:
+                    self._cv.notify_all()
+
+    @contextlib.contextmanager
+    def closed(self) -> Iterator[None]:
+        with self._cv:
+            self._shut = True
+            while self._in:
+                self._cv.wait()
+        try:
+            yield
+        finally:
+            with self._cv:
+                self._shut = False
+                self._cv.notify_all()
+
+
+class Relay:
+    """Which worker reads requests. The reader serves what it reads itself,
+    as the single-threaded loop does: handing each request to another thread
+    costs a wake-up, which on a VM halves the rate of small requests. Before
+    a request known to be slow (SLOW_OPS) it resigns: another thread reads
+    while it serves. One more thread watches it and takes over the reading
+    once the reader has been serving one request for TAKEOVER_S, so a request
+    slow for once delays the next ones by that much at most. The other workers
+    sleep until a takeover leaves no watcher. The watcher looks every
+    TAKEOVER_S while the reader is busy, and sleeps once the reader has waited
+    DOZE_S for requests: a wake-up per burst of requests, not per request."""
+
+    def __init__(self) -> None:
+        lock = threading.Lock()
+        self._watch = threading.Condition(lock)
+        self._sleep = threading.Condition(lock)
+        self._reader: int | None = None
+        self._watcher: int | None = None
+        self._since: float | None = None  # when the reader began serving its request
+        self._parked = True  # the reader waits for requests (or there is none)
+        self._dozing = False  # the watcher sleeps until the reader is unparked
+        self._parked_at = 0.0
+        self.stopped = False
+        self.takeovers = 0
+
+    def become_reader(self, me: int) -> bool:
+        """Wait until `me` is the reader (True) or the session ends (False)."""
+        with self._watch:
+            while not self.stopped:
+                if self._reader is None:
+                    self._lead(me)
+                    return True
+                if self._watcher not in (None, me):
+                    self._sleep.wait()
+                    continue
+                self._watcher = me
+                if self._parked and time.perf_counter() - self._parked_at > DOZE_S:
+                    self._dozing = True
+                    self._watch.wait()
+                    self._dozing = False
+                elif self._parked or self._since is None:
+                    # Parked a moment ago, or between requests: it may start a
+                    # slow one without a word, so look again soon.
+                    self._watch.wait(TAKEOVER_S)
+                elif time.perf_counter() - self._since < TAKEOVER_S:
+                    self._watch.wait(self._since + TAKEOVER_S - time.perf_counter())
+                else:
+                    self.takeovers += 1
+                    self._lead(me)
+                    return True
+            return False
+
+    def _lead(self, me: int) -> None:
+        """Under the lock: `me` reads from now on; a sleeper becomes the watcher."""
+        self._reader, self._since, self._parked = me, None, False
+        if self._watcher == me:
+            self._watcher = None
+        self._sleep.notify()
+
+    def parked(self, me: int, parked: bool) -> None:
+        """The reader waits for requests (True), or has one again (False)."""
+        with self._watch:
+            if self._reader == me:
+                self._parked = parked
+                if parked:
+                    self._parked_at = time.perf_counter()
+                elif self._dozing:
+                    self._watch.notify()
+
+    def serving(self, me: int) -> None:
+        with self._watch:
+            if self._reader == me:
+                self._since = time.perf_counter()
+
+    def served(self, me: int) -> bool:
+        """Whether `me`, done with its request, is still the reader."""
+        with self._watch:
+            if self._reader != me:
+                return False
+            self._since = None
+            return True
+
+    def resign(self, me: int) -> None:
+        """`me` stops reading (a slow request to serve, or it failed): the
+        watcher or a sleeper takes over."""
+        with self._watch:
+            if self._reader == me:
+                self._reader, self._since = None, None
+                self._watch.notify()
+                self._sleep.notify()
+
+    def stop(self) -> None:
+        with self._watch:
+            self.stopped = True
+            self._watch.notify_all()
+            self._sleep.notify_all()
+
+
 class Session:
     """One mounted filesystem: `handlers` maps an operation name to a Python
     callable with that operation's C arguments. A handler must answer its
     request exactly once; an exception it raises is answered as an errno.
 
-    With `workers`, one thread reads requests and `workers` threads serve
-    them, fairly across users (Fair): libfuse's replies are thread-safe (its
-    multi-threaded loop serves requests from many threads the same way)."""
+    With `workers`, that many threads take turns reading requests (Relay)
+    and serve them, fairly across users (Fair): libfuse's replies are thread-safe (its
+    multi-threaded loop serves requests from many threads the same way) and,
+    like that loop, nothing orders one request's reply against another's. So
+    whatever must reach the kernel before a reply (an invalidation) is sent
+    before it by whoever sends that reply (nfs.client: _told)."""
 
     def __init__(self, handlers: dict[str, Callable], mountpoint: str, options: list[str],
                  workers: int = 0) -> None:
@@ -371,6 +548,10 @@ class Session:
         self.replies = Replies()
         self.workers = workers
         self.fair = Fair(max(1, workers // 2))
+        self.relay = Relay()
+        self._keep_session = False
+        self._others_lock = threading.Lock()
+        self.gate = Gate()
         self._bufs: list[Buf] = []  # spare request buffers (libfuse allocates their memory)
         self._bufs_lock = threading.Lock()
         self.ops = LowLevelOps()
@@ -423,8 +604,9 @@ class Session:
                 session_unmount(self.se)
         finally:
             remove_signal_handlers(self.se)
-            session_destroy(self.se)
-            self.se = None
+            if not self._keep_session:  # else a worker is still in it: left to the exit
+                session_destroy(self.se)
+                self.se = None
 
     def _loop(self, others: dict[int, Callable[[], None]]) -> int:
         if self.workers:
@@ -472,49 +654,118 @@ class Session:
                 others_due = now() + OTHERS_S
 
     def _loop_workers(self, others: dict[int, Callable[[], None]]) -> int:
-        """Every worker reads requests itself (the kernel wakes one reader per
-        request) and serves what it read, unless that user already has its
-        share in service: then the request waits in Fair for a worker that
-        finishes one. This thread serves the other sources."""
-        os.set_blocking(session_fd(self.se), True)
+        """`workers` threads take turns reading requests (Relay); whichever
+        reads also serves the other sources, as the single thread does
+        (waking another thread for each inotify event costs as much)."""
+        os.set_blocking(session_fd(self.se), False)
         self._ended = 0
-        for i in range(self.workers):
-            threading.Thread(target=self._read_and_serve, daemon=True, name=f"worker {i}").start()
-        poller = select.poll()
-        for fd in others:
-            poller.register(fd, select.POLLIN)
-        while not session_exited(self.se):
-            for fd, _ in poller.poll(1000):
-                survive(others[fd], getattr(others[fd], "__name__", "a source"))
+        self._others = others
+        threads = [threading.Thread(target=self._worker, daemon=True, name=f"worker {i}")
+                   for i in range(self.workers)]
+        for t in threads:
+            t.start()
+        try:
+            while not session_exited(self.se) and not self.relay.stopped:
+                time.sleep(1)
+        finally:
+            self.relay.stop()
+            # The session is freed after this returns: no worker may still use it.
+            deadline = time.monotonic() + 5
+            for t in threads:
+                t.join(max(0.0, deadline - time.monotonic()))
+            self._keep_session = any(t.is_alive() for t in threads)
         return self._ended
 
-    def _read_and_serve(self) -> None:
+    def _worker(self) -> None:
+        me = threading.get_ident()
         buf = Buf()
-        while not session_exited(self.se):
-            queued = self.fair.take_nowait()
-            if queued is not None:
-                self._serve(*queued)  # type: ignore[arg-type]
-                continue
+        while not self.relay.stopped:
+            try:
+                queued = self.fair.take_nowait()
+                if queued is not None:
+                    self._serve(*queued)  # type: ignore[arg-type]
+                elif self.relay.become_reader(me):
+                    buf = self._read(me, buf)
+            except Exception:  # the reading must go on whatever went wrong here
+                logging.getLogger("minihpc-nfs").exception("a worker failed; going on")
+                self.relay.resign(me)
+                time.sleep(0.1)  # a bug that fails every time must not spin
+
+    def _read(self, me: int, buf: Buf) -> Buf:
+        """Read requests and serve each here, as long as this thread is the
+        reader; returns the buffer to read into next."""
+        fuse_fd = session_fd(self.se)
+        everything, fuse_only = select.poll(), select.poll()
+        for fd in (fuse_fd, *self._others):
+            everything.register(fd, select.POLLIN)
+        fuse_only.register(fuse_fd, select.POLLIN)
+        now = time.perf_counter
+        idle_until = now() + SPIN_S
+        others_due = now() + OTHERS_S
+        while not self.relay.stopped:
+            if now() > others_due:
+                if not self._serve_others(me, everything.poll(0)):
+                    return buf
+                others_due = now() + OTHERS_S
             res = session_receive_buf(self.se, ctypes.byref(buf))
-            if res == -errno.EINTR or res == -errno.EAGAIN:
+            if res == -errno.EAGAIN or res == -errno.EINTR:
+                if now() > idle_until:  # spun long enough: sleep until something comes
+                    self.relay.parked(me, True)
+                    if self._others_lock.locked():  # the reader before is at them: not this one
+                        ready = fuse_only.poll(OTHERS_S * 1000)
+                    else:
+                        ready = everything.poll(1000)
+                    self.relay.parked(me, False)
+                    if self.relay.stopped or session_exited(self.se):
+                        break
+                    if not self._serve_others(me, ready):
+                        return buf
+                    idle_until = now() + SPIN_S
                 continue
             if res <= 0:  # 0: unmounted; else an error
                 self._ended = -res
-                return
+                break
+            idle_until = now() + SPIN_S
             head = ctypes.cast(buf.mem, ctypes.POINTER(ctypes.c_uint32))
             opcode, uid = head[1], head[6]  # struct fuse_in_header: len, opcode, unique, nodeid, uid
             if opcode in INLINE_OPS:
                 survive(functools.partial(session_process_buf, self.se, ctypes.byref(buf)), "a request")
-            elif self.fair.admit(uid):
-                self._serve(uid, buf, keep=True)
-            else:
-                self.fair.put(uid, buf)
+            elif not self.fair.admit(uid, buf):
                 with self._bufs_lock:
                     buf = self._bufs.pop() if self._bufs else Buf()
+            elif opcode in SLOW_OPS or (opcode == FUSE_WRITE and head[14] >= BIG_IO):
+                # head[14]: fuse_write_in's size, after the header
+                self.relay.resign(me)
+                self._serve(uid, buf, keep=True)
+                return buf
+            else:
+                self.relay.serving(me)
+                self._serve(uid, buf, keep=True)
+                if not self.relay.served(me):
+                    return buf  # it took too long: another thread reads now
+        self.relay.stop()
+        return buf
+
+    def _serve_others(self, me: int, ready: list[tuple[int, int]]) -> bool:
+        """Serve the other sources among `ready`, watched like a request;
+        whether `me` is still the reader."""
+        ready = [fd for fd, _ in ready if fd in self._others]
+        # A reader that took over may find its predecessor still at them:
+        # one at a time, in the order they came.
+        if not ready or not self._others_lock.acquire(blocking=False):
+            return True
+        try:
+            self.relay.serving(me)
+            for fd in ready:
+                survive(self._others[fd], getattr(self._others[fd], "__name__", "a source"))
+        finally:
+            self._others_lock.release()
+        return self.relay.served(me)
 
     def _serve(self, uid: int, buf: Buf, keep: bool = False) -> None:
         try:
-            survive(functools.partial(session_process_buf, self.se, ctypes.byref(buf)), "a request")
+            with self.gate.serving():
+                survive(functools.partial(session_process_buf, self.se, ctypes.byref(buf)), "a request")
         finally:
             self.fair.done(uid)
             if not keep:
@@ -526,6 +777,18 @@ class Session:
                 self._bufs.append(buf)
                 return
         libc.free(buf.mem)
+
+    def hand_over(self) -> None:
+        """From a handler about to wait (for the disk): if its thread is the
+        reader, another worker reads requests from now on."""
+        if self.workers:
+            self.relay.resign(threading.get_ident())
+
+    def between_requests(self) -> contextlib.AbstractContextManager[None]:
+        """While this holds, no request is in service and none starts: what
+        changes here applies to whole requests. (With no workers, the loop's
+        own thread is between requests whenever it runs anything else.)"""
+        return self.gate.closed()
 
     def inval_entry(self, parent: int, name: bytes) -> int:
         return notify_inval_entry(self.se, parent, name, len(name)) if self.se else -errno.ENODEV

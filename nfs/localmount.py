@@ -47,8 +47,8 @@ class LocalCluster:
     export and the control file, `root/run` (0700) the clients' statistics, and
     `root/<node>` is each node's mount, the only part users can reach."""
 
-    def __init__(self, root: Path, nodes: tuple[str, ...]) -> None:
-        self.root, self.nodes = root, nodes
+    def __init__(self, root: Path, nodes: tuple[str, ...], client_args: tuple[str, ...] = ()) -> None:
+        self.root, self.nodes, self.client_args = root, nodes, client_args
         self.server = root / "server"
         self.backing = self.server / "export"
         self.control = self.server / "control/profile.json"
@@ -98,7 +98,8 @@ class LocalCluster:
         log = open(self.log_path(node), "w")  # noqa: SIM115 (the client's for its lifetime)
         proc = subprocess.Popen(
             [sys.executable, "-m", "nfs.client", "--backing", str(self.backing), "--mountpoint", str(mnt),
-             "--control", str(self.control), "--node", node, "--stats", str(self.stats_path(node))],
+             "--control", str(self.control), "--node", node, "--stats", str(self.stats_path(node)),
+             *self.client_args],
             cwd=ROOT, stderr=log)
         log.close()
         self.procs[node] = proc
@@ -121,9 +122,11 @@ class LocalCluster:
 
 
 @contextmanager
-def local_cluster(root: Path, profile: Profile, nodes: tuple[str, ...] = ("A", "B")) -> Iterator[LocalCluster]:
+def local_cluster(root: Path, profile: Profile, nodes: tuple[str, ...] = ("A", "B"),
+                  client_args: tuple[str, ...] = ()) -> Iterator[LocalCluster]:
+    """`client_args`: more options for every node's nfs.client (e.g. --workers 0)."""
     root.chmod(0o755)
-    lc = LocalCluster(root, nodes)
+    lc = LocalCluster(root, nodes, client_args)
     for d, mode in ((lc.server, 0o700), (lc.backing, 0o1777), (lc.run, 0o700)):
         d.mkdir()
         d.chmod(mode)

@@ -159,3 +159,24 @@ def getdents(fd: int, offset: int, size: int) -> list[tuple[bytes, int, int, int
         out.append((name, ino, dtype, off))
         pos += reclen
     return out
+
+
+def pread_cached(fd: int, size: int, offset: int) -> bytes | None:
+    """Up to `size` bytes at `offset` if the page cache holds them all (or
+    all up to the end of the file); None if reading them would wait for the
+    disk (RWF_NOWAIT), or the filesystem cannot tell."""
+    buf = bytearray(size)
+    view, got = memoryview(buf), 0
+    while got < size:
+        try:
+            n = os.preadv(fd, [view[got:]], offset + got, os.RWF_NOWAIT)
+        except BlockingIOError:
+            return None
+        except OSError as e:
+            if e.errno in (errno.EOPNOTSUPP, errno.EINVAL):
+                return None
+            raise
+        if n == 0:
+            break
+        got += n
+    return bytes(view[:got])

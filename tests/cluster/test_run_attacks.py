@@ -109,7 +109,7 @@ def test_a_bar_or_a_newline_in_alices_job_comment_breaks_no_parse(client: Client
         rows = {r["JobID"]: r for r in client.sacct(since, fields, all_users=True)}
         done = all(rows.get(j, {}).get("State") == "COMPLETED" for j in (bar, newline, mine))
         return rows if done else None
-    rows = eventually(ended, timeout=120, interval=2, what="the three jobs to complete")
+    rows = eventually(ended, timeout=300, interval=2, what="the three jobs to complete")
     assert rows[bar] == {"JobID": bar, "User": f.other_user, "Comment": "a|b|c", "State": "COMPLETED"}
     assert rows[newline]["Comment"] == forged and "999999" not in rows, "the comment is intact and forged no row"
     # The timeline of the window, everyone's jobs: alice's drawn as hers.
