@@ -1,6 +1,6 @@
 """Where make test's time goes: the suite's wall time split by what it waits on.
 
-tests/run-suite.sh leaves a run's timeline in .run/suite/: phases.jsonl (the
+tests/run-suite.sh leaves a run's timeline in .suite/: phases.jsonl (the
 bring-up, the cluster tests, the host-only tests), tests.jsonl (each test's
 start and end, from tests/conftest.py) and, collected after the cluster
 tests, jobs.json (every Slurm job of the run, from sacct). This script turns
@@ -41,7 +41,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-DEFAULT_DIR = ROOT / ".run/suite"
+DEFAULT_DIR = ROOT / ".suite"
 FIELDS = ("JobID", "User", "JobName", "Submit", "Start", "End", "State", "WorkDir")
 KINDS = ("job running", "job queued", "plugin polling", "no job")
 # A job's end and the next submission further apart than this are not one

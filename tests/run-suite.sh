@@ -10,14 +10,14 @@
 # what the first phase left. Fails if any part fails; a failing first phase
 # still lets the second run. Usage: run-suite.sh PYTHON [PYTEST ARGS...]
 #
-# The run's timeline goes to .run/suite/ (phases, each test's start and end,
+# The run's timeline goes to .suite/ (phases, each test's start and end,
 # the Slurm jobs): bench/suite.py report turns it into where the time went.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 py=${1:?usage: tests/run-suite.sh PYTHON [PYTEST ARGS...]}
 shift
 
-suite=.run/suite
+suite=.suite  # not under .run: make destroy (as .ci/run does) removes that
 rm -rf "$suite" && mkdir -p "$suite"
 export MINIHPC_SUITE_LOG=$PWD/$suite/tests.jsonl
 now() { date +%s.%N; }
