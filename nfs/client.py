@@ -421,11 +421,14 @@ class SharedFS:
     def read(self, req, ino: int, size: int, off: int, fi) -> None:
         self.m.fault("read", self.nodes.path(ino))
         self.m.rpc("read", size)
-        data = pread_cached(fi.contents.fh, size, off)
-        if data is None:  # it waits for the disk: another worker reads requests meanwhile
+        cached = pread_cached(fi.contents.fh, size, off)
+        if cached is None:  # it waits for the disk: another worker reads requests meanwhile
             self.session.hand_over()  # type: ignore[union-attr]
             data = os.pread(fi.contents.fh, size, off)
-        self._reply(ll.reply_buf, req, data, len(data))
+            self._reply(ll.reply_buf, req, data, len(data))
+            return
+        # The reply reads the bytearray where it is (and keeps it while a latency delays it).
+        self._reply(ll.reply_buf, req, (ctypes.c_char * len(cached)).from_buffer(cached), len(cached))
 
     def write(self, req, ino: int, buf: int, size: int, off: int, fi) -> None:
         path = self.nodes.path(ino)

@@ -161,22 +161,25 @@ def getdents(fd: int, offset: int, size: int) -> list[tuple[bytes, int, int, int
     return out
 
 
-def pread_cached(fd: int, size: int, offset: int) -> bytes | None:
+def pread_cached(fd: int, size: int, offset: int) -> bytearray | None:
     """Up to `size` bytes at `offset` if the page cache holds them all (or
     all up to the end of the file); None if reading them would wait for the
-    disk (RWF_NOWAIT), or the filesystem cannot tell."""
+    disk (RWF_NOWAIT), or the filesystem cannot tell. Read in place, not
+    copied again (a read from the cache costs little more than the copy)."""
     buf = bytearray(size)
-    view, got = memoryview(buf), 0
-    while got < size:
-        try:
-            n = os.preadv(fd, [view[got:]], offset + got, os.RWF_NOWAIT)
-        except BlockingIOError:
-            return None
-        except OSError as e:
-            if e.errno in (errno.EOPNOTSUPP, errno.EINVAL):
+    got = 0
+    with memoryview(buf) as view:
+        while got < size:
+            try:
+                n = os.preadv(fd, [view[got:]], offset + got, os.RWF_NOWAIT)
+            except BlockingIOError:
                 return None
-            raise
-        if n == 0:
-            break
-        got += n
-    return bytes(view[:got])
+            except OSError as e:
+                if e.errno in (errno.EOPNOTSUPP, errno.EINVAL):
+                    return None
+                raise
+            if n == 0:
+                break
+            got += n
+    del buf[got:]
+    return buf
