@@ -305,6 +305,11 @@ def survive(fn: Callable[[], object], what: str) -> None:
         logging.getLogger("minihpc-nfs").exception("%s failed; going on", what)
 
 
+def serve_source(fn: Callable[[], None]) -> None:
+    """One of the loop's other sources (inotify, profile switches), readable."""
+    survive(fn, getattr(fn, "__name__", "a source"))
+
+
 # Requests the reading thread serves itself: the session's own (INIT,
 # DESTROY, INTERRUPT, which must overtake what it interrupts) and FORGETs,
 # which only count references down.
@@ -337,12 +342,16 @@ class Fair:
 
     def put(self, uid: int, item: object) -> None:
         with self._cv:
-            q = self._queues.get(uid)
-            if q is None:
-                q = self._queues[uid] = collections.deque()
-                self._turn.append(uid)
-            q.append(item)
-            self._cv.notify()
+            self._enqueue(uid, item)
+
+    def _enqueue(self, uid: int, item: object) -> None:
+        """Under the lock: `item` waits behind `uid`'s other queued requests."""
+        q = self._queues.get(uid)
+        if q is None:
+            q = self._queues[uid] = collections.deque()
+            self._turn.append(uid)
+        q.append(item)
+        self._cv.notify()
 
     def admit(self, uid: int, item: object) -> bool:
         """Whether a request of `uid` just read may be served at once; if not,
@@ -352,12 +361,7 @@ class Fair:
             if self._busy[uid] < self.per_user and uid not in self._queues:
                 self._busy[uid] += 1
                 return True
-            q = self._queues.get(uid)
-            if q is None:
-                q = self._queues[uid] = collections.deque()
-                self._turn.append(uid)
-            q.append(item)
-            self._cv.notify()
+            self._enqueue(uid, item)
             return False
 
     def take_nowait(self) -> tuple[int, object] | None:
@@ -622,7 +626,7 @@ class Session:
             # retries the interrupted poll) still ends the loop.
             for fd, _ in poller.poll(1000):
                 if fd != fuse_fd:
-                    survive(others[fd], getattr(others[fd], "__name__", "a source"))
+                    serve_source(others[fd])
                     continue
                 ended = self._burst(poller, others)
                 if ended is not None:
@@ -650,7 +654,7 @@ class Session:
             if now() > others_due:
                 for fd, _ in poller.poll(0):
                     if fd in others:
-                        survive(others[fd], getattr(others[fd], "__name__", "a source"))
+                        serve_source(others[fd])
                 others_due = now() + OTHERS_S
 
     def _loop_workers(self, others: dict[int, Callable[[], None]]) -> int:
@@ -757,7 +761,7 @@ class Session:
         try:
             self.relay.serving(me)
             for fd in ready:
-                survive(self._others[fd], getattr(self._others[fd], "__name__", "a source"))
+                serve_source(self._others[fd])
         finally:
             self._others_lock.release()
         return self.relay.served(me)
