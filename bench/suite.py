@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 from collections import defaultdict
@@ -244,6 +245,10 @@ def main() -> int:
     r.add_argument("--name", help="also write bench/results/suite-NAME.{json,md} (e.g. before, after)")
     r.add_argument("--top", type=int, default=25, help="slowest tests listed (default 25)")
     a = ap.parse_args()
+    if a.verb == "report" and a.name is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,40}", a.name):
+        print(f"suite: --name {a.name!r} is not a plain name; give letters, digits, - or _ (e.g. --name after): "
+              "it becomes bench/results/suite-NAME.json", file=sys.stderr)
+        return 2
     if a.verb == "collect":
         return collect(a.dir)
     return report(a.dir, a.name, a.top)

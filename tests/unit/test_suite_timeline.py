@@ -47,3 +47,11 @@ def test_a_job_cancelled_while_pending_counts_as_queued() -> None:
     layers = suite.job_spans([job(0, None, 4)], 0.0)
     assert suite.split((T0, T0 + 6), layers) == {"job running": 0.0, "job queued": 4.0, "plugin polling": 0.0,
                                                    "no job": 2.0}
+
+
+def test_a_name_that_is_not_plain_is_refused_before_anything_is_read(tmp_path) -> None:
+    import subprocess
+    r = subprocess.run([sys.executable, str(Path(suite.__file__)), "report", str(tmp_path), "--name", "../evil"],
+                       capture_output=True, text=True, check=False)
+    assert r.returncode == 2 and "--name '../evil' is not a plain name" in r.stderr, r.stderr
+    assert not (Path(suite.__file__).parent / "evil.json").exists()
