@@ -25,6 +25,7 @@ names. Every field is checked here, before anything connects:
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -217,12 +218,20 @@ def write_local(facts: Facts, run_dir: Path) -> Path:
     out = run_dir / "site"
     out.mkdir(mode=0o700, exist_ok=True)
     known = out / "known_hosts"
-    known.write_text(f"[127.0.0.1]:{facts.ssh_port} {' '.join(host_pub.read_text().split()[:2])}\n")
+    _replace(known, f"[127.0.0.1]:{facts.ssh_port} {' '.join(host_pub.read_text().split()[:2])}\n")
     text = (f"# This machine's minihpc as a site (minihpc site local): what a real site's file holds.\n"
             f"ssh:\n  host: 127.0.0.1\n  port: {facts.ssh_port}\n  user: {facts.lab_user}\n"
             f"  identity: {key}\n  known_hosts: {known}\n"
             f"slurm:\n  partition: {facts.partitions[0]}\n  account: {facts.lab_account}\n"
             f"work_dir: {facts.shared}/{facts.lab_user}-site\nscratch: {facts.scratch}\n")
     path = out / "minihpc.yaml"
-    path.write_text(text)
+    _replace(path, text)
     return path
+
+
+def _replace(path: Path, text: str) -> None:
+    """Write `path` whole or not at all: an ssh reading it meanwhile (another
+    `minihpc site local`, the tests side by side) never sees it half-written."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)

@@ -14,7 +14,8 @@ sleep, so the unit tests drive it with a fake clock.
   caches at once (the server's reply carries the new attributes).
 - Deterministic delay D: a file another node created or changed (server ctime)
   stays invisible here, or shows its previous attributes, until ctime + D.
-  Deletions show at once.
+  Changes made before the profile took effect show at once (a switch is not
+  a change). Deletions show at once.
 - Latency: a round trip (with seeded jitter), extra per metadata operation and
   per byte, charged only when the model goes to the server.
 """
@@ -168,6 +169,8 @@ class NodeModel:
             self._neg: dict[str, tuple[int, int, int]] = {}
             self._own: dict[str, int] = {}
             self._seen: dict[str, Attrs] = {}
+            # What changed before now was not made under this profile's delay.
+            self._since_ns = int(self.clock() * 1e9)
 
     def fault(self, op: str, path: str) -> None:
         """Raise the error a fault rule injects into this operation, if any."""
@@ -375,7 +378,8 @@ class NodeModel:
             # stale entry without O_CREAT and fail).
             self._seen.pop(path, None)
             return None
-        if (a.is_dir and not self.profile.delay_dirs) or self._own.get(path) == a.ctime_ns:
+        if ((a.is_dir and not self.profile.delay_dirs) or self._own.get(path) == a.ctime_ns
+                or a.ctime_ns < self._since_ns):
             _put(self._seen, path, a)
             return a
         if now < a.ctime_ns / 1e9 + delay:

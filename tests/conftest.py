@@ -27,12 +27,33 @@ if TYPE_CHECKING:  # imported by pytest itself, as a plugin (so its asserts are 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "cluster: needs the live cluster (make cluster-up)")
     config.addinivalue_line("markers", "alone: changes or needs the whole cluster; run with no other test beside it")
+    config.addinivalue_line("markers", "cost(seconds): about how long the test takes on the cluster (default "
+                                       f"{DEFAULT_COST} s); side by side, the costliest groups start first")
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+# Side by side (tests/run-suite.sh: xdist --dist loadgroup), a file's tests
+# run in one worker, in order, as their module fixtures expect, unless a test
+# names its own xdist_group; the groups start costliest first, so that the
+# longest ones do not start last (xdist would otherwise order them by their
+# number of tests).
+DEFAULT_COST = 5
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/cluster/" in str(item.fspath):
             item.add_marker(pytest.mark.cluster)
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    cost: dict[str, float] = {}
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+        group = item.get_closest_marker("xdist_group").args[0]
+        mark = item.get_closest_marker("cost")
+        cost[group] = cost.get(group, 0) + (mark.args[0] if mark else DEFAULT_COST)
+    items.sort(key=lambda item: -cost[item.get_closest_marker("xdist_group").args[0]])  # stable: order kept within
 
 
 # The fixture other projects use to test their workflows; the cluster tests use it too.
@@ -60,7 +81,9 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
     yield
     path = os.environ.get("MINIHPC_SUITE_LOG")
     if path:
-        line = {"test": item.nodeid, "start": start, "end": time.time(),
+        # xdist's loadgroup suffixes the id with "@group".
+        test = item.nodeid.rsplit("@", 1)[0] if item.get_closest_marker("xdist_group") else item.nodeid
+        line = {"test": test, "start": start, "end": time.time(),
                 "worker": os.environ.get("PYTEST_XDIST_WORKER", ""),
                 "alone": item.get_closest_marker("alone") is not None}
         with open(path, "a") as f:

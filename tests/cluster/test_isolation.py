@@ -73,6 +73,11 @@ def test_a_process_that_hides_its_job_id_ends_with_the_users_last_job_on_the_nod
         assert alive(other_s), "another running job's processes were killed"
     finally:
         run_ok(user, f"scancel {other}")
-    eventually(lambda: not alive(hidden_s) and not alive(other_s), timeout=60,
-               what="every process of the user gone once no job of theirs runs")
+    try:
+        eventually(lambda: not alive(hidden_s) and not alive(other_s), timeout=60,
+                   what="every process of the user gone once no job of theirs runs")
+    except AssertionError as e:  # what the epilog saw and did, for whoever reads the failure
+        seen = root.run(f"scontrol listpids; ps -u {f.lab_user} -o pid,ppid,etimes,args; squeue -w {node}")
+        epilog = [line for line in cluster.logs(node, since="3m").splitlines() if "epilog" in line]
+        raise AssertionError(f"{e}\n{seen.stdout}{seen.stderr}\n" + "\n".join(epilog[-20:])) from None
     assert "all of their processes" in cluster.logs(node, since="2m")

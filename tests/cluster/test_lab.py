@@ -67,19 +67,32 @@ def test_the_course_proofs_hold_under_another_users_load(cluster: Cluster) -> No
     assert busy.running(cluster.client) == [], "the load is stopped afterwards"
 
 
-# Demos run alone that switch the NFS profile (latency), fill every node's
-# scratch (scratch-full), or stage through the login node's one main prefix
-# (/scratch/$USER/main), which the site check's staged run also uses.
-ALONE_DEMOS = ("demo-unwritable-scratch", "demo-scratch-full", "demo-prefix-mismatch", "demo-latency")
+# Demos run alone that fill every node's scratch (scratch-full), or stage
+# through the login node's one main prefix (/scratch/$USER/main), which the
+# site check's staged run also uses.
+ALONE_DEMOS = ("demo-unwritable-scratch", "demo-scratch-full", "demo-prefix-mismatch")
+# demo-latency is Core 3's first half, checked by the same code
+# (cores.short_wait_fails): proven by Core 3 under load above.
+IN_A_CORE = {"demo-latency": "core3-latency"}
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.alone) if n in ALONE_DEMOS else n
-                                  for n in DEMOS if n not in SIDE_BY_SIDE])
+DEMOS_HERE = [n for n in DEMOS if n not in SIDE_BY_SIDE and n not in IN_A_CORE]
+
+
+def test_a_demo_proven_in_a_core_is_in_a_core_that_runs() -> None:
+    assert set(IN_A_CORE) <= set(DEMOS) and set(IN_A_CORE.values()) <= set(UNDER_LOAD), IN_A_CORE
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.alone) if n in ALONE_DEMOS else
+                                  pytest.param(n, marks=pytest.mark.cost(65)) if n == "demo-group-too-big" else n
+                                  for n in DEMOS_HERE])
 def test_instructor_demo(cluster: Cluster, name: str) -> None:
     """Each demo fails the way its docs say, leaves nothing poisoned, and cleans up."""
     assert_passed(DEMOS[name].run(f"test-{name}"))
 
 
+@pytest.mark.xdist_group("lab-commissioning")
+@pytest.mark.cost(125)
 def test_commissioning_sequence_as_printed(cluster: Cluster) -> None:
     """make lab: the module's six commands word for word (profiles/slurm), their
     expected failures proven (ERRATA 14, 15), then the fix passing."""
@@ -92,6 +105,8 @@ def side_by_side(cluster: Cluster) -> Iterator[dict[str, Future[Core]]]:
         yield {name: pool.submit(run) for name, run in SIDE_BY_SIDE.items()}
 
 
+@pytest.mark.xdist_group("lab-side-by-side")  # side by side with the other tests, in a worker of its own
+@pytest.mark.cost(75)  # each; all four at once take as long as Core 6
 @pytest.mark.parametrize("name", list(SIDE_BY_SIDE))
 def test_resources_side_by_side(side_by_side: dict[str, Future[Core]], name: str) -> None:
     """Core 6, demo-oom, demo-timeout and demo-partition, all at once."""

@@ -10,6 +10,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+import pytest
 from support import Cluster, run_ok
 
 LAB_UID = 1000
@@ -93,6 +94,7 @@ def _layer_blobs(image: str) -> list[bytes]:
     return blobs
 
 
+@pytest.mark.cost(25)
 def test_no_secret_in_any_image_layer(cluster: Cluster) -> None:
     secrets = _secrets(cluster)
     # Any OpenSSH private key at all (its armour and the start of its body; ssh's binaries hold the armour

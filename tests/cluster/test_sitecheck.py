@@ -78,6 +78,8 @@ def test_no_password_no_root_no_other_user_no_forwarding(site_file: Path, client
     assert compose("port", "login", "22").strip() == f"127.0.0.1:{client.facts.ssh_port}", "loopback only"
 
 
+@pytest.mark.xdist_group("site-check")  # side by side: the longest test, in a worker of its own
+@pytest.mark.cost(400)
 def test_the_site_check_passes_over_ssh_alone(site_file: Path, no_docker, client: Client) -> None:
     env, calls = no_docker
     r = minihpc("site", "check", str(site_file), env=env)
@@ -148,6 +150,7 @@ def test_ctrl_c_cancels_the_checks_jobs_and_removes_its_directory(site_file: Pat
     assert client.sh(f"test -e {q(session)}").rc != 0, "its directory is removed"
 
 
+@pytest.mark.cost(35)
 def test_run_site_runs_your_workflow_there_with_its_requirements(site_file: Path, no_docker, client: Client,
                                                                  tmp_path: Path) -> None:
     import json

@@ -279,6 +279,21 @@ def test_a_change_shows_the_old_attributes_for_d_seconds(server, clock):
     assert login.stat("/f").size == 2
 
 
+def test_what_changed_before_the_profile_was_switched_on_shows_at_once(server, clock):
+    """A switch is not a change: the lab laid out before the delay was turned
+    on is there at once; what changes afterwards waits D."""
+    login = node(server, clock, "off")
+    server.write("/before", 1)
+    clock.t += 0.5
+    login.set_profile(named("delay-3"))
+    assert login.stat("/before").size == 1
+    server.write("/after", 1)
+    with pytest.raises(FileNotFoundError):
+        login.stat("/after")
+    server.write("/before", 2)
+    assert login.stat("/before").size == 1, "a change after the switch is delayed"
+
+
 def test_a_deletion_shows_at_once(server, clock):
     """Only creations and changes are delayed: a file deleted elsewhere must be
     re-creatable here at once (a stale entry would be opened without O_CREAT)."""
