@@ -7,8 +7,11 @@ tests, jobs.json (every Slurm job of the run, from sacct). This script turns
 it into a table:
 
   bring-up       minihpc up: image builds, containers, daemons, first checks
-  job running    at least one Slurm job running: the work, and Snakemake's
-                 start-up inside the job
+  SLURM timer    a job running that ends TIMEOUT or NODE_FAIL: the test
+                 waiting on a time limit, or on SlurmdTimeout to notice a
+                 dead node (from the job's start: an approximation)
+  job running    any other job running: the work, and Snakemake's start-up
+                 inside the job
   job queued     jobs pending and none running: the scheduler's own pace
                  (sched_interval, backfill, a busy or drained cluster)
   plugin polling after a job ended, until the next job of the same working
@@ -44,7 +47,8 @@ sys.path.insert(0, str(ROOT))
 
 DEFAULT_DIR = ROOT / ".suite"
 FIELDS = ("JobID", "User", "JobName", "Submit", "Start", "End", "State", "WorkDir")
-KINDS = ("job running", "job queued", "plugin polling", "no job")
+KINDS = ("SLURM timer", "job running", "job queued", "plugin polling", "no job")
+TIMERS = ("TIMEOUT", "NODE_FAIL")  # states a job reaches by a SLURM timer running out
 # A job's end and the next submission further apart than this are not one
 # workflow waiting on the plugin (its longest status interval is 180 s).
 POLL_MAX_S = 200.0
@@ -112,8 +116,8 @@ def covered(spans: list[Span], window: Span) -> float:
 
 
 def job_spans(jobs: list[dict], offset: float) -> dict[str, list[Span]]:
-    """The timeline's three job-made layers, each a union, disjoint."""
-    running, queued, polling = [], [], []
+    """The timeline's four job-made layers, each a union, disjoint."""
+    timers, running, queued, polling = [], [], [], []
     by_dir: dict[str, list[tuple[float, float]]] = defaultdict(list)
     now = time.time()
     for j in jobs:
@@ -127,7 +131,7 @@ def job_spans(jobs: list[dict], offset: float) -> dict[str, list[Span]]:
             queued.append((submit, end or now))
             continue
         queued.append((submit, start))
-        running.append((start, end or now))
+        (timers if (j.get("State") or "").split(" ")[0] in TIMERS else running).append((start, end or now))
         if end is not None:
             by_dir[j["WorkDir"]].append((submit, end))
     for runs in by_dir.values():
@@ -136,10 +140,12 @@ def job_spans(jobs: list[dict], offset: float) -> dict[str, list[Span]]:
             nxt = min((s for s, _ in runs if s >= end), default=None)
             if nxt is not None and nxt - end <= POLL_MAX_S:
                 polling.append((end, nxt))
-    run_u = union(running)
-    queue_u = minus(union(queued), run_u)
-    poll_u = minus(minus(union(polling), run_u), queue_u)
-    return {"job running": run_u, "job queued": queue_u, "plugin polling": poll_u}
+    timer_u = union(timers)
+    run_u = minus(union(running), timer_u)
+    busy = union(timer_u + run_u)
+    queue_u = minus(union(queued), busy)
+    poll_u = minus(minus(union(polling), busy), queue_u)
+    return {"SLURM timer": timer_u, "job running": run_u, "job queued": queue_u, "plugin polling": poll_u}
 
 
 def _stamp(text: str, offset: float) -> float | None:
@@ -150,7 +156,7 @@ def _stamp(text: str, offset: float) -> float | None:
 
 
 def split(window: Span, layers: dict[str, list[Span]]) -> dict[str, float]:
-    out = {k: covered(layers[k], window) for k in KINDS[:3]}
+    out = {k: covered(layers[k], window) for k in KINDS[:-1]}
     out["no job"] = max(0.0, window[1] - window[0] - sum(out.values()))
     return out
 

@@ -5,7 +5,8 @@ First, before anything is submitted, the site file is tried against the
 site: the host answers, the key is accepted, SLURM and Snakemake are on the
 login node, the partition, account and QOS take a job (`sbatch --test-only`),
 and the work directory is the user's own and writable. Then, in a directory
-of its own under the work directory:
+of its own under the work directory, side by side (each proof in its own
+directory, with its own jobs):
 
 - the course's cores that need no root and no fault injection (executor
   selection and log retention; retries and incomplete outputs; generated
@@ -21,12 +22,15 @@ cancelled, its Snakemake processes are stopped and its directory removed.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import math
+import queue
 import re
 import shlex
 import signal
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -35,7 +39,7 @@ from contextlib import contextmanager
 from minihpc import PROOF_DIR
 from minihpc.cluster import Cluster, Result, largest_step_rss, parse_sacct
 from minihpc.course import confirm, cores, labctl
-from minihpc.course.cores import Check, Core, tail
+from minihpc.course.cores import Core, tail
 from minihpc.errors import BadInput, MinihpcError
 from minihpc.facts import Facts
 from minihpc.sitefile import Site
@@ -147,12 +151,15 @@ def connect(site: Site, session: bool = True) -> Cluster:
 
 def cleanup(c: Cluster) -> str:
     """Cancel every job of the check (its working directory is under the
-    session), stop its Snakemake processes, remove the session directory."""
+    session), stop its processes on the login node (Snakemake, a poll for
+    a file: each works in the session or names it), remove the session directory."""
     session = shlex.quote(c.facts.shared)
     script = (f"s={session}; ids=$(squeue --me -h -o '%i %Z' | awk -v s=\"$s\" 'index($2, s) == 1 {{print $1}}'); "
               f"[ -z \"$ids\" ] || scancel $ids; echo cancelled: $ids; "
-              f"for p in $(pgrep -u \"$(id -u)\" -f snakemake); do case $(readlink /proc/$p/cwd) in \"$s\"*) "
-              f"kill $p && echo stopped: $p;; esac; done; rm -rf \"$s\" && echo removed: \"$s\"")
+              f"for p in $(pgrep -u \"$(id -u)\" -f -- \"$s\") $(pgrep -u \"$(id -u)\" -f snakemake); do "
+              f"[ \"$p\" = $$ ] && continue; case $(readlink /proc/$p/cwd) $(tr '\\0' ' ' < /proc/$p/cmdline) in "
+              f"*\"$s\"*) kill $p 2>/dev/null && echo stopped: $p;; esac; done; "
+              f"rm -rf \"$s\" && echo removed: \"$s\"")
     r = c.sh(script, timeout=120)
     return r.out
 
@@ -313,36 +320,28 @@ def check(site: Site, names: list[str] | None = None) -> int:
     c = connect(site)
     print(f"site: {site.user}@{site.host}:{site.port}, partition {site.partition} "
           f"({len(c.facts.nodes)} nodes: {' '.join(c.facts.nodes)}), work in {c.facts.shared}", flush=True)
-    checks: list[Check] = []
+    limit_jobs = ("", "")
     runs: dict[str, Callable[[], Core]] = {**CORES, "lag": lambda: lag(c, site),
                                            **({"staging": lambda: staging(c, site)} if site.scratch else {}),
                                            "limits": lambda: enforcement(c, limit_jobs)}
     if not site.scratch:
         print("staging: not run: the site file gives no node-local scratch (scratch: null)", flush=True)
+    parts = [n for n in runs if n in names] if names else list(runs)
     try:
         with _interruptible(), labctl.on(c, site, PROOFS):
-            limit_jobs = ("", "")
-            for name in [n for n in runs if n in names] if names else list(runs):
-                if name not in CORES and "limits" in (names or runs) and not limit_jobs[0]:
-                    limit_jobs = over_limits(c, site)
-                print(f"running {name} ...", flush=True)
-                started = time.monotonic()
-                core = runs[name]()
-                print(f"  {name}: {sum(ch.ok for ch in core.checks)}/{len(core.checks)} checks passed in "
-                      f"{time.monotonic() - started:.0f} s", flush=True)
-                checks.extend(core.checks)
-                for ch in core.checks:
-                    if not ch.ok:
-                        print(f"  FAIL {ch.name}: {ch.evidence[:500]}", file=sys.stderr)
+            if "limits" in parts:
+                limit_jobs = over_limits(c, site)
+            cores_run = _side_by_side({n: runs[n] for n in parts})
     except KeyboardInterrupt:
         print("minihpc: interrupted: cancelling the check's jobs and removing its directory", file=sys.stderr)
-        print(cleanup(c), file=sys.stderr)
+        print(_stop_and_clean(c, site), file=sys.stderr)
         raise
     else:
         PROOFS.mkdir(parents=True, exist_ok=True)
         (PROOFS / "cleanup.txt").write_text(cleanup(c))
     finally:
         c.transport.close()  # type: ignore[attr-defined]
+    checks = [ch for n in parts for ch in cores_run[n].checks]
     print(confirm.table(checks))
     evidence = confirm.write_evidence(checks, PROOFS)
     (PROOFS / "site.json").write_text(json.dumps({"host": site.host, "user": site.user, "partition":
@@ -352,3 +351,49 @@ def check(site: Site, names: list[str] | None = None) -> int:
           f"proof artifacts in {PROOFS}/")
     return 1 if failed else 0
 
+
+def _side_by_side(runs: dict[str, Callable[[], Core]]) -> dict[str, Core]:
+    """Run the proofs at once, each in its own directory with its own jobs
+    (none judges another's): the check takes as long as its longest proof,
+    not their sum. Daemon threads: after Ctrl-C nothing waits for them
+    (_stop_and_clean ends what they started). A proof that raised is raised
+    once every other has ended."""
+    done: queue.Queue[tuple[str, Core | BaseException, float]] = queue.Queue()
+
+    def one(name: str, run: Callable[[], Core]) -> None:
+        started = time.monotonic()
+        try:
+            done.put((name, run(), time.monotonic() - started))
+        except BaseException as e:  # noqa: BLE001 - handed to the main thread
+            done.put((name, e, time.monotonic() - started))
+
+    for name, run in runs.items():
+        print(f"running {name} ...", flush=True)
+        # Each in a copy of this context: it keeps the site (labctl.on) even after Ctrl-C has left it here.
+        threading.Thread(target=contextvars.copy_context().run, args=(one, name, run), name=f"site-check-{name}",
+                         daemon=True).start()
+    out: dict[str, Core] = {}
+    failure: BaseException | None = None
+    for _ in runs:
+        name, got, took = done.get()
+        if isinstance(got, BaseException):
+            print(f"  {name}: stopped after {took:.0f} s: {got}", file=sys.stderr, flush=True)
+            failure = failure or got
+            continue
+        out[name] = got
+        print(f"  {name}: {sum(ch.ok for ch in got.checks)}/{len(got.checks)} checks passed in {took:.0f} s",
+              flush=True)
+        for ch in got.checks:
+            if not ch.ok:
+                print(f"  FAIL {name}: {ch.name}: {ch.evidence[:500]}", file=sys.stderr)
+    if failure is not None:
+        raise failure
+    return out
+
+
+def _stop_and_clean(c: Cluster, site: Site) -> str:
+    """After Ctrl-C: no proof starts another command on the site (their
+    transport refuses from now on), and the check's jobs, processes and
+    directory go (cleanup, over a connection of its own)."""
+    c.transport.stop()  # type: ignore[attr-defined]
+    return cleanup(Cluster(c.facts, SshTransport(site, LOGIN)))

@@ -64,6 +64,7 @@ class SshTransport:
     def __init__(self, site: Site, login: str) -> None:
         self.site, self.login = site, login
         self._control = Path(tempfile.mkdtemp(prefix="minihpc-ssh-"))
+        self._stopped = False
 
     def ssh(self, interactive: bool = False) -> list[str]:
         """ssh's argv up to the destination: strict host keys, never a prompt
@@ -97,8 +98,14 @@ class SshTransport:
             argv += ["-o", f"UserKnownHostsFile={s.known_hosts}"]
         return argv
 
+    def stop(self) -> None:
+        """Refuse every later command: what was interrupted starts nothing more on the site."""
+        self._stopped = True
+
     def command(self, node: str, script: str, user: str, workdir: str | None = None) -> list[str]:
         s = self.site
+        if self._stopped:
+            raise MinihpcError("interrupted: no more commands on the site", "run the check again")
         if user != s.user:
             raise MinihpcError(f"on a site, commands run as {s.user}, the site file's user (asked for {user})",
                                "this proof needs root or another user: it runs on minihpc only")

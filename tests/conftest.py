@@ -31,15 +31,39 @@ def pytest_configure(config: pytest.Config) -> None:
                                        f"{DEFAULT_COST} s); side by side, the costliest groups start first")
 
 
-# Side by side (tests/run-suite.sh: xdist --dist loadgroup), a file's tests
-# run in one worker, in order, as their module fixtures expect, unless a test
-# names its own xdist_group; the groups start costliest first, so that the
-# longest ones do not start last (xdist would otherwise order them by their
-# number of tests).
+# Side by side (tests/run-suite.sh: xdist -n N --dist loadscope), tests go to
+# the workers by group: a file's tests run in one worker, in order, as their
+# module fixtures expect, unless the test has a group of its own below (a
+# long test, or one whose module fixture only it uses). The groups start
+# costliest first (`cost` marks), so that the longest do not start last.
+# (xdist's own xdist_group marks do nothing under pytest 9.2: the id suffix
+# it groups by is no longer set, so the scheduler here reads this table.)
 DEFAULT_COST = 5
+OWN_GROUP = {
+    "tests/cluster/test_sitecheck.py::test_the_site_check_passes_over_ssh_alone": "site-check",
+    "tests/cluster/test_lab.py::test_resources_side_by_side": "lab-side-by-side",  # its module fixture
+    "tests/cluster/test_lab.py::test_commissioning_sequence_as_printed": "lab-commissioning",
+}
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def group_of(nodeid: str) -> str:
+    return OWN_GROUP.get(nodeid.split("[")[0], nodeid.split("::")[0])
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):  # noqa: ANN201 - xdist's types
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling  # noqa: PLC0415 - only with xdist
+
+    class ByGroup(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return group_of(nodeid)
+
+    return ByGroup(config, log)
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/cluster/" in str(item.fspath):
@@ -48,12 +72,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     cost: dict[str, float] = {}
     for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
-        group = item.get_closest_marker("xdist_group").args[0]
         mark = item.get_closest_marker("cost")
-        cost[group] = cost.get(group, 0) + (mark.args[0] if mark else DEFAULT_COST)
-    items.sort(key=lambda item: -cost[item.get_closest_marker("xdist_group").args[0]])  # stable: order kept within
+        cost[group_of(item.nodeid)] = cost.get(group_of(item.nodeid), 0) + (mark.args[0] if mark else DEFAULT_COST)
+    items.sort(key=lambda item: -cost[group_of(item.nodeid)])  # stable: a group's order is kept
 
 
 # The fixture other projects use to test their workflows; the cluster tests use it too.
@@ -81,9 +102,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
     yield
     path = os.environ.get("MINIHPC_SUITE_LOG")
     if path:
-        # xdist's loadgroup suffixes the id with "@group".
-        test = item.nodeid.rsplit("@", 1)[0] if item.get_closest_marker("xdist_group") else item.nodeid
-        line = {"test": test, "start": start, "end": time.time(),
+        line = {"test": item.nodeid, "start": start, "end": time.time(),
                 "worker": os.environ.get("PYTEST_XDIST_WORKER", ""),
                 "alone": item.get_closest_marker("alone") is not None}
         with open(path, "a") as f:

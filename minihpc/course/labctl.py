@@ -10,6 +10,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,31 +23,44 @@ __all__ = ["LAB_USER", "Lab", "Result", "Running", "cluster", "compute_nodes", "
            "sacct_jobs", "set_nfs_profile"]
 
 
-_on: list[tuple[Cluster, Site | None, Path]] = []
+# Where the lab runs: this context's innermost `on(site)`, else this machine's
+# cluster. A context variable, so that a thread started with a copy of the
+# context (the site check's proofs, side by side) keeps its site whatever the
+# thread that started it does next.
+_on: ContextVar[tuple[tuple[Cluster, Site | None, Path], ...]] = ContextVar("minihpc_lab_on", default=())
+_local: list[Cluster] = []  # this machine's cluster, made on first use
+
+
+def _top() -> tuple[Cluster, Site | None, Path]:
+    stack = _on.get()
+    if stack:
+        return stack[-1]
+    if not _local:
+        _local.append(Cluster.local())
+    return _local[0], None, PROOF_DIR
 
 
 def cluster() -> Cluster:
     """The cluster the lab runs on: this machine's (`minihpc up`), or a site's while `on(site)` holds."""
-    if not _on:
-        _on.append((Cluster.local(), None, PROOF_DIR))
-    return _on[-1][0]
+    return _top()[0]
 
 
 def current_proof_dir() -> Path:
     """Where the lab's proofs go: .proof/, or the site's while `on(site)` holds."""
-    return _on[-1][2] if _on else PROOF_DIR
+    stack = _on.get()
+    return stack[-1][2] if stack else PROOF_DIR
 
 
 @contextmanager
-def on(other: Cluster, site: Site, proofs: Path) -> Iterator[None]:
+def on(other: Cluster, site: Site | None, proofs: Path) -> Iterator[None]:
     """Run the lab on a site's cluster (over SSH), with minihpc's profiles
-    made for that site (Site.profile), its proofs to `proofs`."""
-    cluster()
-    _on.append((other, site, proofs))
+    made for that site (Site.profile), its proofs to `proofs`; on another
+    cluster as it is (no site)."""
+    token = _on.set((*_on.get(), (other, site, proofs)))
     try:
         yield
     finally:
-        _on.pop()
+        _on.reset(token)
 
 
 def node_sh(cmd: str, service: str | None = None, user: str | None = None, workdir: str | None = None,
@@ -98,7 +112,7 @@ class Lab:
                                          (ROOT / "profiles", "profiles", pycache)], fresh=True)
         if r.rc != 0:
             raise RuntimeError(f"could not lay out {self.workdir}: {r.out}")
-        site = _on[-1][1]
+        site = _top()[1]
         if site:
             for profile in sorted((ROOT / "profiles").glob("*/config.yaml")):
                 rel = profile.relative_to(ROOT)

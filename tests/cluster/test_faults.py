@@ -270,16 +270,17 @@ def test_the_database_down_across_a_status_check_loses_the_run_until_stopped_and
                           what="both jobs of the run queued")
         faults.apply("stop", "db")
         try:
-            # Long enough to cover one status check whatever its phase (the
+            # Down until a status check has spent every attempt on the outage (the
             # plugin polls 5 s after submitting, then 10 s later each time more).
-            time.sleep(40)
+            eventually(lambda: "(final attempt)" in log.getvalue(), timeout=120,
+                       what="a status check of the plugin's giving up while the database is down")
             refused = user.run(f"sacct -n -X -j {','.join(jobs)}")
         finally:
             faults.apply("start", "db")
         done = f"sacct -n -X -P -o State -j {','.join(jobs)}"
         eventually(lambda: run_ok(user, done).split() == ["COMPLETED", "COMPLETED"], timeout=120,
                    what="SLURM finishing both jobs")
-        time.sleep(45)  # three status checks' worth
+        time.sleep(15)  # three more of the plugin's checks (5 s apart once it watches no job)
         still_waiting = not run.done()
         faults.apply("stop-snakemake")
         first = run.result(timeout=120)

@@ -91,7 +91,6 @@ def test_instructor_demo(cluster: Cluster, name: str) -> None:
     assert_passed(DEMOS[name].run(f"test-{name}"))
 
 
-@pytest.mark.xdist_group("lab-commissioning")
 @pytest.mark.cost(125)
 def test_commissioning_sequence_as_printed(cluster: Cluster) -> None:
     """make lab: the module's six commands word for word (profiles/slurm), their
@@ -105,7 +104,6 @@ def side_by_side(cluster: Cluster) -> Iterator[dict[str, Future[Core]]]:
         yield {name: pool.submit(run) for name, run in SIDE_BY_SIDE.items()}
 
 
-@pytest.mark.xdist_group("lab-side-by-side")  # side by side with the other tests, in a worker of its own
 @pytest.mark.cost(75)  # each; all four at once take as long as Core 6
 @pytest.mark.parametrize("name", list(SIDE_BY_SIDE))
 def test_resources_side_by_side(side_by_side: dict[str, Future[Core]], name: str) -> None:

@@ -6,6 +6,7 @@ proves no command of the site path goes through it)."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -78,12 +79,15 @@ def test_no_password_no_root_no_other_user_no_forwarding(site_file: Path, client
     assert compose("port", "login", "22").strip() == f"127.0.0.1:{client.facts.ssh_port}", "loopback only"
 
 
-@pytest.mark.xdist_group("site-check")  # side by side: the longest test, in a worker of its own
-@pytest.mark.cost(400)
+@pytest.mark.cost(200)
 def test_the_site_check_passes_over_ssh_alone(site_file: Path, no_docker, client: Client) -> None:
     env, calls = no_docker
+    started = time.monotonic()
     r = minihpc("site", "check", str(site_file), env=env)
+    took = time.monotonic() - started
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-3000:]
+    each = [int(s) for s in re.findall(r"^  \S+: \d+/\d+ checks passed in (\d+) s$", r.stdout, re.M)]
+    assert len(each) == 7 and sum(each) > took, f"the proofs ran side by side: {each} in {took:.0f} s"
     assert not calls.exists(), f"the site path ran docker: {calls.read_text()}"
     proofs = PROOF_DIR / "site"
     checks = (proofs / "checks.txt").read_text()

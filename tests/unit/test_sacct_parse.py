@@ -75,5 +75,5 @@ def test_a_labs_jobs_are_those_started_in_its_own_directory(monkeypatch: pytest.
             ("8", "r2", "rule_a", "c2", "FAILED", "/shared/lab-other"),
             ("9", "r1", "rule_b", "c1", "COMPLETED", "/shared/lab/sub")]
     c = Cluster(Facts(nodes=["c1", "c2"], cpus=2, mem_mb=1000, scratch_mb=100), Recorder(rows))
-    monkeypatch.setattr(labctl, "_on", [(c, None, tmp_path)])
-    assert [j["JobID"] for j in labctl.sacct_jobs(labctl.Lab("lab"), "now-1hours")] == ["7"]
+    with labctl.on(c, None, tmp_path):
+        assert [j["JobID"] for j in labctl.sacct_jobs(labctl.Lab("lab"), "now-1hours")] == ["7"]

@@ -17,9 +17,10 @@ def stamp(t: float) -> str:
 T0 = 1_790_000_000.0
 
 
-def job(submit: float, start: float | None, end: float | None, workdir: str = "/shared/a") -> dict:
+def job(submit: float, start: float | None, end: float | None, workdir: str = "/shared/a",
+        state: str = "COMPLETED") -> dict:
     return {"Submit": stamp(T0 + submit), "Start": stamp(T0 + start) if start is not None else "Unknown",
-            "End": stamp(T0 + end) if end is not None else "Unknown", "WorkDir": workdir}
+            "End": stamp(T0 + end) if end is not None else "Unknown", "WorkDir": workdir, "State": state}
 
 
 def test_union_and_minus() -> None:
@@ -33,7 +34,8 @@ def test_a_chain_of_two_jobs_splits_into_queued_running_polling_and_no_job() -> 
     # submitted at 17; it starts at 18 and ends at 20. The test ran 0..25.
     layers = suite.job_spans([job(0, 2, 7), job(17, 18, 20)], 0.0)
     parts = suite.split((T0, T0 + 25), layers)
-    assert parts == {"job running": 7.0, "job queued": 3.0, "plugin polling": 10.0, "no job": 5.0}
+    assert parts == {"SLURM timer": 0.0, "job running": 7.0, "job queued": 3.0, "plugin polling": 10.0,
+                     "no job": 5.0}
 
 
 def test_jobs_of_other_directories_and_running_jobs_are_not_polling() -> None:
@@ -45,8 +47,17 @@ def test_jobs_of_other_directories_and_running_jobs_are_not_polling() -> None:
 
 def test_a_job_cancelled_while_pending_counts_as_queued() -> None:
     layers = suite.job_spans([job(0, None, 4)], 0.0)
-    assert suite.split((T0, T0 + 6), layers) == {"job running": 0.0, "job queued": 4.0, "plugin polling": 0.0,
-                                                   "no job": 2.0}
+    assert suite.split((T0, T0 + 6), layers) == {"SLURM timer": 0.0, "job running": 0.0, "job queued": 4.0,
+                                                   "plugin polling": 0.0, "no job": 2.0}
+
+
+def test_a_job_that_ends_by_a_timer_is_the_timer_not_work() -> None:
+    # A TIMEOUT job runs 1..61 beside a completed one 0..10; a node's job lost 70..100 (NODE_FAIL).
+    layers = suite.job_spans([job(0, 1, 61, "/shared/t", "TIMEOUT"), job(0, 0, 10, "/shared/w"),
+                              job(70, 70, 100, "/shared/n", "NODE_FAIL")], 0.0)
+    parts = suite.split((T0, T0 + 100), layers)
+    assert parts == {"SLURM timer": 90.0, "job running": 1.0, "job queued": 0.0, "plugin polling": 0.0,
+                     "no job": 9.0}
 
 
 def test_a_name_that_is_not_plain_is_refused_before_anything_is_read(tmp_path) -> None:

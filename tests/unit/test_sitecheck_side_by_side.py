@@ -1,0 +1,69 @@
+"""minihpc site check runs its proofs side by side (sitecheck._side_by_side):
+at once, each keeping the site it was started on, their checks in the
+order asked, and a proof that raised raised once the others have ended."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from minihpc import sitecheck
+from minihpc.cluster import Cluster
+from minihpc.course import labctl
+from minihpc.course.cores import Core
+from minihpc.facts import Facts
+
+
+def core(name: str, ok: bool = True) -> Core:
+    c = Core(name, labctl.Lab(name, proof_dir=Path("/nonexistent")))
+    c.check(f"{name} held", ok, "evidence")
+    return c
+
+
+def test_the_proofs_run_at_once_and_their_results_keep_their_names() -> None:
+    # Each waits for the other at the barrier: run one after the other, the first would time out.
+    barrier = threading.Barrier(2, timeout=10)
+
+    def proof(name: str):
+        def run() -> Core:
+            barrier.wait()
+            return core(name)
+        return run
+
+    out = sitecheck._side_by_side({"a": proof("a"), "b": proof("b")})
+    assert {n: [ch.name for ch in c.checks] for n, c in out.items()} == {"a": ["a held"], "b": ["b held"]}
+
+
+def test_a_proof_that_raises_is_raised_after_the_others_end(capsys: pytest.CaptureFixture[str]) -> None:
+    ended = threading.Event()
+
+    def slow() -> Core:
+        ended.wait(0.3)
+        ended.set()
+        return core("slow")
+
+    def broken() -> Core:
+        raise RuntimeError("the site went away")
+
+    with pytest.raises(RuntimeError, match="the site went away"):
+        sitecheck._side_by_side({"broken": broken, "slow": slow})
+    assert ended.is_set(), "the other proof ran to its end first"
+    assert "broken: stopped after" in capsys.readouterr().err
+
+
+def test_each_proof_runs_on_the_site_it_was_started_on() -> None:
+    """A thread does not inherit labctl.on's site by itself (this machine's
+    cluster is the default): each proof runs in a copy of the starter's
+    context, so it keeps the site even after the starter has left it (Ctrl-C)."""
+    site = Cluster(Facts(nodes=["n1"], cpus=1, mem_mb=1, scratch_mb=1, shared="/site/work"), None)
+    seen = []
+
+    def proof() -> Core:
+        seen.append(labctl.cluster().facts.shared)
+        return core("p")
+
+    with labctl.on(site, None, Path("/nonexistent")):
+        sitecheck._side_by_side({"p": proof})
+    assert seen == ["/site/work"]
