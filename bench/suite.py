@@ -7,16 +7,17 @@ tests, jobs.json (every Slurm job of the run, from sacct). This script turns
 it into a table:
 
   bring-up       minihpc up: image builds, containers, daemons, first checks
-  SLURM timer    a job running that ends TIMEOUT or NODE_FAIL: the test
-                 waiting on a time limit, or on SlurmdTimeout to notice a
-                 dead node (from the job's start: an approximation)
-  job running    any other job running: the work, and Snakemake's start-up
-                 inside the job
+  job running    a job running (but those below): the work, and Snakemake's
+                 start-up inside the job
+  SLURM timer    no job running but one that ends TIMEOUT or NODE_FAIL: the
+                 test waiting on a time limit, or on SlurmdTimeout to notice
+                 a dead node (from the job's start: an approximation)
   job queued     jobs pending and none running: the scheduler's own pace
                  (sched_interval, backfill, a busy or drained cluster)
   plugin polling after a job ended, until the next job of the same working
-                 directory was submitted: the executor plugin's status checks
-                 noticing the end, then Snakemake scheduling the next
+                 directory was submitted within the same test: the executor
+                 plugin's status checks noticing the end, then Snakemake
+                 scheduling the next
   no job         none of the above: Snakemake's start-up on the login node,
                  SLURM's timers with no job (a node's death noticed), a test's
                  own setup and checks, restarts, idle
@@ -47,7 +48,7 @@ sys.path.insert(0, str(ROOT))
 
 DEFAULT_DIR = ROOT / ".suite"
 FIELDS = ("JobID", "User", "JobName", "Submit", "Start", "End", "State", "WorkDir")
-KINDS = ("SLURM timer", "job running", "job queued", "plugin polling", "no job")
+KINDS = ("job running", "SLURM timer", "job queued", "plugin polling", "no job")
 TIMERS = ("TIMEOUT", "NODE_FAIL")  # states a job reaches by a SLURM timer running out
 # A job's end and the next submission further apart than this are not one
 # workflow waiting on the plugin (its longest status interval is 180 s).
@@ -115,8 +116,11 @@ def covered(spans: list[Span], window: Span) -> float:
     return sum(max(0.0, min(e, b) - max(s, a)) for s, e in spans)
 
 
-def job_spans(jobs: list[dict], offset: float) -> dict[str, list[Span]]:
-    """The timeline's four job-made layers, each a union, disjoint."""
+def job_spans(jobs: list[dict], offset: float, tests: list[Span] | None = None) -> dict[str, list[Span]]:
+    """The timeline's four job-made layers, each a union, disjoint. A gap
+    between a job's end and the next submission from its directory is
+    polling only inside one of `tests` (each a test's span), if given: from
+    one test to the next it is the suite moving on (many tests work in /tmp)."""
     timers, running, queued, polling = [], [], [], []
     by_dir: dict[str, list[tuple[float, float]]] = defaultdict(list)
     now = time.time()
@@ -138,10 +142,11 @@ def job_spans(jobs: list[dict], offset: float) -> dict[str, list[Span]]:
         runs.sort()
         for _, end in runs:
             nxt = min((s for s, _ in runs if s >= end), default=None)
-            if nxt is not None and nxt - end <= POLL_MAX_S:
+            if nxt is not None and nxt - end <= POLL_MAX_S and (
+                    tests is None or any(s <= end and nxt <= e for s, e in tests)):
                 polling.append((end, nxt))
-    timer_u = union(timers)
-    run_u = minus(union(running), timer_u)
+    run_u = union(running)
+    timer_u = minus(union(timers), run_u)
     busy = union(timer_u + run_u)
     queue_u = minus(union(queued), busy)
     poll_u = minus(minus(union(polling), busy), queue_u)
@@ -169,7 +174,8 @@ def report(d: Path, name: str | None, top: int) -> int:
         return 2
     jobs_file = d / "jobs.json"
     data = json.loads(jobs_file.read_text()) if jobs_file.exists() else {"offset": 0.0, "jobs": []}
-    layers = job_spans(data["jobs"], data["offset"])
+    windows = [(t["start"], t["end"]) for t in tests if "tests/cluster/" in t["test"]]
+    layers = job_spans(data["jobs"], data["offset"], windows)
     begun = min(p["start"] for p in phases)
     ended = max(p["end"] for p in phases)
 

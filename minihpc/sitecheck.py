@@ -152,13 +152,16 @@ def connect(site: Site, session: bool = True) -> Cluster:
 def cleanup(c: Cluster) -> str:
     """Cancel every job of the check (its working directory is under the
     session), stop its processes on the login node (Snakemake, a poll for
-    a file: each works in the session or names it), remove the session directory."""
+    a file: whatever works in the session or names it), remove the session directory."""
     session = shlex.quote(c.facts.shared)
     script = (f"s={session}; ids=$(squeue --me -h -o '%i %Z' | awk -v s=\"$s\" 'index($2, s) == 1 {{print $1}}'); "
               f"[ -z \"$ids\" ] || scancel $ids; echo cancelled: $ids; "
-              f"for p in $(pgrep -u \"$(id -u)\" -f -- \"$s\") $(pgrep -u \"$(id -u)\" -f snakemake); do "
-              f"[ \"$p\" = $$ ] && continue; case $(readlink /proc/$p/cwd) $(tr '\\0' ' ' < /proc/$p/cmdline) in "
-              f"*\"$s\"*) kill $p 2>/dev/null && echo stopped: $p;; esac; done; "
+              # This shell and those it runs under name the session too: never theirs to end.
+              f"mine=' '; q=$$; while [ \"$q\" -gt 1 ] 2>/dev/null; do mine=\"$mine$q \"; "
+              f"q=$(awk '{{print $4}}' /proc/$q/stat 2>/dev/null); done; "
+              f"for p in $(pgrep -u \"$(id -u)\"); do case $mine in *\" $p \"*) continue;; esac; "
+              f"seen=\"$(readlink /proc/$p/cwd) $(tr '\\0' ' ' < /proc/$p/cmdline 2>/dev/null)\"; "
+              f"case $seen in *\"$s\"*) kill $p 2>/dev/null && echo stopped: $p;; esac; done; "
               f"rm -rf \"$s\" && echo removed: \"$s\"")
     r = c.sh(script, timeout=120)
     return r.out
@@ -375,7 +378,12 @@ def _side_by_side(runs: dict[str, Callable[[], Core]]) -> dict[str, Core]:
     out: dict[str, Core] = {}
     failure: BaseException | None = None
     for _ in runs:
-        name, got, took = done.get()
+        while True:
+            try:  # with a timeout: a signal that another thread took is acted on here within a second
+                name, got, took = done.get(timeout=1)
+                break
+            except queue.Empty:
+                continue
         if isinstance(got, BaseException):
             print(f"  {name}: stopped after {took:.0f} s: {got}", file=sys.stderr, flush=True)
             failure = failure or got

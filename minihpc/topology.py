@@ -119,9 +119,12 @@ class Topology:
         return self.bigmem_mb if name in self.bigmem_nodes else self.mem_mb
 
     def node_line(self, name: str) -> str:
+        # NodeAddr: slurmctld reaches a node at its fixed address. By name it asks
+        # Docker's DNS, which forgets a killed or cut-off node; slurmctld then
+        # retries the lookup for seconds at a time, and sbatch times out meanwhile.
         gres = f" Gres=gpu:{self.gpus}" if name in self.gpu_nodes else ""
-        return (f"NodeName={name} CPUs={self.cpus} RealMemory={self.node_mem(name)} TmpDisk={self.scratch_mb}"
-                f"{gres} State=UNKNOWN")
+        return (f"NodeName={name} NodeAddr={self.addresses[name]} CPUs={self.cpus} RealMemory={self.node_mem(name)} "
+                f"TmpDisk={self.scratch_mb}{gres} State=UNKNOWN")
 
 
 def _int(env: dict[str, str], key: str, lo: int, hi: int) -> int:

@@ -81,7 +81,7 @@ def test_sbatch_and_srun_as_lab_user_are_accounted(cluster: Cluster) -> None:
     batch_id = out.strip().split(";")[0]
     # A name of its own to find it by in sacct: other tests' jobs of the lab user may be named hostname too.
     name = f"test-srun-{secrets.token_hex(4)}"
-    srun = run_ok(lab, f"srun -N2 -w c1,c2 -J {name} hostname")
+    srun = run_ok(lab, f"srun --quiet -N2 -w c1,c2 -J {name} hostname")
     assert sorted(srun.split()) == ["c1", "c2"]
     srun_id = eventually(lambda: run_ok(lab, f"sacct -n -X -P -o JobID --name {name}").strip(), timeout=60,
                          what=f"sacct to know the srun job {name}")

@@ -101,7 +101,7 @@ def test_time_beyond_the_default_partition_is_refused_and_long_takes_it(client: 
 def test_gpus_are_scheduled_and_accounted(client: Client) -> None:
     f = client.facts
     [(node, count)] = f.gpus.items()
-    r = client.sh("srun -p gpu --gpus=1 bash -c 'echo $SLURMD_NODENAME $CUDA_VISIBLE_DEVICES'", workdir="/tmp")
+    r = client.sh("srun --quiet -p gpu --gpus=1 bash -c 'echo $SLURMD_NODENAME $CUDA_VISIBLE_DEVICES'", workdir="/tmp")
     assert r.rc == 0 and r.out.split() == [node, "0"], r.out
     rc, out = sbatch(client, f"-p gpu --gpus={count}", "echo $CUDA_VISIBLE_DEVICES")
     assert rc == 0, out

@@ -4,12 +4,16 @@ order asked, and a proof that raised raised once the others have ended."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from minihpc import sitecheck
+from minihpc import ROOT, sitecheck
 from minihpc.cluster import Cluster
 from minihpc.course import labctl
 from minihpc.course.cores import Core
@@ -67,3 +71,23 @@ def test_each_proof_runs_on_the_site_it_was_started_on() -> None:
     with labctl.on(site, None, Path("/nonexistent")):
         sitecheck._side_by_side({"p": proof})
     assert seen == ["/site/work"]
+
+
+def test_ctrl_c_reaches_the_check_while_its_proofs_run() -> None:
+    """The thread that waits for the proofs acts on Ctrl-C at once (whichever
+    thread the signal landed on), so the check can clean up and exit 130."""
+    code = ("import time\nfrom minihpc import sitecheck\n"
+            "def slow():\n    time.sleep(60)\n"
+            "try:\n    sitecheck._side_by_side({'a': slow, 'b': slow})\n"
+            "except KeyboardInterrupt:\n    print('interrupted', flush=True)\n    raise SystemExit(130)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == "running a ...\n"
+        time.sleep(1)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=10)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and "interrupted" in out, (out, err)

@@ -34,7 +34,7 @@ def test_a_chain_of_two_jobs_splits_into_queued_running_polling_and_no_job() -> 
     # submitted at 17; it starts at 18 and ends at 20. The test ran 0..25.
     layers = suite.job_spans([job(0, 2, 7), job(17, 18, 20)], 0.0)
     parts = suite.split((T0, T0 + 25), layers)
-    assert parts == {"SLURM timer": 0.0, "job running": 7.0, "job queued": 3.0, "plugin polling": 10.0,
+    assert parts == {"job running": 7.0, "SLURM timer": 0.0, "job queued": 3.0, "plugin polling": 10.0,
                      "no job": 5.0}
 
 
@@ -47,17 +47,25 @@ def test_jobs_of_other_directories_and_running_jobs_are_not_polling() -> None:
 
 def test_a_job_cancelled_while_pending_counts_as_queued() -> None:
     layers = suite.job_spans([job(0, None, 4)], 0.0)
-    assert suite.split((T0, T0 + 6), layers) == {"SLURM timer": 0.0, "job running": 0.0, "job queued": 4.0,
+    assert suite.split((T0, T0 + 6), layers) == {"job running": 0.0, "SLURM timer": 0.0, "job queued": 4.0,
                                                    "plugin polling": 0.0, "no job": 2.0}
 
 
-def test_a_job_that_ends_by_a_timer_is_the_timer_not_work() -> None:
+def test_a_job_that_ends_by_a_timer_is_the_timer_while_nothing_else_runs() -> None:
     # A TIMEOUT job runs 1..61 beside a completed one 0..10; a node's job lost 70..100 (NODE_FAIL).
     layers = suite.job_spans([job(0, 1, 61, "/shared/t", "TIMEOUT"), job(0, 0, 10, "/shared/w"),
                               job(70, 70, 100, "/shared/n", "NODE_FAIL")], 0.0)
     parts = suite.split((T0, T0 + 100), layers)
-    assert parts == {"SLURM timer": 90.0, "job running": 1.0, "job queued": 0.0, "plugin polling": 0.0,
+    assert parts == {"job running": 10.0, "SLURM timer": 81.0, "job queued": 0.0, "plugin polling": 0.0,
                      "no job": 9.0}
+
+
+def test_a_gap_from_one_test_to_the_next_is_not_polling() -> None:
+    # Two tests work in /tmp: 0..8 (its job ends at 7) and 12..25 (its job is submitted at 17).
+    layers = suite.job_spans([job(0, 2, 7, "/tmp"), job(17, 18, 20, "/tmp")], 0.0, [(T0, T0 + 8), (T0 + 12, T0 + 25)])
+    assert suite.split((T0, T0 + 25), layers)["plugin polling"] == 0.0
+    within = suite.job_spans([job(0, 2, 7, "/tmp"), job(17, 18, 20, "/tmp")], 0.0, [(T0, T0 + 25)])
+    assert suite.split((T0, T0 + 25), within)["plugin polling"] == 10.0
 
 
 def test_a_name_that_is_not_plain_is_refused_before_anything_is_read(tmp_path) -> None:

@@ -31,7 +31,9 @@ def test_conf_and_compose_agree(tmp_path: Path, n: int) -> None:
     for i, line in enumerate(shapes, 1):
         mem = 6000 if i == n else 3000
         gres = " Gres=gpu:2" if i == 1 else ""
-        assert line == f"NodeName=c{i} CPUs=2 RealMemory={mem} TmpDisk=512{gres} State=UNKNOWN"
+        # slurmctld reaches each node at the address Compose gives it, never by a DNS lookup.
+        addr = services[f"c{i}"]["networks"]["default"]["ipv4_address"]
+        assert line == f"NodeName=c{i} NodeAddr={addr} CPUs=2 RealMemory={mem} TmpDisk=512{gres} State=UNKNOWN"
         assert services[f"c{i}"]["mem_limit"] == f"{mem + topology.CONTAINER_HEADROOM_MB}m"
 
 
@@ -154,7 +156,8 @@ def test_the_site_shape_comes_from_the_same_values(tmp_path: Path) -> None:
     assert "Nodes=c1 " in parts["gpu"]
     gres = [line for line in (etc / "gres.conf").read_text().splitlines() if not line.startswith("#")]
     assert gres == [f"NodeName=c1 Name=gpu File=/dev/minihpc-gpu{i}" for i in range(4)]
-    assert "NodeName=c3 CPUs=2 RealMemory=9000 " in conf and "DefMemPerCPU=2048\n" in conf
+    c3 = next(x for x in conf.splitlines() if x.startswith("NodeName=c3 "))
+    assert " CPUs=2 RealMemory=9000 " in c3 and "DefMemPerCPU=2048\n" in conf
     assert "PriorityType=priority/multifactor\n" in conf
     assert "AccountingStorageEnforce=associations,limits,qos\n" in conf
     f = Facts.read(tmp_path)
@@ -177,4 +180,5 @@ def test_without_gpus_there_is_no_gpu_partition(tmp_path: Path) -> None:
     conf = (tmp_path / "etc/slurm.conf").read_text()
     assert "PartitionName=gpu" not in conf and "Gres=" not in conf
     # One node is both the standard and the bigmem node.
-    assert "NodeName=c1 CPUs=2 RealMemory=6000 " in conf and "PartitionName=bigmem Nodes=c1 " in conf
+    c1 = next(x for x in conf.splitlines() if x.startswith("NodeName=c1 "))
+    assert " CPUs=2 RealMemory=6000 " in c1 and "PartitionName=bigmem Nodes=c1 " in conf
