@@ -39,7 +39,7 @@ python3 -m minihpc up || rc=$?
 phase "bring-up" "$t"
 if [[ $rc -eq 0 ]]; then
   t=$(now)
-  "$py" -m pytest -m "cluster and not alone" -n "${SHARED_WORKERS:-3}" --dist loadscope --no-loadscope-reorder "$@" tests || rc=$?
+  "$py" -m pytest -m "cluster and not alone" -n "${SHARED_WORKERS:-4}" --dist loadscope --no-loadscope-reorder "$@" tests || rc=$?
   phase "cluster tests, side by side" "$t"
   t=$(now)
   "$py" tests/quiesce.py || rc=1
