@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import subprocess
 import time
@@ -68,6 +69,18 @@ class Cluster:
     def logs(self, service: str, since: str = "10m") -> str:
         """The service's container log (what `minihpc logs SERVICE` shows)."""
         return self.compose("logs", "--no-color", "--since", since, service).stdout
+
+    def story(self, since: str = "10m") -> str:
+        """What the controller and the nodes said about nodes and jobs going
+        wrong since `since`, and the nodes' states now: for a failure whose
+        cause was the cluster's, not the test's."""
+        pattern = re.compile(r"NODE_FAIL|not responding|now responding|DOWN|DRAIN|drain|[Ee]rror|requeue|"
+                             r"reboot|epilog:|scratchdir:|nodecheck:|[Ll]aunch fail")
+        lines = [f"{service}: {line}" for service in ["slurmctld", *self.compute_names]
+                 for line in self.compose("logs", "--no-color", "--no-log-prefix", "--since", since, service,
+                                          check=False).stdout.splitlines() if pattern.search(line)]
+        nodes = self.host("login").run("sinfo -N -h -o '%N %T %E' | sort -u").stdout
+        return "\n".join(["nodes now:", nodes.strip(), "what the logs said:", *lines[-60:]])
 
     def inspect(self, service: str) -> dict:
         out = subprocess.run(["docker", "inspect", self.container(service)], capture_output=True,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,10 @@ JOBS = 12
 # Alone: it fills every CPU, and proves it from its own jobs (any other job would hold one).
 @pytest.mark.alone
 def test_the_pressure_workflow_fills_the_cluster_and_every_job_completes(cluster: Cluster) -> None:
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     core = pressure(prefix="test-pressure", jobs=JOBS)
+    if not all(c.ok for c in core.checks):
+        print(cluster.story(since))  # a job not COMPLETED: what the cluster said meanwhile
     assert_passed(core)
     proof = (PROOF_DIR / "test-pressure.txt").read_text()
     capacity = cluster.facts.total_cpus
