@@ -10,9 +10,8 @@ it 30 s later, then a fan-in that checks every part):
   slurmctld restarted ("srun: error: Unable to confirm allocation");
 - the database down across a status check: the SLURM plugin loses track of
   its jobs and Snakemake waits forever (plugin issue #207), which
-  `minihpc fault stop-snakemake` ends and a rerun repairs;
-- EIO injected on one output: that job fails, nothing downstream runs,
-  nothing poisoned stays on /shared.
+  `minihpc fault stop-snakemake` ends and a rerun repairs.
+(EIO injected on one output: tests/cluster/test_nfs_faults.py.)
 """
 
 from __future__ import annotations
@@ -39,7 +38,7 @@ from minihpc.runner import Report, execute, plan
 from minihpc.transport import container, docker
 
 # Alone: it resizes the cluster, cuts and kills nodes, restarts the daemons, stops the
-# database, injects faults on /shared and signals every Snakemake on the login node.
+# database and signals every Snakemake on the login node.
 pytestmark = pytest.mark.alone
 
 WORKFLOW = ROOT / "tests/workflows/faults"
@@ -292,23 +291,3 @@ def test_the_database_down_across_a_status_check_loses_the_run_until_stopped_and
                           ["--rerun-incomplete", "--config", "parts=2", "seconds=1"]), cluster.client, io.StringIO())
     assert second.exit_code == 0
     assert run_ok(user, f"cat {cluster.facts.shared}/test-faults-db/results/total.txt").strip() == "2 parts, sum 1"
-
-
-def test_eio_on_one_output_fails_that_job_and_poisons_nothing(cluster: Cluster, minihpc) -> None:
-    faults, name = Faults(cluster.client), "test-faults-eio"
-    where = f"{cluster.facts.shared}/{name}"
-    args = ["--keep-going", "--config", "parts=4", "seconds=1"]
-    faults.apply("nfs-eio", f"{where}/results/parts/2.txt")
-    try:
-        report = minihpc.run(WORKFLOW, name=name, snakemake_args=args)
-    finally:
-        faults.apply("nfs-clear")
-    assert report.exit_code == 1
-    states = {(j.rule, j.wildcards): j.state for j in report.jobs}
-    assert states == {("part", "0"): "COMPLETED", ("part", "1"): "COMPLETED", ("part", "2"): "FAILED",
-                      ("part", "3"): "COMPLETED"}, "the failed part fails alone and total never runs"
-    files = run_ok(cluster.as_user("login"), f"cd {where} && find results -type f | sort").split()
-    assert files == ["results/parts/0.txt", "results/parts/1.txt", "results/parts/3.txt"]
-    again = minihpc.run(WORKFLOW, name=name, fresh=False, snakemake_args=args)
-    assert again.exit_code == 0
-    assert sorted((j.rule, j.wildcards) for j in again.jobs) == [("part", "2"), ("total", "")]

@@ -1,6 +1,6 @@
 """The NFS-style shared filesystem on the live cluster: mounted by the FUSE
 client on every node, the backing volume out of users' reach, profiles switched
-at runtime, the deterministic delay and injected faults seen by real jobs."""
+at runtime, the deterministic delay, a client crash (injected EIO: test_nfs_faults.py)."""
 
 from __future__ import annotations
 
@@ -72,20 +72,6 @@ def test_deterministic_delay_hides_a_jobs_output_from_login_for_d_seconds(cluste
     assert off < 1.5, f"profile off: visible on login after {off:.2f}s"
     assert 5.0 <= delayed <= 7.5, f"delay 6: visible on login after {delayed:.2f}s"
     assert {s: cluster.inspect(s)["State"]["StartedAt"] for s in ("login", "c1")} == started, "switched, not restarted"
-
-
-@pytest.mark.alone
-def test_an_injected_eio_reaches_the_job_as_an_io_error(cluster: Cluster, proof_dir: str, client: Client) -> None:
-    user = cluster.as_user()
-    run_ok(user, f"echo payload > {proof_dir}/input.txt")
-    client.set_nfs_profile("off", "--fault", f"EIO:op=read,path={proof_dir[7:]}/input.txt,node=c1,probability=1")
-    r = user.run(f"sbatch --wait -w c1 -o {proof_dir}/job.out --wrap 'cat {proof_dir}/input.txt'")
-    out = run_ok(user, f"cat {proof_dir}/job.out")
-    assert r.rc != 0 and "Input/output error" in out, out
-    jobid = r.stdout.split()[-1]
-    state = run_ok(user, f"sacct -n -X -P -j {jobid} -o State,ExitCode").strip()
-    assert state.startswith("FAILED"), state
-    assert run_ok(cluster.as_user("c2"), f"cat {proof_dir}/input.txt").strip() == "payload", "node c2 unaffected"
 
 
 # Alone: it kills c2's NFS client, so /shared goes away there until it is back.
