@@ -260,16 +260,20 @@ def finished_at(output: str) -> float | None:
 LAG_TARGET = "results/staged_demo.txt"
 
 
-def short_wait_under_lag(lab: Lab) -> tuple[Result, Result, Result, str]:
-    """Under an NFS delay of LAG s, run LAG_TARGET with --latency-wait 2, then
-    wait out the delay and look at what arrived (and read LAG_TARGET then).
-    Leaves the lag profile on."""
+def short_wait_under_lag(lab: Lab) -> tuple[Result, Result]:
+    """Under an NFS delay of LAG s, run LAG_TARGET with --latency-wait 2.
+    Leaves the lag profile on; what arrives later: arrived_after_lag."""
     # The lab's files, laid out before the switch, show on the compute nodes at once.
     lag = set_nfs_profile(LAG_PROFILE, "--set", f"delay={LAG}")
-    short = lab.snakemake(f"{SLURM} --latency-wait 2 {LAG_TARGET}")
+    return lag, lab.snakemake(f"{SLURM} --latency-wait 2 {LAG_TARGET}")
+
+
+def arrived_after_lag(lab: Lab) -> tuple[Result, str]:
+    """Once the delay has passed since the short run ended (short_wait_under_lag):
+    what the login node sees, and LAG_TARGET as it reads it then."""
     time.sleep(LAG + 1)
     after_short = lab.sh(f"ls -l results/; cat {LAG_TARGET}; snakemake -n {LAG_TARGET} | tail -n 2")
-    return lag, short, after_short, lab.read(LAG_TARGET)
+    return after_short, lab.read(LAG_TARGET)
 
 
 def short_wait_fails(c: Core, short: Result, after_short: Result, arrived: str) -> None:
@@ -291,16 +295,21 @@ def core3_latency(prefix: str = "core3") -> Core:
     latency message, one above D waits about D and succeeds; with the profile
     off both succeed."""
     c, lab = fresh("core3", f"{prefix}-latency")
+    # The long run's own directory, laid out before the switch like the first.
+    waits = Lab(f"{prefix}-latency-wait")
+    waits.reset()
     target = LAG_TARGET
     try:
-        lag, short, after_short, arrived = short_wait_under_lag(lab)
-        lab.sh("rm -rf results .snakemake/metadata")
-        time.sleep(1)
-        long = lab.snakemake(f"{SLURM} --latency-wait 60 {target}")
+        lag, short = short_wait_under_lag(lab)
+        # The long run goes while the short run's output is still on its way:
+        # its own directory, its own job, the same delay.
+        running = waits.spawn(f"snakemake {SLURM} --latency-wait 60 {target}")
+        after_short, arrived = arrived_after_lag(lab)
+        long = waits.collect(running)
         # The job ends right after writing its output (Snakemake itself later
         # touches the file, so its ctime is no witness of the write).
         ids = submitted_ids(long.out)
-        ended = lab.sh(f"sacct -n -X -P -j {ids[-1] if ids else 0} -o End")
+        ended = waits.sh(f"sacct -n -X -P -j {ids[-1] if ids else 0} -o End")
         off = set_nfs_profile("off")
         lab.sh("rm -rf results .snakemake/metadata")
         off_short = lab.snakemake(f"{SLURM} --latency-wait 2 {target}")

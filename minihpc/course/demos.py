@@ -13,7 +13,17 @@ import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from minihpc.course.cores import LAG, SLURM, Core, fresh, short_wait_fails, short_wait_under_lag, submitted_ids, tail
+from minihpc.course.cores import (
+    LAG,
+    SLURM,
+    Core,
+    arrived_after_lag,
+    fresh,
+    short_wait_fails,
+    short_wait_under_lag,
+    submitted_ids,
+    tail,
+)
 from minihpc.course.labctl import LAB_USER, Lab, cluster, compute_nodes, node_sh, now_stamp, set_nfs_profile
 from minihpc.course.resources import MEM, TIME, run_rule, sacct_of
 from minihpc.course.staging import COMPLETE, INPUT, STAGING, TARGET, job_prefix, shard_log
@@ -183,7 +193,8 @@ def latency_too_short(prefix: str = "demo") -> Core:
     """--latency-wait below the shared filesystem's lag."""
     c, lab = fresh("demo", f"{prefix}-latency")
     try:
-        lag, short, after, arrived = short_wait_under_lag(lab)
+        lag, short = short_wait_under_lag(lab)
+        after, arrived = arrived_after_lag(lab)
     finally:
         off = set_nfs_profile("off")
     lab.proof("demo.latency", lag, short, f"# {LAG + 1} s later, on the login node:\n", after, off)
