@@ -11,7 +11,7 @@ it 30 s later, then a fan-in that checks every part):
 - the database down across a status check: the SLURM plugin loses track of
   its jobs and Snakemake waits forever (plugin issue #207), which
   `minihpc fault stop-snakemake` ends and a rerun repairs.
-(EIO injected on one output: tests/cluster/test_nfs_faults.py.)
+(EIO injected on one output: tests/cluster/test_shared_eio.py.)
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The NFS-style shared filesystem on the live cluster: mounted by the FUSE
 client on every node, the backing volume out of users' reach, profiles switched
-at runtime, the deterministic delay, a client crash (injected EIO: test_nfs_faults.py)."""
+at runtime, the deterministic delay, a client crash (injected EIO: test_shared_eio.py)."""
 
 from __future__ import annotations
 
