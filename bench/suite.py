@@ -2,9 +2,9 @@
 
 tests/run-suite.sh leaves a run's timeline in .suite/: phases.jsonl (the
 bring-up, the cluster tests, the host-only tests), tests.jsonl (each test's
-start and end, from tests/conftest.py) and, collected after the cluster
-tests, jobs.json (every Slurm job of the run, from sacct). This script turns
-it into a table:
+start and end, from tests/conftest.py), cpu.txt (the host's /proc/stat every
+2 s) and, collected after the cluster tests, jobs.json (every Slurm job of
+the run, from sacct). This script turns it into a table:
 
   bring-up       minihpc up: image builds, containers, daemons, first checks
   job running    a job running (but those below): the work, and Snakemake's
@@ -40,6 +40,7 @@ import re
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -160,6 +161,25 @@ def _stamp(text: str, offset: float) -> float | None:
         return None
 
 
+def cpu_busy(d: Path) -> Callable[[Span], float | None]:
+    """How busy the host's cores were over a window, 0..1 of all of them
+    (from cpu.txt: time, then /proc/stat's `cpu` line); None without samples."""
+    samples = []
+    path = d / "cpu.txt"
+    for line in path.read_text().splitlines() if path.exists() else []:
+        f = line.split()
+        if len(f) >= 6 and f[1] == "cpu":
+            ticks = [int(x) for x in f[2:]]
+            samples.append((float(f[0]), sum(ticks) - ticks[3] - ticks[4], sum(ticks)))  # idle, iowait
+
+    def busy(window: Span) -> float | None:
+        inside = [s for s in samples if window[0] <= s[0] <= window[1]]
+        if len(inside) < 2 or inside[-1][2] == inside[0][2]:
+            return None
+        return (inside[-1][1] - inside[0][1]) / (inside[-1][2] - inside[0][2])
+    return busy
+
+
 def split(window: Span, layers: dict[str, list[Span]]) -> dict[str, float]:
     out = {k: covered(layers[k], window) for k in KINDS[:-1]}
     out["no job"] = max(0.0, window[1] - window[0] - sum(out.values()))
@@ -176,6 +196,7 @@ def report(d: Path, name: str | None, top: int) -> int:
     data = json.loads(jobs_file.read_text()) if jobs_file.exists() else {"offset": 0.0, "jobs": []}
     windows = [(t["start"], t["end"]) for t in tests if "tests/cluster/" in t["test"]]
     layers = job_spans(data["jobs"], data["offset"], windows)
+    busy = cpu_busy(d)
     begun = min(p["start"] for p in phases)
     ended = max(p["end"] for p in phases)
 
@@ -192,6 +213,8 @@ def report(d: Path, name: str | None, top: int) -> int:
              "host_tests": len(host_tests), "phases": []}
     for p in phases:
         entry = {"phase": p["phase"], "wall_s": round(p["end"] - p["start"], 1)}
+        if (b := busy((p["start"], p["end"]))) is not None:
+            entry["cpu_busy"] = round(b, 2)
         if p["phase"].startswith("cluster tests"):
             # Wall-clock time of the phase by what the cluster was doing, and the
             # test-seconds it held (more than its wall when tests ran side by side).
@@ -226,15 +249,19 @@ def table(whole: dict, by_file: list[dict], slowest: list[dict]) -> str:
     w = whole
     lines = [f"make test: {w['wall_s']:.0f} s wall, {w['cluster_tests']} cluster tests, {w['jobs']} Slurm jobs, "
              f"{w['host_tests']} host-only tests beside them", "",
-             "| phase | wall s | tests | test-s | " + " | ".join(KINDS) + " |",
-             "|---|---:|---:|---:|" + "---:|" * len(KINDS)]
+             "| phase | wall s | host CPU busy | tests | test-s | " + " | ".join(KINDS) + " |",
+             "|---|---:|---:|---:|---:|" + "---:|" * len(KINDS)]
     for p in w["phases"]:
         sp = p.get("wall_split_s")
         cells = " | ".join(f"{sp[k]:.0f}" for k in KINDS) if sp else " | ".join("" for _ in KINDS)
-        lines.append(f"| {p['phase']} | {p['wall_s']:.0f} | {p.get('tests', '')} | "
-                     f"{p['test_s']:.0f} | {cells} |" if sp else f"| {p['phase']} | {p['wall_s']:.0f} | | | {cells} |")
-    lines += ["", "Cluster phases' columns: wall-clock seconds by what the cluster was doing. Below: "
-              "test-seconds (each test's own time, its fixtures included; tests side by side overlap).", "",
+        cpu = f"{p['cpu_busy']:.0%}" if "cpu_busy" in p else ""
+        lines.append(f"| {p['phase']} | {p['wall_s']:.0f} | {cpu} | {p.get('tests', '')} | "
+                     f"{p['test_s']:.0f} | {cells} |" if sp else
+                     f"| {p['phase']} | {p['wall_s']:.0f} | {cpu} | | | {cells} |")
+    lines += ["", "Host CPU busy: of all the host's cores, from /proc/stat every 2 s (near 100 %: the phase waits "
+              "on CPU, not on the cluster). Cluster phases' columns: wall-clock seconds by what the cluster was "
+              "doing. Below: test-seconds (each test's own time, its fixtures included; tests side by side "
+              "overlap).", "",
               "| file | tests | s | " + " | ".join(KINDS) + " |", "|---|---:|---:|" + "---:|" * len(KINDS)]
     for f in by_file:
         lines.append(f"| {f['file']} | {f['tests']:.0f} | {f['s']:.0f} | " +

@@ -23,12 +23,17 @@ export MINIHPC_SUITE_LOG=$PWD/$suite/tests.jsonl
 now() { date +%s.%N; }
 phase() { printf '{"phase": "%s", "start": %s, "end": %s}\n' "$1" "$2" "$(now)" >>"$suite/phases.jsonl"; }
 
+# How busy the host's cores were, every 2 s (bench/suite.py: a phase near
+# 100 % waits on CPU, not on the cluster).
+( while :; do printf '%s %s\n' "$(now)" "$(head -n 1 /proc/stat)"; sleep 2; done >>"$suite/cpu.txt" ) &
+cpu=$!
+
 log=$(mktemp -t minihpc-host-tests.XXXXXX)
 # No cache plugin: the two sessions would both write .pytest_cache.
 ( t=$(now); "$py" -m pytest -m "not cluster" -p no:cacheprovider "$@" tests >"$log" 2>&1 </dev/null
   rc=$?; phase "host tests" "$t"; exit $rc ) &
 host=$!
-stop_host() { kill "$host" 2>/dev/null; wait "$host" 2>/dev/null; rm -f "$log"; }
+stop_host() { kill "$host" "$cpu" 2>/dev/null; wait "$host" 2>/dev/null; rm -f "$log"; }
 trap stop_host EXIT
 trap 'exit 143' TERM
 trap 'exit 130' INT
@@ -39,7 +44,7 @@ python3 -m minihpc up || rc=$?
 phase "bring-up" "$t"
 if [[ $rc -eq 0 ]]; then
   t=$(now)
-  "$py" -m pytest -m "cluster and not alone" -n "${SHARED_WORKERS:-4}" --dist loadscope --no-loadscope-reorder "$@" tests || rc=$?
+  "$py" -m pytest -m "cluster and not alone" -n "${SHARED_WORKERS:-5}" --dist loadscope --no-loadscope-reorder "$@" tests || rc=$?
   phase "cluster tests, side by side" "$t"
   t=$(now)
   "$py" tests/quiesce.py || rc=1

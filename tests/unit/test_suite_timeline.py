@@ -74,3 +74,17 @@ def test_a_name_that_is_not_plain_is_refused_before_anything_is_read(tmp_path) -
                        capture_output=True, text=True, check=False)
     assert r.returncode == 2 and "--name '../evil' is not a plain name" in r.stderr, r.stderr
     assert not (Path(suite.__file__).parent / "evil.json").exists()
+
+
+def test_cpu_busy_is_the_share_of_all_cores_between_the_samples_inside_the_window(tmp_path) -> None:
+    # /proc/stat's cpu line: user nice system idle iowait irq softirq steal ...
+    lines = ["100.0 cpu 1000 0 0 1000 0 0 0 0 0 0",
+             "102.0 cpu 1300 0 100 1100 0 0 0 0 0 0",   # 400 busy of 500
+             "104.0 cpu 1300 0 100 1500 100 0 0 0 0 0",  # idle and iowait: 0 busy of 500
+             "not a sample"]
+    (tmp_path / "cpu.txt").write_text("\n".join(lines) + "\n")
+    busy = suite.cpu_busy(tmp_path)
+    assert busy((100.0, 102.0)) == 0.8
+    assert busy((100.0, 104.0)) == 0.4
+    assert busy((101.0, 103.0)) is None, "fewer than two samples inside: unknown, not zero"
+    assert suite.cpu_busy(tmp_path / "none")((0, 1e12)) is None
