@@ -11,7 +11,9 @@ is killed (the other job's processes must live).
 
 Spared: `docker exec` sessions (a process whose parent is outside the
 container, ppid 0, and its descendants), which are the administrator's and
-the tests' way in, and which no job can create.
+the tests' way in, and which no job can create; and whatever descends from
+another job's slurmstepd, whoever's it is: a job of the user's that starts
+on this node while this epilog runs has processes before slurmd lists them.
 
 Having an Epilog at all also speeds Slurm up: slurmd then reports the job's
 end with an epilog-complete message, which runs the scheduler at once; without
@@ -21,9 +23,11 @@ one the freed CPUs wait for slurmctld's next scheduling pass (bench/throughput.p
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 
 ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
 ROUNDS = 3  # a process may fork while its siblings are killed
@@ -62,6 +66,31 @@ def exec_session(pid: int, table: dict[int, tuple[int, int]]) -> bool:
         ppid = table[pid][1]
         if ppid == 0:
             return pid != 1
+        pid = ppid
+    return False
+
+
+def stepd_job(pid: int) -> str | None:
+    """The job a slurmstepd serves ("slurmstepd: [123.batch]"); None for any other process."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            m = re.match(rb"slurmstepd: \[(\d+)\.", f.read())
+    except OSError:
+        return None
+    return m.group(1).decode() if m else None
+
+
+def another_jobs(pid: int, job: str, table: dict[int, tuple[int, int]],
+                 stepd: Callable[[int], str | None] = stepd_job) -> bool:
+    """Whether `pid` descends from the slurmstepd of a job other than `job`
+    (slurmstepd runs as root; a job's processes are its children until they
+    daemonise, which re-parents them to the container's init)."""
+    seen = set()
+    while pid in table and pid not in seen:
+        seen.add(pid)
+        owner, ppid = table[pid]
+        if owner == 0 and (of := stepd(pid)) is not None:
+            return of != job
         pid = ppid
     return False
 
@@ -110,7 +139,8 @@ def main() -> int:
     for _ in range(ROUNDS):
         table = procs()
         targets = [p for p, (owner, _) in table.items() if owner == uid and p not in killed
-                   and not exec_session(p, table) and (everything or carries(p, job))]
+                   and not exec_session(p, table) and not another_jobs(p, job, table)
+                   and (everything or carries(p, job))]
         if not targets:
             break
         for p in targets:

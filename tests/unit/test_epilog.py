@@ -1,0 +1,55 @@
+"""cluster/epilog.py: which of a user's processes a job's epilog spares.
+(What it kills, on real nodes: tests/cluster/test_limits.py, test_isolation.py.)"""
+
+import importlib.util
+from pathlib import Path
+
+_spec = importlib.util.spec_from_file_location("epilog", Path(__file__).resolve().parents[2] / "cluster/epilog.py")
+epilog = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(epilog)
+
+USER = 1000
+# pid: (owner uid, parent pid). 1 is slurmd, the container's init; 10 and 20
+# are the slurmstepds of jobs 7 (ending) and 8 (starting on the node).
+TABLE = {
+    1: (0, 0),
+    10: (0, 1), 11: (USER, 10), 12: (USER, 11),   # job 7's batch script and its child
+    20: (0, 1), 21: (USER, 20), 22: (USER, 21),   # job 8's, not yet listed by slurmd
+    30: (USER, 1),                                # a daemonised stray: re-parented to init
+    40: (0, 1), 41: (USER, 40),                   # a root process that is not a slurmstepd
+}
+STEPDS = {10: "7", 20: "8"}
+
+
+def stepd(pid: int) -> str | None:
+    return STEPDS.get(pid)
+
+
+def test_what_descends_from_another_jobs_slurmstepd_is_spared_and_nothing_else() -> None:
+    spared = {p for p in TABLE if epilog.another_jobs(p, "7", TABLE, stepd)}
+    assert spared == {20, 21, 22}
+    # Seen from job 8's epilog, job 7's processes are the other job's.
+    assert {p for p in TABLE if epilog.another_jobs(p, "8", TABLE, stepd)} == {10, 11, 12}
+
+
+def test_a_cycle_or_a_vanished_parent_ends_the_walk() -> None:
+    assert not epilog.another_jobs(5, "7", {5: (USER, 6), 6: (USER, 5)}, stepd)
+    assert not epilog.another_jobs(5, "7", {5: (USER, 99)}, stepd)
+
+
+def test_only_a_slurmstepd_command_line_names_a_job(tmp_path, monkeypatch) -> None:
+    import builtins
+    lines = {"/proc/1/cmdline": b"slurmstepd: [581.batch]\0", "/proc/2/cmdline": b"slurmstepd: [9.extern]\0",
+             "/proc/3/cmdline": b"slurmd\0-D\0", "/proc/4/cmdline": b"sleep\0slurmstepd: [5.batch]\0"}
+    real = builtins.open
+
+    def fake(path, *a, **k):
+        if str(path) in lines:
+            f = tmp_path / Path(path).parent.name
+            f.write_bytes(lines[str(path)])
+            return real(f, *a, **k)
+        if str(path).startswith("/proc/"):
+            raise FileNotFoundError(path)
+        return real(path, *a, **k)
+    monkeypatch.setattr(builtins, "open", fake)
+    assert [epilog.stepd_job(p) for p in (1, 2, 3, 4, 5)] == ["581", "9", None, None, None]
