@@ -132,10 +132,10 @@ def up(nodes: int) -> None:
 
 @pytest.fixture(scope="module")
 def bigger(cluster: Cluster) -> Iterator[Cluster]:
-    """One more node: the plugin excludes a node whose job ended NODE_FAIL
-    from every later submission of the run, so two node faults need a third
-    node for the rest of the run."""
-    up(cluster.nodes + 1)
+    """Two more nodes: the plugin excludes a node whose job ended NODE_FAIL
+    from every later submission of the run, so after two node faults the
+    rest of the run (the parts lost with them, run again) keeps two nodes."""
+    up(cluster.nodes + 2)
     try:
         yield Cluster(cluster.root, Client.local())
     finally:
