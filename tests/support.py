@@ -67,8 +67,8 @@ class Cluster:
         return self.host(service, self.lab_user)
 
     def logs(self, service: str, since: str = "10m") -> str:
-        """The service's container log (what `minihpc logs SERVICE` shows)."""
-        return self.compose("logs", "--no-color", "--since", since, service).stdout
+        """The service's container log (what `minihpc logs SERVICE` shows), its lines unprefixed."""
+        return self.compose("logs", "--no-color", "--no-log-prefix", "--since", since, service).stdout
 
     def story(self, since: str = "10m") -> str:
         """What the controller and the nodes said about nodes and jobs going
@@ -77,8 +77,7 @@ class Cluster:
         pattern = re.compile(r"NODE_FAIL|not responding|now responding|DOWN|DRAIN|drain|[Ee]rror|requeue|"
                              r"reboot|epilog:|scratchdir:|nodecheck:|[Ll]aunch fail")
         lines = [f"{service}: {line}" for service in ["slurmctld", *self.compute_names]
-                 for line in self.compose("logs", "--no-color", "--no-log-prefix", "--since", since, service,
-                                          check=False).stdout.splitlines() if pattern.search(line)]
+                 for line in self.logs(service, since).splitlines() if pattern.search(line)]
         nodes = self.host("login").run("sinfo -N -h -o '%N %T %E' | sort -u").stdout
         return "\n".join(["nodes now:", nodes.strip(), "what the logs said:", *lines[-60:]])
 
