@@ -338,11 +338,7 @@ class Fair:
         self._queues: dict[int, collections.deque] = {}
         self._turn: collections.deque[int] = collections.deque()  # users with queued requests
         self._busy: collections.Counter[int] = collections.Counter()
-        self._cv = threading.Condition()
-
-    def put(self, uid: int, item: object) -> None:
-        with self._cv:
-            self._enqueue(uid, item)
+        self._lock = threading.Lock()
 
     def _enqueue(self, uid: int, item: object) -> None:
         """Under the lock: `item` waits behind `uid`'s other queued requests."""
@@ -351,13 +347,12 @@ class Fair:
             q = self._queues[uid] = collections.deque()
             self._turn.append(uid)
         q.append(item)
-        self._cv.notify()
 
     def admit(self, uid: int, item: object) -> bool:
         """Whether a request of `uid` just read may be served at once; if not,
         it is queued (`item`), in the same step: a request of this user
         finishing in between then finds it."""
-        with self._cv:
+        with self._lock:
             if self._busy[uid] < self.per_user and uid not in self._queues:
                 self._busy[uid] += 1
                 return True
@@ -365,16 +360,8 @@ class Fair:
             return False
 
     def take_nowait(self) -> tuple[int, object] | None:
-        with self._cv:
+        with self._lock:
             return self._next()
-
-    def take(self) -> tuple[int, object]:
-        with self._cv:
-            while True:
-                got = self._next()
-                if got is not None:
-                    return got
-                self._cv.wait()
 
     def _next(self) -> tuple[int, object] | None:
         """Under the lock: the next queued request whose user has room."""
@@ -392,11 +379,10 @@ class Fair:
         return None
 
     def done(self, uid: int) -> None:
-        with self._cv:
+        with self._lock:
             self._busy[uid] -= 1
             if not self._busy[uid]:
                 del self._busy[uid]
-            self._cv.notify()
 
 
 class Gate:

@@ -4,7 +4,6 @@ fair queues, bounded node descriptors, streamed listings, bounded caches."""
 from __future__ import annotations
 
 import os
-import threading
 from pathlib import Path
 
 import pytest
@@ -18,22 +17,23 @@ from nfs.syscalls import getdents, open_by_handle, open_handle
 
 
 def test_fair_serves_users_in_turn_and_caps_each_one():
+    """As the serving loops use it: a request read is admitted at once while
+    its user has room and nothing queued, else queued; a freed slot takes the
+    next queued request of a user with room, users in turn."""
     fair = Fair(per_user=2)
-    for i in range(5):
-        fair.put(1000, f"noisy{i}")
-    fair.put(1001, "quiet0")
-    fair.put(1001, "quiet1")
-    got = [fair.take() for _ in range(4)]
-    assert got == [(1000, "noisy0"), (1001, "quiet0"), (1000, "noisy1"), (1001, "quiet1")]
-    # 1000 has two in service: its third waits until one is done.
-    taken: list = []
-    t = threading.Thread(target=lambda: taken.append(fair.take()))
-    t.start()
-    t.join(0.2)
-    assert not taken, "a user got a third request in service"
+    assert [fair.admit(1000, f"noisy{i}") for i in range(5)] == [True, True, False, False, False]
+    assert [fair.admit(1001, f"quiet{i}") for i in range(3)] == [True, True, False]
+    assert fair.take_nowait() is None, "each user already has two in service"
     fair.done(1000)
-    t.join(2)
-    assert taken == [(1000, "noisy2")]
+    fair.done(1001)
+    assert [fair.take_nowait() for _ in range(3)] == [(1000, "noisy2"), (1001, "quiet2"), None]
+    fair.done(1000)
+    fair.done(1000)
+    assert [fair.take_nowait() for _ in range(3)] == [(1000, "noisy3"), (1000, "noisy4"), None]
+    # A user with requests queued waits behind them: the next is queued, not admitted.
+    fair.done(1001)
+    assert fair.admit(1001, "quiet3") is True
+    assert fair.admit(1000, "noisy5") is False
 
 
 class FakeWatcher:
