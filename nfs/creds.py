@@ -23,6 +23,12 @@ GROUPS_TTL = 1.0
 _MAX_CACHED = 4096
 
 
+class _Identity(threading.local):
+    # A class default, so that a thread that never served a caller reads
+    # root without a failed lookup (an exception per root request).
+    current = ROOT
+
+
 class Credentials:
     """Each serving thread's identity, switched only when the caller differs.
     `groups_of(pid)` reads a caller's supplementary groups (fuse_req_getgroups)."""
@@ -31,12 +37,12 @@ class Credentials:
                  apply: Callable[[int, int, tuple[int, ...]], None] = set_thread_creds) -> None:
         self._groups_of, self._clock, self._apply = groups_of, clock, apply
         self._cache: dict[tuple[int, int, int], tuple[float, tuple[int, ...]]] = {}
-        self._local = threading.local()  # each serving thread has its own identity
+        self._local = _Identity()  # each serving thread has its own identity
 
     @property
     def current(self) -> tuple[int, int, tuple[int, ...]]:
         """This thread's identity now (root until it serves a caller)."""
-        return getattr(self._local, "current", ROOT)
+        return self._local.current
 
     @current.setter
     def current(self, who: tuple[int, int, tuple[int, ...]]) -> None:

@@ -80,11 +80,14 @@ def test_the_gate_waits_for_requests_in_service_and_holds_the_next():
     in_service, release = threading.Event(), threading.Event()
 
     def request(name: str) -> None:
-        with gate.serving():
+        gate.enter()  # as Session._serve passes it
+        try:
             events.append(f"{name} starts")
             in_service.set()
             release.wait(5)
             events.append(f"{name} ends")
+        finally:
+            gate.leave()
 
     first = threading.Thread(target=request, args=("first",))
     first.start()
