@@ -399,8 +399,9 @@ class Gate:
     """Requests pass while it is open (`enter`, then `leave`); `closed()`
     waits for those in service to end and holds the next ones back until it
     is done. Every request passes it, so the open gate costs one plain lock
-    each way (no context manager, no Condition): together with Fair and
-    Relay, those calls were a fifth of a small request's time."""
+    each way (no context manager, no Condition): with Fair's and Relay's
+    calls on Conditions, a request libfuse answers itself took 22 us to
+    answer with workers, 5 us without."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
