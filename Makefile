@@ -16,6 +16,8 @@ SUBNET ?=
 # NFS-style client profile (see `make nfs-profiles`); empty keeps the active one (fresh cluster: off).
 NFS_PROFILE ?=
 PYTEST_ARGS ?=
+# make destroy YES=1: remove the cluster without asking.
+YES ?=
 
 export NODES NODE_CPUS NODE_MEM_MB BIGMEM_MB GPUS SCRATCH_MB SSH_PORT SUBNET READY_TIMEOUT NFS_PROFILE
 
@@ -40,8 +42,9 @@ cluster-up: ## bring up (or resize to NODES) the cluster and wait until it is re
 cluster-down: ## stop the cluster, keep its data and secrets
 	$(MINIHPC) down
 
-destroy: ## remove containers, volumes and generated secrets (images are kept)
-	$(MINIHPC) destroy --yes
+# Asks first (the accounting database and every file on /shared go); YES=1 does not.
+destroy: ## remove containers, volumes and generated secrets (images are kept); asks unless YES=1
+	$(MINIHPC) destroy $(if $(filter 1 yes true,$(YES)),--yes)
 
 status: ## nodes, queue and service health
 	@$(MINIHPC) status

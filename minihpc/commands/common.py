@@ -48,6 +48,6 @@ def confirm(question: str, yes: bool) -> None:
     if yes:
         return
     if not sys.stdin.isatty():
-        raise BadInput(f"{question} needs confirmation and there is no terminal to ask", "pass --yes")
+        raise BadInput(f"{question} needs confirmation and there is no terminal to ask", "pass --yes (make: YES=1)")
     if input(f"{question} [y/N] ").strip().lower() not in ("y", "yes"):
         raise MinihpcError("not confirmed", "nothing was changed")

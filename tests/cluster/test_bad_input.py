@@ -12,7 +12,7 @@ import sys
 import pytest
 from support import Cluster, run_ok
 
-from minihpc import ROOT
+from minihpc import ROOT, RUN_DIR
 
 # Alone: "nothing changed" is judged on everything under /shared, where other tests write.
 pytestmark = pytest.mark.alone
@@ -71,3 +71,15 @@ def test_bad_input_is_refused_and_changes_nothing(cluster: Cluster, env: dict[st
     assert lines[-1].startswith("minihpc: error: ") and message in lines[-1], r.stderr
     assert "Traceback" not in r.stderr
     assert (containers(), shared_sum(cluster)) == before, "a refused command changed the cluster"
+
+
+def test_make_destroy_asks_and_without_a_terminal_refuses(cluster: Cluster) -> None:
+    """The README's own `make destroy` removes nothing unasked: no terminal, no YES=1, nothing happens."""
+    before = (containers(), shared_sum(cluster))
+    r = subprocess.run(["make", "destroy"], cwd=ROOT, capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                       timeout=120, check=False, env={k: v for k, v in os.environ.items() if k != "YES"})
+    assert r.returncode != 0, (r.stdout, r.stderr)
+    assert ("minihpc: error: remove the cluster's containers, volumes (accounting database, shared files) and "
+            "secrets? needs confirmation and there is no terminal to ask; pass --yes (make: YES=1)") in r.stderr
+    assert (containers(), shared_sum(cluster)) == before, "a refused destroy changed the cluster"
+    assert (RUN_DIR / "cluster.json").is_file(), "the cluster's facts are still there"

@@ -51,7 +51,7 @@ def test_every_make_target_has_a_verb() -> None:
     (["nfs", "set", "off", "--fault", "EBOGUS:op=read"], "minihpc: error: fault error 'EBOGUS' is not one of"),
     (["core", "9"], "minihpc: error: no core '9'; choose one of 1, 2, 3-latency"),
     (["demo", "nosuch"], "minihpc: error: no demo 'nosuch'; choose one of unwritable-scratch"),
-    (["destroy"], "needs confirmation and there is no terminal to ask; pass --yes"),
+    (["destroy"], "needs confirmation and there is no terminal to ask; pass --yes (make: YES=1)"),
     (["frobnicate"], "minihpc: error: argument COMMAND: invalid choice: 'frobnicate'"),
     (["fault", "melt", "c1"], "minihpc: error: no fault 'melt'; choose one of kill, stop, start"),
     (["fault", "stop-snakemake", "--signal", "HUP"], "minihpc: error: argument --signal: invalid choice: 'HUP'"),
