@@ -34,15 +34,17 @@ def pytest_configure(config: pytest.Config) -> None:
 # Side by side (tests/run-suite.sh: xdist -n N --dist loadscope), tests go to
 # the workers by group: a file's tests run in one worker, in order, as their
 # module fixtures expect, unless the test has a group of its own below (a
-# long test, or one whose module fixture only it uses; not the site check:
-# the file's other tests count the check's jobs by name). The groups start
-# costliest first (`cost` marks), so that the longest do not start last.
+# long test, or one whose module fixture only it uses). The groups start
+# costliest first (`cost` marks: a group costs its tests' sum), so that the
+# longest do not start last.
 # (xdist's own xdist_group marks do nothing under pytest 9.2: the id suffix
 # it groups by is no longer set, so the scheduler here reads this table.)
 DEFAULT_COST = 5
 OWN_GROUP = {
     "tests/cluster/test_lab.py::test_resources_side_by_side": "lab-side-by-side",  # its module fixture
     "tests/cluster/test_lab.py::test_commissioning_sequence_as_printed": "lab-commissioning",
+    # The file's other tests tell the check's jobs from theirs by working directory.
+    "tests/cluster/test_sitecheck.py::test_the_site_check_passes_over_ssh_alone": "site-check",
 }
 
 

@@ -85,14 +85,14 @@ def test_a_demo_proven_in_a_core_is_in_a_core_that_runs() -> None:
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.alone) if n in ALONE_DEMOS else
-                                  pytest.param(n, marks=pytest.mark.cost(65)) if n == "demo-group-too-big" else n
+                                  pytest.param(n, marks=pytest.mark.cost(70)) if n == "demo-group-too-big" else n
                                   for n in DEMOS_HERE])
 def test_instructor_demo(cluster: Cluster, name: str) -> None:
     """Each demo fails the way its docs say, leaves nothing poisoned, and cleans up."""
     assert_passed(DEMOS[name].run(f"test-{name}"))
 
 
-@pytest.mark.cost(125)
+@pytest.mark.cost(195)
 def test_commissioning_sequence_as_printed(cluster: Cluster) -> None:
     """make lab: the module's six commands word for word (profiles/slurm), their
     expected failures proven (ERRATA 14, 15), then the fix passing."""
@@ -105,7 +105,7 @@ def side_by_side(cluster: Cluster) -> Iterator[dict[str, Future[Core]]]:
         yield {name: pool.submit(run) for name, run in SIDE_BY_SIDE.items()}
 
 
-@pytest.mark.cost(75)  # each; all four at once take as long as Core 6
+@pytest.mark.cost(85)  # each; all four at once take as long as Core 6
 @pytest.mark.parametrize("name", list(SIDE_BY_SIDE))
 def test_resources_side_by_side(side_by_side: dict[str, Future[Core]], name: str) -> None:
     """Core 6, demo-oom, demo-timeout and demo-partition, all at once."""

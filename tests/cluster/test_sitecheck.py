@@ -46,6 +46,13 @@ def ssh(site_file: Path, cmd: str, *opts: str, user: str | None = None) -> subpr
                           text=True, check=False, stdin=subprocess.DEVNULL, timeout=60)
 
 
+def checks_jobs(client: Client, under: str) -> list[str]:
+    """The lab user's queued or running jobs of a site check working under
+    `under` (other checks run beside: the name alone is not theirs)."""
+    rows = client.sh("squeue --me -h -n minihpc-site-check -o '%i %Z'").out.split("\n")
+    return [r.split()[0] for r in rows if len(r.split()) == 2 and r.split()[1].startswith(under + "/")]
+
+
 @pytest.fixture
 def no_docker(tmp_path: Path) -> Iterator[tuple[dict[str, str], Path]]:
     """An environment whose `docker` logs its arguments and fails."""
@@ -79,7 +86,7 @@ def test_no_password_no_root_no_other_user_no_forwarding(site_file: Path, client
     assert compose("port", "login", "22").strip() == f"127.0.0.1:{client.facts.ssh_port}", "loopback only"
 
 
-@pytest.mark.cost(200)
+@pytest.mark.cost(370)
 def test_the_site_check_passes_over_ssh_alone(site_file: Path, no_docker, client: Client) -> None:
     env, calls = no_docker
     started = time.monotonic()
@@ -104,7 +111,7 @@ def test_the_site_check_passes_over_ssh_alone(site_file: Path, no_docker, client
     session = (proofs / "cleanup.txt").read_text().split("removed: ")[1].split()[0]
     assert session.startswith(load(site_file).work_dir + "/check-")
     assert client.sh(f"test -e {q(session)}").rc != 0, "the check's directory is removed"
-    assert client.sh("squeue --me -h -n minihpc-site-check").out.strip() == "", "no job of the check is left"
+    assert checks_jobs(client, session) == [], "no job of the check is left"
 
 
 # Alone: "nothing is submitted" is judged on every job of the lab user's in the window.
@@ -133,13 +140,18 @@ def test_a_bad_site_file_is_one_error_naming_the_field_and_nothing_is_submitted(
     assert client.sacct(since) == [], "nothing was submitted"
 
 
-def test_ctrl_c_cancels_the_checks_jobs_and_removes_its_directory(site_file: Path, client: Client) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "minihpc", "site", "check", str(site_file), "--only", "limits"],
+def test_ctrl_c_cancels_the_checks_jobs_and_removes_its_directory(site_file: Path, client: Client,
+                                                                   tmp_path: Path) -> None:
+    # A work directory of its own: the whole check runs beside, with jobs of the same name.
+    work = load(site_file).work_dir + "-ctrl-c"
+    site = tmp_path / "site.yaml"
+    site.write_text(site_file.read_text().replace(f"work_dir: {load(site_file).work_dir}\n", f"work_dir: {work}\n"))
+    assert load(site).work_dir == work
+    proc = subprocess.Popen([sys.executable, "-m", "minihpc", "site", "check", str(site), "--only", "limits"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             stdin=subprocess.DEVNULL)
     try:
-        queued = "squeue --me -h -n minihpc-site-check -o %i"
-        eventually(lambda: len(client.sh(queued).out.split()) == 2, timeout=120, interval=0.5,
+        eventually(lambda: len(checks_jobs(client, work)) == 2, timeout=120, interval=0.5,
                    what="the limits proof's two jobs")
         time.sleep(2)
         proc.send_signal(signal.SIGINT)
@@ -149,9 +161,10 @@ def test_ctrl_c_cancels_the_checks_jobs_and_removes_its_directory(site_file: Pat
     assert proc.returncode == 130, out + err
     assert "interrupted: cancelling the check's jobs and removing its directory" in err, err
     session = err.split("removed: ")[1].split()[0]
-    assert session.startswith(load(site_file).work_dir + "/check-"), err
-    eventually(lambda: client.sh(queued).out.strip() == "", timeout=60, what="the check's jobs to go")
+    assert session.startswith(work + "/check-"), err
+    eventually(lambda: checks_jobs(client, work) == [], timeout=60, what="the check's jobs to go")
     assert client.sh(f"test -e {q(session)}").rc != 0, "its directory is removed"
+    client.sh(f"rmdir {q(work)}")
 
 
 @pytest.mark.cost(35)
