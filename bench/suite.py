@@ -22,9 +22,10 @@ the run, from sacct). This script turns it into a table:
                  SLURM's timers with no job (a node's death noticed), a test's
                  own setup and checks, restarts, idle
 
-The cluster tests run one at a time, so their time adds up to the cluster
-half's wall time; the host-only tests run beside them (their sum is shown
-apart). Usage:
+A cluster phase's columns split its wall-clock time by what the cluster
+was doing; below them, each file's and test's own time (side by side, tests
+overlap, so these add up to more than the phase). The host-only tests run
+beside the cluster tests (their phase is shown apart). Usage:
 
   bench/suite.py collect [DIR]            (run-suite.sh: sacct of the run)
   bench/suite.py report [DIR] [--name N]  table on stdout; with --name, also
