@@ -28,7 +28,8 @@ overlap, so these add up to more than the phase). The host-only tests run
 beside the cluster tests (their phase is shown apart). Usage:
 
   bench/suite.py collect [DIR]            (run-suite.sh: sacct of the run)
-  bench/suite.py report [DIR] [--name N]  table on stdout; with --name, also
+  bench/suite.py report [DIR] [--name N] [--note TEXT]
+                                          table on stdout; with --name, also
                                           bench/results/suite-N.{json,md}
 """
 
@@ -187,7 +188,7 @@ def split(window: Span, layers: dict[str, list[Span]]) -> dict[str, float]:
     return out
 
 
-def report(d: Path, name: str | None, top: int) -> int:
+def report(d: Path, name: str | None, top: int, note: str = "") -> int:
     phases = read_jsonl(d / "phases.jsonl")
     tests = read_jsonl(d / "tests.jsonl")
     if not phases or not tests:
@@ -233,23 +234,24 @@ def report(d: Path, name: str | None, top: int) -> int:
     by_file = sorted(({"file": f, **{k: round(v, 1) for k, v in x.items()}} for f, x in files.items()),
                      key=lambda x: -x["s"])
     slowest = sorted(rows, key=lambda r: -r["s"])[:top]
-    md = table(whole, by_file, slowest)
+    md = table(whole, by_file, slowest, note)
     print(md)
     if name:
         out = ROOT / "bench/results"
         (out / f"suite-{name}.json").write_text(json.dumps(
             {"when": datetime.fromtimestamp(begun).astimezone().isoformat(timespec="seconds"),
-             "host": "vm", "cpus": os.cpu_count(), "whole": whole, "by_file": by_file, "slowest": slowest},
+             "host": "vm", "cpus": os.cpu_count(), "note": note, "whole": whole, "by_file": by_file,
+             "slowest": slowest},
             indent=1) + "\n")
         (out / f"suite-{name}.md").write_text(md + "\n")
         print(f"wrote bench/results/suite-{name}.json and .md")
     return 0
 
 
-def table(whole: dict, by_file: list[dict], slowest: list[dict]) -> str:
+def table(whole: dict, by_file: list[dict], slowest: list[dict], note: str = "") -> str:
     w = whole
     lines = [f"make test: {w['wall_s']:.0f} s wall, {w['cluster_tests']} cluster tests, {w['jobs']} Slurm jobs, "
-             f"{w['host_tests']} host-only tests beside them", "",
+             f"{w['host_tests']} host-only tests", "", *([note, ""] if note else []),
              "| phase | wall s | host CPU busy | tests | test-s | " + " | ".join(KINDS) + " |",
              "|---|---:|---:|---:|---:|" + "---:|" * len(KINDS)]
     for p in w["phases"]:
@@ -284,6 +286,7 @@ def main() -> int:
     r.add_argument("dir", nargs="?", type=Path, default=DEFAULT_DIR)
     r.add_argument("--name", help="also write bench/results/suite-NAME.{json,md} (e.g. before, after)")
     r.add_argument("--top", type=int, default=25, help="slowest tests listed (default 25)")
+    r.add_argument("--note", default="", help="a paragraph under the title: which run this was")
     a = ap.parse_args()
     if a.verb == "report" and a.name is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,40}", a.name):
         print(f"suite: --name {a.name!r} is not a plain name; give letters, digits, - or _ (e.g. --name after): "
@@ -291,7 +294,7 @@ def main() -> int:
         return 2
     if a.verb == "collect":
         return collect(a.dir)
-    return report(a.dir, a.name, a.top)
+    return report(a.dir, a.name, a.top, a.note)
 
 
 if __name__ == "__main__":
