@@ -21,10 +21,9 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from minihpc import BENCH_RESULTS
 
-from minihpc import BENCH_RESULTS  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 RESULTS = BENCH_RESULTS / "cluster.json"
 

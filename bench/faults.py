@@ -26,13 +26,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from minihpc import BENCH_RESULTS
+from minihpc.cluster import Cluster
+from minihpc.faults import Faults
+from minihpc.runner import execute, plan
 
-from minihpc import BENCH_RESULTS  # noqa: E402
-from minihpc.cluster import Cluster  # noqa: E402
-from minihpc.faults import Faults  # noqa: E402
-from minihpc.runner import execute, plan  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 RESULTS = BENCH_RESULTS / "faults.json"
 WORKFLOW = ROOT / "tests/workflows/faults"

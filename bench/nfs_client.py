@@ -34,13 +34,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from minihpc import BENCH_RESULTS
+from nfs.client import WORKERS
+from nfs.localmount import QUIET_USER, local_cluster
+from nfs.profiles import named
 
-from minihpc import BENCH_RESULTS  # noqa: E402
-from nfs.client import WORKERS  # noqa: E402
-from nfs.localmount import QUIET_USER, local_cluster  # noqa: E402
-from nfs.profiles import named  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 RESULTS = BENCH_RESULTS / "nfs.json"
 CHUNK = 1 << 20

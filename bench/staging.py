@@ -26,14 +26,13 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from minihpc import BENCH_RESULTS
+from minihpc.course.cores import SLURM, submitted_ids
+from minihpc.course.labctl import Lab, set_nfs_profile
+from minihpc.course.staging import INPUT, STAGING, TARGET
+from nfs.profiles import named
 
-from minihpc import BENCH_RESULTS  # noqa: E402
-from minihpc.course.cores import SLURM, submitted_ids  # noqa: E402
-from minihpc.course.labctl import Lab, set_nfs_profile  # noqa: E402
-from minihpc.course.staging import INPUT, STAGING, TARGET  # noqa: E402
-from nfs.profiles import named  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 RESULTS = BENCH_RESULTS / "staging.json"
 MODES = {"direct": SLURM, "staged": STAGING}

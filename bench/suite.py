@@ -47,7 +47,6 @@ from datetime import datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 DEFAULT_DIR = ROOT / ".suite"
 FIELDS = ("JobID", "User", "JobName", "Submit", "Start", "End", "State", "WorkDir")

@@ -30,14 +30,13 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from minihpc import BENCH_RESULTS, RUN_DIR
+from minihpc.cluster import Cluster
+from minihpc.course.labctl import Lab
+from minihpc.timeline import stamp
+from minihpc.topology import Topology, slurm_conf, write_if_changed
 
-from minihpc import BENCH_RESULTS, RUN_DIR  # noqa: E402
-from minihpc.cluster import Cluster  # noqa: E402
-from minihpc.course.labctl import Lab  # noqa: E402
-from minihpc.timeline import stamp  # noqa: E402
-from minihpc.topology import Topology, slurm_conf, write_if_changed  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 RESULTS = BENCH_RESULTS / "throughput.json"
 TABLE = BENCH_RESULTS / "throughput.md"

@@ -2,7 +2,6 @@
 against before a real cluster sees them."""
 
 import os
-import sys
 from pathlib import Path
 
 __version__ = "0.1.0"
@@ -20,9 +19,6 @@ def _tree() -> Path:
 
 ROOT = _tree()
 INSTALLED = ROOT != _PACKAGE.parent
-# The tree's own packages (nfs, scratch) import from it, installed or not.
-if str(ROOT) not in sys.path:
-    sys.path.append(str(ROOT))
 
 
 def _state() -> Path:
@@ -42,5 +38,11 @@ RUN_DIR = STATE / ".run"
 PROOF_DIR = STATE / ".proof"
 # Benchmark results: committed beside the scripts in a checkout.
 BENCH_RESULTS = ROOT / "bench/results" if not INSTALLED else STATE / "bench"
-# cluster/*.sh find the run directory here, whoever calls them.
-os.environ["MINIHPC_RUN_DIR"] = str(RUN_DIR)
+
+
+def tree_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for the tree's scripts (cluster/up.sh, compose.sh,
+    ready.py): `env` (else this process's) with this state's run directory.
+    Set where each starts, so that importing minihpc changes no one's
+    environment."""
+    return {**(os.environ if env is None else env), "MINIHPC_RUN_DIR": str(RUN_DIR)}

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from minihpc import ROOT
+from minihpc import ROOT, tree_env
 from minihpc.cluster import Cluster, Result
 from minihpc.errors import BadInput, MinihpcError
 from minihpc.facts import Facts
@@ -86,7 +86,7 @@ def check_target(facts: Facts, fault: Fault, target: str | None) -> None:
 def wait_healthy(services: list[str], timeout: float = RECOVERY_TIMEOUT) -> None:
     """Return once every service's healthcheck passes (cluster/ready.py --healthy)."""
     r = subprocess.run([sys.executable, str(READY), "--healthy", "--timeout", str(timeout), *services],
-                       check=False, stdin=subprocess.DEVNULL)
+                       check=False, stdin=subprocess.DEVNULL, env=tree_env())
     if r.returncode != 0:
         raise MinihpcError(f"{', '.join(services)} not healthy within {timeout:.0f} s", "see the log lines above")
 

@@ -13,14 +13,15 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from minihpc import ROOT
+from minihpc import ROOT, RUN_DIR
 from minihpc.errors import MinihpcError
 
 if TYPE_CHECKING:
     from minihpc.sitefile import Site
 
-# `docker compose` with this cluster's files and run directory.
-COMPOSE = str(ROOT / "cluster/compose.sh")
+# `docker compose` with this cluster's files and run directory (given on the
+# command itself: importing minihpc sets nothing in the environment).
+COMPOSE = ["/usr/bin/env", f"MINIHPC_RUN_DIR={RUN_DIR}", str(ROOT / "cluster/compose.sh")]
 
 
 # Every command minihpc runs on a node gets a known environment: nothing
@@ -50,7 +51,7 @@ class ComposeTransport:
 
     def command(self, node: str, script: str, user: str, workdir: str | None = None) -> list[str]:
         where = ["-w", workdir] if workdir else []
-        return [COMPOSE, "exec", "-T", "-u", user, *where, node, *clean_shell(script)]
+        return [*COMPOSE, "exec", "-T", "-u", user, *where, node, *clean_shell(script)]
 
 
 class SshTransport:
@@ -133,7 +134,7 @@ def _run(argv: list[str], what: str, timeout: float) -> str:
 
 def compose(*args: str, timeout: float = 120) -> str:
     """`docker compose ARGS` on this cluster; its output, or an error with Compose's own message."""
-    return _run([COMPOSE, *args], f"docker compose {' '.join(args)}", timeout)
+    return _run([*COMPOSE, *args], f"docker compose {' '.join(args)}", timeout)
 
 
 def docker(*args: str, timeout: float = 120) -> str:

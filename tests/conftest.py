@@ -5,20 +5,14 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from support import Cluster
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT))  # the minihpc and nfs packages, as `python3 -m minihpc` has them
-
-from support import Cluster  # noqa: E402
-
-from minihpc.cluster import Cluster as Client  # noqa: E402
+from minihpc import ROOT
+from minihpc.cluster import Cluster as Client
 
 if TYPE_CHECKING:  # imported by pytest itself, as a plugin (so its asserts are rewritten)
     from minihpc.pytest_plugin import Minihpc

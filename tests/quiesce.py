@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from minihpc.cluster import Cluster  # noqa: E402
+from minihpc.cluster import Cluster  # run-suite.sh runs this with the checkout on PYTHONPATH
 
 WAIT_S = 180
 

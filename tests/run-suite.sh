@@ -49,16 +49,16 @@ if [[ $rc -eq 0 ]]; then
   "$py" -m pytest -m "cluster and not alone" -n "${SHARED_WORKERS:-5}" --dist loadscope --no-loadscope-reorder "$@" tests || rc=$?
   phase "cluster tests, side by side" "$t"
   t=$(now)
-  "$py" tests/quiesce.py || rc=1
+  PYTHONPATH=. "$py" tests/quiesce.py || rc=1
   "$py" -m pytest -m "cluster and alone" "$@" tests || rc=$?
   phase "cluster tests, alone" "$t"
-  "$py" bench/suite.py collect "$suite" || echo "run-suite: could not list the run's Slurm jobs (bench/suite.py collect)" >&2
+  "$py" -m bench.suite collect "$suite" || echo "run-suite: could not list the run's Slurm jobs (bench/suite.py collect)" >&2
 fi
 wait "$host"
 host_rc=$?
 printf '\n== host-only tests (unit, integration), run beside the cluster tests ==\n'
 cat "$log"
 printf '\n== where the time went (bench/suite.py report) ==\n'
-"$py" bench/suite.py report "$suite" --top 15 || true
+"$py" -m bench.suite report "$suite" --top 15 || true
 if [[ $rc -ne 0 ]]; then exit "$rc"; fi
 exit "$host_rc"

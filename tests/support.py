@@ -16,6 +16,7 @@ from minihpc.cluster import ROOT_USER, parse_sacct
 from minihpc.cluster import Cluster as Client
 from minihpc.course.cores import Core
 from minihpc.facts import Facts
+from minihpc.transport import COMPOSE
 
 T = TypeVar("T")
 
@@ -39,7 +40,7 @@ class Cluster:
 
     @property
     def compose_cmd(self) -> list[str]:
-        return [str(self.root / "cluster/compose.sh")]
+        return list(COMPOSE)
 
     def compose(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess[str]:
         return subprocess.run([*self.compose_cmd, *args], capture_output=True, text=True,

@@ -8,8 +8,9 @@ import sys
 
 from minihpc import ROOT
 
-SCRIPTS = {"cluster": "cluster_bringup.py", "nfs": "nfs_client.py", "staging": "staging.py", "faults": "faults.py",
-           "throughput": "throughput.py", "suite": "suite.py"}
+# Modules of the tree's bench package, run from the tree (where `bench` is found).
+SCRIPTS = {"cluster": "cluster_bringup", "nfs": "nfs_client", "staging": "staging", "faults": "faults",
+           "throughput": "throughput", "suite": "suite"}
 
 
 def add(sub: argparse._SubParsersAction) -> None:
@@ -29,4 +30,5 @@ def add(sub: argparse._SubParsersAction) -> None:
 
 
 def bench(a: argparse.Namespace) -> int:
-    return subprocess.run([sys.executable, str(ROOT / "bench" / SCRIPTS[a.name]), *a.args], check=False).returncode
+    return subprocess.run([sys.executable, "-m", f"bench.{SCRIPTS[a.name]}", *a.args], cwd=ROOT,
+                          check=False).returncode

@@ -20,7 +20,7 @@ def _require_state() -> None:
 def compose(*args: str, check: bool = True) -> int:
     """Run `docker compose` on this cluster (cluster/compose.sh), output passed through."""
     _require_state()
-    rc = subprocess.run([COMPOSE, *args], check=False).returncode
+    rc = subprocess.run([*COMPOSE, *args], check=False).returncode
     if check and rc != 0:
         raise MinihpcError(f"docker compose {args[0]} failed with exit {rc}", "see its output above")
     return rc
@@ -29,7 +29,7 @@ def compose(*args: str, check: bool = True) -> int:
 def exec_compose(*args: str) -> None:
     """Replace this process with `docker compose ARGS` (interactive verbs)."""
     _require_state()
-    os.execv(COMPOSE, [COMPOSE, *args])
+    os.execv(COMPOSE[0], [*COMPOSE, *args])
 
 
 def env_int(name: str, default: int, env: Mapping[str, str] = os.environ) -> int:

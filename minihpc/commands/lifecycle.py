@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from minihpc import ROOT, RUN_DIR
+from minihpc import ROOT, RUN_DIR, tree_env
 from minihpc.cluster import Cluster
 from minihpc.commands.common import compose, confirm, env_int, exec_compose
 from minihpc.errors import BadInput, MinihpcError
@@ -92,7 +92,7 @@ def up(a: argparse.Namespace) -> int:
                            f"one cluster per machine: remove it with MINIHPC_STATE_DIR={state} minihpc destroy "
                            f"--yes, or use it with MINIHPC_STATE_DIR={state}")
     check_subnet(topology)
-    rc = subprocess.run([str(ROOT / "cluster/up.sh")], env=env, check=False).returncode
+    rc = subprocess.run([str(ROOT / "cluster/up.sh")], env=tree_env(env), check=False).returncode
     if rc != 0:
         raise MinihpcError(f"bring-up failed (exit {rc})", "see the lines above; minihpc logs shows every service")
     return 0

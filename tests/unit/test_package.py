@@ -60,3 +60,16 @@ def test_the_console_script_and_the_pytest_plugin(venv: Path, tmp_path: Path) ->
     plugins = installed(venv, "import json; from importlib.metadata import entry_points; "
                               "print(json.dumps({e.name: e.value for e in entry_points(group='pytest11')}))")
     assert plugins == {"minihpc": "minihpc.pytest_plugin"}
+
+
+def test_importing_minihpc_changes_no_one_elses_session(venv: Path) -> None:
+    """What the pytest plugin imports in every test session of a machine with
+    minihpc installed: no sys.path entry added, no environment variable set.
+    nfs and scratch are packages of the wheel, found without either."""
+    info = installed(venv, "import json, os, sys; path, env = list(sys.path), dict(os.environ); "
+                           "import minihpc, minihpc.cli, minihpc.runner, minihpc.cluster, minihpc.transport; "
+                           "import nfs.profiles, scratch.policy; "
+                           "print(json.dumps({'path': sys.path == path, 'env': dict(os.environ) == env, "
+                           "'nfs': nfs.profiles.__file__}))")
+    assert info["path"] and info["env"], info
+    assert "site-packages/nfs/" in info["nfs"] and "_tree" not in info["nfs"], info

@@ -4,9 +4,7 @@ polling and no job, from the run's Slurm jobs."""
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-
-import suite  # noqa: E402
+from bench import suite
 
 
 def stamp(t: float) -> str:
@@ -70,8 +68,8 @@ def test_a_gap_from_one_test_to_the_next_is_not_polling() -> None:
 
 def test_a_name_that_is_not_plain_is_refused_before_anything_is_read(tmp_path) -> None:
     import subprocess
-    r = subprocess.run([sys.executable, str(Path(suite.__file__)), "report", str(tmp_path), "--name", "../evil"],
-                       capture_output=True, text=True, check=False)
+    r = subprocess.run([sys.executable, "-m", "bench.suite", "report", str(tmp_path), "--name", "../evil"],
+                       capture_output=True, text=True, check=False, cwd=Path(suite.__file__).parent.parent)
     assert r.returncode == 2 and "--name '../evil' is not a plain name" in r.stderr, r.stderr
     assert not (Path(suite.__file__).parent / "evil.json").exists()
 
