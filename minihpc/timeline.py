@@ -51,7 +51,8 @@ def need_matplotlib():
         import matplotlib
     except ImportError:
         raise BadInput("drawing a timeline needs matplotlib, which is not installed",
-                       "pip install 'minihpc[timeline]' (make timeline uses the project's venv, which has it)"
+                       "pip install 'minihpc[timeline]'; in a checkout, .venv/bin/python -m minihpc timeline "
+                       "(make test-unit makes that venv)"
                        ) from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

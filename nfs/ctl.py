@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         # The profile and the statistics are root's: a user must not steer or
         # watch every node's client.
         print(f"minihpc-nfs: error: {e.filename}: permission denied; the NFS client's profile and statistics "
-              "are root's: run it as root (make nfs-profile, or docker exec -u root)", file=sys.stderr)
+              "are root's: run it as root (minihpc nfs set, or docker exec -u root)", file=sys.stderr)
         return 1
     return 0
 

@@ -165,4 +165,4 @@ def read_active(path: Path) -> Profile:
     except FileNotFoundError:
         return named(DEFAULT)
     except json.JSONDecodeError as e:
-        raise ProfileError(f"{path}: not valid JSON ({e}); rewrite it with `make nfs-profile`") from None
+        raise ProfileError(f"{path}: not valid JSON ({e}); rewrite it with `minihpc nfs set`") from None

@@ -30,7 +30,7 @@ SIDE_BY_SIDE: dict[str, Callable[[], Core]] = {
 
 
 # Proven on a busy cluster, below; core3-staging runs after a restart of the
-# Docker engine (test_durability.py), and under load with make proofs-busy.
+# Docker engine (test_durability.py), and under load with minihpc core 1 3-latency 3-staging --busy.
 UNDER_LOAD = ("core1", "core3-latency")
 # Proven over SSH by `minihpc site check` against this cluster (test_sitecheck.py):
 # the same cores, run once. Core 2's interrupted run needs fault injection, so

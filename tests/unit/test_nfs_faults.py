@@ -100,5 +100,5 @@ def test_active_profile_file_round_trips(tmp_path: Path):
     back = read_active(f)
     assert back.to_dict() == p.to_dict()
     f.write_text("{not json")
-    with pytest.raises(ProfileError, match="make nfs-profile"):
+    with pytest.raises(ProfileError, match="minihpc nfs set"):
         read_active(f)
