@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Make slurmdbd hold the site's accounting: the cluster, its QOS and their
 limits, the account tree and each user's association, default account and
-QOS. Reads the accounting.json minihpc.topology renders from minihpc.site.
+QOS. Reads the accounting.json minihpc.topology renders from minihpc.policy.
 
 Idempotent and convergent: what is missing is added, what exists is set to
 the declared values, so it runs at every slurmdbd start and after every

@@ -76,7 +76,7 @@ CONF
   wait "$pid"
 }
 
-# The site's accounts, users and QOS (minihpc/site.py, rendered by
+# The site's accounts, users and QOS (minihpc/policy.py, rendered by
 # minihpc.topology); idempotent. The healthcheck waits for the marker.
 register_accounting() {
   # Called under ||, where set -e does not apply: chain, so a failure leaves no marker.

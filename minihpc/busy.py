@@ -1,7 +1,7 @@
 """A busy shared cluster: another user's background load, bounded in time.
 
 The other lab user (alice, account genomics) submits one job array of short
-tasks in her group's `high` QOS (minihpc.site), throttled so that it holds
+tasks in her group's `high` QOS (minihpc.policy), throttled so that it holds
 all the cluster's CPUs but LEAVE of them for as long as asked. Her next task
 outranks anything the lab user queues, so the lab user's jobs get the CPUs
 left over and pend meanwhile with reasons Resources and Priority, as on a

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import pytest
 from support import Cluster, ended, eventually, run_ok
 
-from minihpc import site
+from minihpc import policy
 from minihpc.cluster import Cluster as Client
 from minihpc.cluster import sacct_kib
 from minihpc.topology import CONTAINER_HEADROOM_MB
@@ -104,12 +104,12 @@ def test_a_job_without_mem_gets_def_mem_per_cpu_not_the_node(client: Client, pro
 
 def test_partition_time_limits(client: Client, probes: dict[str, Probe]) -> None:
     r = finished(client, probes["nomem"])
-    assert r[probes["nomem"].job]["Timelimit"] == site.DEFAULT_TIME, "a job without --time gets DefaultTime"
+    assert r[probes["nomem"].job]["Timelimit"] == policy.DEFAULT_TIME, "a job without --time gets DefaultTime"
     too_long = client.sh("sbatch -t 7-00:00:01 --wrap true")
     assert too_long.rc != 0
     assert "Requested time limit is invalid (missing or exceeds some limit)" in too_long.out, too_long.out
     part = client.sh(f"scontrol show partition {client.facts.partitions[0]}").out
-    assert f"DefaultTime={site.DEFAULT_TIME}" in part and "MaxTime=04:00:00" in part, part
+    assert f"DefaultTime={policy.DEFAULT_TIME}" in part and "MaxTime=04:00:00" in part, part
 
 
 @pytest.mark.cost(65)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from support import Cluster
 
-from minihpc import site
+from minihpc import policy
 from minihpc.cluster import Cluster as Client
 
 SECRETS = {
@@ -63,7 +63,7 @@ def test_node_state_and_accounting_are_out_of_reach(client: Client, pair: tuple[
         r = client.sh(cmd, user=user)
         assert r.rc != 0, (user, cmd, r.out)
     assert client.node_states()[node] in ("idle", "mix", "alloc"), client.node_states()
-    assert {q["Name"] for q in client.qos()} == {q.name for q in site.QOS}
+    assert {q["Name"] for q in client.qos()} == {q.name for q in policy.QOS}
 
 
 def test_private_files_on_shared_stay_private(client: Client, pair: tuple[str, str]) -> None:

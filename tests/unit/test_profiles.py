@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from minihpc import site
+from minihpc import policy as cluster_policy
 from minihpc.course import staging as staging_lab
 from minihpc.facts import LAB_ACCOUNT, Facts
 from minihpc.topology import Topology
@@ -58,7 +58,7 @@ def test_slurm_profile_sets_what_a_site_asks_for() -> None:
     res = profile("slurm")["default-resources"]
     assert set(res) == {"slurm_account", "slurm_partition", "mem_mb", "runtime"}
     t = Topology.from_env({})
-    part = site.default_partition(t)
+    part = cluster_policy.default_partition(t)
     assert res["slurm_account"] == LAB_ACCOUNT
     assert res["slurm_partition"] == part.name
     # Fits one CPU's default share of a standard node, so jobs still pack two per node.

@@ -1,6 +1,7 @@
-"""What the site enforces, written once: its partitions and the nodes each
-holds, its QOS and their per-user limits, its account tree and users, and how
-job priority is computed.
+"""The local cluster's policy, written once: its partitions and the nodes
+each holds, its QOS and their per-user limits, its account tree and users,
+and how job priority is computed, as a site enforces them. (A remote SLURM
+site is minihpc.sitefile's Site, checked by minihpc.sitecheck.)
 
 minihpc.topology renders slurm.conf's partition and priority lines from here,
 and <run>/etc/accounting.json, which the slurmdbd container applies with

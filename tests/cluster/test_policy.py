@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from support import ended, eventually
 
-from minihpc import site
+from minihpc import policy
 from minihpc.cluster import Cluster as Client
 from minihpc.cluster import parse_sacct
 from minihpc.course.demos import BIG_MB
@@ -65,7 +65,7 @@ def submit(client: Client) -> Iterator[Callable[..., tuple[int, str]]]:
 
 def test_partitions_are_the_sites(client: Client) -> None:
     f = client.facts
-    want = {p.name: p for p in site.partitions(Topology.from_facts(f))}
+    want = {p.name: p for p in policy.partitions(Topology.from_facts(f))}
     have = {p["PartitionName"]: p for p in client.partitions()}
     assert list(have) == list(want) == f.partitions
     for name, p in want.items():
@@ -120,9 +120,9 @@ def test_the_account_tree_holds_both_users(client: Client) -> None:
     assert parent[f.other_account] == "research" and parent["research"] == "root", parent
     users = {r["User"]: r for r in rows if r["User"] and r["User"] != "root"}
     assert {u: r["Account"] for u, r in users.items()} == {f.lab_user: f.lab_account, f.other_user: f.other_account}
-    allowed = {u: sorted(qos) for u, _, qos in site.USERS}
+    allowed = {u: sorted(qos) for u, _, qos in policy.USERS}
     for u, r in users.items():
-        assert (sorted(r["QOS"].split(",")), r["DefaultQOS"]) == (allowed[u], site.DEFAULT_QOS)
+        assert (sorted(r["QOS"].split(",")), r["DefaultQOS"]) == (allowed[u], policy.DEFAULT_QOS)
 
 
 def test_debug_qos_limits_each_user(client: Client, submit: Callable[..., tuple[int, str]]) -> None:
@@ -165,7 +165,7 @@ def test_another_users_higher_priority_job_goes_first(client: Client, submit: Ca
                timeout=60, what=f"mine to pend for Priority behind theirs: {queue(client)}")
     fields = ("id", "user", "priority", "age", "fairshare", "qos")
     prio = {r["id"]: r for r in parse_sacct(client.sh("sprio -h -o '%i|%u|%Y|%A|%F|%Q'").out, fields)}
-    assert int(prio[theirs]["qos"]) == site.PRIORITY["PriorityWeightQOS"], prio
+    assert int(prio[theirs]["qos"]) == policy.PRIORITY["PriorityWeightQOS"], prio
     assert int(prio[mine]["qos"]) == 0, prio
     assert int(prio[theirs]["priority"]) > int(prio[mine]["priority"]), prio
     client.sh(f"scancel {blocker}", user=f.other_user)
