@@ -70,7 +70,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         mark = item.get_closest_marker("cost")
         cost[group_of(item.nodeid)] = cost.get(group_of(item.nodeid), 0) + (mark.args[0] if mark else DEFAULT_COST)
-    items.sort(key=lambda item: -cost[group_of(item.nodeid)])  # stable: a group's order is kept
+    rank = {g: i for i, g in enumerate(start_order(cost, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))}
+    items.sort(key=lambda item: rank[group_of(item.nodeid)])  # stable: a group's order is kept
+
+
+def start_order(cost: dict[str, float], workers: int) -> list[str]:
+    """The order xdist hands the groups out in. It gives each worker two at
+    the start (a worker runs a test only once it knows the next), so the
+    `workers` costliest go first, then the cheapest as their followers, then
+    the rest costliest first, each to whichever worker frees up first."""
+    ranked = sorted(cost, key=lambda g: -cost[g])
+    head, tail = ranked[:workers], ranked[workers:]
+    followers = tail[::-1][:workers]
+    return head + followers + [g for g in tail if g not in followers]
 
 
 # The fixture other projects use to test their workflows; the cluster tests use it too.
