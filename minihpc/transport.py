@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from minihpc import ROOT, RUN_DIR
 from minihpc.errors import MinihpcError
+from minihpc.facts import CLUSTER_NAME
 
 if TYPE_CHECKING:
     from minihpc.sitefile import Site
@@ -47,11 +48,14 @@ class Transport(Protocol):
 
 
 class ComposeTransport:
-    """The local cluster: `cluster/compose.sh exec` into the node's container."""
+    """The local cluster: `docker exec` into the node's container, which
+    Compose names <project>-<service>-1. (Not `docker compose exec`: it reads
+    the project's files on every call, about 0.12 s of CPU against 0.01, and
+    the tests and the lab make thousands of calls.)"""
 
     def command(self, node: str, script: str, user: str, workdir: str | None = None) -> list[str]:
         where = ["-w", workdir] if workdir else []
-        return [*COMPOSE, "exec", "-T", "-u", user, *where, node, *clean_shell(script)]
+        return ["docker", "exec", "-i", "-u", user, *where, f"{CLUSTER_NAME}-{node}-1", *clean_shell(script)]
 
 
 class SshTransport:
