@@ -9,6 +9,7 @@ import time
 from typing import TYPE_CHECKING
 
 import pytest
+from scheduling import DEFAULT_COST, group_of, start_order
 from support import Cluster
 
 from minihpc import ROOT
@@ -23,27 +24,6 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "alone: changes or needs the whole cluster; run with no other test beside it")
     config.addinivalue_line("markers", "cost(seconds): about how long the test takes on the cluster (default "
                                        f"{DEFAULT_COST} s); side by side, the costliest groups start first")
-
-
-# Side by side (tests/run-suite.sh: xdist -n N --dist loadscope), tests go to
-# the workers by group: a file's tests run in one worker, in order, as their
-# module fixtures expect, unless the test has a group of its own below (a
-# long test, or one whose module fixture only it uses). The groups start
-# costliest first (`cost` marks: a group costs its tests' sum), so that the
-# longest do not start last.
-# (xdist's own xdist_group marks do nothing under pytest 9.2: the id suffix
-# it groups by is no longer set, so the scheduler here reads this table.)
-DEFAULT_COST = 5
-OWN_GROUP = {
-    "tests/cluster/test_lab.py::test_resources_side_by_side": "lab-side-by-side",  # its module fixture
-    "tests/cluster/test_lab.py::test_commissioning_sequence_as_printed": "lab-commissioning",
-    # The file's other tests tell the check's jobs from theirs by working directory.
-    "tests/cluster/test_sitecheck.py::test_the_site_check_passes_over_ssh_alone": "site-check",
-}
-
-
-def group_of(nodeid: str) -> str:
-    return OWN_GROUP.get(nodeid.split("[")[0], nodeid.split("::")[0])
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -72,17 +52,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         cost[group_of(item.nodeid)] = cost.get(group_of(item.nodeid), 0) + (mark.args[0] if mark else DEFAULT_COST)
     rank = {g: i for i, g in enumerate(start_order(cost, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))}
     items.sort(key=lambda item: rank[group_of(item.nodeid)])  # stable: a group's order is kept
-
-
-def start_order(cost: dict[str, float], workers: int) -> list[str]:
-    """The order xdist hands the groups out in. It gives each worker two at
-    the start (a worker runs a test only once it knows the next), so the
-    `workers` costliest go first, then the cheapest as their followers, then
-    the rest costliest first, each to whichever worker frees up first."""
-    ranked = sorted(cost, key=lambda g: -cost[g])
-    head, tail = ranked[:workers], ranked[workers:]
-    followers = tail[::-1][:workers]
-    return head + followers + [g for g in tail if g not in followers]
 
 
 # The fixture other projects use to test their workflows; the cluster tests use it too.

@@ -1,7 +1,7 @@
 """make test's side-by-side phase: the order xdist hands the groups out in
 (tests/conftest.py start_order)."""
 
-from conftest import start_order
+from scheduling import start_order
 
 
 def test_the_costliest_start_then_the_cheapest_follow_then_the_rest_by_cost() -> None:

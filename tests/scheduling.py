@@ -1,0 +1,36 @@
+"""make test's side-by-side phase (tests/run-suite.sh: xdist -n N --dist
+loadscope): which group each test belongs to, and the order the groups are
+handed out in (tests/conftest.py applies both)."""
+
+from __future__ import annotations
+
+# Side by side (tests/run-suite.sh: xdist -n N --dist loadscope), tests go to
+# the workers by group: a file's tests run in one worker, in order, as their
+# module fixtures expect, unless the test has a group of its own below (a
+# long test, or one whose module fixture only it uses). The groups start
+# costliest first (`cost` marks: a group costs its tests' sum), so that the
+# longest do not start last.
+# (xdist's own xdist_group marks do nothing under pytest 9.2: the id suffix
+# it groups by is no longer set, so the scheduler here reads this table.)
+DEFAULT_COST = 5
+OWN_GROUP = {
+    "tests/cluster/test_lab.py::test_resources_side_by_side": "lab-side-by-side",  # its module fixture
+    "tests/cluster/test_lab.py::test_commissioning_sequence_as_printed": "lab-commissioning",
+    # The file's other tests tell the check's jobs from theirs by working directory.
+    "tests/cluster/test_sitecheck.py::test_the_site_check_passes_over_ssh_alone": "site-check",
+}
+
+
+def group_of(nodeid: str) -> str:
+    return OWN_GROUP.get(nodeid.split("[")[0], nodeid.split("::")[0])
+
+
+def start_order(cost: dict[str, float], workers: int) -> list[str]:
+    """The order xdist hands the groups out in. It gives each worker two at
+    the start (a worker runs a test only once it knows the next), so the
+    `workers` costliest go first, then the cheapest as their followers, then
+    the rest costliest first, each to whichever worker frees up first."""
+    ranked = sorted(cost, key=lambda g: -cost[g])
+    head, tail = ranked[:workers], ranked[workers:]
+    followers = tail[::-1][:workers]
+    return head + followers + [g for g in tail if g not in followers]
