@@ -44,14 +44,33 @@ rc=0
 t=$(now)
 python3 -m minihpc up || rc=$?
 phase "bring-up" "$t"
+# What the daemons said during a phase, kept in .suite/ (the alone phase
+# recreates containers, and their logs with them); on a failure, the lines
+# about nodes and jobs going wrong are printed, for a cause that was the
+# cluster's (a CI run keeps only its output).
+keep_logs() {
+  cluster/compose.sh logs --no-color --timestamps >"$suite/logs-$1.txt" 2>&1 || true
+  if [[ $2 -ne 0 ]]; then
+    printf '\n== the cluster during the failed phase (%s): nodes and jobs going wrong ==\n' "$1"
+    grep -E 'NODE_FAIL|not responding|DOWN|[Dd]rain|Kill task|[Uu]nkillable|[Ll]aunch|timed out|requeue|[Pp]rolog|[Ee]pilog|scratchdir:|nodecheck:|error' \
+      "$suite/logs-$1.txt" | tail -n 120
+  fi
+}
+
 if [[ $rc -eq 0 ]]; then
   t=$(now)
-  "$py" -m pytest -m "cluster and not alone" -n "${SHARED_WORKERS:-5}" --dist loadscope --no-loadscope-reorder "$@" tests || rc=$?
+  shared_rc=0
+  "$py" -m pytest -m "cluster and not alone" -n "${SHARED_WORKERS:-5}" --dist loadscope --no-loadscope-reorder "$@" tests || shared_rc=$?
   phase "cluster tests, side by side" "$t"
+  keep_logs side-by-side "$shared_rc"
+  [[ $shared_rc -eq 0 ]] || rc=$shared_rc
   t=$(now)
-  PYTHONPATH=. "$py" tests/quiesce.py || rc=1
-  "$py" -m pytest -m "cluster and alone" "$@" tests || rc=$?
+  alone_rc=0
+  PYTHONPATH=. "$py" tests/quiesce.py || alone_rc=1
+  "$py" -m pytest -m "cluster and alone" "$@" tests || alone_rc=$?
   phase "cluster tests, alone" "$t"
+  keep_logs alone "$alone_rc"
+  [[ $alone_rc -eq 0 ]] || rc=$alone_rc
   "$py" -m bench.suite collect "$suite" || echo "run-suite: could not list the run's Slurm jobs (bench/suite.py collect)" >&2
 fi
 wait "$host"
