@@ -36,6 +36,20 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log):  # noqa: ANN201 - x
         def _split_scope(self, nodeid: str) -> str:
             return group_of(nodeid)
 
+        def _reschedule(self, node) -> None:  # noqa: ANN001 - xdist's WorkerController
+            """A group goes to a process only once that process holds just its
+            last test (which it runs once it knows the next, or is told to
+            stop): xdist's own rule (two or fewer left) queued the next group
+            behind a group's two long tests while other processes were free."""
+            if node.shutting_down:
+                return
+            if not self.workqueue:
+                node.shutdown()
+                return
+            if self._pending_of(self.assigned_work[node]) > 1:
+                return
+            self._assign_work_unit(node)
+
     return ByGroup(config, log)
 
 
