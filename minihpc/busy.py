@@ -12,6 +12,7 @@ load is still queued when the time is up, so a forgotten load ends by itself.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 from minihpc.cluster import Cluster, parse_sacct
@@ -76,11 +77,19 @@ def running(cluster: Cluster) -> list[dict[str, str]]:
     return parse_sacct(r.out, fields)
 
 
-def stop(cluster: Cluster) -> int:
-    """Cancel the load; how many of its tasks were queued or running."""
+def stop(cluster: Cluster, timeout: float = 90) -> int:
+    """Cancel the load and wait until its tasks are gone: a cancelled task
+    stays COMPLETING until its epilog has run, and holds its CPU meanwhile.
+    How many of its tasks were queued or running."""
     n = len(running(cluster))
     f = cluster.facts
     r = cluster.sh(f"scancel -u {f.other_user} -n {JOB_NAME}", user=f.other_user)
     if r.rc != 0:
         raise MinihpcError(f"scancel failed: {r.out.strip()}", "see minihpc status")
+    deadline = time.monotonic() + timeout
+    while (left := running(cluster)) and time.monotonic() < deadline:
+        time.sleep(1)
+    if left:
+        raise MinihpcError(f"{len(left)} task(s) of the load still there {timeout:.0f} s after scancel: "
+                           + ", ".join(f"{t['JobID']} {t['State']}" for t in left[:5]), "see minihpc status")
     return n

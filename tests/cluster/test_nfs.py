@@ -5,6 +5,7 @@ at runtime, the deterministic delay, a client crash (injected EIO: test_shared_e
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -91,11 +92,11 @@ def test_a_client_crash_is_reported_and_the_mount_comes_back(cluster: Cluster, p
 
 # Alone: it switches every node's NFS client profile.
 @pytest.mark.alone
-def test_make_status_names_the_active_profile(cluster: Cluster, client: Client) -> None:
+def test_minihpc_status_names_the_active_profile(cluster: Cluster, client: Client) -> None:
     client.set_nfs_profile("linux")
     try:
-        out = subprocess.run(["make", "-s", "status"], cwd=cluster.root, capture_output=True, text=True,
-                             check=True).stdout
+        out = subprocess.run([sys.executable, "-m", "minihpc", "status"], cwd=cluster.root, capture_output=True,
+                             text=True, check=True, stdin=subprocess.DEVNULL).stdout
         assert "profile: linux" in out
     finally:
         client.set_nfs_profile("off")
