@@ -52,6 +52,15 @@ def finished(client: Client, probe: Probe, timeout: float = 240) -> dict[str, di
     return ended(client, probe.job, FIELDS, timeout=timeout)
 
 
+def told(cluster: Cluster, probe: Probe) -> str:
+    """What the probe's job printed and what the daemons said about it: for
+    a probe that ended otherwise than it must (a failure then says why)."""
+    log = cluster.client.sh(f"cat {probe.log} 2>&1").out
+    said = [f"{s}: {line}" for s in ["slurmctld", *cluster.compute_names]
+            for line in cluster.logs(s).splitlines() if re.search(rf"\b{probe.job}\b", line)]
+    return "\n".join([f"{probe.log}:", log, "the daemons on its job:", *said[-40:]])
+
+
 def kib(value: str) -> float:
     """sacct's MaxRSS (e.g. 624604K, 1.2G) in KiB."""
     assert re.fullmatch(r"[\d.]+[KMG]?", value), f"not a size: {value!r}"
@@ -86,10 +95,10 @@ def test_a_step_over_its_memory_request_is_killed(client: Client, probes: dict[s
     assert re.search(rf"StepId={p.job}\.batch exceeded memory limit \(\d+ > 104857600\), being killed", log), log
 
 
-def test_every_step_has_its_memory_sampled(client: Client, probes: dict[str, Probe]) -> None:
+def test_every_step_has_its_memory_sampled(cluster: Cluster, client: Client, probes: dict[str, Probe]) -> None:
     p = probes["steps"]
     r = finished(client, p)
-    assert r[p.job]["State"] == "COMPLETED", r
+    assert r[p.job]["State"] == "COMPLETED", f"{r}\n{told(cluster, p)}"
     for step in (f"{p.job}.batch", f"{p.job}.0"):
         assert kib(r[step]["MaxRSS"]) > 190 * 1024, f"{step}: {r[step]}"
         assert r[step]["AveRSS"], f"{step}: {r[step]}"
