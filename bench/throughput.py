@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """How fast the cluster turns jobs over, before and after the throughput
-tuning (minihpc.topology.THROUGHPUT), in one run on the live cluster.
+tuning (minihpc.configs.THROUGHPUT), in one run on the live cluster.
 
 For each of `untuned` and `tuned` (slurm.conf rendered without and with the
 tuning, applied with `scontrol reconfigure`), REPS times:
@@ -32,9 +32,10 @@ from pathlib import Path
 
 from minihpc import BENCH_RESULTS, RUN_DIR
 from minihpc.cluster import Cluster
+from minihpc.configs import slurm_conf, write_if_changed
 from minihpc.course.labctl import Lab
 from minihpc.timeline import stamp
-from minihpc.topology import Topology, slurm_conf, write_if_changed
+from minihpc.topology import Topology
 
 ROOT = Path(__file__).resolve().parent.parent
 

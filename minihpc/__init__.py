@@ -41,8 +41,8 @@ BENCH_RESULTS = ROOT / "bench/results" if not INSTALLED else STATE / "bench"
 
 
 def tree_env(env: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment for the tree's scripts (cluster/up.sh, compose.sh,
-    ready.py): `env` (else this process's) with this state's run directory.
+    """The environment for the tree's scripts (cluster/compose.sh,
+    secrets.sh, ...): `env` (else this process's) with this state's run directory.
     Set where each starts, so that importing minihpc changes no one's
     environment."""
     return {**(os.environ if env is None else env), "MINIHPC_RUN_DIR": str(RUN_DIR)}

@@ -7,8 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from minihpc import __version__
-from minihpc.commands import bench, busy, course, env, fault, lifecycle, nfs, run, scratch, site, timeline
+from minihpc import __version__, commands
 from minihpc.errors import BAD_INPUT, MinihpcError
 
 
@@ -24,7 +23,7 @@ def parser() -> argparse.ArgumentParser:
                                              "workflows on before a real cluster sees them.")
     ap.add_argument("--version", action="version", version=f"minihpc {__version__}")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
-    for module in (lifecycle, run, env, site, timeline, nfs, scratch, fault, busy, course, bench):
+    for module in commands.VERBS:
         module.add(sub)
     return ap
 

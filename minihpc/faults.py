@@ -12,18 +12,16 @@ from __future__ import annotations
 
 import shlex
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from minihpc import ROOT, tree_env
+from minihpc import ROOT, ready
 from minihpc.cluster import Cluster, Result
 from minihpc.errors import BadInput, MinihpcError
 from minihpc.facts import Facts
 from minihpc.transport import compose, container, docker, networks
 
-READY = ROOT / "cluster/ready.py"
 # How long a service may take to be healthy again after start, restart or reboot.
 RECOVERY_TIMEOUT = 240
 # The drain reason, unless one is given: sinfo -R shows it.
@@ -84,11 +82,8 @@ def check_target(facts: Facts, fault: Fault, target: str | None) -> None:
 
 
 def wait_healthy(services: list[str], timeout: float = RECOVERY_TIMEOUT) -> None:
-    """Return once every service's healthcheck passes (cluster/ready.py --healthy)."""
-    r = subprocess.run([sys.executable, str(READY), "--healthy", "--timeout", str(timeout), *services],
-                       check=False, stdin=subprocess.DEVNULL, env=tree_env())
-    if r.returncode != 0:
-        raise MinihpcError(f"{', '.join(services)} not healthy within {timeout:.0f} s", "see the log lines above")
+    """Return once every service's healthcheck passes (minihpc.ready)."""
+    ready.wait_healthy(services, timeout)
 
 
 class Faults:

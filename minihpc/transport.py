@@ -1,7 +1,7 @@
 """How the cluster client reaches a node: one small interface, two ways.
 Only this module knows that minihpc's nodes are Compose services entered
 with `docker compose exec`; it is also the one place that runs Compose and
-docker on them (the CLI's lifecycle verbs and the container faults call it).
+docker on them (the CLI's up, down, destroy and status verbs, the readiness polls and the container faults call it).
 A real site is reached over SSH, as its ordinary user (SshTransport)."""
 
 from __future__ import annotations
@@ -47,6 +47,11 @@ class Transport(Protocol):
         ...
 
 
+def container_name(service: str) -> str:
+    """The container Compose makes for a service of this cluster (<project>-<service>-1)."""
+    return f"{CLUSTER_NAME}-{service}-1"
+
+
 class ComposeTransport:
     """The local cluster: `docker exec` into the node's container, which
     Compose names <project>-<service>-1. (Not `docker compose exec`: it reads
@@ -55,7 +60,7 @@ class ComposeTransport:
 
     def command(self, node: str, script: str, user: str, workdir: str | None = None) -> list[str]:
         where = ["-w", workdir] if workdir else []
-        return ["docker", "exec", "-i", "-u", user, *where, f"{CLUSTER_NAME}-{node}-1", *clean_shell(script)]
+        return ["docker", "exec", "-i", "-u", user, *where, container_name(node), *clean_shell(script)]
 
 
 class SshTransport:
@@ -143,6 +148,16 @@ def compose(*args: str, timeout: float = 120) -> str:
 
 def docker(*args: str, timeout: float = 120) -> str:
     return _run(["docker", *args], f"docker {' '.join(args)}", timeout)
+
+
+def poll(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    """`docker ARGS` for a poll that expects to fail now and then (a service
+    still starting, an engine restarting): the result, never an error."""
+    try:
+        return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout, check=False,
+                              stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        return subprocess.CompletedProcess(["docker", *args], 124, "", f"docker {args[0]} timed out")
 
 
 def container(service: str) -> str:

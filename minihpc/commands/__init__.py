@@ -1,2 +1,26 @@
-"""One module per group of verbs; each exposes `add(subparsers)`, which
-registers its verbs with a `run(args) -> int` handler."""
+"""One module per verb (or per family of verbs that share a noun: `nfs`,
+`fault`, `site`, `busy`, `scratch`, `env`, `bench`, and the course's); each
+exposes `add(subparsers)`, which registers its verbs with a `run(args) -> int`
+handler. The logic lives outside them, in minihpc's modules."""
+
+from minihpc.commands import (
+    bench,
+    busy,
+    course,
+    destroy,
+    down,
+    env,
+    fault,
+    logs,
+    nfs,
+    run,
+    scratch,
+    shell,
+    site,
+    status,
+    timeline,
+    up,
+)
+
+# In the order `minihpc --help` lists them: the cluster's life first.
+VERBS = (up, down, destroy, status, shell, logs, run, env, site, timeline, nfs, scratch, fault, busy, course, bench)

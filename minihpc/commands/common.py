@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
 
 from minihpc import RUN_DIR
 from minihpc.errors import BadInput, MinihpcError
@@ -30,17 +29,6 @@ def exec_compose(*args: str) -> None:
     """Replace this process with `docker compose ARGS` (interactive verbs)."""
     _require_state()
     os.execv(COMPOSE[0], [*COMPOSE, *args])
-
-
-def env_int(name: str, default: int, env: Mapping[str, str] = os.environ) -> int:
-    """A knob's value from the environment (the Makefile exports them), else `default`."""
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise BadInput(f"{name}={raw!r} is not a whole number", f"use e.g. {name}={default}") from None
 
 
 def confirm(question: str, yes: bool) -> None:

@@ -19,7 +19,7 @@ from support import Cluster, ended, eventually, run_ok
 from minihpc import policy
 from minihpc.cluster import Cluster as Client
 from minihpc.cluster import sacct_kib
-from minihpc.topology import CONTAINER_HEADROOM_MB
+from minihpc.configs import CONTAINER_HEADROOM_MB
 
 DIR = "/shared/test-limits"
 # Touches every page of MB MiB, then holds them for S seconds.

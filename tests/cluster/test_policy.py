@@ -21,8 +21,9 @@ from support import ended, eventually
 from minihpc import policy
 from minihpc.cluster import Cluster as Client
 from minihpc.cluster import parse_sacct
+from minihpc.configs import GPU_DEVICE
 from minihpc.course.demos import BIG_MB
-from minihpc.topology import GPU_DEVICE, Topology
+from minihpc.topology import Topology
 
 ROOT = Path(__file__).resolve().parents[2]
 DIR = "/shared/test-site"

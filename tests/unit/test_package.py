@@ -42,7 +42,9 @@ def test_the_wheel_carries_the_cluster_and_keeps_state_outside(venv: Path, tmp_p
     for rel in ("docker-compose.yml", "cluster/Dockerfile", "nfs/client.py", "scratch/inspect.py",
                 "profiles/slurm/config.yaml", "lab/Snakefile", "bench/staging.py"):
         assert (root / rel).is_file(), rel
-    assert os.access(root / "cluster/compose.sh", os.X_OK) and os.access(root / "cluster/up.sh", os.X_OK)
+    assert all(os.access(root / "cluster" / f, os.X_OK) for f in ("compose.sh", "secrets.sh", "base-image.sh"))
+    # The configuration templates travel in the package itself (minihpc.configs reads them).
+    assert all((root.parent / "conf" / f).is_file() for f in ("slurm.conf", "gres.conf", "cgroup.conf"))
     assert not list(root.rglob(".run")) and not (root / "tests").exists()
     # The same image inputs as the checkout: the same image tag, so images are shared.
     tag = [subprocess.run([str(r / "cluster/image-tag.sh")], capture_output=True, text=True, check=True).stdout

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from minihpc import topology
+from minihpc import configs, topology
 from minihpc.facts import Facts
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.parametrize("n", [1, 2, 7, 16])
 def test_conf_and_compose_agree(tmp_path: Path, n: int) -> None:
     t = topology.Topology.from_env({"NODES": str(n)})
-    topology.render(t, tmp_path, ROOT / "docker-compose.yml")
+    configs.render(t, tmp_path, ROOT / "docker-compose.yml")
     conf = (tmp_path / "etc/slurm.conf").read_text()
     services = json.loads((tmp_path / "compose.nodes.yml").read_text())["services"]
     compute = sorted(set(services) - {"login", *topology.SERVICE_HOSTS}, key=lambda s: int(s[1:]))
@@ -34,12 +34,12 @@ def test_conf_and_compose_agree(tmp_path: Path, n: int) -> None:
         # slurmctld reaches each node at the address Compose gives it, never by a DNS lookup.
         addr = services[f"c{i}"]["networks"]["default"]["ipv4_address"]
         assert line == f"NodeName=c{i} NodeAddr={addr} CPUs=2 RealMemory={mem} TmpDisk=512{gres} State=UNKNOWN"
-        assert services[f"c{i}"]["mem_limit"] == f"{mem + topology.CONTAINER_HEADROOM_MB}m"
+        assert services[f"c{i}"]["mem_limit"] == f"{mem + configs.CONTAINER_HEADROOM_MB}m"
 
 
 def test_every_node_has_its_own_scratch_of_the_declared_size(tmp_path: Path) -> None:
     t = topology.Topology.from_env({"NODES": "3", "SCRATCH_MB": "64"})
-    topology.render(t, tmp_path, ROOT / "docker-compose.yml")
+    configs.render(t, tmp_path, ROOT / "docker-compose.yml")
     conf = (tmp_path / "etc/slurm.conf").read_text()
     services = json.loads((tmp_path / "compose.nodes.yml").read_text())["services"]
     assert sorted(n for n, s in services.items() if "tmpfs" in s) == ["c1", "c2", "c3", "login"]
@@ -58,11 +58,11 @@ def test_every_node_has_its_own_scratch_of_the_declared_size(tmp_path: Path) -> 
 
 def test_the_throughput_tuning_is_in_the_tuned_file_only() -> None:
     t = topology.Topology.from_env({})
-    tuned, untuned = topology.slurm_conf(t), topology.slurm_conf(t, tuned=False)
+    tuned, untuned = configs.slurm_conf(t), configs.slurm_conf(t, tuned=False)
     # The epilog the image installs (cluster/Dockerfile) is the one slurm.conf names.
     dockerfile = (ROOT / "cluster/Dockerfile").read_text()
-    assert f"COPY cluster/epilog.py {topology.THROUGHPUT['Epilog']}\n" in dockerfile
-    for key, value in topology.THROUGHPUT.items():
+    assert f"COPY cluster/epilog.py {configs.THROUGHPUT['Epilog']}\n" in dockerfile
+    for key, value in configs.THROUGHPUT.items():
         assert f"\n{key}={value}\n" in tuned
         assert f"\n{key}=" not in untuned
 
@@ -70,9 +70,9 @@ def test_the_throughput_tuning_is_in_the_tuned_file_only() -> None:
 def test_render_reports_change_only_when_values_change(tmp_path: Path) -> None:
     compose = ROOT / "docker-compose.yml"
     two = topology.Topology.from_env({"NODES": "2"})
-    assert topology.render(two, tmp_path, compose) is True
-    assert topology.render(two, tmp_path, compose) is False
-    assert topology.render(topology.Topology.from_env({"NODES": "3"}), tmp_path, compose) is True
+    assert configs.render(two, tmp_path, compose) is True
+    assert configs.render(two, tmp_path, compose) is False
+    assert configs.render(topology.Topology.from_env({"NODES": "3"}), tmp_path, compose) is True
 
 
 @pytest.mark.parametrize(
@@ -96,20 +96,20 @@ def test_bad_sizes_are_refused_with_the_fix(env: dict[str, str], message: str) -
         topology.Topology.from_env(env)
 
 
-def test_cli_refuses_before_writing(tmp_path: Path) -> None:
+def test_up_refuses_before_writing(tmp_path: Path) -> None:
     r = subprocess.run(
-        [sys.executable, "-m", "minihpc.topology", "--run-dir", str(tmp_path),
-         "--compose-file", str(ROOT / "docker-compose.yml")],
-        env={"NODES": "99", "PATH": "/usr/bin:/bin"}, capture_output=True, text=True, check=False, cwd=ROOT,
+        [sys.executable, "-m", "minihpc", "up"],
+        env={"NODES": "99", "PATH": "/usr/bin:/bin", "MINIHPC_STATE_DIR": str(tmp_path)},
+        capture_output=True, text=True, check=False, cwd=ROOT,
     )
-    assert r.returncode == 2
-    assert "topology: error: NODES=99 is out of range; allowed 1 to 16" in r.stderr
+    assert r.returncode == 2, r.stderr
+    assert "minihpc: error: NODES=99 is out of range; allowed 1 to 16" in r.stderr
     assert list(tmp_path.iterdir()) == []
 
 
 def test_render_writes_the_facts_every_consumer_reads(tmp_path: Path) -> None:
     t = topology.Topology.from_env({"NODES": "3", "NODE_CPUS": "4", "NODE_MEM_MB": "4096", "SCRATCH_MB": "64"})
-    topology.render(t, tmp_path, ROOT / "docker-compose.yml")
+    configs.render(t, tmp_path, ROOT / "docker-compose.yml")
     f = Facts.read(tmp_path)
     assert (f.nodes, f.cpus, f.mem_mb, f.scratch_mb) == (["c1", "c2", "c3"], 4, 4096, 64)
     assert f.slurm_services == ["slurmdbd", "slurmctld", "login", "c1", "c2", "c3"]
@@ -120,7 +120,7 @@ def test_every_service_has_a_fixed_address_of_its_own_in_the_subnet(tmp_path: Pa
     """A node cut off or killed comes back at its own address, never at one
     Docker freed from another node (where slurmctld would send that node's jobs)."""
     t = topology.Topology.from_env({"NODES": "16", "SUBNET": subnet})
-    topology.render(t, tmp_path, ROOT / "docker-compose.yml")
+    configs.render(t, tmp_path, ROOT / "docker-compose.yml")
     nodes = json.loads((tmp_path / "compose.nodes.yml").read_text())
     net = ipaddress.ip_network(subnet)
     assert nodes["networks"]["default"]["ipam"]["config"] == [{"subnet": subnet, "gateway": str(net[1])}]
@@ -144,7 +144,7 @@ def test_the_image_creates_the_users_the_facts_name() -> None:
 
 def test_the_site_shape_comes_from_the_same_values(tmp_path: Path) -> None:
     t = topology.Topology.from_env({"NODES": "3", "NODE_MEM_MB": "4096", "BIGMEM_MB": "9000", "GPUS": "4"})
-    topology.render(t, tmp_path, ROOT / "docker-compose.yml")
+    configs.render(t, tmp_path, ROOT / "docker-compose.yml")
     etc = tmp_path / "etc"
     conf = (etc / "slurm.conf").read_text()
     parts = {line.split()[0].split("=")[1]: line for line in conf.splitlines() if line.startswith("PartitionName=")}
@@ -176,7 +176,7 @@ def test_the_site_shape_comes_from_the_same_values(tmp_path: Path) -> None:
 
 def test_without_gpus_there_is_no_gpu_partition(tmp_path: Path) -> None:
     t = topology.Topology.from_env({"NODES": "1", "GPUS": "0"})
-    topology.render(t, tmp_path, ROOT / "docker-compose.yml")
+    configs.render(t, tmp_path, ROOT / "docker-compose.yml")
     conf = (tmp_path / "etc/slurm.conf").read_text()
     assert "PartitionName=gpu" not in conf and "Gres=" not in conf
     # One node is both the standard and the bigmem node.

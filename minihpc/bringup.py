@@ -1,0 +1,248 @@
+"""`minihpc up` as kind creates a cluster: the request is validated once into
+a Plan, then an ordered list of steps acts on it, each saying what it did;
+a step that fails names itself and what to do. Re-running with another size
+reconciles a running cluster.
+
+Shell stays where it is the natural glue: installing the engine
+(cluster/bootstrap-host.sh), making the base image with debootstrap
+(cluster/base-image.sh), the secrets (cluster/secrets.sh), the images' tag
+and the host's pip settings for the build (cluster/image-tag.sh,
+cluster/pipconf.sh), and Compose itself (cluster/compose.sh). None of them
+reads a sizing knob.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from minihpc import ROOT, RUN_DIR, configs, ready, tree_env
+from minihpc.errors import BadInput, MinihpcError
+from minihpc.facts import CLUSTER_NAME, LOGIN
+from minihpc.network import check_subnet
+from minihpc.topology import Topology, TopologyError
+from minihpc.transport import COMPOSE, container_name, poll
+
+READY_TIMEOUT = 180
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What `up` was asked for, every value checked."""
+
+    topology: Topology
+    nfs_profile: str = ""
+    ready_timeout: int = READY_TIMEOUT
+    started: float = field(default_factory=time.time)
+
+
+def plan(env: Mapping[str, str]) -> Plan:
+    """Check the whole request (the knobs as `up`'s flags and the environment
+    give them) before anything starts; BadInput names the value and the fix."""
+    try:
+        topology = Topology.from_env(dict(env))
+    except TopologyError as e:
+        raise BadInput(str(e)) from None
+    raw = env.get("READY_TIMEOUT", "").strip() or str(READY_TIMEOUT)
+    if not raw.isdigit():
+        raise BadInput(f"READY_TIMEOUT={raw!r} is not a whole number", f"use e.g. READY_TIMEOUT={READY_TIMEOUT}")
+    if int(raw) < 10:
+        raise BadInput(f"--timeout {raw} is too short", "give the cluster at least 10 s")
+    profile = env.get("NFS_PROFILE", "").strip()
+    if profile:
+        from nfs.profiles import ProfileError, named
+        try:
+            named(profile)
+        except ProfileError as e:
+            raise BadInput(str(e)) from None
+    other = _other_cluster()
+    if other:
+        state = Path(other).parent.parent
+        raise MinihpcError(f"a minihpc cluster made from another state directory is on this machine ({state})",
+                           f"one cluster per machine: remove it with MINIHPC_STATE_DIR={state} minihpc destroy "
+                           f"--yes, or use it with MINIHPC_STATE_DIR={state}")
+    check_subnet(topology)
+    return Plan(topology, profile, int(raw))
+
+
+def _other_cluster() -> str | None:
+    """The compose.nodes.yml of a minihpc cluster (running or stopped) that
+    another run directory made, if any: Compose's own labels say which."""
+    r = poll("ps", "-a", "--filter", f"label=com.docker.compose.project={CLUSTER_NAME}",
+             "--format", '{{.Label "com.docker.compose.project.config_files"}}')
+    if r.returncode != 0:  # no engine yet: the engine step starts one, and then nothing is there
+        return None
+    ours = str(RUN_DIR / "compose.nodes.yml")
+    for files in set(r.stdout.split()):
+        nodes = [f for f in files.split(",") if f.endswith("/compose.nodes.yml")]
+        if nodes and ours not in nodes:
+            return nodes[0]
+    return None
+
+
+@dataclass
+class State:
+    """What the steps learn on the way and pass on."""
+
+    plan: Plan
+    was_running: bool = False  # a controller was running before this `up`
+    changed: bool = False  # the rendered configuration differs from the last
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    does: str
+    act: Callable[[State], str | None]  # what it did (one line), or None when there was nothing to do
+
+
+class StepFailed(MinihpcError):
+    def __init__(self, step: Step, what: str, fix: str) -> None:
+        super().__init__(f"bring-up step '{step.name}' ({step.does}) failed: {what}", fix)
+
+
+def say(line: str) -> None:
+    print(f"cluster-up: {line}", file=sys.stderr, flush=True)
+
+
+def _script(name: str, *args: str, env: Mapping[str, str] | None = None) -> None:
+    """Run one of the tree's scripts, its output passed through; raise on failure."""
+    r = subprocess.run([str(ROOT / "cluster" / name), *args], env=tree_env(dict(env) if env else None),
+                       stdin=subprocess.DEVNULL, check=False)
+    if r.returncode != 0:
+        raise _Failed(f"cluster/{name} exited {r.returncode} (its lines above say why)")
+
+
+def _compose(*args: str, env: Mapping[str, str] | None = None) -> None:
+    r = subprocess.run([*COMPOSE, *args], env=tree_env(dict(env) if env else None), stdin=subprocess.DEVNULL,
+                       check=False)
+    if r.returncode != 0:
+        raise _Failed(f"docker compose {args[0]} exited {r.returncode} (its lines above say why)")
+
+
+def _exec(service: str, *argv: str) -> str:
+    r = poll("exec", container_name(service), *argv, timeout=120)
+    if r.returncode != 0:
+        raise _Failed(f"{' '.join(argv)} on {service} exited {r.returncode}: {(r.stderr or r.stdout).strip()[-300:]}")
+    return r.stdout
+
+
+class _Failed(Exception):
+    """A step's own failure, which run() turns into StepFailed with the step's name."""
+
+    def __init__(self, what: str, fix: str = "") -> None:
+        super().__init__(what)
+        self.fix = fix
+
+
+def engine(s: State) -> str | None:
+    if poll("info", timeout=30).returncode == 0:
+        return None
+    say("docker engine not reachable: running cluster/bootstrap-host.sh")
+    _script("bootstrap-host.sh")
+    return "docker engine started"
+
+
+def base_image(s: State) -> str | None:
+    _script("base-image.sh")
+    return None
+
+
+def secrets(s: State) -> str | None:
+    _script("secrets.sh", str(RUN_DIR / "secrets"))
+    return None
+
+
+def render(s: State) -> str | None:
+    ctld = poll("ps", "-q", "--filter", f"name=^{container_name('slurmctld')}$", "--filter", "status=running")
+    s.was_running = (RUN_DIR / "compose.nodes.yml").exists() and bool(ctld.stdout.strip())
+    s.changed = configs.render(s.plan.topology, RUN_DIR, COMPOSE_FILE)
+    return f"configuration {'rendered' if s.changed else 'unchanged'} in {RUN_DIR}"
+
+
+def images(s: State) -> str | None:
+    tag = subprocess.run([str(ROOT / "cluster/image-tag.sh")], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    if poll("image", "inspect", f"minihpc/slurm:{tag}", f"minihpc/db:{tag}").returncode == 0:
+        return None
+    say(f"building images minihpc/{{db,slurm}}:{tag} (layers are cached; a cold build takes a few minutes)")
+    pipconf = str(ROOT / "cluster/pipconf.sh")
+    ca = subprocess.run([pipconf, "ca"], capture_output=True, text=True, check=False)
+    if ca.returncode != 0:
+        raise _Failed(ca.stderr.strip())
+    build = {"MINIHPC_PIP_CA": ca.stdout.strip() or "/dev/null"}
+    for line in subprocess.run([pipconf, "args"], capture_output=True, text=True, check=True).stdout.splitlines():
+        key, _, value = line.partition("=")
+        build[key] = value
+    _compose("build", "db", "slurmctld", env={**os.environ, **build})
+    return f"images minihpc/{{db,slurm}}:{tag} built"
+
+
+def containers(s: State) -> str | None:
+    names = s.plan.topology.names
+    say(f"starting {len(names)} compute node(s): {' '.join(names)}")
+    _compose("up", "-d", "--remove-orphans", "--quiet-pull")
+    return None
+
+
+def reconfigure(s: State) -> str | None:
+    if not (s.was_running and s.changed):
+        return None
+    _exec("slurmctld", "scontrol", "reconfigure")
+    return "topology changed: scontrol reconfigure"
+
+
+def wait(s: State) -> str | None:
+    try:
+        ready.wait_ready(s.plan.topology.names, s.plan.ready_timeout, s.plan.started)
+    except MinihpcError as e:
+        raise _Failed(e.what, e.fix) from None
+    return None
+
+
+def accounting(s: State) -> str | None:
+    if not s.was_running:
+        return None  # a fresh database got the accounts and QOS at its start
+    _exec("slurmdbd", "python3", "/usr/local/lib/minihpc/accounting.py", "/etc/minihpc/slurm/accounting.json")
+    return "accounts and QOS brought up to date in the kept database"
+
+
+def nfs(s: State) -> str | None:
+    if s.plan.nfs_profile:
+        say(_exec(LOGIN, "minihpc-nfs", "set", s.plan.nfs_profile).splitlines()[0])
+    return "shared filesystem: NFS " + _exec(LOGIN, "minihpc-nfs", "show").splitlines()[0]
+
+
+STEPS = [
+    Step("engine", "start the Docker engine if none answers", engine),
+    Step("base image", "provide the Debian base image", base_image),
+    Step("secrets", "make the munge key, DB password and SSH keys at first start", secrets),
+    Step("configs", "render slurm.conf, gres.conf, the Compose services and the facts", render),
+    Step("images", "build the cluster's images unless their inputs are unchanged", images),
+    Step("containers", "start or reconcile the containers", containers),
+    Step("reconfigure", "tell a running controller of a changed topology", reconfigure),
+    Step("ready", "wait until every node is idle and sacct answers", wait),
+    Step("accounting", "bring a kept database's accounts and QOS up to date", accounting),
+    Step("nfs profile", "set the NFS client profile asked for", nfs),
+]
+# What a step's failure asks the user to do, where its lines above are not enough.
+FIXES = {"engine": "start a Docker engine (make bootstrap), then minihpc up again"}
+DEFAULT_FIX = "see the lines above; minihpc logs shows every service"
+
+
+def run(p: Plan) -> None:
+    """Bring the cluster to the plan, step by step."""
+    state = State(p)
+    for step in STEPS:
+        try:
+            did = step.act(state)
+        except _Failed as e:
+            raise StepFailed(step, str(e), e.fix or FIXES.get(step.name, DEFAULT_FIX)) from None
+        if did:
+            say(did)

@@ -1,0 +1,47 @@
+"""minihpc status: service health, nodes, partitions, QOS, the queue and the NFS profile."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from minihpc.cluster import Cluster
+from minihpc.commands.common import compose
+from minihpc.errors import MinihpcError
+
+
+def add(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("status", help="service health, nodes, queue and the NFS profile")
+    p.set_defaults(run=status)
+
+
+# What `status` shows of each partition and QOS: (heading, field).
+PARTITION_COLUMNS = [("PARTITION", "PartitionName"), ("DEFAULT", "Default"), ("NODES", "Nodes"),
+                     ("DEFAULTTIME", "DefaultTime"), ("MAXTIME", "MaxTime"), ("MAXMEM/NODE", "MaxMemPerNode"),
+                     ("TRES", "TRES")]
+NODE_COLUMNS = [("NODE", "node"), ("STATE", "state"), ("CPUS", "cpus"), ("MEMORY", "mem"), ("GRES", "gres"),
+                ("PARTITIONS", "partitions")]
+QOS_COLUMNS = [("QOS", "Name"), ("PRIORITY", "Priority"), ("MAXWALL", "MaxWall"), ("MAXJOBS/USER", "MaxJobsPU"),
+               ("MAXSUBMIT/USER", "MaxSubmitPU"), ("FLAGS", "Flags")]
+
+
+def table(rows: list[dict[str, str]], columns: list[tuple[str, str]]) -> str:
+    cells = [[h for h, _ in columns], *([r.get(k, "") or "-" for _, k in columns] for r in rows)]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells)
+
+
+def status(a: argparse.Namespace) -> int:
+    compose("ps", "--format", "table {{.Service}}\t{{.State}}\t{{.Status}}")
+    client = Cluster.local()
+    login = client.facts.login
+    try:
+        print(f"\n{table(client.nodes(), NODE_COLUMNS)}\n\n{table(client.partitions(), PARTITION_COLUMNS)}"
+              f"\n\n{table(client.qos(), QOS_COLUMNS)}")
+    except MinihpcError as e:
+        print(f"status: {e}", file=sys.stderr)
+    for cmd in (["sacctmgr", "-n", "show", "assoc", "tree", "format=Account%-14,User%-9,QOS%-18,DefaultQOS"],
+                ["squeue", "-o", "%.7i %.9P %.12j %.8u %.8a %.7q %.2t %.10M %.5D %R"], ["minihpc-nfs", "show"]):
+        print()
+        compose("exec", "-T", login, *cmd, check=False)
+    return 0

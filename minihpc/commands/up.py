@@ -1,0 +1,48 @@
+"""minihpc up: bring the cluster up, or resize a running one (minihpc.bringup does it)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from minihpc import bringup
+from minihpc.topology import DEFAULTS, MAX_NODES
+
+# up's sizing flags: the environment knob each overrides, and what it sizes.
+UP_KNOBS = {"nodes": ("NODES", f"compute nodes c1..cN, 1 to {MAX_NODES}"),
+            "cpus": ("NODE_CPUS", "CPUs each node declares"),
+            "mem_mb": ("NODE_MEM_MB", "RealMemory each standard node declares, MiB"),
+            "bigmem_mb": ("BIGMEM_MB", "RealMemory of the bigmem node (the last), MiB"),
+            "gpus": ("GPUS", "stand-in GPUs on the gpu node (the first), 0 for none"),
+            "scratch_mb": ("SCRATCH_MB", "each node's private /scratch, MiB"),
+            "ssh_port": ("SSH_PORT", "the login node's sshd, published on 127.0.0.1"),
+            "timeout": ("READY_TIMEOUT", "seconds to wait until every node is ready")}
+
+
+def add(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("up", help="bring the cluster up (or resize it) and wait until it is ready",
+                       description="Bring the cluster up, or resize a running one, and return when every node is "
+                                   "idle and sacct answers. Defaults come from NODES, NODE_CPUS, NODE_MEM_MB, "
+                                   "BIGMEM_MB, GPUS, SCRATCH_MB, SSH_PORT, SUBNET, NFS_PROFILE and READY_TIMEOUT "
+                                   "in the environment. Each step says what it did; a failing one names itself.")
+    for flag, (name, what) in UP_KNOBS.items():
+        p.add_argument(f"--{flag.replace('_', '-')}", type=int, default=None,
+                       help=f"{what} (default {DEFAULTS.get(name, bringup.READY_TIMEOUT)}; env {name})")
+    p.add_argument("--subnet", default=None,
+                   help=f"the cluster's private IPv4 network, each service at a fixed address in it (default "
+                        f"{DEFAULTS['SUBNET']}; env SUBNET)")
+    p.add_argument("--nfs-profile", default=None, help="NFS client profile to set (see minihpc nfs list)")
+    p.set_defaults(run=up)
+
+
+def up(a: argparse.Namespace) -> int:
+    env = dict(os.environ)
+    for flag, (name, _) in UP_KNOBS.items():
+        if getattr(a, flag) is not None:
+            env[name] = str(getattr(a, flag))
+    if a.subnet is not None:
+        env["SUBNET"] = a.subnet
+    if a.nfs_profile is not None:
+        env["NFS_PROFILE"] = a.nfs_profile
+    bringup.run(bringup.plan(env))  # everything checked before anything starts
+    return 0

@@ -1,0 +1,123 @@
+"""The cluster's configuration files, rendered from one Topology and the
+local cluster's policy into the run directory (git-ignored):
+
+    <run>/etc/slurm.conf       minihpc/conf/slurm.conf with its node, partition and priority lines
+    <run>/etc/gres.conf        the GPU node's stand-in GPUs (minihpc/conf/gres.conf)
+    <run>/etc/cgroup.conf      minihpc/conf/cgroup.conf as it is
+    <run>/etc/scratch.env      each node's scratch size, for its health check
+    <run>/etc/accounting.json  accounts, users and QOS, applied by slurmdbd
+    <run>/compose.nodes.yml    one Compose service per compute node, merged over docker-compose.yml
+    <run>/cluster.json         the facts every consumer reads (minihpc.facts)
+
+The etc/ files are mounted read-only at /etc/minihpc/slurm on every node.
+The static text lives in the templates; only what the values decide is
+generated here, so Compose and slurm.conf can never disagree.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from string import Template
+
+from minihpc import policy
+from minihpc.facts import CLUSTER_NAME, SCRATCH, Facts
+from minihpc.topology import Topology
+from scratch import policy as scratch_policy
+
+TEMPLATES = Path(__file__).resolve().parent / "conf"
+
+# Seconds between samples of a step's memory (what OverMemoryKill acts on).
+ACCT_GATHER_S = 2
+# Each compute container may use this much above the node's RealMemory (for
+# slurmd, slurmstepd and the NFS client), so a job over its request is killed
+# by Slurm's poll before the kernel's OOM killer picks anything in the container.
+CONTAINER_HEADROOM_MB = 1024
+# Many short jobs, as Slurm's high-throughput guide tunes for them (measured
+# by bench/throughput.py, which also renders the untuned file to compare).
+# An Epilog makes slurmd report each job's end with an epilog-complete
+# message, on which slurmctld schedules at once; without one, the freed CPUs
+# wait for the next pass of slurmctld's background loop (batch_sched_delay, 3 s).
+THROUGHPUT = {
+    "Epilog": "/usr/local/sbin/minihpc-epilog",
+}
+# Where a GPU node's stand-in devices are: Slurm 24.11 drops a GPU without
+# File= from the node's GRES (and drains the node), so each GPU gets a path the
+# entrypoint links to /dev/null. Jobs get CUDA_VISIBLE_DEVICES; nothing else.
+GPU_DEVICE = "/dev/minihpc-gpu{}"
+
+
+def _template(name: str, **values: object) -> str:
+    # substitute(), not safe_substitute(): a placeholder left unfilled is a bug here, not output.
+    text = Template((TEMPLATES / name).read_text()).substitute({k: str(v) for k, v in values.items()})
+    return text.rstrip("\n") + "\n"
+
+
+def node_line(t: Topology, name: str) -> str:
+    gres = f" Gres=gpu:{t.gpus}" if name in t.gpu_nodes else ""
+    return (f"NodeName={name} NodeAddr={t.addresses[name]} CPUs={t.cpus} RealMemory={t.node_mem(name)} "
+            f"TmpDisk={t.scratch_mb}{gres} State=UNKNOWN")
+
+
+def slurm_conf(t: Topology, tuned: bool = True) -> str:
+    return _template(
+        "slurm.conf", nodes_n=t.nodes, cpus=t.cpus, mem_mb=t.mem_mb, bigmem_mb=t.bigmem_mb, gpus=t.gpus,
+        cluster_name=CLUSTER_NAME, acct_gather_s=ACCT_GATHER_S, def_mem_per_cpu=t.mem_mb // t.cpus,
+        throughput=("\n".join(f"{k}={v}" for k, v in THROUGHPUT.items()) if tuned
+                    else "# untuned (bench/throughput.py)"),
+        scratch=SCRATCH,
+        node_lines="\n".join(node_line(t, n) for n in t.names),
+        partition_lines="\n".join(p.conf() for p in policy.partitions(t)),
+        priority_lines="\n".join(f"{k}={v}" for k, v in policy.PRIORITY.items()))
+
+
+def gres_conf(t: Topology) -> str:
+    return _template("gres.conf", gpu_lines="\n".join(
+        f"NodeName={n} Name=gpu File={GPU_DEVICE.format(i)}" for n in t.gpu_nodes for i in range(t.gpus)))
+
+
+def compose_nodes(t: Topology, compose_file: Path) -> dict:
+    # Absolute: the run directory need not sit beside docker-compose.yml.
+    base = str(compose_file.resolve())
+    scratch = [scratch_policy.tmpfs(t.scratch_mb)]
+    services = {
+        name: {"extends": {"file": base, "service": "compute"}, "hostname": name, "scale": 1,
+               "tmpfs": scratch, "mem_limit": f"{t.node_mem(name) + CONTAINER_HEADROOM_MB}m"}
+        for name in t.names
+    }
+    services["login"] = {"tmpfs": scratch, "ports": [f"127.0.0.1:{t.ssh_port}:22"]}
+    for name, address in t.addresses.items():
+        services.setdefault(name, {})["networks"] = {"default": {"ipv4_address": address}}
+    return {"services": services,
+            "networks": {"default": {"ipam": {"config": [{"subnet": t.subnet, "gateway": t.gateway}]}}}}
+
+
+def facts(t: Topology) -> Facts:
+    return Facts(nodes=t.names, cpus=t.cpus, mem_mb=t.mem_mb, scratch_mb=t.scratch_mb,
+                 node_mem_mb={n: t.node_mem(n) for n in t.names}, gpus={n: t.gpus for n in t.gpu_nodes},
+                 partitions=[p.name for p in policy.partitions(t)], ssh_port=t.ssh_port,
+                 subnet=t.subnet, addresses=t.addresses)
+
+
+def write_if_changed(path: Path, text: str) -> bool:
+    """Write in place (bind mounts see the same inode); report whether it changed."""
+    if path.exists() and path.read_text() == text:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as fh:
+        fh.write(text)
+    return True
+
+
+def render(t: Topology, run_dir: Path, compose_file: Path) -> bool:
+    """Write the cluster's configuration; whether anything Slurm or Compose reads changed."""
+    etc = run_dir / "etc"
+    changed = write_if_changed(etc / "slurm.conf", slurm_conf(t))
+    changed |= write_if_changed(etc / "cgroup.conf", (TEMPLATES / "cgroup.conf").read_text())
+    changed |= write_if_changed(etc / "gres.conf", gres_conf(t))
+    write_if_changed(etc / "scratch.env", scratch_policy.env_file(t.scratch_mb))
+    write_if_changed(etc / "accounting.json", json.dumps(policy.accounting(), indent=1) + "\n")
+    nodes = json.dumps(compose_nodes(t, compose_file), indent=2) + "\n"
+    changed |= write_if_changed(run_dir / "compose.nodes.yml", nodes)
+    facts(t).write(run_dir)
+    return changed

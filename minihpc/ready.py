@@ -1,0 +1,120 @@
+"""Wait until the cluster is ready for work, or say exactly what is not.
+
+Ready means: every service's healthcheck passes, `sinfo` lists exactly the
+expected compute nodes and all are idle, and `sacct` answers for the lab
+user. `wait_healthy` asks less: only the named services' healthchecks (a
+service back from a fault while jobs keep other nodes busy). On timeout, the
+error names what is not ready, after the last lines of its log.
+
+The polls ask Docker itself (`docker ps`, `docker exec`): `docker compose`
+reads the project's files on every call, about 0.12 s of CPU each, and these
+run every 2 s while a cluster comes up or back.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+
+from minihpc.errors import MinihpcError
+from minihpc.facts import CLUSTER_NAME, LAB_USER, LOGIN
+from minihpc.transport import compose, container_name, poll
+
+BASE_SERVICES = ["db", "slurmdbd", "slurmctld", LOGIN]
+# Slurm states of a node that is not answering or not usable (sinfo %t; a
+# trailing * means not responding). A drained node is up: a fault may drain it.
+NOT_UP = ("down", "fail", "failg", "unk", "futr")
+POLL_S = 2
+
+
+def service_health() -> dict[str, str]:
+    """Map service -> health (or state, for services without a healthcheck)."""
+    out = poll("ps", "--all", "--filter", f"label=com.docker.compose.project={CLUSTER_NAME}", "--format",
+               '{{.Label "com.docker.compose.service"}}\t{{.State}}\t{{.Status}}').stdout
+    health = {}
+    for line in out.splitlines():
+        service, state, status = (line.split("\t") + ["", ""])[:3]
+        for mark, h in (("(healthy)", "healthy"), ("(unhealthy)", "unhealthy"), ("(health: starting)", "starting")):
+            if mark in status:
+                state = h
+        if service:
+            health[service] = state or "unknown"
+    return health
+
+
+def node_states() -> dict[str, str]:
+    r = poll("exec", container_name(LOGIN), "sinfo", "-h", "-N", "-o", "%N %t")
+    if r.returncode != 0:
+        return {}
+    return dict(line.split(None, 1) for line in r.stdout.splitlines() if line.strip())
+
+
+def sacct_answers(user: str) -> bool:
+    return poll("exec", "-u", user, container_name(LOGIN), "sacct", "-n", "-X", "-S", "now-1hours").returncode == 0
+
+
+def problems(nodes: list[str], user: str = LAB_USER) -> list[tuple[str, str]]:
+    """(service, reason) pairs still standing between us and ready."""
+    health = service_health()
+    bad = [(s, health.get(s, "not created")) for s in BASE_SERVICES + nodes if health.get(s) != "healthy"]
+    if bad:
+        return bad
+    states = node_states()
+    if states != {n: "idle" for n in nodes}:
+        extra = sorted(set(states) - set(nodes))
+        bad = [(n, f"sinfo says {states.get(n, 'absent')}") for n in nodes if states.get(n) != "idle"]
+        return bad + [("slurmctld", f"sinfo still lists removed node {n}") for n in extra]
+    if not sacct_answers(user):
+        return [("slurmdbd", f"sacct does not answer for {user}")]
+    return []
+
+
+def unhealthy(services: list[str]) -> list[tuple[str, str]]:
+    """(service, reason) for each named service whose healthcheck fails, or,
+    for a compute node, whom Slurm does not see up yet: Docker's health lags a
+    node cut off and reconnected by its retries."""
+    health = service_health()
+    bad = [(s, health.get(s, "not created")) for s in services if health.get(s) != "healthy"]
+    states = node_states() if not bad else {}
+    return bad + [(n, f"sinfo says {st}") for n, st in states.items()
+                  if n in services and (st.endswith("*") or st in NOT_UP)]
+
+
+def _until(todo: Callable[[], list[tuple[str, str]]], timeout: float, fix: str) -> None:
+    """Poll `todo` until it names nothing; print each new summary of what is
+    still waited for; on timeout, show those services' last log lines and fail."""
+    deadline, last = time.monotonic() + timeout, None
+    while True:
+        left = todo()
+        if not left:
+            return
+        summary = ", ".join(f"{s} ({why})" for s, why in left)
+        if summary != last:
+            print(f"waiting for: {summary}", flush=True)
+            last = summary
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(POLL_S)
+    for service in dict.fromkeys(s for s, _ in left):
+        try:
+            logs = compose("logs", "--no-color", "--tail", "25", service, timeout=30)
+        except MinihpcError as e:
+            logs = str(e)
+        print(f"--- last log lines of {service} ---\n{logs.rstrip() or '(no output)'}", file=sys.stderr)
+    raise MinihpcError(f"not ready after {timeout:.0f} s: {summary}", fix)
+
+
+def wait_ready(nodes: list[str], timeout: float, started: float, user: str = LAB_USER) -> None:
+    """Return once the cluster of `nodes` is ready for work (see the module's doc)."""
+    _until(lambda: problems(nodes, user), timeout,
+           "raise the limit with minihpc up --timeout (READY_TIMEOUT), or look with minihpc status / minihpc logs")
+    print(f"ready: {len(nodes)} idle nodes ({' '.join(nodes)}), sacct answers for {user}; "
+          f"bring-up took {time.time() - started:.0f}s", flush=True)
+
+
+def wait_healthy(services: list[str], timeout: float) -> None:
+    """Return once every named service's healthcheck passes and Slurm sees each named node up."""
+    started = time.time()
+    _until(lambda: unhealthy(services), timeout, "see the log lines above; minihpc status shows every service")
+    print(f"healthy: {' '.join(services)}; took {time.time() - started:.0f}s", flush=True)
