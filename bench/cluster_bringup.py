@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Measure bring-up and idle memory of the default cluster.
 
-cold:  no minihpc images and no build cache -> `make cluster-up` ready
+cold:  no minihpc images and no build cache -> `minihpc up` ready
 warm:  images present, cluster destroyed (fresh volumes) -> ready
-restart: after `make cluster-down` (volumes kept) -> ready
+restart: after `minihpc down` (volumes kept) -> ready
+resize: a running cluster 2 -> 3 nodes and back (`minihpc up --nodes 3`, then `--nodes 2`) -> ready
 idle:  sum of the RSS of every process in every container, 30 s after ready
 
 Writes bench/results/cluster.json with every sample and the medians.
@@ -35,9 +36,9 @@ def sh(*cmd: str, check: bool = True) -> str:
     return r.stdout
 
 
-def timed_up() -> float:
+def timed_up(*flags: str) -> float:
     t = time.monotonic()
-    sh(sys.executable, "-m", "minihpc", "up")
+    sh(sys.executable, "-m", "minihpc", "up", *flags)
     return time.monotonic() - t
 
 
@@ -71,7 +72,7 @@ def main() -> int:
     ap.add_argument("--idle-settle", type=float, default=30)
     args = ap.parse_args()
 
-    cold, warm, restart = [], [], []
+    cold, warm, restart, grow, shrink = [], [], [], [], []
     for _ in range(args.cold_runs):
         sh(sys.executable, "-m", "minihpc", "destroy", "--yes")
         remove_images()
@@ -82,6 +83,9 @@ def main() -> int:
     for _ in range(args.warm_runs):
         sh(sys.executable, "-m", "minihpc", "down")
         restart.append(timed_up())
+    for _ in range(args.warm_runs):
+        grow.append(timed_up("--nodes", "3"))
+        shrink.append(timed_up("--nodes", "2"))
     time.sleep(args.idle_settle)
     rss = idle_rss_mib()
 
@@ -92,8 +96,10 @@ def main() -> int:
         "cold_up_s": summary(cold),
         "warm_up_s": summary(warm),
         "restart_up_s": summary(restart),
+        "resize_2_to_3_s": summary(grow),
+        "resize_3_to_2_s": summary(shrink),
         "idle_rss_mib": {"per_container": rss, "total": round(sum(rss.values()), 1)},
-        "targets": {"warm_up_s": 20, "cold_up_s": 300, "idle_rss_mib": 1536},
+        "targets": {"warm_up_s": 20, "cold_up_s": 300, "idle_rss_mib": 1536, "resize_s": 5},
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
