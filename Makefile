@@ -84,7 +84,7 @@ lint: $(VENV)/.installed ## ruff and shellcheck
 lock: ## re-resolve cluster/requirements.lock from cluster/requirements.in
 	cluster/lock.sh
 
-bench: $(VENV)/.installed ## one benchmark, BENCH=cluster|nfs|staging|faults|throughput|suite -> bench/results/
+bench: $(VENV)/.installed ## one benchmark, BENCH=cluster|nfs|staging|faults|throughput|suite -> bench/results/ (BENCH=report: the .md again from the JSON)
 	@[ -n "$(BENCH)" ] || { echo "bench: name one with BENCH=<name>, e.g. make bench BENCH=nfs; see $(MINIHPC) bench --help" >&2; exit 2; }
 	$(PY) -m minihpc bench $(BENCH) $(if $(filter suite,$(BENCH)),report $(if $(NAME),--name $(NAME)))
 

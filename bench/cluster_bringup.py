@@ -7,13 +7,13 @@ restart: after `minihpc down` (volumes kept) -> ready
 resize: a running cluster 2 -> 3 nodes and back (`minihpc up --nodes 3`, then `--nodes 2`) -> ready
 idle:  sum of the RSS of every process in every container, 30 s after ready
 
-Writes bench/results/cluster.json with every sample and the medians.
+Writes bench/results/cluster.json with every sample and the medians, and
+cluster.md (its table; python -m bench.report cluster renders it again).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -22,11 +22,13 @@ import sys
 import time
 from pathlib import Path
 
-from minihpc import BENCH_RESULTS
+from bench.report import against, heading, listed, save, table
 
 ROOT = Path(__file__).resolve().parent.parent
 
-RESULTS = BENCH_RESULTS / "cluster.json"
+IDLE_SETTLE_S = 30.0
+BRING_UPS = {"cold_up_s": "cold: no `minihpc/*` image, no build cache", "warm_up_s": "warm: images present, "
+             "fresh volumes (`minihpc destroy` first)", "restart_up_s": "restart after `minihpc down` (volumes kept)"}
 
 
 def sh(*cmd: str, check: bool = True) -> str:
@@ -69,7 +71,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--warm-runs", type=int, default=3)
     ap.add_argument("--cold-runs", type=int, default=1)
-    ap.add_argument("--idle-settle", type=float, default=30)
+    ap.add_argument("--idle-settle", type=float, default=IDLE_SETTLE_S)
     args = ap.parse_args()
 
     cold, warm, restart, grow, shrink = [], [], [], [], []
@@ -101,10 +103,31 @@ def main() -> int:
         "idle_rss_mib": {"per_container": rss, "total": round(sum(rss.values()), 1)},
         "targets": {"warm_up_s": 20, "cold_up_s": 300, "idle_rss_mib": 1536, "resize_s": 5},
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps(result, indent=2))
+    save("cluster", result, markdown, indent=2)
     return 0
+
+
+def markdown(result: dict) -> str:
+    t, rss = result["targets"], result["idle_rss_mib"]
+
+    def target(key: str, value: float | None) -> str:
+        return against(value, t[key], most=True) if key in t and value is not None else ""
+
+    rows = [(f"{label}, s", result[k]["median"], listed(result[k]["samples"]), target(k, result[k]["median"]))
+            for k, label in BRING_UPS.items()]
+    rows.append(("idle RSS, every process of every container, MiB", rss["total"], "",
+                 target("idle_rss_mib", rss["total"])))
+    m = result["machine"]
+    return "\n".join([
+        *heading("Cluster bring-up", "cluster", result,
+                 f"The default cluster ({result['nodes']} nodes) on a machine of {m['cpus']} CPUs (kernel "
+                 f"{m['kernel']}): each bring-up timed until `minihpc up` reports the cluster ready, then the "
+                 "resident memory of the idle cluster once it has settled "
+                 f"(`--idle-settle`, {IDLE_SETTLE_S:g} s by default)."),
+        *table(("figure", "median", "samples", "target"), rows), "",
+        "Idle RSS by container:", "",
+        *table(("container", "MiB"), sorted(rss["per_container"].items(), key=lambda kv: -kv[1])),
+    ]) + "\n"
 
 
 if __name__ == "__main__":

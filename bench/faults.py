@@ -10,14 +10,14 @@ after an engine restart). Then the workflow of tests/workflows/faults
 it runs (the lab's profile plus --retries 2): its wall time and the ratio.
 Medians of one invocation.
 
-Writes bench/results/faults.json. Needs the cluster (make cluster-up); leaves
-it as it found it.
+Writes bench/results/faults.json and faults.md (its tables; python -m
+bench.report faults renders them again). Needs the cluster (make
+cluster-up); leaves it as it found it.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -26,14 +26,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from minihpc import BENCH_RESULTS
+from bench.report import heading, listed, save, table
 from minihpc.cluster import Cluster
 from minihpc.faults import Faults
 from minihpc.runner import execute, plan
 
 ROOT = Path(__file__).resolve().parent.parent
 
-RESULTS = BENCH_RESULTS / "faults.json"
 WORKFLOW = ROOT / "tests/workflows/faults"
 
 
@@ -166,12 +165,30 @@ def main() -> int:
         "workflow": {"parts": args.parts, "seconds": args.seconds, "samples": runs, "median_wall_s": wf,
                      "ratio_killed_to_clean": round(wf[f"{node} killed"] / wf["clean"], 2)},
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=1) + "\n")
-    print(json.dumps({"median": med, "workflow": result["workflow"]["median_wall_s"],
-                      "ratio": result["workflow"]["ratio_killed_to_clean"]}, indent=1))
-    print(f"wrote {RESULTS}")
+    save("faults", result, markdown)
     return 0
+
+
+def markdown(result: dict) -> str:
+    med, wf = result["median"], result["workflow"]
+    faults = [(name, m.get("noticed_s", ""), m["healed_s"],
+               listed(s["noticed_s"] for s in result["faults"][name] if "noticed_s" in s),
+               listed(s["healed_s"] for s in result["faults"][name])) for name, m in med.items()]
+    runs = [(label, wf["median_wall_s"][label], listed(s["wall_s"] for s in ss), listed(s["jobs"] for s in ss),
+             ", ".join(sorted({st for s in ss for st in s["states"]}))) for label, ss in wf["samples"].items()]
+    return "\n".join([
+        *heading("Healing from faults", "faults", result,
+                 f"Each fault applied with `minihpc fault` on the cluster of nodes {', '.join(result['nodes'])}, "
+                 f"{result['reps']} times. Noticed: until `sinfo` shows the node down. Healed: from the undo (or "
+                 "the restart) until the node is `idle` in `sinfo`, `scontrol ping` answers, `sacct` answers, or "
+                 "after the engine restart every node is idle and `sacct` answers."),
+        *table(("fault", "noticed, median s", "healed, median s", "noticed, samples", "healed, samples"), faults),
+        "",
+        f"The workflow of tests/workflows/faults ({wf['parts']} parts of {wf['seconds']} s, `--retries 2`), "
+        "clean and with a node killed while it runs:", "",
+        *table(("run", "wall, median s", "wall, samples", "jobs", "job states"), runs), "",
+        f"Killed over clean (medians): {wf['ratio_killed_to_clean']}.",
+    ]) + "\n"
 
 
 if __name__ == "__main__":

@@ -16,7 +16,8 @@
    create/stat/unlink latency is measured; its median under each flood
    against idle. Target: within 5x idle, and nothing fails.
 
-Writes bench/results/nfs.json.
+Writes bench/results/nfs.json and nfs.md (its tables; python -m bench.report
+nfs renders them again).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from bench.report import against, heading, listed, save, table
 from minihpc import BENCH_RESULTS
 from nfs.client import WORKERS
 from nfs.localmount import QUIET_USER, local_cluster
@@ -103,6 +105,11 @@ def small_file_job(d: Path, n: int) -> float:
 
 
 NOISY_UID, QUIET_UID = 1000, 1001
+# What each flood below does, as the results' table says it.
+FLOODS = {"descriptor_flood": "creates 20,000 files, then `find`s them",
+          "listing_flood": "holds twenty open listings of a 50,000-entry directory, three times over",
+          "deep_names": "makes 1,500 nested directories of 250-character names",
+          "big_write_fsync": "writes a big file (`--noisy-mb`) and fsyncs it"}
 NOISE = {
     "descriptor_flood": """
 import os, subprocess, sys
@@ -300,11 +307,50 @@ def main() -> int:
             out["noisy_neighbour"] = noisy_neighbour(lc, a.noisy_mb)
     finally:
         os.rmdir(root)
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
         if "noisy_neighbour" in out:
-            RESULTS.write_text(json.dumps(out, indent=1) + "\n")
-            print(f"wrote {RESULTS}")
+            save("nfs", out, markdown)
     return 0
+
+
+# The profile-off figures: what each is, and which of the targets applies.
+FIGURES = {"create_per_s": ("create + 100-byte write + close, per s", "metadata_ratio_min"),
+           "stat_per_s": ("`stat`, per s", "metadata_ratio_min"),
+           "seq_write_mbs": ("sequential write, 1 MiB writes + fsync, MB/s", "sequential_ratio_min"),
+           "seq_read_mbs": ("sequential read, MB/s", "sequential_ratio_min")}
+
+
+def markdown(result: dict) -> str:
+    off, targets, job, noisy = result["profile_off"], result["targets"], result["small_file_job"], \
+        result["noisy_neighbour"]
+    rates = [(label, f["raw"], f["client"], f["ratio"], against(f["ratio"], targets[target]),
+              listed(f["raw_samples"]), listed(f["client_samples"]))
+             for key, (label, target) in FIGURES.items() if (f := off.get(key))]
+    job_rows = [("the job under profile `off`, s", job["off_s"], listed(job["off_samples"])),
+                (f"the job under `{job['profile']}` ({job['rtt_ms']} ms a round trip), s", job["rtt_s"],
+                 listed(job["rtt_samples"])),
+                ("server operations (the client's counters)", job["server_ops"], ""),
+                ("expected slowdown (operations x round trip), s", job["expected_slowdown_s"], ""),
+                ("measured slowdown, s", job["measured_slowdown_s"], ""),
+                (f"measured / expected (target: {job['target']})", job["measured_over_expected"], "")]
+    floods = [(FLOODS.get(name, name), f["flood_s"], f["median_ms"], f["over_idle"], f["p95_ms"], f["max_ms"],
+               f["ops"], listed(f["errors"]) or "none") for name, f in noisy["floods"].items()]
+    workers = result.get("client_workers")
+    serving = "" if workers is None else f", the client run with `--workers {workers}`"
+    return "\n".join([
+        *heading("NFS-style client", "nfs", result,
+                 f"The client against the raw volume it serves ({result['volume']}) on `{result['host']}` "
+                 f"({result['cpus']} CPUs){serving}; raw and client runs taken in turn, medians of {result['reps']}."),
+        "Profile `off`:", "",
+        *table(("figure", "raw", "client", "client / raw", "target", "raw samples", "client samples"), rates), "",
+        f"A small-file job (create, `stat` and read back {job['files']} files) under a round-trip profile; its "
+        "slowdown against profile `off` should be the round trip times the server operations:", "",
+        *table(("figure", "median", "samples"), job_rows), "",
+        f"One noisy neighbour: a second user's {noisy['quiet_user_op']} while one user floods the client. Idle: "
+        f"median {noisy['idle_median_ms']} ms over {noisy['idle_ops']} operations, errors: "
+        f"{listed(noisy['idle_errors']) or 'none'}. Target: {noisy['target']}.", "",
+        *table(("while one user...", "flood s", "median ms", "x idle", "p95 ms", "max ms", "operations", "errors"),
+               floods),
+    ]) + "\n"
 
 
 if __name__ == "__main__":

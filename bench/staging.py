@@ -14,19 +14,19 @@ the SLURM job's wall time (sacct ElapsedRaw, what the node is busy for) and the
 whole Snakemake run's wall time, medians over RUNS alternating runs; target:
 the staged job at least 5 times faster.
 
-Writes bench/results/staging.json. Needs the cluster (make cluster-up).
+Writes bench/results/staging.json and staging.md (its tables; python -m
+bench.report staging renders them again). Needs the cluster (make cluster-up).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
 from pathlib import Path
 
-from minihpc import BENCH_RESULTS
+from bench.report import against, heading, save, table
 from minihpc.course.cores import SLURM, submitted_ids
 from minihpc.course.labctl import Lab, set_nfs_profile
 from minihpc.course.staging import INPUT, STAGING, TARGET
@@ -34,7 +34,6 @@ from nfs.profiles import named
 
 ROOT = Path(__file__).resolve().parent.parent
 
-RESULTS = BENCH_RESULTS / "staging.json"
 MODES = {"direct": SLURM, "staged": STAGING}
 TARGET_RATIO = 5.0
 
@@ -101,12 +100,29 @@ def main() -> int:
         "target_job_speedup": TARGET_RATIO,
         "met": ratio >= TARGET_RATIO,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=1) + "\n")
-    print(json.dumps({k: result[k] for k in ("nfs_profile", "median", "job_speedup_staged",
-                                             "workflow_speedup_staged", "met")}, indent=1))
-    print(f"wrote {RESULTS}")
+    save("staging", result, markdown)
     return 0
+
+
+def markdown(result: dict) -> str:
+    med, nfs, speedup = result["median"], result["nfs_profile"], result["job_speedup_staged"]
+    figures = [("the SLURM job's wall time (sacct `ElapsedRaw`), s", med["direct"]["job_s"], med["staged"]["job_s"],
+                f"{speedup}x", against(speedup, result["target_job_speedup"], unit="x")),
+               ("the whole Snakemake run, s", med["direct"]["workflow_s"], med["staged"]["workflow_s"],
+                f"{result['workflow_speedup_staged']}x", "")]
+    runs = [(i, mode, s["job_s"], s["workflow_s"], s["node"], s["jobid"])
+            for i, turn in enumerate(zip(*result["samples"].values(), strict=True), 1)
+            for mode, s in zip(result["samples"], turn, strict=True)]
+    outputs = sorted({s["output"] for ss in result["samples"].values() for s in ss})
+    return "\n".join([
+        *heading("Staging", "staging", result,
+                 f"{result['rule']}, direct through `{SLURM}` against staged through `{STAGING}`, under the NFS "
+                 f"profile `{nfs['name']}` ({nfs['description']}); a fresh lab directory per run, medians of "
+                 f"{result['runs']} alternating runs."),
+        *table(("figure", "direct", "staged", "staged speed-up", "target"), figures), "",
+        *table(("run", "mode", "job s", "workflow s", "node", "job id"), runs), "",
+        f"Every run's output: {'; '.join(f'`{o}`' for o in outputs)}.",
+    ]) + "\n"
 
 
 if __name__ == "__main__":

@@ -46,6 +46,8 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+from bench.report import save
+
 ROOT = Path(__file__).resolve().parent.parent
 
 DEFAULT_DIR = ROOT / ".suite"
@@ -233,47 +235,47 @@ def report(d: Path, name: str | None, top: int, note: str = "") -> int:
     by_file = sorted(({"file": f, **{k: round(v, 1) for k, v in x.items()}} for f, x in files.items()),
                      key=lambda x: -x["s"])
     slowest = sorted(rows, key=lambda r: -r["s"])[:top]
-    md = table(whole, by_file, slowest, note)
-    print(md)
+    result = {"when": datetime.fromtimestamp(begun).astimezone().isoformat(timespec="seconds"),
+              "host": "vm", "cpus": os.cpu_count(), "note": note, "whole": whole, "by_file": by_file,
+              "slowest": slowest}
     if name:
-        out = ROOT / "bench/results"
-        (out / f"suite-{name}.json").write_text(json.dumps(
-            {"when": datetime.fromtimestamp(begun).astimezone().isoformat(timespec="seconds"),
-             "host": "vm", "cpus": os.cpu_count(), "note": note, "whole": whole, "by_file": by_file,
-             "slowest": slowest},
-            indent=1) + "\n")
-        (out / f"suite-{name}.md").write_text(md + "\n")
-        print(f"wrote bench/results/suite-{name}.json and .md")
+        save(f"suite-{name}", result, markdown)
+    else:
+        print(markdown(result), end="")
     return 0
 
 
-def table(whole: dict, by_file: list[dict], slowest: list[dict], note: str = "") -> str:
-    w = whole
+def markdown(result: dict) -> str:
+    """A run's tables (bench/results/suite-NAME.md). A run recorded before a
+    kind or the CPU sampling was measured has no column for it."""
+    w, by_file, slowest, note = result["whole"], result["by_file"], result["slowest"], result.get("note", "")
+    kinds = [k for k in KINDS if any(k in p.get("wall_split_s", {}) for p in w["phases"])]
+    cpu_col = any("cpu_busy" in p for p in w["phases"])
     lines = [f"make test: {w['wall_s']:.0f} s wall, {w['cluster_tests']} cluster tests, {w['jobs']} Slurm jobs, "
              f"{w['host_tests']} host-only tests", "", *([note, ""] if note else []),
-             "| phase | wall s | host CPU busy | tests | test-s | " + " | ".join(KINDS) + " |",
-             "|---|---:|---:|---:|---:|" + "---:|" * len(KINDS)]
+             "| phase | wall s | " + "host CPU busy | " * cpu_col + "tests | test-s | " + " | ".join(kinds) + " |",
+             "|---|---:|" + "---:|" * cpu_col + "---:|---:|" + "---:|" * len(kinds)]
     for p in w["phases"]:
         sp = p.get("wall_split_s")
-        cells = " | ".join(f"{sp[k]:.0f}" for k in KINDS) if sp else " | ".join("" for _ in KINDS)
-        cpu = f"{p['cpu_busy']:.0%}" if "cpu_busy" in p else ""
-        lines.append(f"| {p['phase']} | {p['wall_s']:.0f} | {cpu} | {p.get('tests', '')} | "
+        cells = " | ".join(f"{sp[k]:.0f}" for k in kinds) if sp else " | ".join("" for _ in kinds)
+        cpu = (f"{p['cpu_busy']:.0%} | " if "cpu_busy" in p else " | ") * cpu_col
+        lines.append(f"| {p['phase']} | {p['wall_s']:.0f} | {cpu}{p.get('tests', '')} | "
                      f"{p['test_s']:.0f} | {cells} |" if sp else
-                     f"| {p['phase']} | {p['wall_s']:.0f} | {cpu} | | | {cells} |")
+                     f"| {p['phase']} | {p['wall_s']:.0f} | {cpu}| | {cells} |")
     lines += ["", "Host CPU busy: of all the host's cores, from /proc/stat every 2 s (near 100 %: the phase waits "
-              "on CPU, not on the cluster). Cluster phases' columns: wall-clock seconds by what the cluster was "
-              "doing. Below: test-seconds (each test's own time, its fixtures included; tests side by side "
-              "overlap).", "",
-              "| file | tests | s | " + " | ".join(KINDS) + " |", "|---|---:|---:|" + "---:|" * len(KINDS)]
+              "on CPU, not on the cluster). " * cpu_col + "Cluster phases' columns: wall-clock seconds by what the "
+              "cluster was doing. Below: test-seconds (each test's own time, its fixtures included; tests side by "
+              "side overlap).", "",
+              "| file | tests | s | " + " | ".join(kinds) + " |", "|---|---:|---:|" + "---:|" * len(kinds)]
     for f in by_file:
         lines.append(f"| {f['file']} | {f['tests']:.0f} | {f['s']:.0f} | " +
-                     " | ".join(f"{f[k]:.0f}" for k in KINDS) + " |")
-    lines += ["", "| slowest tests | alone | s | " + " | ".join(KINDS) + " |",
-              "|---|---|---:|" + "---:|" * len(KINDS)]
+                     " | ".join(f"{f[k]:.0f}" for k in kinds) + " |")
+    lines += ["", "| slowest tests | alone | s | " + " | ".join(kinds) + " |",
+              "|---|---|---:|" + "---:|" * len(kinds)]
     for r in slowest:
         lines.append(f"| {r['test']} | {'yes' if r['alone'] else ''} | {r['s']:.0f} | " +
-                     " | ".join(f"{r[k]:.0f}" for k in KINDS) + " |")
-    return "\n".join(lines)
+                     " | ".join(f"{r[k]:.0f}" for k in kinds) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def main() -> int:

@@ -16,8 +16,9 @@ sacct (the last tuned run): each job's wait, the job-step Snakemake around
 the srun step, the step's own Snakemake, the work; the run's start-up and
 tail; and the host's CPU seconds per job from /proc/stat.
 
-Writes bench/results/throughput.json and throughput.md. Needs the cluster
-(make cluster-up); leaves it tuned.
+Writes bench/results/throughput.json and throughput.md (its tables; python
+-m bench.report throughput renders them again). Needs the cluster (make
+cluster-up); leaves it tuned.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ import sys
 import time
 from pathlib import Path
 
-from minihpc import BENCH_RESULTS, RUN_DIR
+from bench.report import heading, save, table
+from minihpc import RUN_DIR
 from minihpc.cluster import Cluster
 from minihpc.configs import slurm_conf, write_if_changed
 from minihpc.course.labctl import Lab
@@ -39,8 +41,6 @@ from minihpc.topology import Topology
 
 ROOT = Path(__file__).resolve().parent.parent
 
-RESULTS = BENCH_RESULTS / "throughput.json"
-TABLE = BENCH_RESULTS / "throughput.md"
 PRESSURE = "-s pressure/Snakefile"
 
 # Runs on the login node as the lab user: one line of JSON.
@@ -149,27 +149,27 @@ def median(samples: list[dict], key: str) -> float:
     return round(statistics.median(s[key] for s in samples), 2)
 
 
-def table(result: dict) -> str:
+def markdown(result: dict) -> str:
     m, f = result["median"], result["fanout"]
-    rows = [("sbatch submissions per second", "submit_per_s", ""),
-            ("trivial jobs per second, submission to end", "jobs_per_s", "")]
-    out = ["| measure | untuned | tuned |", "|---|---|---|"]
-    out += [f"| {label} | {m['untuned'][k]} | {m['tuned'][k]} |" for label, k, _ in rows]
+    rows = [("sbatch submissions per second", "submit_per_s"),
+            ("trivial jobs per second, submission to end", "jobs_per_s")]
+    out = [(label, m["untuned"][k], m["tuned"][k]) for label, k in rows]
     for how in ("local", "slurm", "grouped"):
-        out.append(f"| fan-out {how}: wall s (ratio to local) | "
-                   + " | ".join(f"{m[v][how]} ({m[v][how + '_ratio']}x)" for v in ("untuned", "tuned")) + " |")
+        out.append((f"fan-out {how}: wall s (ratio to local)",
+                    *(f"{m[v][how]} ({m[v][how + '_ratio']}x)" for v in ("untuned", "tuned"))))
     for how in ("local", "slurm", "grouped"):
-        out.append(f"| fan-out {how}: host CPU s | " + " | ".join(str(m[v][how + '_cpu']) for v in
-                                                                   ("untuned", "tuned")) + " |")
-    b = result["breakdown"]
-    lines = [f"# Throughput ({result['when']}, {result['nodes']} nodes x {result['cpus']} CPUs, "
-             f"{result['host_cpus']} host CPUs; medians of {result['reps']})", "",
-             f"{result['drain_jobs']} trivial jobs; fan-out of {f['jobs']} parts x {f['seconds']} s; "
-             f"grouped: `{f['grouped']}`.", "", *out, "",
-             "Where a tuned slurm fan-out's time goes (sacct, medians per job):", "",
-             "| part | value |", "|---|---|"]
-    lines += [f"| {LABELS.get(k, k)} | {round(v, 1)} |" for k, v in b.items()]
-    return "\n".join(lines) + "\n"
+        out.append((f"fan-out {how}: host CPU s", *(m[v][how + "_cpu"] for v in ("untuned", "tuned"))))
+    return "\n".join([
+        *heading("Throughput", "throughput", result,
+                 f"How fast the cluster ({result['nodes']} nodes x {result['cpus']} CPUs, {result['host_cpus']} "
+                 f"host CPUs) turns jobs over, without and with the scheduler tuning: {result['drain_jobs']} "
+                 f"trivial jobs submitted on the login node; the fan-out of lab/pressure ({f['jobs']} parts x "
+                 f"{f['seconds']} s) locally (`{f['local']}`), through slurm (`{f['slurm']}`) and grouped "
+                 f"(`{f['grouped']}`). Medians of {result['reps']}."),
+        *table(("measure", "untuned", "tuned"), out), "",
+        "Where a tuned slurm fan-out's time goes (sacct, medians per job):", "",
+        *table(("part", "value"), ((LABELS.get(k, k), v) for k, v in result["breakdown"].items())),
+    ]) + "\n"
 
 
 def main() -> int:
@@ -215,11 +215,7 @@ def main() -> int:
         "median": {v: {k: median(ss, k) for k in ss[0]} for v, ss in samples.items()},
         "breakdown": breakdown(cluster, last, args.seconds, args.fanout),
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=1) + "\n")
-    TABLE.write_text(table(result))
-    print(TABLE.read_text())
-    print(f"wrote {RESULTS} and {TABLE}")
+    save("throughput", result, markdown)
     return 0
 
 

@@ -1,4 +1,5 @@
-"""bench: the benchmark scripts, each writing bench/results/<name>.json."""
+"""bench: the benchmark scripts, each writing bench/results/<name>.json and
+<name>.md; `bench report` renders the .md again from the JSON."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from minihpc import ROOT
 
 # Modules of the tree's bench package, run from the tree (where `bench` is found).
 SCRIPTS = {"cluster": "cluster_bringup", "nfs": "nfs_client", "staging": "staging", "faults": "faults",
-           "throughput": "throughput", "suite": "suite"}
+           "throughput": "throughput", "suite": "suite", "report": "report"}
 
 
 def add(sub: argparse._SubParsersAction) -> None:
@@ -22,8 +23,9 @@ def add(sub: argparse._SubParsersAction) -> None:
                                    "with a node killed against a clean one; throughput: trivial jobs per second "
                                    "and a fan-out local, through slurm and grouped, before and after the "
                                    "scheduler tuning; suite: where the last make test's time went (report "
-                                   "[--name N]). Results go to "
-                                   "bench/results/<name>.json.")
+                                   "[--name N]). Results go to bench/results/<name>.json and <name>.md; "
+                                   "report [NAME ...] renders the .md again from the JSON, measuring "
+                                   "nothing.")
     p.add_argument("name", choices=list(SCRIPTS))
     p.add_argument("args", nargs=argparse.REMAINDER, help="passed to the script (e.g. --reps 3)")
     p.set_defaults(run=bench)
