@@ -28,7 +28,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 IDLE_SETTLE_S = 30.0
 BRING_UPS = {"cold_up_s": "cold: no `minihpc/*` image, no build cache", "warm_up_s": "warm: images present, "
-             "fresh volumes (`minihpc destroy` first)", "restart_up_s": "restart after `minihpc down` (volumes kept)"}
+             "fresh volumes (`minihpc destroy` first)", "restart_up_s": "restart after `minihpc down` (volumes kept)",
+             "resize_2_to_3_s": "resize a running cluster 2 → 3 nodes (`minihpc up --nodes 3`)",
+             "resize_3_to_2_s": "resize it back 3 → 2 nodes (`minihpc up --nodes 2`)"}
+# The bring-ups' targets that share one (both resizes: resize_s).
+TARGET_OF = {"resize_2_to_3_s": "resize_s", "resize_3_to_2_s": "resize_s"}
 
 
 def sh(*cmd: str, check: bool = True) -> str:
@@ -113,8 +117,9 @@ def markdown(result: dict) -> str:
     def target(key: str, value: float | None) -> str:
         return against(value, t[key], most=True) if key in t and value is not None else ""
 
-    rows = [(f"{label}, s", result[k]["median"], listed(result[k]["samples"]), target(k, result[k]["median"]))
-            for k, label in BRING_UPS.items()]
+    # Results from before the resizes were measured have no rows for them.
+    rows = [(f"{label}, s", result[k]["median"], listed(result[k]["samples"]),
+             target(TARGET_OF.get(k, k), result[k]["median"])) for k, label in BRING_UPS.items() if k in result]
     rows.append(("idle RSS, every process of every container, MiB", rss["total"], "",
                  target("idle_rss_mib", rss["total"])))
     m = result["machine"]
