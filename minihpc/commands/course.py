@@ -54,7 +54,7 @@ def pressure(a: argparse.Namespace) -> int:
         raise BadInput(f"--jobs {jobs} does not put the cluster under pressure",
                        f"give more parts than its {capacity} CPUs, and at most {p.MAX_JOBS}")
 
-    def pressure() -> p.Core:
+    def pressure() -> p.Proof:
         return p.pressure(grouped=a.grouped, jobs=jobs)
     return _run([pressure])
 

@@ -13,9 +13,9 @@ import re
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from minihpc.course.labctl import Lab, Result, compute_nodes, now_stamp, sacct_jobs, set_nfs_profile
+from minihpc.proofs import Proof, line_with, tail
 from minihpc.runner import run_id
 
 SLURM = "--profile profiles/slurm"
@@ -23,64 +23,18 @@ LOCAL = "--profile profiles/local"
 DEMO_TARGETS = "results/staged_demo.txt results/atomic_ok.txt"
 
 
-@dataclass
-class Check:
-    core: str
-    name: str
-    ok: bool
-    evidence: str
-
-
-class Core:
-    """Collects the checks of one core. A check names one condition and keeps
-    the evidence it was judged on (tests/unit/test_lab_checks.py holds every
-    call to that: one condition, never an `and` of several, evidence given)."""
-
-    def __init__(self, name: str, lab: Lab) -> None:
-        self.name, self.lab, self.checks = name, lab, []
-
-    def check(self, name: str, ok: bool, evidence: str) -> bool:
-        self.checks.append(Check(self.name, name, bool(ok), evidence))
-        return bool(ok)
-
-    def exit(self, name: str, r: Result, zero: bool = True) -> bool:
-        """`r` exited 0 (or, with zero=False, did not); the evidence is its command, tail and code."""
-        return self.check(name, (r.rc == 0) == zero, tail(r))
-
-    def says(self, name: str, r: Result | str, text: str) -> bool:
-        """`text` is in the output; the evidence is the line that holds it (or the tail)."""
-        out = r.out if isinstance(r, Result) else r
-        return self.check(name, text in out, line_with(out, text) or tail(r))
-
-    def never_says(self, name: str, r: Result | str, text: str) -> bool:
-        out = r.out if isinstance(r, Result) else r
-        return self.check(name, text not in out, line_with(out, text) or tail(r))
-
-
-def tail(r: Result | str, n: int = 600) -> str:
-    if isinstance(r, Result):
-        return f"$ {r.cmd}\n...{r.out[-n:]}\n[exit {r.rc}]"
-    return r[-n:]
-
-
-def line_with(out: str, text: str) -> str:
-    """The line of `out` holding `text`, if any."""
-    return next((line for line in out.splitlines() if text in line), "") if "\n" not in text else (
-        text if text in out else "")
-
-
-def fresh(core: str, lab_name: str) -> tuple[Core, Lab]:
+def fresh(core: str, lab_name: str) -> tuple[Proof, Lab]:
     """A core with its own clean lab laid out on the shared filesystem."""
     lab = Lab(lab_name)
     lab.reset()
-    return Core(core, lab), lab
+    return Proof(core), lab
 
 
 def submitted_ids(output: str) -> list[str]:
     return re.findall(r"has been submitted with SLURM jobid (\d+)", output)
 
 
-def core1(prefix: str = "core1") -> Core:
+def core1(prefix: str = "core1") -> Proof:
     """Execution backends via profiles, and log retention."""
     c, lab = fresh("core1", f"{prefix}-slurm")
     lab.proof("core1.profile.slurm", lab.sh("cat profiles/slurm/config.yaml"))
@@ -131,7 +85,7 @@ def core1(prefix: str = "core1") -> Core:
     return c
 
 
-def log_retention(prefix: str = "core1") -> Core:
+def log_retention(prefix: str = "core1") -> Proof:
     """keep-successful-logs false: successful logs go, a failed job's log stays."""
     c, lab = fresh("core1", f"{prefix}-logs")
     # A boolean plugin flag cannot be switched off on the command line once the
@@ -151,7 +105,7 @@ def log_retention(prefix: str = "core1") -> Core:
     return c
 
 
-def core2(prefix: str = "core2", interrupt: bool = True) -> Core:
+def core2(prefix: str = "core2", interrupt: bool = True) -> Proof:
     """Retries, poison outputs and incomplete semantics, atomic publishing;
     with `interrupt`, a node and Snakemake killed together (minihpc only: it
     needs the cluster's fault injection)."""
@@ -196,7 +150,7 @@ def core2(prefix: str = "core2", interrupt: bool = True) -> Core:
     return c
 
 
-def interrupted_run(prefix: str = "core2") -> Core:
+def interrupted_run(prefix: str = "core2") -> Proof:
     """The node running a job dies and Snakemake with it: the output is left
     marked incomplete, later runs refuse it until --rerun-incomplete replaces it.
 
@@ -276,7 +230,7 @@ def arrived_after_lag(lab: Lab) -> tuple[Result, str]:
     return after_short, lab.read(LAG_TARGET)
 
 
-def short_wait_fails(c: Core, short: Result, after_short: Result, arrived: str) -> None:
+def short_wait_fails(c: Proof, short: Result, after_short: Result, arrived: str) -> None:
     """What a --latency-wait below the delay shows (short_wait_under_lag): the
     run fails with Snakemake's latency message though its job completed, and
     what appears on the login node later is the job's whole output. Checked
@@ -289,7 +243,7 @@ def short_wait_fails(c: Core, short: Result, after_short: Result, arrived: str) 
             arrived == "staged_demo=ok\n", after_short.out[-300:])
 
 
-def core3_latency(prefix: str = "core3") -> Core:
+def core3_latency(prefix: str = "core3") -> Proof:
     """Outputs a job wrote on a compute node reach the submit host D seconds
     later (NFS profile lag-10): a --latency-wait below D fails with Snakemake's
     latency message, one above D waits about D and succeeds; with the profile
@@ -341,7 +295,7 @@ def core3_latency(prefix: str = "core3") -> Core:
     return c
 
 
-def core4(prefix: str = "core4") -> Core:
+def core4(prefix: str = "core4") -> Proof:
     """Generated unit tests gate the workflow."""
     c, lab = fresh("core4", prefix)
     run = lab.snakemake(f"{SLURM} {DEMO_TARGETS}")
@@ -363,7 +317,7 @@ def core4(prefix: str = "core4") -> Core:
     return c
 
 
-def core5(prefix: str = "core5") -> Core:
+def core5(prefix: str = "core5") -> Proof:
     """Drift reports need metadata: --drop-metadata leaves them stale or blind.
 
     Snakemake 9.27 with --drop-metadata writes no record for the jobs it runs
@@ -413,5 +367,5 @@ def core5(prefix: str = "core5") -> Core:
     return c
 
 
-CORES: dict[str, Callable[[], Core]] = {"core1": core1, "core2": core2, "core3-latency": core3_latency,
-                                        "core4": core4, "core5": core5}
+CORES: dict[str, Callable[[], Proof]] = {"core1": core1, "core2": core2, "core3-latency": core3_latency,
+                                         "core4": core4, "core5": core5}

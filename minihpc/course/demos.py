@@ -16,29 +16,28 @@ from dataclasses import dataclass
 from minihpc.course.cores import (
     LAG,
     SLURM,
-    Core,
     arrived_after_lag,
     fresh,
     short_wait_fails,
     short_wait_under_lag,
     submitted_ids,
-    tail,
 )
 from minihpc.course.labctl import LAB_USER, Lab, cluster, compute_nodes, node_sh, now_stamp, set_nfs_profile
 from minihpc.course.resources import MEM, TIME, run_rule, sacct_of
 from minihpc.course.staging import COMPLETE, INPUT, STAGING, TARGET, job_prefix, shard_log
 from minihpc.errors import BadInput
 from minihpc.facts import SCRATCH
+from minihpc.proofs import Proof, tail
 
 
 @dataclass(frozen=True)
 class Demo:
     title: str
     fix: str
-    run: Callable[[str], Core]
+    run: Callable[[str], Proof]
 
 
-def no_poison(c: Core, lab: Lab) -> None:
+def no_poison(c: Proof, lab: Lab) -> None:
     """The failed run left neither the output nor its temporary shards on /shared."""
     listing = lab.sh("find results -type f 2>/dev/null | sort")
     c.check("no output and no temporary file of the job on the shared filesystem", listing.out.strip() == "",
@@ -59,7 +58,7 @@ def clear_job_scratch(run_out: str) -> None:
             node_sh(f"rm -rf {dirs}", service=node, user="root")
 
 
-def unwritable_scratch(prefix: str = "demo") -> Core:
+def unwritable_scratch(prefix: str = "demo") -> Proof:
     """The module's Repro B on the cluster: the job's scratch prefix is not writable."""
     c, lab = fresh("demo", f"{prefix}-unwritable-scratch")
     run = lab.snakemake(f"{STAGING} --remote-job-local-storage-prefix '/root/forbidden_scratch/$SLURM_JOB_ID' "
@@ -82,7 +81,7 @@ LEAVE_FREE_MIB = 3
 FILLER = f"{SCRATCH}/.demo-filler"
 
 
-def scratch_full(prefix: str = "demo") -> Core:
+def scratch_full(prefix: str = "demo") -> Proof:
     """Another job's leftovers fill node scratch: the job gets ENOSPC."""
     c, lab = fresh("demo", f"{prefix}-scratch-full")
     nodes = compute_nodes()
@@ -123,7 +122,7 @@ def scratch_full(prefix: str = "demo") -> Core:
 SHARED_COPIES = "persistence software-deployment sources source-cache storage-local-copies"
 
 
-def prefix_mismatch(prefix: str = "demo") -> Core:
+def prefix_mismatch(prefix: str = "demo") -> Proof:
     """storage-local-copies declared shared while both prefixes are node-local."""
     c, lab = fresh("demo", f"{prefix}-prefix-mismatch")
     # The input already on the shared filesystem, as raw data would be.
@@ -165,7 +164,7 @@ done
 """
 
 
-def no_plugin(prefix: str = "demo") -> Core:
+def no_plugin(prefix: str = "demo") -> Proof:
     """The staging profile used where snakemake-storage-plugin-fs is not installed."""
     c, lab = fresh("demo", f"{prefix}-no-plugin")
     try:
@@ -189,7 +188,7 @@ def no_plugin(prefix: str = "demo") -> Core:
     return c
 
 
-def latency_too_short(prefix: str = "demo") -> Core:
+def latency_too_short(prefix: str = "demo") -> Proof:
     """--latency-wait below the shared filesystem's lag."""
     c, lab = fresh("demo", f"{prefix}-latency")
     try:
@@ -202,7 +201,7 @@ def latency_too_short(prefix: str = "demo") -> Core:
     return c
 
 
-def oom(prefix: str = "demo") -> Core:
+def oom(prefix: str = "demo") -> Proof:
     """A rule whose memory request is too small, whatever the attempt."""
     c, lab = fresh("demo", f"{prefix}-oom")
     r = run_rule(lab, "mem_scaled", f"--retries 1 --set-resources mem_scaled:mem_mb=400 -- {MEM}")
@@ -219,7 +218,7 @@ def oom(prefix: str = "demo") -> Core:
     return c
 
 
-def timeout(prefix: str = "demo") -> Core:
+def timeout(prefix: str = "demo") -> Proof:
     """A rule whose runtime is too short for its work."""
     c, lab = fresh("demo", f"{prefix}-timeout")
     r = run_rule(lab, "time_scaled", f"-- {TIME}")
@@ -238,7 +237,7 @@ BIG_MB = 4000  # big_join's mem_mb in lab/Snakefile (the tests read it here)
 PARTITIONS_PROFILE = "--workflow-profile profiles/lab-partitions"
 
 
-def partition(prefix: str = "demo") -> Core:
+def partition(prefix: str = "demo") -> Proof:
     """Rules asking for more memory, or more time, than the default partition allows."""
     f = cluster().facts
     if not f.mem_mb < BIG_MB <= max(f.node_mem_mb.values()):
@@ -281,7 +280,7 @@ PRESSURE = "-s pressure/Snakefile"
 TOO_MANY_CPUS = "More processors requested than permitted"
 
 
-def group_too_big(prefix: str = "demo") -> Core:
+def group_too_big(prefix: str = "demo") -> Proof:
     """A group of more parallel jobs than a node has CPUs: sbatch refuses every
     group job, and Snakemake drops sbatch's message (GroupJob.log_error
     ignores it in Snakemake 9.27.1): only the call survives, under --verbose."""

@@ -14,7 +14,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from minihpc import PROOF_DIR, ROOT
+from minihpc import PROOF_DIR, ROOT, proofs
 from minihpc.cluster import Cluster, Result, Running
 from minihpc.facts import LAB_USER
 from minihpc.sitefile import Site
@@ -133,10 +133,7 @@ class Lab:
 
     def proof(self, name: str, *parts: Result | str) -> Path:
         """Write .proof/<name>.txt from real command output."""
-        self.proof_dir.mkdir(parents=True, exist_ok=True)
-        path = self.proof_dir / f"{name}.txt"
-        path.write_text("".join(p.text() if isinstance(p, Result) else p for p in parts))
-        return path
+        return proofs.write(self.proof_dir, name, *parts)
 
 
 def sacct_jobs(lab: Lab, since: str, fields: str = "JobID,JobName,Comment,NodeList,State") -> list[dict[str, str]]:

@@ -14,9 +14,10 @@ import math
 from collections import Counter
 
 from minihpc import PROOF_DIR
-from minihpc.course.cores import SLURM, Core, fresh, tail
+from minihpc.course.cores import SLURM, fresh
 from minihpc.course.labctl import Lab, cluster, now_stamp
 from minihpc.errors import MinihpcError
+from minihpc.proofs import Proof, tail
 from minihpc.runner import run_id
 from minihpc.timeline import stamp, timeline
 
@@ -52,7 +53,7 @@ def most_cpus_at_once(rows: list[dict[str, str]]) -> int:
     return best
 
 
-def pressure(prefix: str = "pressure", grouped: bool = False, jobs: int = JOBS, seconds: float = SECONDS) -> Core:
+def pressure(prefix: str = "pressure", grouped: bool = False, jobs: int = JOBS, seconds: float = SECONDS) -> Proof:
     """The pressure workflow through SLURM: the cluster full, jobs pending for
     Priority and Resources, every job COMPLETED, the fan-in's sum right."""
     f = cluster().facts

@@ -14,8 +14,9 @@ import io
 from dataclasses import dataclass
 
 from minihpc.cluster import largest_step_rss, sacct_kib
-from minihpc.course.cores import SLURM, Core, fresh
+from minihpc.course.cores import SLURM, fresh
 from minihpc.course.labctl import Lab, Result, cluster, now_stamp
+from minihpc.proofs import Proof
 
 MEM, TIME, OVER = ("results/resources/mem_scaled.txt", "results/resources/time_scaled.txt",
                    "results/resources/over_request.txt")
@@ -69,7 +70,7 @@ def seconds(elapsed: str) -> int:
     return h * 3600 + m * 60 + s
 
 
-def core6(prefix: str = "core6") -> Core:
+def core6(prefix: str = "core6") -> Proof:
     c, lab = fresh("core6", prefix)
     once = run_rule(lab, "mem_scaled", MEM)
     since = now_stamp(lab)
@@ -107,7 +108,7 @@ def core6(prefix: str = "core6") -> Core:
     return c
 
 
-def efficiency(c: Core, report_csv: str, over: list[dict[str, str]]) -> None:
+def efficiency(c: Proof, report_csv: str, over: list[dict[str, str]]) -> None:
     """The plugin's report on the over-requesting rule, against sacct."""
     rows = [r for r in csv.DictReader(io.StringIO(report_csv)) if r.get("RuleName") == "rule_over_request"]
     c.check("the efficiency report has a row for over_request's job step", len(rows) == 1, report_csv[-600:])

@@ -14,8 +14,9 @@ import re
 import time
 from dataclasses import dataclass
 
-from minihpc.course.cores import SLURM, Core, fresh, submitted_ids
+from minihpc.course.cores import SLURM, fresh, submitted_ids
 from minihpc.course.labctl import LAB_USER, Lab, cluster, compute_nodes, node_sh
+from minihpc.proofs import Proof
 from scratch import policy
 
 STAGING = "--profile profiles/slurm-staging"
@@ -88,7 +89,7 @@ def worked_in(output: str) -> str | None:
     return m.group(1) if m else None
 
 
-def core3_staging(prefix: str = "core3") -> Core:
+def core3_staging(prefix: str = "core3") -> Proof:
     """Staging to node-local scratch, proven from the nodes' filesystems."""
     c, lab = fresh("core3", f"{prefix}-staging")
     nodes = ["login", *compute_nodes()]

@@ -11,17 +11,17 @@ from collections import Counter
 from collections.abc import Callable
 
 from minihpc import busy
-from minihpc.course.cores import Core
-from minihpc.course.labctl import Lab, cluster
+from minihpc.course.labctl import cluster
+from minihpc.proofs import Proof
 
 # Longer than any core; the load is stopped as soon as they are done.
 MINUTES = 60
 SAMPLE_S = 2
 
 
-def under_load(work: Callable[[], None]) -> Core:
+def under_load(work: Callable[[], None]) -> Proof:
     """Run `work` under the load; the checks that the load was real."""
-    c = Core("busy", Lab("busy"))
+    c = Proof("busy")
     cl = cluster()
     load = busy.start(cl, MINUTES)
     reasons: Counter[str] = Counter()

@@ -15,14 +15,15 @@ from support import Cluster, assert_passed, eventually
 
 from minihpc import busy
 from minihpc.course.confirm import RUNS, commissioning
-from minihpc.course.cores import Core, interrupted_run
+from minihpc.course.cores import interrupted_run
 from minihpc.course.demos import DEMOS
 from minihpc.course.underload import under_load
+from minihpc.proofs import Proof
 
 # Core 6 and the resource demos change nothing shared (no NFS profile, no
 # scratch) and tell their jobs apart by working directory, so they run side by
 # side, last: their TIMEOUTs and kills are waits, not work.
-SIDE_BY_SIDE: dict[str, Callable[[], Core]] = {
+SIDE_BY_SIDE: dict[str, Callable[[], Proof]] = {
     "core6": lambda: RUNS["core6"](prefix="test-core6"),
     **{name: (lambda name=name: DEMOS[name].run(f"test-{name}")) for name in ("demo-oom", "demo-timeout",
                                                                               "demo-partition")},
@@ -61,7 +62,7 @@ def test_the_course_proofs_hold_under_another_users_load(cluster: Cluster) -> No
         for name in UNDER_LOAD:
             checks.extend(RUNS[name](prefix=f"test-{name}-busy").checks)
     load = under_load(proofs)
-    core = Core("busy", load.lab)
+    core = Proof("busy")
     core.checks = checks + load.checks
     assert_passed(core)
     # Cancelled, a running task is COMPLETING until its epilog is done.
@@ -100,13 +101,13 @@ def test_commissioning_sequence_as_printed(cluster: Cluster) -> None:
 
 
 @pytest.fixture(scope="module")
-def side_by_side(cluster: Cluster) -> Iterator[dict[str, Future[Core]]]:
+def side_by_side(cluster: Cluster) -> Iterator[dict[str, Future[Proof]]]:
     with ThreadPoolExecutor(len(SIDE_BY_SIDE)) as pool:
         yield {name: pool.submit(run) for name, run in SIDE_BY_SIDE.items()}
 
 
 @pytest.mark.cost(85)  # each; all four at once take as long as Core 6
 @pytest.mark.parametrize("name", list(SIDE_BY_SIDE))
-def test_resources_side_by_side(side_by_side: dict[str, Future[Core]], name: str) -> None:
+def test_resources_side_by_side(side_by_side: dict[str, Future[Proof]], name: str) -> None:
     """Core 6, demo-oom, demo-timeout and demo-partition, all at once."""
     assert_passed(side_by_side[name].result(timeout=1200))

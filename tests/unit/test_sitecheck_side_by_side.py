@@ -16,12 +16,12 @@ import pytest
 from minihpc import ROOT, sitecheck
 from minihpc.cluster import Cluster
 from minihpc.course import labctl
-from minihpc.course.cores import Core
 from minihpc.facts import Facts
+from minihpc.proofs import Proof
 
 
-def core(name: str, ok: bool = True) -> Core:
-    c = Core(name, labctl.Lab(name, proof_dir=Path("/nonexistent")))
+def core(name: str, ok: bool = True) -> Proof:
+    c = Proof(name)
     c.check(f"{name} held", ok, "evidence")
     return c
 
@@ -31,7 +31,7 @@ def test_the_proofs_run_at_once_and_their_results_keep_their_names() -> None:
     barrier = threading.Barrier(2, timeout=10)
 
     def proof(name: str):
-        def run() -> Core:
+        def run() -> Proof:
             barrier.wait()
             return core(name)
         return run
@@ -43,12 +43,12 @@ def test_the_proofs_run_at_once_and_their_results_keep_their_names() -> None:
 def test_a_proof_that_raises_is_raised_after_the_others_end(capsys: pytest.CaptureFixture[str]) -> None:
     ended = threading.Event()
 
-    def slow() -> Core:
+    def slow() -> Proof:
         ended.wait(0.3)
         ended.set()
         return core("slow")
 
-    def broken() -> Core:
+    def broken() -> Proof:
         raise RuntimeError("the site went away")
 
     with pytest.raises(RuntimeError, match="the site went away"):
@@ -64,7 +64,7 @@ def test_each_proof_runs_on_the_site_it_was_started_on() -> None:
     site = Cluster(Facts(nodes=["n1"], cpus=1, mem_mb=1, scratch_mb=1, shared="/site/work"), None)
     seen = []
 
-    def proof() -> Core:
+    def proof() -> Proof:
         seen.append(labctl.cluster().facts.shared)
         return core("p")
 
