@@ -22,7 +22,6 @@ cancelled, its Snakemake processes are stopped and its directory removed.
 
 from __future__ import annotations
 
-import contextvars
 import json
 import math
 import queue
@@ -36,12 +35,11 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from minihpc import PROOF_DIR, proofs
-from minihpc.cluster import Cluster, Result, largest_step_rss, parse_sacct
-from minihpc.course import cores, labctl
+from minihpc import PROOF_DIR, course, proofs
+from minihpc.cluster import Cluster, largest_step_rss, parse_sacct
 from minihpc.errors import BadInput, MinihpcError
 from minihpc.facts import Facts
-from minihpc.proofs import Proof, tail
+from minihpc.proofs import Proof
 from minihpc.sitefile import Site
 from minihpc.transport import SshTransport
 
@@ -49,10 +47,10 @@ LOGIN = "login"  # the client's name for the site's login node (the SSH host)
 PROOFS = PROOF_DIR / "site"
 JOB_NAME = "minihpc-site-check"
 # The course cores that run on a site: no root, no faults, no NFS profiles.
-CORES: dict[str, Callable[[], Proof]] = {"core1": cores.core1, "core2": lambda: cores.core2(interrupt=False),
-                                         "core4": cores.core4, "core5": cores.core5}
-# The site's own proofs, after the cores (minihpc.commands.site lists them all for --only).
-OWN = ("lag", "staging", "limits")
+CORES = course.SITE_CORES
+# The site's proofs after the cores (minihpc.commands.site lists them all for --only): staging is
+# the course's staging lab through the site's scratch (course.SITE_STAGING), the others the check's own.
+OWN = ("lag", course.SITE_STAGING, "limits")
 LAG_SAMPLES = 3
 
 
@@ -270,53 +268,6 @@ def enforcement(c: Cluster, jobs: tuple[str, str]) -> Proof:
     return core
 
 
-def staging(c: Cluster, site: Site) -> Proof:
-    """Staging to the site's node-local scratch (profiles/slurm-staging with
-    its prefixes there), proven on the node by steps of the user's own: one
-    inside the running job's allocation (srun --jobid --overlap), one after
-    it on the same node. No root."""
-    from minihpc.course import staging as course
-    core, lab = cores.fresh("staging", "staging")
-    proc = lab.spawn(f"snakemake {course.STAGING} --config staging_hold={course.HOLD} -- {course.TARGET}")
-    job = node = ""
-    deadline = time.monotonic() + 180
-    while not job and time.monotonic() < deadline and proc.proc.poll() is None:
-        rows = [x.split() for x in c.sh("squeue --me -h -t RUNNING -o '%i %N %Z'").out.splitlines()]
-        job, node = next(((j, n) for j, n, wd in (r for r in rows if len(r) == 3) if wd == lab.workdir), ("", ""))
-        time.sleep(1)
-    if not job:
-        run = lab.collect(proc)
-        lab.proof("site.staging", run)
-        core.check("the staged job starts running on a compute node", False, tail(run))
-        return core
-    prefix = f"{site.scratch}/{site.user}/job-{job}"
-    staged_out = f"{prefix}/fs/{course.TARGET}"
-    look = f"srun --jobid={job} --overlap --nodelist={node} --ntasks=1 find {shlex.quote(prefix)} -type f"
-    during = Result(look, 1, "", 0)
-    for _ in range(60):
-        during = lab.sh(look)
-        if staged_out in during.out.split():
-            break
-        time.sleep(2)
-    shared_during = lab.exists(course.TARGET)
-    run = lab.collect(proc)
-    after = c.sh(f"find {shlex.quote(prefix)} -type f 2>/dev/null; echo checked on $(hostname)", node=node)
-    content = lab.read(course.TARGET)
-    lab.proof("site.staging", run, f"job {job} ran on {node}; its prefix: {prefix}\n", during,
-              f"{course.TARGET} on the shared filesystem while the job ran: {'yes' if shared_during else 'no'}\n",
-              after, lab.sh(f"cat {course.TARGET}"))
-    core.exit("the staged run exits 0", run)
-    core.check(f"the job's output appeared under {prefix} on {node} (seen by a step of the user's own in the "
-               "job's allocation)", staged_out in during.out.split(), tail(during))
-    core.check("...beside its staged input", f"{prefix}/fs/{course.INPUT}" in during.out.split(), tail(during))
-    core.check("the output was not on the shared filesystem while the job ran", not shared_during,
-               f"present during the job: {shared_during}")
-    core.check("the job staged it out, complete", (content or "").startswith(course.COMPLETE), repr(content))
-    core.check(f"after the job, {node}'s scratch holds none of its files (a job of the user's own looked)",
-               f"checked on {node}" in after.out and prefix not in after.out, tail(after))
-    return core
-
-
 # -- the whole check --------------------------------------------------------------------
 
 def check(site: Site, names: list[str] | None = None) -> int:
@@ -324,14 +275,18 @@ def check(site: Site, names: list[str] | None = None) -> int:
     print(f"site: {site.user}@{site.host}:{site.port}, partition {site.partition} "
           f"({len(c.facts.nodes)} nodes: {' '.join(c.facts.nodes)}), work in {c.facts.shared}", flush=True)
     limit_jobs = ("", "")
-    runs: dict[str, Callable[[], Proof]] = {**CORES, "lag": lambda: lag(c, site),
-                                           **({"staging": lambda: staging(c, site)} if site.scratch else {}),
-                                           "limits": lambda: enforcement(c, limit_jobs)}
+
+    def course_proof(name: str) -> Callable[[], Proof]:
+        return lambda: course.on_site(name, c, site, PROOFS)
+    runs: dict[str, Callable[[], Proof]] = {
+        **{name: course_proof(name) for name in CORES}, "lag": lambda: lag(c, site),
+        **({course.SITE_STAGING: course_proof(course.SITE_STAGING)} if site.scratch else {}),
+        "limits": lambda: enforcement(c, limit_jobs)}
     if not site.scratch:
         print("staging: not run: the site file gives no node-local scratch (scratch: null)", flush=True)
     parts = [n for n in runs if n in names] if names else list(runs)
     try:
-        with _interruptible(), labctl.on(c, site, PROOFS):
+        with _interruptible():
             if "limits" in parts:
                 limit_jobs = over_limits(c, site)
             cores_run = _side_by_side({n: runs[n] for n in parts})
@@ -355,9 +310,10 @@ def check(site: Site, names: list[str] | None = None) -> int:
 def _side_by_side(runs: dict[str, Callable[[], Proof]]) -> dict[str, Proof]:
     """Run the proofs at once, each in its own directory with its own jobs
     (none judges another's): the check takes as long as its longest proof,
-    not their sum. Daemon threads: after Ctrl-C nothing waits for them
-    (_stop_and_clean ends what they started). A proof that raised is raised
-    once every other has ended."""
+    not their sum. Each is given its site's client (nothing of this
+    thread's goes with it). Daemon threads: after Ctrl-C nothing waits for
+    them (_stop_and_clean ends what they started). A proof that raised is
+    raised once every other has ended."""
     done: queue.Queue[tuple[str, Proof | BaseException, float]] = queue.Queue()
 
     def one(name: str, run: Callable[[], Proof]) -> None:
@@ -369,9 +325,7 @@ def _side_by_side(runs: dict[str, Callable[[], Proof]]) -> dict[str, Proof]:
 
     for name, run in runs.items():
         print(f"running {name} ...", flush=True)
-        # Each in a copy of this context: it keeps the site (labctl.on) even after Ctrl-C has left it here.
-        threading.Thread(target=contextvars.copy_context().run, args=(one, name, run), name=f"site-check-{name}",
-                         daemon=True).start()
+        threading.Thread(target=one, args=(name, run), name=f"site-check-{name}", daemon=True).start()
     out: dict[str, Proof] = {}
     failure: BaseException | None = None
     for _ in runs:

@@ -12,9 +12,10 @@ import sys
 from collections.abc import Callable
 
 from minihpc import PROOF_DIR
+from minihpc.cluster import Cluster
 from minihpc.course.cores import CORES, LOCAL, SLURM, fresh
 from minihpc.course.demos import DEMOS
-from minihpc.course.labctl import now_stamp, sacct_jobs
+from minihpc.course.labctl import Labs, now_stamp, sacct_jobs
 from minihpc.course.resources import core6
 from minihpc.course.staging import core3_staging
 from minihpc.course.underload import under_load
@@ -50,10 +51,10 @@ def failed_tests(pytest_out: str) -> list[str]:
     return re.findall(r"^FAILED \S*test_(\w+)\.py", pytest_out, re.M)
 
 
-def commissioning() -> Proof:
+def commissioning(labs: Labs) -> Proof:
     """The module's commissioning sequence as printed, its expected failures
     named and proven (ERRATA 14, 15), then the fix."""
-    c, lab = fresh("lab", "lab")
+    c, lab = fresh(labs, "lab", "lab")
     since = now_stamp(lab)
     r = []
     for i, printed in enumerate(PRINTED, 1):
@@ -92,10 +93,12 @@ def commissioning() -> Proof:
     return c
 
 
-def run(names: list[str | Callable[[], Proof]], commissioning_only: bool = False, busy: bool = False) -> int:
+def run(client: Cluster, names: list[str | Callable[[Labs], Proof]], commissioning_only: bool = False,
+        busy: bool = False) -> int:
     """Run cores and demos by name or as given (every core if none), or the commissioning
-    sequence, with `busy` under another user's load (minihpc.course.underload);
-    print the table and each demo's fix. 1 if any check failed."""
+    sequence, on the cluster `client` reaches, with `busy` under another user's load
+    (minihpc.course.underload); print the table and each demo's fix. 1 if any check failed."""
+    labs = Labs(client)
     names = names or list(RUNS)
     runs = [commissioning] if commissioning_only else [
         n if callable(n) else RUNS.get(n) or DEMOS[n].run for n in names]
@@ -104,12 +107,12 @@ def run(names: list[str | Callable[[], Proof]], commissioning_only: bool = False
     def each() -> None:
         for one in runs:
             print(f"running {one.__name__} ...", flush=True)
-            core = one()
+            core = one(labs)
             checks.extend(core.checks)
             for ch in core.failed:
                 print(f"  FAIL {ch.name}: {ch.evidence[:500]}", file=sys.stderr)
     if busy:
-        checks.extend(under_load(each).checks)
+        checks.extend(under_load(client, each).checks)
     else:
         each()
     print(table(checks))

@@ -1,9 +1,10 @@
 """The course module's cores, run on the live cluster through the slurm profile.
 
-Each core lays out a clean lab, runs the module's commands (fixed per
-../shared/seed/ERRATA.md), writes its proof artifacts to .proof/ and returns
-checks made on evidence from the system: sacct rows, files on the shared
-filesystem, exit codes and Snakemake's own messages.
+Each core is given where to run (labctl.Labs: a cluster client, the site if
+it is one, the proofs' directory), lays out a clean lab, runs the module's
+commands (fixed per ../shared/seed/ERRATA.md), writes its proof artifacts to
+.proof/ and returns checks made on evidence from the system: sacct rows,
+files on the shared filesystem, exit codes and Snakemake's own messages.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
-from minihpc.course.labctl import Lab, Result, compute_nodes, now_stamp, sacct_jobs, set_nfs_profile
+from minihpc.course.labctl import Lab, Labs, Result, now_stamp, sacct_jobs
 from minihpc.proofs import Proof, line_with, tail
 from minihpc.runner import run_id
 
@@ -23,9 +24,9 @@ LOCAL = "--profile profiles/local"
 DEMO_TARGETS = "results/staged_demo.txt results/atomic_ok.txt"
 
 
-def fresh(core: str, lab_name: str) -> tuple[Proof, Lab]:
+def fresh(labs: Labs, core: str, lab_name: str) -> tuple[Proof, Lab]:
     """A core with its own clean lab laid out on the shared filesystem."""
-    lab = Lab(lab_name)
+    lab = labs.lab(lab_name)
     lab.reset()
     return Proof(core), lab
 
@@ -34,9 +35,9 @@ def submitted_ids(output: str) -> list[str]:
     return re.findall(r"has been submitted with SLURM jobid (\d+)", output)
 
 
-def core1(prefix: str = "core1") -> Proof:
+def core1(labs: Labs, prefix: str = "core1") -> Proof:
     """Execution backends via profiles, and log retention."""
-    c, lab = fresh("core1", f"{prefix}-slurm")
+    c, lab = fresh(labs, "core1", f"{prefix}-slurm")
     lab.proof("core1.profile.slurm", lab.sh("cat profiles/slurm/config.yaml"))
     lab.proof("core1.profile.local", lab.sh("cat profiles/local/config.yaml"))
     # ERRATA 2: --print-compilation never names the executor; kept to show that.
@@ -59,7 +60,7 @@ def core1(prefix: str = "core1") -> Proof:
             sorted(j["Comment"] for j in jobs) == ["rule_atomic_ok", "rule_staged_demo"], str(jobs))
     c.check("every job COMPLETED", {j["State"] for j in jobs} == {"COMPLETED"},
             str([(j["JobID"], j["State"]) for j in jobs]))
-    nodes = compute_nodes()
+    nodes = list(labs.client.facts.nodes)
     c.check("every job ran on a compute node, none on login", {j["NodeList"] in nodes for j in jobs} == {True},
             f"{[(j['JobID'], j['NodeList']) for j in jobs]}; compute nodes {nodes}")
     logs = lab.sh("find logs/slurm -type f -name '*.log' | sort")
@@ -68,7 +69,7 @@ def core1(prefix: str = "core1") -> Proof:
             sorted(logs.out.split()) == sorted(f"logs/slurm/rule_{j['Comment'][5:]}/{j['JobID']}.log" for j in jobs),
             logs.out)
 
-    local = Lab(f"{prefix}-local")
+    local = labs.lab(f"{prefix}-local")
     local.reset()
     since = now_stamp(local)
     lrun = local.snakemake(f"{LOCAL} {DEMO_TARGETS}")
@@ -81,13 +82,13 @@ def core1(prefix: str = "core1") -> Proof:
     digests = [line.split()[0] for line in sums.out.splitlines()]
     c.check("both profiles give byte-identical outputs (each of the 2 digests twice)",
             sorted(Counter(digests).values()) == [2, 2], sums.out)
-    c.checks.extend(log_retention(prefix).checks)
+    c.checks.extend(log_retention(labs, prefix).checks)
     return c
 
 
-def log_retention(prefix: str = "core1") -> Proof:
+def log_retention(labs: Labs, prefix: str = "core1") -> Proof:
     """keep-successful-logs false: successful logs go, a failed job's log stays."""
-    c, lab = fresh("core1", f"{prefix}-logs")
+    c, lab = fresh(labs, "core1", f"{prefix}-logs")
     # A boolean plugin flag cannot be switched off on the command line once the
     # profile sets it: the policy change goes into the profile, where it belongs.
     policy = lab.sh("sed -i 's/^slurm-keep-successful-logs: true$/slurm-keep-successful-logs: false/' "
@@ -105,11 +106,11 @@ def log_retention(prefix: str = "core1") -> Proof:
     return c
 
 
-def core2(prefix: str = "core2", interrupt: bool = True) -> Proof:
+def core2(labs: Labs, prefix: str = "core2", interrupt: bool = True) -> Proof:
     """Retries, poison outputs and incomplete semantics, atomic publishing;
     with `interrupt`, a node and Snakemake killed together (minihpc only: it
     needs the cluster's fault injection)."""
-    c, lab = fresh("core2", prefix)
+    c, lab = fresh(labs, "core2", prefix)
     # Repro A: flaky once + retries (attempt arrives through resources, ERRATA 1).
     no_retry = lab.snakemake(f"{SLURM} results/flaky_once.txt")
     retry = lab.snakemake(f"{SLURM} --retries 1 results/flaky_once.txt")
@@ -146,18 +147,18 @@ def core2(prefix: str = "core2", interrupt: bool = True) -> Proof:
             listing.out)
     c.check("only its temporary file is left", "atomic_fail.txt.tmp" in listing.out.split(), listing.out)
     if interrupt:
-        c.checks.extend(interrupted_run(prefix).checks)
+        c.checks.extend(interrupted_run(labs, prefix).checks)
     return c
 
 
-def interrupted_run(prefix: str = "core2") -> Proof:
+def interrupted_run(labs: Labs, prefix: str = "core2") -> Proof:
     """The node running a job dies and Snakemake with it: the output is left
     marked incomplete, later runs refuse it until --rerun-incomplete replaces it.
 
     Both must die together. A job killed through SLURM alone is caught by the
     job's own Snakemake, which deletes the output: nothing is left to refuse.
     """
-    c, lab = fresh("core2", f"{prefix}-interrupted")
+    c, lab = fresh(labs, "core2", f"{prefix}-interrupted")
     start = lab.sh(f"(setsid snakemake {SLURM} --config poison_mode=hang -- results/poison.txt "
                    "> hang.log 2>&1 & echo $! > hang.pid)")
     deadline = time.monotonic() + 180
@@ -218,7 +219,7 @@ def short_wait_under_lag(lab: Lab) -> tuple[Result, Result]:
     """Under an NFS delay of LAG s, run LAG_TARGET with --latency-wait 2.
     Leaves the lag profile on; what arrives later: arrived_after_lag."""
     # The lab's files, laid out before the switch, show on the compute nodes at once.
-    lag = set_nfs_profile(LAG_PROFILE, "--set", f"delay={LAG}")
+    lag = lab.client.set_nfs_profile(LAG_PROFILE, "--set", f"delay={LAG}")
     return lag, lab.snakemake(f"{SLURM} --latency-wait 2 {LAG_TARGET}")
 
 
@@ -243,14 +244,14 @@ def short_wait_fails(c: Proof, short: Result, after_short: Result, arrived: str)
             arrived == "staged_demo=ok\n", after_short.out[-300:])
 
 
-def core3_latency(prefix: str = "core3") -> Proof:
+def core3_latency(labs: Labs, prefix: str = "core3") -> Proof:
     """Outputs a job wrote on a compute node reach the submit host D seconds
     later (NFS profile lag-10): a --latency-wait below D fails with Snakemake's
     latency message, one above D waits about D and succeeds; with the profile
     off both succeed."""
-    c, lab = fresh("core3", f"{prefix}-latency")
+    c, lab = fresh(labs, "core3", f"{prefix}-latency")
     # The long run's own directory, laid out before the switch like the first.
-    waits = Lab(f"{prefix}-latency-wait")
+    waits = labs.lab(f"{prefix}-latency-wait")
     waits.reset()
     target = LAG_TARGET
     try:
@@ -264,7 +265,7 @@ def core3_latency(prefix: str = "core3") -> Proof:
         # touches the file, so its ctime is no witness of the write).
         ids = submitted_ids(long.out)
         ended = waits.sh(f"sacct -n -X -P -j {ids[-1] if ids else 0} -o End")
-        off = set_nfs_profile("off")
+        off = labs.client.set_nfs_profile("off")
         # With the profile off the same two runs, side by side in the two directories.
         lab.sh("rm -rf results .snakemake/metadata")
         waits.sh("rm -rf results .snakemake/metadata")
@@ -272,7 +273,7 @@ def core3_latency(prefix: str = "core3") -> Proof:
         off_short = lab.snakemake(f"{SLURM} --latency-wait 2 {target}")
         off_long = waits.collect(running)
     finally:
-        set_nfs_profile("off")
+        labs.client.set_nfs_profile("off")
     done = finished_at(long.out)
     try:
         end = calendar.timegm(time.strptime(ended.out.strip(), "%Y-%m-%dT%H:%M:%S"))
@@ -295,9 +296,9 @@ def core3_latency(prefix: str = "core3") -> Proof:
     return c
 
 
-def core4(prefix: str = "core4") -> Proof:
+def core4(labs: Labs, prefix: str = "core4") -> Proof:
     """Generated unit tests gate the workflow."""
-    c, lab = fresh("core4", prefix)
+    c, lab = fresh(labs, "core4", prefix)
     run = lab.snakemake(f"{SLURM} {DEMO_TARGETS}")
     gen = lab.snakemake(f"{LOCAL} {DEMO_TARGETS} --generate-unit-tests")
     head = lab.sh("sed -n '1,80p' .tests/unit/test_staged_demo.py")
@@ -317,14 +318,14 @@ def core4(prefix: str = "core4") -> Proof:
     return c
 
 
-def core5(prefix: str = "core5") -> Proof:
+def core5(labs: Labs, prefix: str = "core5") -> Proof:
     """Drift reports need metadata: --drop-metadata leaves them stale or blind.
 
     Snakemake 9.27 with --drop-metadata writes no record for the jobs it runs
     and deletes none: a rebuilt output keeps its old record (the report is now
     wrong), and an output that never had one is invisible to the report.
     """
-    c, lab = fresh("core5", prefix)
+    c, lab = fresh(labs, "core5", prefix)
     converge = lab.snakemake(f"{SLURM} {DEMO_TARGETS}")
     clean = lab.snakemake("--list-changes code")
     edit = lab.sh("printf '# harmless edit\\n' >> scripts/atomic_writer.py")
@@ -338,7 +339,7 @@ def core5(prefix: str = "core5") -> Proof:
               lab.sh("cat workflow/VERSION"), "contract changed? no (a comment was added to a script)\n")
 
     # A workflow that has always run with --drop-metadata: nothing is ever flagged.
-    blind_lab = Lab(f"{prefix}-dropped")
+    blind_lab = labs.lab(f"{prefix}-dropped")
     blind_lab.reset()
     built = blind_lab.snakemake(f"{SLURM} --drop-metadata {DEMO_TARGETS}")
     none = blind_lab.sh("ls -A .snakemake/metadata 2>/dev/null | wc -l")
@@ -367,5 +368,5 @@ def core5(prefix: str = "core5") -> Proof:
     return c
 
 
-CORES: dict[str, Callable[[], Proof]] = {"core1": core1, "core2": core2, "core3-latency": core3_latency,
-                                         "core4": core4, "core5": core5}
+CORES: dict[str, Callable[..., Proof]] = {"core1": core1, "core2": core2, "core3-latency": core3_latency,
+                                          "core4": core4, "core5": core5}

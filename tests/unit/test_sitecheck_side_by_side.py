@@ -1,6 +1,6 @@
 """minihpc site check runs its proofs side by side (sitecheck._side_by_side):
-at once, each keeping the site it was started on, their checks in the
-order asked, and a proof that raised raised once the others have ended."""
+at once, each on the site it was given, their checks in the order asked,
+and a proof that raised raised once the others have ended."""
 
 from __future__ import annotations
 
@@ -9,13 +9,11 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 from minihpc import ROOT, sitecheck
 from minihpc.cluster import Cluster
-from minihpc.course import labctl
 from minihpc.facts import Facts
 from minihpc.proofs import Proof
 
@@ -58,18 +56,17 @@ def test_a_proof_that_raises_is_raised_after_the_others_end(capsys: pytest.Captu
 
 
 def test_each_proof_runs_on_the_site_it_was_started_on() -> None:
-    """A thread does not inherit labctl.on's site by itself (this machine's
-    cluster is the default): each proof runs in a copy of the starter's
-    context, so it keeps the site even after the starter has left it (Ctrl-C)."""
+    """Each proof is handed the site's client (no global cluster, nothing
+    of the starter's thread it could lose): in its own thread it runs on
+    the site it was given."""
     site = Cluster(Facts(nodes=["n1"], cpus=1, mem_mb=1, scratch_mb=1, shared="/site/work"), None)
     seen = []
 
-    def proof() -> Proof:
-        seen.append(labctl.cluster().facts.shared)
+    def proof(client: Cluster) -> Proof:
+        seen.append(client.facts.shared)
         return core("p")
 
-    with labctl.on(site, None, Path("/nonexistent")):
-        sitecheck._side_by_side({"p": proof})
+    sitecheck._side_by_side({"p": lambda: proof(site)})
     assert seen == ["/site/work"]
 
 
