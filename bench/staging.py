@@ -27,8 +27,9 @@ import time
 from pathlib import Path
 
 from bench.report import against, heading, save, table
+from minihpc.cluster import Cluster
 from minihpc.course.cores import SLURM, submitted_ids
-from minihpc.course.labctl import Lab, set_nfs_profile
+from minihpc.course.labctl import Labs
 from minihpc.course.staging import INPUT, STAGING, TARGET
 from nfs.profiles import named
 
@@ -38,8 +39,8 @@ MODES = {"direct": SLURM, "staged": STAGING}
 TARGET_RATIO = 5.0
 
 
-def one_run(mode: str, i: int, shards: int) -> dict:
-    lab = Lab(f"bench-staging-{mode}-{i}")
+def one_run(labs: Labs, mode: str, i: int, shards: int) -> dict:
+    lab = labs.lab(f"bench-staging-{mode}-{i}")
     lab.reset()
     cfg = f"--config shards={shards}"
     made = lab.snakemake(f"{MODES[mode]} {cfg} -- {INPUT}")
@@ -71,16 +72,17 @@ def main() -> int:
     args = ap.parse_args()
     profile = named(args.profile)
 
+    labs = Labs(Cluster.local())
     samples: dict[str, list[dict]] = {m: [] for m in MODES}
-    set_nfs_profile(args.profile)
+    labs.client.set_nfs_profile(args.profile)
     try:
         for i in range(args.runs):
             for mode in MODES:
-                s = one_run(mode, i, args.shards)
+                s = one_run(labs, mode, i, args.shards)
                 samples[mode].append(s)
                 print(f"{mode} run {i + 1}: job {s['job_s']} s, workflow {s['workflow_s']} s", flush=True)
     finally:
-        set_nfs_profile("off")
+        labs.client.set_nfs_profile("off")
 
     outputs = {s["output"] for ss in samples.values() for s in ss}
     if len(outputs) != 1:

@@ -35,7 +35,7 @@ from bench.report import heading, save, table
 from minihpc import RUN_DIR
 from minihpc.cluster import Cluster
 from minihpc.configs import slurm_conf, write_if_changed
-from minihpc.course.labctl import Lab
+from minihpc.course.labctl import Lab, Labs
 from minihpc.timeline import stamp
 from minihpc.topology import Topology
 
@@ -186,7 +186,7 @@ def main() -> int:
     hows = {"local": f"--profile profiles/local --cores {slots}",
             "slurm": "--profile profiles/slurm",
             "grouped": f"--profile profiles/slurm --groups part=g --group-components g={per_group} --cores 1"}
-    lab = Lab("bench-throughput")
+    lab = Labs(cluster).lab("bench-throughput")
     lab.reset()
     samples: dict[str, list[dict]] = {"untuned": [], "tuned": []}
     last: dict = {}

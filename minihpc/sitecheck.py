@@ -22,7 +22,6 @@ cancelled, its Snakemake processes are stopped and its directory removed.
 
 from __future__ import annotations
 
-import contextvars
 import json
 import math
 import queue
@@ -36,12 +35,11 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from minihpc import PROOF_DIR
-from minihpc.cluster import Cluster, Result, largest_step_rss, parse_sacct
-from minihpc.course import confirm, cores, labctl
-from minihpc.course.cores import Core, tail
+from minihpc import PROOF_DIR, course, proofs
+from minihpc.cluster import Cluster, largest_step_rss, parse_sacct
 from minihpc.errors import BadInput, MinihpcError
 from minihpc.facts import Facts
+from minihpc.proofs import Proof
 from minihpc.sitefile import Site
 from minihpc.transport import SshTransport
 
@@ -49,10 +47,10 @@ LOGIN = "login"  # the client's name for the site's login node (the SSH host)
 PROOFS = PROOF_DIR / "site"
 JOB_NAME = "minihpc-site-check"
 # The course cores that run on a site: no root, no faults, no NFS profiles.
-CORES: dict[str, Callable[[], Core]] = {"core1": cores.core1, "core2": lambda: cores.core2(interrupt=False),
-                                        "core4": cores.core4, "core5": cores.core5}
-# The site's own proofs, after the cores (minihpc.commands.site lists them all for --only).
-OWN = ("lag", "staging", "limits")
+CORES = course.SITE_CORES
+# The site's proofs after the cores (minihpc.commands.site lists them all for --only): staging is
+# the course's staging lab through the site's scratch (course.SITE_STAGING), the others the check's own.
+OWN = ("lag", course.SITE_STAGING, "limits")
 LAG_SAMPLES = 3
 
 
@@ -203,11 +201,11 @@ def _wait(c: Cluster, job: str, timeout: float) -> dict[str, str]:
     raise MinihpcError(f"job {job} did not end within {timeout:.0f} s", "look at squeue on the site")
 
 
-def lag(c: Cluster, site: Site) -> Core:
+def lag(c: Cluster, site: Site) -> Proof:
     """The shared filesystem's lag, measured: jobs on compute nodes write a
     file; the login node polls for it every 0.1 s and notes when it appears
     (both clocks: on one site they are NTP-synchronised)."""
-    core = Core("lag", labctl.Lab("lag"))
+    core = Proof("lag")
     poll = ("import os, sys, time\nt = time.time()\n"
             "while not os.path.exists(sys.argv[1]) and time.time() - t < 600: time.sleep(0.1)\n"
             "print(time.time())")
@@ -231,7 +229,7 @@ def lag(c: Cluster, site: Site) -> Core:
     worst = max(samples)
     wait = max(5, math.ceil(worst * 2 + 5)) if not math.isnan(worst) else None
     text = "\n".join(evidence) + f"\nworst lag {worst:.2f} s; --latency-wait {wait} covers it twice over, plus 5 s\n"
-    core.lab.proof("site.lag", text)
+    proofs.write(PROOFS, "site.lag", text)
     core.check(f"a job's output reaches the login node (worst of {LAG_SAMPLES}: {worst:.1f} s)",
                not math.isnan(worst), text)
     core.check(f"the lag implies --latency-wait {wait}", wait is not None, text)
@@ -248,9 +246,9 @@ def over_limits(c: Cluster, site: Site) -> tuple[str, str]:
             _sbatch(c, site, "--mem=100M --time=1 --nodes=1 --ntasks=1", "sleep 150"))
 
 
-def enforcement(c: Cluster, jobs: tuple[str, str]) -> Core:
+def enforcement(c: Cluster, jobs: tuple[str, str]) -> Proof:
     """What the site did to the jobs over_limits submitted: reported as found, not assumed."""
-    core = Core("limits", labctl.Lab("limits"))
+    core = Proof("limits")
     mem, late = jobs
     m = _wait(c, mem, 240)
     t = _wait(c, late, 300)
@@ -263,57 +261,10 @@ def enforcement(c: Cluster, jobs: tuple[str, str]) -> Core:
     text = (f"memory: job {mem} asked 100M and touched 400 MB: {m['State']} {m['ExitCode']}, MaxRSS {m['MaxRSS']}"
             f" -> {mem_verdict}\ntime: job {late} asked 1 min and slept 150 s: {t['State']} after "
             f"{t['ElapsedRaw']} s -> {time_verdict}\n")
-    core.lab.proof("site.limits", text, c.sh(f"sacct -j {mem},{late} -o JobID,State,ExitCode,ElapsedRaw,MaxRSS,"
-                                              "ReqMem,Timelimit"))
+    proofs.write(PROOFS, "site.limits", text, c.sh(f"sacct -j {mem},{late} -o JobID,State,ExitCode,ElapsedRaw,"
+                                                    "MaxRSS,ReqMem,Timelimit"))
     core.check(f"memory over the request: {mem_verdict}", m["State"] != "", text)
     core.check(f"time over the limit: {time_verdict}", t["State"] != "", text)
-    return core
-
-
-def staging(c: Cluster, site: Site) -> Core:
-    """Staging to the site's node-local scratch (profiles/slurm-staging with
-    its prefixes there), proven on the node by steps of the user's own: one
-    inside the running job's allocation (srun --jobid --overlap), one after
-    it on the same node. No root."""
-    from minihpc.course import staging as course
-    core, lab = cores.fresh("staging", "staging")
-    proc = lab.spawn(f"snakemake {course.STAGING} --config staging_hold={course.HOLD} -- {course.TARGET}")
-    job = node = ""
-    deadline = time.monotonic() + 180
-    while not job and time.monotonic() < deadline and proc.proc.poll() is None:
-        rows = [x.split() for x in c.sh("squeue --me -h -t RUNNING -o '%i %N %Z'").out.splitlines()]
-        job, node = next(((j, n) for j, n, wd in (r for r in rows if len(r) == 3) if wd == lab.workdir), ("", ""))
-        time.sleep(1)
-    if not job:
-        run = lab.collect(proc)
-        lab.proof("site.staging", run)
-        core.check("the staged job starts running on a compute node", False, tail(run))
-        return core
-    prefix = f"{site.scratch}/{site.user}/job-{job}"
-    staged_out = f"{prefix}/fs/{course.TARGET}"
-    look = f"srun --jobid={job} --overlap --nodelist={node} --ntasks=1 find {shlex.quote(prefix)} -type f"
-    during = Result(look, 1, "", 0)
-    for _ in range(60):
-        during = lab.sh(look)
-        if staged_out in during.out.split():
-            break
-        time.sleep(2)
-    shared_during = lab.exists(course.TARGET)
-    run = lab.collect(proc)
-    after = c.sh(f"find {shlex.quote(prefix)} -type f 2>/dev/null; echo checked on $(hostname)", node=node)
-    content = lab.read(course.TARGET)
-    lab.proof("site.staging", run, f"job {job} ran on {node}; its prefix: {prefix}\n", during,
-              f"{course.TARGET} on the shared filesystem while the job ran: {'yes' if shared_during else 'no'}\n",
-              after, lab.sh(f"cat {course.TARGET}"))
-    core.exit("the staged run exits 0", run)
-    core.check(f"the job's output appeared under {prefix} on {node} (seen by a step of the user's own in the "
-               "job's allocation)", staged_out in during.out.split(), tail(during))
-    core.check("...beside its staged input", f"{prefix}/fs/{course.INPUT}" in during.out.split(), tail(during))
-    core.check("the output was not on the shared filesystem while the job ran", not shared_during,
-               f"present during the job: {shared_during}")
-    core.check("the job staged it out, complete", (content or "").startswith(course.COMPLETE), repr(content))
-    core.check(f"after the job, {node}'s scratch holds none of its files (a job of the user's own looked)",
-               f"checked on {node}" in after.out and prefix not in after.out, tail(after))
     return core
 
 
@@ -324,14 +275,18 @@ def check(site: Site, names: list[str] | None = None) -> int:
     print(f"site: {site.user}@{site.host}:{site.port}, partition {site.partition} "
           f"({len(c.facts.nodes)} nodes: {' '.join(c.facts.nodes)}), work in {c.facts.shared}", flush=True)
     limit_jobs = ("", "")
-    runs: dict[str, Callable[[], Core]] = {**CORES, "lag": lambda: lag(c, site),
-                                           **({"staging": lambda: staging(c, site)} if site.scratch else {}),
-                                           "limits": lambda: enforcement(c, limit_jobs)}
+
+    def course_proof(name: str) -> Callable[[], Proof]:
+        return lambda: course.on_site(name, c, site, PROOFS)
+    runs: dict[str, Callable[[], Proof]] = {
+        **{name: course_proof(name) for name in CORES}, "lag": lambda: lag(c, site),
+        **({course.SITE_STAGING: course_proof(course.SITE_STAGING)} if site.scratch else {}),
+        "limits": lambda: enforcement(c, limit_jobs)}
     if not site.scratch:
         print("staging: not run: the site file gives no node-local scratch (scratch: null)", flush=True)
     parts = [n for n in runs if n in names] if names else list(runs)
     try:
-        with _interruptible(), labctl.on(c, site, PROOFS):
+        with _interruptible():
             if "limits" in parts:
                 limit_jobs = over_limits(c, site)
             cores_run = _side_by_side({n: runs[n] for n in parts})
@@ -345,25 +300,23 @@ def check(site: Site, names: list[str] | None = None) -> int:
     finally:
         c.transport.close()  # type: ignore[attr-defined]
     checks = [ch for n in parts for ch in cores_run[n].checks]
-    print(confirm.table(checks))
-    evidence = confirm.write_evidence(checks, PROOFS)
+    print(proofs.table(checks))
+    evidence = proofs.write_evidence(checks, PROOFS)
     (PROOFS / "site.json").write_text(json.dumps({"host": site.host, "user": site.user, "partition":
                                                   site.partition, "nodes": c.facts.nodes}, indent=1) + "\n")
-    failed = sum(not ch.ok for ch in checks)
-    print(f"\n{len(checks) - failed}/{len(checks)} checks passed; each check's evidence in {evidence}, "
-          f"proof artifacts in {PROOFS}/")
-    return 1 if failed else 0
+    return proofs.verdict(checks, evidence)
 
 
-def _side_by_side(runs: dict[str, Callable[[], Core]]) -> dict[str, Core]:
+def _side_by_side(runs: dict[str, Callable[[], Proof]]) -> dict[str, Proof]:
     """Run the proofs at once, each in its own directory with its own jobs
     (none judges another's): the check takes as long as its longest proof,
-    not their sum. Daemon threads: after Ctrl-C nothing waits for them
-    (_stop_and_clean ends what they started). A proof that raised is raised
-    once every other has ended."""
-    done: queue.Queue[tuple[str, Core | BaseException, float]] = queue.Queue()
+    not their sum. Each is given its site's client (nothing of this
+    thread's goes with it). Daemon threads: after Ctrl-C nothing waits for
+    them (_stop_and_clean ends what they started). A proof that raised is
+    raised once every other has ended."""
+    done: queue.Queue[tuple[str, Proof | BaseException, float]] = queue.Queue()
 
-    def one(name: str, run: Callable[[], Core]) -> None:
+    def one(name: str, run: Callable[[], Proof]) -> None:
         started = time.monotonic()
         try:
             done.put((name, run(), time.monotonic() - started))
@@ -372,10 +325,8 @@ def _side_by_side(runs: dict[str, Callable[[], Core]]) -> dict[str, Core]:
 
     for name, run in runs.items():
         print(f"running {name} ...", flush=True)
-        # Each in a copy of this context: it keeps the site (labctl.on) even after Ctrl-C has left it here.
-        threading.Thread(target=contextvars.copy_context().run, args=(one, name, run), name=f"site-check-{name}",
-                         daemon=True).start()
-    out: dict[str, Core] = {}
+        threading.Thread(target=one, args=(name, run), name=f"site-check-{name}", daemon=True).start()
+    out: dict[str, Proof] = {}
     failure: BaseException | None = None
     for _ in runs:
         while True:
@@ -391,9 +342,8 @@ def _side_by_side(runs: dict[str, Callable[[], Core]]) -> dict[str, Core]:
         out[name] = got
         print(f"  {name}: {sum(ch.ok for ch in got.checks)}/{len(got.checks)} checks passed in {took:.0f} s",
               flush=True)
-        for ch in got.checks:
-            if not ch.ok:
-                print(f"  FAIL {name}: {ch.name}: {ch.evidence[:500]}", file=sys.stderr)
+        for ch in got.failed:
+            print(f"  FAIL {name}: {ch.name}: {ch.evidence[:500]}", file=sys.stderr)
     if failure is not None:
         raise failure
     return out

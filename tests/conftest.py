@@ -14,6 +14,7 @@ from support import Cluster
 
 from minihpc import ROOT
 from minihpc.cluster import Cluster as Client
+from minihpc.course.labctl import Labs
 
 if TYPE_CHECKING:  # imported by pytest itself, as a plugin (so its asserts are rewritten)
     from minihpc.pytest_plugin import Minihpc
@@ -86,6 +87,12 @@ def cluster(minihpc: Minihpc) -> Cluster:
 def client(cluster: Cluster) -> Client:
     """minihpc's cluster client, the way the lab and the CLI reach the cluster."""
     return cluster.client
+
+
+@pytest.fixture(scope="session")
+def labs(client: Client) -> Labs:
+    """Where the course's cores and demos run: this cluster, their proofs in .proof/ (as `minihpc confirm`)."""
+    return Labs(client)
 
 
 # make test's timeline (bench/suite.py): when each test ran, its fixtures'

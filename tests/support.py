@@ -14,8 +14,8 @@ from typing import TypeVar
 
 from minihpc.cluster import ROOT_USER, parse_sacct
 from minihpc.cluster import Cluster as Client
-from minihpc.course.cores import Core
 from minihpc.facts import Facts
+from minihpc.proofs import Proof
 from minihpc.transport import COMPOSE
 
 T = TypeVar("T")
@@ -136,10 +136,10 @@ def q(s: str) -> str:
     return shlex.quote(s)
 
 
-def assert_passed(core: Core) -> None:
+def assert_passed(core: Proof) -> None:
     """A core or demo of the course passed: it checked something, and every check held."""
     assert core.checks, "a core that checks nothing proves nothing"
-    failed = [f"{c.name}: {c.evidence[:400]}" for c in core.checks if not c.ok]
+    failed = [f"{c.name}: {c.evidence[:400]}" for c in core.failed]
     assert not failed, "\n".join(failed)
 
 

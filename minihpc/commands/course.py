@@ -4,8 +4,12 @@ run through SLURM with proofs in .proof/."""
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from minihpc.errors import BadInput
+
+if TYPE_CHECKING:  # the cluster client is imported when a verb runs
+    from minihpc.cluster import Cluster
 
 CORE_NAMES = {"1": "core1", "2": "core2", "3-latency": "core3-latency", "3-staging": "core3-staging",
               "4": "core4", "5": "core5", "6": "core6"}
@@ -39,24 +43,26 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=pressure)
 
 
-def _run(names: list, commissioning: bool = False, busy: bool = False) -> int:
+def _run(names: list, commissioning: bool = False, busy: bool = False, client: Cluster | None = None) -> int:
+    """Run them on this machine's cluster (`minihpc up`): one client, handed to every core and demo."""
+    from minihpc.cluster import Cluster
     from minihpc.course.confirm import run
-    return run(names, commissioning_only=commissioning, busy=busy)
+    return run(client or Cluster.local(), names, commissioning_only=commissioning, busy=busy)
 
 
 def pressure(a: argparse.Namespace) -> int:
+    from minihpc.cluster import Cluster
     from minihpc.course import pressure as p
-    from minihpc.course.labctl import cluster
     jobs = p.JOBS if a.jobs is None else a.jobs
-    f = cluster().facts
-    capacity = f.total_cpus
+    client = Cluster.local()
+    capacity = client.facts.total_cpus
     if not capacity < jobs <= p.MAX_JOBS:
         raise BadInput(f"--jobs {jobs} does not put the cluster under pressure",
                        f"give more parts than its {capacity} CPUs, and at most {p.MAX_JOBS}")
 
-    def pressure() -> p.Core:
-        return p.pressure(grouped=a.grouped, jobs=jobs)
-    return _run([pressure])
+    def pressure(labs: p.Labs) -> p.Proof:
+        return p.pressure(labs, grouped=a.grouped, jobs=jobs)
+    return _run([pressure], client=client)
 
 
 def core(a: argparse.Namespace) -> int:

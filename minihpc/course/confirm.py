@@ -10,15 +10,16 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 from minihpc import PROOF_DIR
-from minihpc.course.cores import CORES, LOCAL, SLURM, Check, Core, line_with, tail
+from minihpc.cluster import Cluster
+from minihpc.course.cores import CORES, LOCAL, SLURM, fresh
 from minihpc.course.demos import DEMOS
-from minihpc.course.labctl import Lab, now_stamp, sacct_jobs
+from minihpc.course.labctl import Labs, now_stamp, sacct_jobs
 from minihpc.course.resources import core6
 from minihpc.course.staging import core3_staging
 from minihpc.course.underload import under_load
+from minihpc.proofs import Check, Proof, line_with, table, tail, verdict, write_evidence
 
 RUNS = {**CORES, "core3-staging": core3_staging, "core6": core6}
 
@@ -50,12 +51,10 @@ def failed_tests(pytest_out: str) -> list[str]:
     return re.findall(r"^FAILED \S*test_(\w+)\.py", pytest_out, re.M)
 
 
-def commissioning() -> Core:
+def commissioning(labs: Labs) -> Proof:
     """The module's commissioning sequence as printed, its expected failures
     named and proven (ERRATA 14, 15), then the fix."""
-    c = Core("lab", Lab("lab"))
-    lab = c.lab
-    lab.reset()
+    c, lab = fresh(labs, "lab", "lab")
     since = now_stamp(lab)
     r = []
     for i, printed in enumerate(PRINTED, 1):
@@ -94,26 +93,12 @@ def commissioning() -> Core:
     return c
 
 
-def table(checks: list[Check]) -> str:
-    w, cw = max(len(c.name) for c in checks), max(6, *(len(c.core) for c in checks))
-    lines = [f"{'core':{cw}} {'check':{w}}  result", f"{'-' * cw} {'-' * w}  ------"]
-    lines += [f"{c.core:{cw}} {c.name:{w}}  {'PASS' if c.ok else 'FAIL'}" for c in checks]
-    return "\n".join(lines)
-
-
-def write_evidence(checks: list[Check], proofs: Path = PROOF_DIR) -> Path:
-    """Every check of this run with its result and the evidence it was judged on."""
-    proofs.mkdir(parents=True, exist_ok=True)
-    path = proofs / "checks.txt"
-    path.write_text("".join(f"[{'PASS' if c.ok else 'FAIL'}] {c.core}: {c.name}\n"
-                            + "".join(f"    {line}\n" for line in c.evidence.splitlines()) for c in checks))
-    return path
-
-
-def run(names: list[str | Callable[[], Core]], commissioning_only: bool = False, busy: bool = False) -> int:
+def run(client: Cluster, names: list[str | Callable[[Labs], Proof]], commissioning_only: bool = False,
+        busy: bool = False) -> int:
     """Run cores and demos by name or as given (every core if none), or the commissioning
-    sequence, with `busy` under another user's load (minihpc.course.underload);
-    print the table and each demo's fix. 1 if any check failed."""
+    sequence, on the cluster `client` reaches, with `busy` under another user's load
+    (minihpc.course.underload); print the table and each demo's fix. 1 if any check failed."""
+    labs = Labs(client)
     names = names or list(RUNS)
     runs = [commissioning] if commissioning_only else [
         n if callable(n) else RUNS.get(n) or DEMOS[n].run for n in names]
@@ -122,21 +107,17 @@ def run(names: list[str | Callable[[], Core]], commissioning_only: bool = False,
     def each() -> None:
         for one in runs:
             print(f"running {one.__name__} ...", flush=True)
-            core = one()
+            core = one(labs)
             checks.extend(core.checks)
-            for ch in core.checks:
-                if not ch.ok:
-                    print(f"  FAIL {ch.name}: {ch.evidence[:500]}", file=sys.stderr)
+            for ch in core.failed:
+                print(f"  FAIL {ch.name}: {ch.evidence[:500]}", file=sys.stderr)
     if busy:
-        checks.extend(under_load(each).checks)
+        checks.extend(under_load(client, each).checks)
     else:
         each()
     print(table(checks))
-    evidence = write_evidence(checks)
+    evidence = write_evidence(checks, PROOF_DIR)
     for name in (n for n in names if isinstance(n, str) and n in DEMOS and not commissioning_only):
         print(f"\n{name}: {DEMOS[name].title}\n  proof: {PROOF_DIR}/{name.replace('demo-', 'demo.')}.txt\n"
               f"  fix: {DEMOS[name].fix}")
-    failed = sum(not c.ok for c in checks)
-    print(f"\n{len(checks) - failed}/{len(checks)} checks passed; each check's evidence in {evidence}, "
-          f"proof artifacts in {PROOF_DIR}/")
-    return 1 if failed else 0
+    return verdict(checks, evidence)

@@ -1,9 +1,10 @@
 """The course module's cores, run on the live cluster through the slurm profile.
 
-Each core lays out a clean lab, runs the module's commands (fixed per
-../shared/seed/ERRATA.md), writes its proof artifacts to .proof/ and returns
-checks made on evidence from the system: sacct rows, files on the shared
-filesystem, exit codes and Snakemake's own messages.
+Each core is given where to run (labctl.Labs: a cluster client, the site if
+it is one, the proofs' directory), lays out a clean lab, runs the module's
+commands (fixed per ../shared/seed/ERRATA.md), writes its proof artifacts to
+.proof/ and returns checks made on evidence from the system: sacct rows,
+files on the shared filesystem, exit codes and Snakemake's own messages.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ import re
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from minihpc.course.labctl import Lab, Result, compute_nodes, now_stamp, sacct_jobs, set_nfs_profile
+from minihpc.course.labctl import Lab, Labs, Result, now_stamp, sacct_jobs
+from minihpc.proofs import Proof, line_with, tail
 from minihpc.runner import run_id
 
 SLURM = "--profile profiles/slurm"
@@ -23,66 +24,20 @@ LOCAL = "--profile profiles/local"
 DEMO_TARGETS = "results/staged_demo.txt results/atomic_ok.txt"
 
 
-@dataclass
-class Check:
-    core: str
-    name: str
-    ok: bool
-    evidence: str
-
-
-class Core:
-    """Collects the checks of one core. A check names one condition and keeps
-    the evidence it was judged on (tests/unit/test_lab_checks.py holds every
-    call to that: one condition, never an `and` of several, evidence given)."""
-
-    def __init__(self, name: str, lab: Lab) -> None:
-        self.name, self.lab, self.checks = name, lab, []
-
-    def check(self, name: str, ok: bool, evidence: str) -> bool:
-        self.checks.append(Check(self.name, name, bool(ok), evidence))
-        return bool(ok)
-
-    def exit(self, name: str, r: Result, zero: bool = True) -> bool:
-        """`r` exited 0 (or, with zero=False, did not); the evidence is its command, tail and code."""
-        return self.check(name, (r.rc == 0) == zero, tail(r))
-
-    def says(self, name: str, r: Result | str, text: str) -> bool:
-        """`text` is in the output; the evidence is the line that holds it (or the tail)."""
-        out = r.out if isinstance(r, Result) else r
-        return self.check(name, text in out, line_with(out, text) or tail(r))
-
-    def never_says(self, name: str, r: Result | str, text: str) -> bool:
-        out = r.out if isinstance(r, Result) else r
-        return self.check(name, text not in out, line_with(out, text) or tail(r))
-
-
-def tail(r: Result | str, n: int = 600) -> str:
-    if isinstance(r, Result):
-        return f"$ {r.cmd}\n...{r.out[-n:]}\n[exit {r.rc}]"
-    return r[-n:]
-
-
-def line_with(out: str, text: str) -> str:
-    """The line of `out` holding `text`, if any."""
-    return next((line for line in out.splitlines() if text in line), "") if "\n" not in text else (
-        text if text in out else "")
-
-
-def fresh(core: str, lab_name: str) -> tuple[Core, Lab]:
+def fresh(labs: Labs, core: str, lab_name: str) -> tuple[Proof, Lab]:
     """A core with its own clean lab laid out on the shared filesystem."""
-    lab = Lab(lab_name)
+    lab = labs.lab(lab_name)
     lab.reset()
-    return Core(core, lab), lab
+    return Proof(core), lab
 
 
 def submitted_ids(output: str) -> list[str]:
     return re.findall(r"has been submitted with SLURM jobid (\d+)", output)
 
 
-def core1(prefix: str = "core1") -> Core:
+def core1(labs: Labs, prefix: str = "core1") -> Proof:
     """Execution backends via profiles, and log retention."""
-    c, lab = fresh("core1", f"{prefix}-slurm")
+    c, lab = fresh(labs, "core1", f"{prefix}-slurm")
     lab.proof("core1.profile.slurm", lab.sh("cat profiles/slurm/config.yaml"))
     lab.proof("core1.profile.local", lab.sh("cat profiles/local/config.yaml"))
     # ERRATA 2: --print-compilation never names the executor; kept to show that.
@@ -105,7 +60,7 @@ def core1(prefix: str = "core1") -> Core:
             sorted(j["Comment"] for j in jobs) == ["rule_atomic_ok", "rule_staged_demo"], str(jobs))
     c.check("every job COMPLETED", {j["State"] for j in jobs} == {"COMPLETED"},
             str([(j["JobID"], j["State"]) for j in jobs]))
-    nodes = compute_nodes()
+    nodes = list(labs.client.facts.nodes)
     c.check("every job ran on a compute node, none on login", {j["NodeList"] in nodes for j in jobs} == {True},
             f"{[(j['JobID'], j['NodeList']) for j in jobs]}; compute nodes {nodes}")
     logs = lab.sh("find logs/slurm -type f -name '*.log' | sort")
@@ -114,7 +69,7 @@ def core1(prefix: str = "core1") -> Core:
             sorted(logs.out.split()) == sorted(f"logs/slurm/rule_{j['Comment'][5:]}/{j['JobID']}.log" for j in jobs),
             logs.out)
 
-    local = Lab(f"{prefix}-local")
+    local = labs.lab(f"{prefix}-local")
     local.reset()
     since = now_stamp(local)
     lrun = local.snakemake(f"{LOCAL} {DEMO_TARGETS}")
@@ -127,13 +82,13 @@ def core1(prefix: str = "core1") -> Core:
     digests = [line.split()[0] for line in sums.out.splitlines()]
     c.check("both profiles give byte-identical outputs (each of the 2 digests twice)",
             sorted(Counter(digests).values()) == [2, 2], sums.out)
-    c.checks.extend(log_retention(prefix).checks)
+    c.checks.extend(log_retention(labs, prefix).checks)
     return c
 
 
-def log_retention(prefix: str = "core1") -> Core:
+def log_retention(labs: Labs, prefix: str = "core1") -> Proof:
     """keep-successful-logs false: successful logs go, a failed job's log stays."""
-    c, lab = fresh("core1", f"{prefix}-logs")
+    c, lab = fresh(labs, "core1", f"{prefix}-logs")
     # A boolean plugin flag cannot be switched off on the command line once the
     # profile sets it: the policy change goes into the profile, where it belongs.
     policy = lab.sh("sed -i 's/^slurm-keep-successful-logs: true$/slurm-keep-successful-logs: false/' "
@@ -151,11 +106,11 @@ def log_retention(prefix: str = "core1") -> Core:
     return c
 
 
-def core2(prefix: str = "core2", interrupt: bool = True) -> Core:
+def core2(labs: Labs, prefix: str = "core2", interrupt: bool = True) -> Proof:
     """Retries, poison outputs and incomplete semantics, atomic publishing;
     with `interrupt`, a node and Snakemake killed together (minihpc only: it
     needs the cluster's fault injection)."""
-    c, lab = fresh("core2", prefix)
+    c, lab = fresh(labs, "core2", prefix)
     # Repro A: flaky once + retries (attempt arrives through resources, ERRATA 1).
     no_retry = lab.snakemake(f"{SLURM} results/flaky_once.txt")
     retry = lab.snakemake(f"{SLURM} --retries 1 results/flaky_once.txt")
@@ -192,18 +147,18 @@ def core2(prefix: str = "core2", interrupt: bool = True) -> Core:
             listing.out)
     c.check("only its temporary file is left", "atomic_fail.txt.tmp" in listing.out.split(), listing.out)
     if interrupt:
-        c.checks.extend(interrupted_run(prefix).checks)
+        c.checks.extend(interrupted_run(labs, prefix).checks)
     return c
 
 
-def interrupted_run(prefix: str = "core2") -> Core:
+def interrupted_run(labs: Labs, prefix: str = "core2") -> Proof:
     """The node running a job dies and Snakemake with it: the output is left
     marked incomplete, later runs refuse it until --rerun-incomplete replaces it.
 
     Both must die together. A job killed through SLURM alone is caught by the
     job's own Snakemake, which deletes the output: nothing is left to refuse.
     """
-    c, lab = fresh("core2", f"{prefix}-interrupted")
+    c, lab = fresh(labs, "core2", f"{prefix}-interrupted")
     start = lab.sh(f"(setsid snakemake {SLURM} --config poison_mode=hang -- results/poison.txt "
                    "> hang.log 2>&1 & echo $! > hang.pid)")
     deadline = time.monotonic() + 180
@@ -264,7 +219,7 @@ def short_wait_under_lag(lab: Lab) -> tuple[Result, Result]:
     """Under an NFS delay of LAG s, run LAG_TARGET with --latency-wait 2.
     Leaves the lag profile on; what arrives later: arrived_after_lag."""
     # The lab's files, laid out before the switch, show on the compute nodes at once.
-    lag = set_nfs_profile(LAG_PROFILE, "--set", f"delay={LAG}")
+    lag = lab.client.set_nfs_profile(LAG_PROFILE, "--set", f"delay={LAG}")
     return lag, lab.snakemake(f"{SLURM} --latency-wait 2 {LAG_TARGET}")
 
 
@@ -276,7 +231,7 @@ def arrived_after_lag(lab: Lab) -> tuple[Result, str]:
     return after_short, lab.read(LAG_TARGET)
 
 
-def short_wait_fails(c: Core, short: Result, after_short: Result, arrived: str) -> None:
+def short_wait_fails(c: Proof, short: Result, after_short: Result, arrived: str) -> None:
     """What a --latency-wait below the delay shows (short_wait_under_lag): the
     run fails with Snakemake's latency message though its job completed, and
     what appears on the login node later is the job's whole output. Checked
@@ -289,14 +244,14 @@ def short_wait_fails(c: Core, short: Result, after_short: Result, arrived: str) 
             arrived == "staged_demo=ok\n", after_short.out[-300:])
 
 
-def core3_latency(prefix: str = "core3") -> Core:
+def core3_latency(labs: Labs, prefix: str = "core3") -> Proof:
     """Outputs a job wrote on a compute node reach the submit host D seconds
     later (NFS profile lag-10): a --latency-wait below D fails with Snakemake's
     latency message, one above D waits about D and succeeds; with the profile
     off both succeed."""
-    c, lab = fresh("core3", f"{prefix}-latency")
+    c, lab = fresh(labs, "core3", f"{prefix}-latency")
     # The long run's own directory, laid out before the switch like the first.
-    waits = Lab(f"{prefix}-latency-wait")
+    waits = labs.lab(f"{prefix}-latency-wait")
     waits.reset()
     target = LAG_TARGET
     try:
@@ -310,7 +265,7 @@ def core3_latency(prefix: str = "core3") -> Core:
         # touches the file, so its ctime is no witness of the write).
         ids = submitted_ids(long.out)
         ended = waits.sh(f"sacct -n -X -P -j {ids[-1] if ids else 0} -o End")
-        off = set_nfs_profile("off")
+        off = labs.client.set_nfs_profile("off")
         # With the profile off the same two runs, side by side in the two directories.
         lab.sh("rm -rf results .snakemake/metadata")
         waits.sh("rm -rf results .snakemake/metadata")
@@ -318,7 +273,7 @@ def core3_latency(prefix: str = "core3") -> Core:
         off_short = lab.snakemake(f"{SLURM} --latency-wait 2 {target}")
         off_long = waits.collect(running)
     finally:
-        set_nfs_profile("off")
+        labs.client.set_nfs_profile("off")
     done = finished_at(long.out)
     try:
         end = calendar.timegm(time.strptime(ended.out.strip(), "%Y-%m-%dT%H:%M:%S"))
@@ -341,9 +296,9 @@ def core3_latency(prefix: str = "core3") -> Core:
     return c
 
 
-def core4(prefix: str = "core4") -> Core:
+def core4(labs: Labs, prefix: str = "core4") -> Proof:
     """Generated unit tests gate the workflow."""
-    c, lab = fresh("core4", prefix)
+    c, lab = fresh(labs, "core4", prefix)
     run = lab.snakemake(f"{SLURM} {DEMO_TARGETS}")
     gen = lab.snakemake(f"{LOCAL} {DEMO_TARGETS} --generate-unit-tests")
     head = lab.sh("sed -n '1,80p' .tests/unit/test_staged_demo.py")
@@ -363,14 +318,14 @@ def core4(prefix: str = "core4") -> Core:
     return c
 
 
-def core5(prefix: str = "core5") -> Core:
+def core5(labs: Labs, prefix: str = "core5") -> Proof:
     """Drift reports need metadata: --drop-metadata leaves them stale or blind.
 
     Snakemake 9.27 with --drop-metadata writes no record for the jobs it runs
     and deletes none: a rebuilt output keeps its old record (the report is now
     wrong), and an output that never had one is invisible to the report.
     """
-    c, lab = fresh("core5", prefix)
+    c, lab = fresh(labs, "core5", prefix)
     converge = lab.snakemake(f"{SLURM} {DEMO_TARGETS}")
     clean = lab.snakemake("--list-changes code")
     edit = lab.sh("printf '# harmless edit\\n' >> scripts/atomic_writer.py")
@@ -384,7 +339,7 @@ def core5(prefix: str = "core5") -> Core:
               lab.sh("cat workflow/VERSION"), "contract changed? no (a comment was added to a script)\n")
 
     # A workflow that has always run with --drop-metadata: nothing is ever flagged.
-    blind_lab = Lab(f"{prefix}-dropped")
+    blind_lab = labs.lab(f"{prefix}-dropped")
     blind_lab.reset()
     built = blind_lab.snakemake(f"{SLURM} --drop-metadata {DEMO_TARGETS}")
     none = blind_lab.sh("ls -A .snakemake/metadata 2>/dev/null | wc -l")
@@ -413,5 +368,5 @@ def core5(prefix: str = "core5") -> Core:
     return c
 
 
-CORES: dict[str, Callable[[], Core]] = {"core1": core1, "core2": core2, "core3-latency": core3_latency,
-                                        "core4": core4, "core5": core5}
+CORES: dict[str, Callable[..., Proof]] = {"core1": core1, "core2": core2, "core3-latency": core3_latency,
+                                          "core4": core4, "core5": core5}

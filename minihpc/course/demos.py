@@ -13,32 +13,32 @@ import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from minihpc.cluster import Cluster
 from minihpc.course.cores import (
     LAG,
     SLURM,
-    Core,
     arrived_after_lag,
     fresh,
     short_wait_fails,
     short_wait_under_lag,
     submitted_ids,
-    tail,
 )
-from minihpc.course.labctl import LAB_USER, Lab, cluster, compute_nodes, node_sh, now_stamp, set_nfs_profile
+from minihpc.course.labctl import LAB_USER, Lab, Labs, now_stamp
 from minihpc.course.resources import MEM, TIME, run_rule, sacct_of
 from minihpc.course.staging import COMPLETE, INPUT, STAGING, TARGET, job_prefix, shard_log
 from minihpc.errors import BadInput
 from minihpc.facts import SCRATCH
+from minihpc.proofs import Proof, tail
 
 
 @dataclass(frozen=True)
 class Demo:
     title: str
     fix: str
-    run: Callable[[str], Core]
+    run: Callable[[Labs, str], Proof]
 
 
-def no_poison(c: Core, lab: Lab) -> None:
+def no_poison(c: Proof, lab: Lab) -> None:
     """The failed run left neither the output nor its temporary shards on /shared."""
     listing = lab.sh("find results -type f 2>/dev/null | sort")
     c.check("no output and no temporary file of the job on the shared filesystem", listing.out.strip() == "",
@@ -51,17 +51,17 @@ def job_log(lab: Lab, run_out: str) -> str:
     return r.out
 
 
-def clear_job_scratch(run_out: str) -> None:
+def clear_job_scratch(client: Cluster, run_out: str) -> None:
     """What a site's epilog would do: remove the demo jobs' scratch on every node."""
     dirs = " ".join(job_prefix(j) for j in submitted_ids(run_out))
     if dirs:
-        for node in compute_nodes():
-            node_sh(f"rm -rf {dirs}", service=node, user="root")
+        for node in client.facts.nodes:
+            client.sh(f"rm -rf {dirs}", node=node, user="root")
 
 
-def unwritable_scratch(prefix: str = "demo") -> Core:
+def unwritable_scratch(labs: Labs, prefix: str = "demo") -> Proof:
     """The module's Repro B on the cluster: the job's scratch prefix is not writable."""
-    c, lab = fresh("demo", f"{prefix}-unwritable-scratch")
+    c, lab = fresh(labs, "demo", f"{prefix}-unwritable-scratch")
     run = lab.snakemake(f"{STAGING} --remote-job-local-storage-prefix '/root/forbidden_scratch/$SLURM_JOB_ID' "
                         f"-- {TARGET}")
     log = job_log(lab, run.out)
@@ -82,27 +82,28 @@ LEAVE_FREE_MIB = 3
 FILLER = f"{SCRATCH}/.demo-filler"
 
 
-def scratch_full(prefix: str = "demo") -> Core:
+def scratch_full(labs: Labs, prefix: str = "demo") -> Proof:
     """Another job's leftovers fill node scratch: the job gets ENOSPC."""
-    c, lab = fresh("demo", f"{prefix}-scratch-full")
-    nodes = compute_nodes()
+    c, lab = fresh(labs, "demo", f"{prefix}-scratch-full")
+    client = labs.client
+    nodes = list(client.facts.nodes)
     fill = (f"free=$(df -B1 --output=avail {SCRATCH} | tail -n 1); "
             f"fallocate -l $((free - {LEAVE_FREE_MIB} * 1024 * 1024)) {FILLER} && df -h {SCRATCH} | tail -n 1")
     run = None
     try:
-        filled = [node_sh(fill, service=n, user="root") for n in nodes]
+        filled = [client.sh(fill, node=n, user="root") for n in nodes]
         run = lab.snakemake(f"{STAGING} -- {TARGET}")
         log = job_log(lab, run.out)
-        left = {n: cluster().scratch(n, f"{SCRATCH}/{LAB_USER}").files for n in nodes}
+        left = {n: client.scratch(n, f"{SCRATCH}/{LAB_USER}").files for n in nodes}
         lab.proof("demo.scratch-full", *filled, run,
                   lab.sh(f"grep -h -B1 -A1 'No space left on device' {shard_log('*')} | head -n 12"),
                   "# left on scratch by the failed job:\n" +
                   "".join(f"{n}: {len(ps)} file(s) {ps[:3]}\n" for n, ps in left.items()))
     finally:
         for n in nodes:
-            node_sh(f"rm -f {FILLER}", service=n, user="root")
+            client.sh(f"rm -f {FILLER}", node=n, user="root")
         if run is not None:
-            clear_job_scratch(run.out)
+            clear_job_scratch(client, run.out)
     # Part of the fix: SLURM knows each node's scratch (TmpDisk) and refuses a
     # job that asks for more with --tmp, before it runs anywhere.
     too_big = lab.sh("sbatch --tmp=$(( $(sinfo -h -o %d | sort -n | tail -n 1) + 1 )) --wrap true")
@@ -123,19 +124,19 @@ def scratch_full(prefix: str = "demo") -> Core:
 SHARED_COPIES = "persistence software-deployment sources source-cache storage-local-copies"
 
 
-def prefix_mismatch(prefix: str = "demo") -> Core:
+def prefix_mismatch(labs: Labs, prefix: str = "demo") -> Proof:
     """storage-local-copies declared shared while both prefixes are node-local."""
-    c, lab = fresh("demo", f"{prefix}-prefix-mismatch")
+    c, lab = fresh(labs, "demo", f"{prefix}-prefix-mismatch")
     # The input already on the shared filesystem, as raw data would be.
     data = lab.snakemake(f"{STAGING} -- {INPUT}")
     run = lab.snakemake(f"{STAGING} --shared-fs-usage {SHARED_COPIES} -- {TARGET}")
     ids = submitted_ids(run.out)
     node = lab.sh(f"sacct -n -X -P -j {ids[-1] if ids else 0} -o NodeList").out.strip()
-    left = cluster().scratch(node, job_prefix(ids[-1])).files if ids and node else []
+    left = labs.client.scratch(node, job_prefix(ids[-1])).files if ids and node else []
     content = lab.read(TARGET)
     where = f"# after the run, job {ids[-1] if ids else '?'}'s prefix on {node}:\n"
     lab.proof("demo.prefix-mismatch", data, run, where + "".join(f"  {p}\n" for p in left), lab.sh(f"cat {TARGET}"))
-    clear_job_scratch(run.out)
+    clear_job_scratch(labs.client, run.out)
     before_submit = run.out.split("has been submitted")[0]
     c.exit("the input is made on the shared filesystem", data)
     c.says("signature: the main process stages the input on the login node before submitting", before_submit,
@@ -165,9 +166,9 @@ done
 """
 
 
-def no_plugin(prefix: str = "demo") -> Core:
+def no_plugin(labs: Labs, prefix: str = "demo") -> Proof:
     """The staging profile used where snakemake-storage-plugin-fs is not installed."""
-    c, lab = fresh("demo", f"{prefix}-no-plugin")
+    c, lab = fresh(labs, "demo", f"{prefix}-no-plugin")
     try:
         env = lab.sh(MAKE_NO_PLUGIN_ENV)
         run = lab.sh(f"{NO_PLUGIN_ENV}/bin/python -m snakemake {STAGING} -- {TARGET}")
@@ -189,22 +190,22 @@ def no_plugin(prefix: str = "demo") -> Core:
     return c
 
 
-def latency_too_short(prefix: str = "demo") -> Core:
+def latency_too_short(labs: Labs, prefix: str = "demo") -> Proof:
     """--latency-wait below the shared filesystem's lag."""
-    c, lab = fresh("demo", f"{prefix}-latency")
+    c, lab = fresh(labs, "demo", f"{prefix}-latency")
     try:
         lag, short = short_wait_under_lag(lab)
         after, arrived = arrived_after_lag(lab)
     finally:
-        off = set_nfs_profile("off")
+        off = labs.client.set_nfs_profile("off")
     lab.proof("demo.latency", lag, short, f"# {LAG + 1} s later, on the login node:\n", after, off)
     short_wait_fails(c, short, after, arrived)
     return c
 
 
-def oom(prefix: str = "demo") -> Core:
+def oom(labs: Labs, prefix: str = "demo") -> Proof:
     """A rule whose memory request is too small, whatever the attempt."""
-    c, lab = fresh("demo", f"{prefix}-oom")
+    c, lab = fresh(labs, "demo", f"{prefix}-oom")
     r = run_rule(lab, "mem_scaled", f"--retries 1 --set-resources mem_scaled:mem_mb=400 -- {MEM}")
     run, jobs, log = r.run, r.jobs, r.log
     lab.proof("demo.oom", run, log, sacct_of(lab, jobs, "JobID,State,ExitCode,ReqMem,MaxRSS"))
@@ -219,9 +220,9 @@ def oom(prefix: str = "demo") -> Core:
     return c
 
 
-def timeout(prefix: str = "demo") -> Core:
+def timeout(labs: Labs, prefix: str = "demo") -> Proof:
     """A rule whose runtime is too short for its work."""
-    c, lab = fresh("demo", f"{prefix}-timeout")
+    c, lab = fresh(labs, "demo", f"{prefix}-timeout")
     r = run_rule(lab, "time_scaled", f"-- {TIME}")
     run, jobs, log = r.run, r.jobs, r.log
     lab.proof("demo.timeout", run, log, sacct_of(lab, jobs, "JobID,State,Timelimit,Elapsed"))
@@ -238,19 +239,19 @@ BIG_MB = 4000  # big_join's mem_mb in lab/Snakefile (the tests read it here)
 PARTITIONS_PROFILE = "--workflow-profile profiles/lab-partitions"
 
 
-def partition(prefix: str = "demo") -> Core:
+def partition(labs: Labs, prefix: str = "demo") -> Proof:
     """Rules asking for more memory, or more time, than the default partition allows."""
-    f = cluster().facts
+    f = labs.client.facts
     if not f.mem_mb < BIG_MB <= max(f.node_mem_mb.values()):
         raise BadInput(f"demo-partition needs standard nodes below {BIG_MB} MiB and a bigmem node with at least "
                            f"that (this cluster: NODE_MEM_MB={f.mem_mb}, bigmem {max(f.node_mem_mb.values())})",
                            "bring it up with the default sizes: minihpc up --mem-mb 3000 --bigmem-mb 6000")
-    c, lab = fresh("demo", f"{prefix}-partition")
+    c, lab = fresh(labs, "demo", f"{prefix}-partition")
     big, long = lab.snakemake(f"{SLURM} {BIG}"), lab.snakemake(f"{SLURM} {LONG}")
     no_poison(c, lab)  # before the fix makes the outputs
     since = now_stamp(lab)
     fixed = lab.snakemake(f"{SLURM} {PARTITIONS_PROFILE} {BIG} {LONG}")
-    jobs = {j["Comment"].removeprefix("rule_"): j for j in cluster().sacct(
+    jobs = {j["Comment"].removeprefix("rule_"): j for j in labs.client.sacct(
         since, ("JobID", "Comment", "Partition", "NodeList", "State", "ReqMem", "Timelimit", "WorkDir"))
         if j["WorkDir"] == lab.workdir}
     lab.proof("demo.partition", big, long, lab.sh("cat profiles/lab-partitions/config.yaml"), fixed,
@@ -281,25 +282,25 @@ PRESSURE = "-s pressure/Snakefile"
 TOO_MANY_CPUS = "More processors requested than permitted"
 
 
-def group_too_big(prefix: str = "demo") -> Core:
+def group_too_big(labs: Labs, prefix: str = "demo") -> Proof:
     """A group of more parallel jobs than a node has CPUs: sbatch refuses every
     group job, and Snakemake drops sbatch's message (GroupJob.log_error
     ignores it in Snakemake 9.27.1): only the call survives, under --verbose."""
-    f = cluster().facts
+    f = labs.client.facts
     per = 3 * f.cpus
-    c, lab = fresh("demo", f"{prefix}-group-too-big")
+    c, lab = fresh(labs, "demo", f"{prefix}-group-too-big")
     base = f"{SLURM} {PRESSURE} --config jobs={2 * per} seconds=1 --groups part=g --group-components g={per}"
     since = now_stamp(lab)
     big = lab.snakemake(f"{base} --verbose")
     calls = re.findall(r"^sbatch call: (sbatch .*?) --wrap=", big.out, re.M)
-    queued = [j for j in cluster().sacct(since, ("JobID", "WorkDir", "State")) if j["WorkDir"] == lab.workdir]
+    queued = [j for j in labs.client.sacct(since, ("JobID", "WorkDir", "State")) if j["WorkDir"] == lab.workdir]
     # The call as the plugin made it, all but the command: SLURM's own answer (held, and
     # cancelled, should it ever be accepted).
     name = re.search(r"--job-name (\S+)", calls[0]).group(1) if calls else ""
     again = lab.sh(f"{calls[0]} --hold --wrap true; rc=$?; scancel --me -n {name}; exit $rc") if calls else None
     fixed_since = now_stamp(lab)
     fixed = lab.snakemake(f"{base} --cores {f.cpus}")
-    jobs = [j for j in cluster().sacct(fixed_since, ("JobID", "WorkDir", "AllocCPUS", "State", "Timelimit"))
+    jobs = [j for j in labs.client.sacct(fixed_since, ("JobID", "WorkDir", "AllocCPUS", "State", "Timelimit"))
             if j["WorkDir"] == lab.workdir]
     lab.proof("demo.group-too-big", big, *([again] if again else []), fixed,
               sacct_of(lab, jobs, "JobID,Comment,AllocCPUS,ReqMem,Timelimit,NodeList,State"))

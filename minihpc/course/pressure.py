@@ -14,9 +14,10 @@ import math
 from collections import Counter
 
 from minihpc import PROOF_DIR
-from minihpc.course.cores import SLURM, Core, fresh, tail
-from minihpc.course.labctl import Lab, cluster, now_stamp
+from minihpc.course.cores import SLURM, fresh
+from minihpc.course.labctl import Lab, Labs, now_stamp
 from minihpc.errors import MinihpcError
+from minihpc.proofs import Proof, tail
 from minihpc.runner import run_id
 from minihpc.timeline import stamp, timeline
 
@@ -52,24 +53,25 @@ def most_cpus_at_once(rows: list[dict[str, str]]) -> int:
     return best
 
 
-def pressure(prefix: str = "pressure", grouped: bool = False, jobs: int = JOBS, seconds: float = SECONDS) -> Core:
+def pressure(labs: Labs, prefix: str = "pressure", grouped: bool = False, jobs: int = JOBS,
+             seconds: float = SECONDS) -> Proof:
     """The pressure workflow through SLURM: the cluster full, jobs pending for
     Priority and Resources, every job COMPLETED, the fan-in's sum right."""
-    f = cluster().facts
+    f = labs.client.facts
     capacity = f.total_cpus
     name = f"{prefix}-grouped" if grouped else prefix
-    c, lab = fresh("pressure", name)
+    c, lab = fresh(labs, "pressure", name)
     group = f"--groups part=parts --group-components parts={PER_GROUP} --cores 1" if grouped else ""
     since = now_stamp(lab)
     run, reasons = run_sampled(lab, f"{SLURM} {SNAKEFILE} --config jobs={jobs} seconds={seconds} {group}")
     rid = run_id(run.out)
     fields = ("JobID", "JobName", "State", "AllocCPUS", "NodeList", "Submit", "Start", "End")
-    rows = [r for r in cluster().sacct(since, fields) if r["JobName"] == rid]
+    rows = [r for r in labs.client.sacct(since, fields) if r["JobName"] == rid]
     states = Counter(r["State"] for r in rows)
     most = most_cpus_at_once(rows)
     total = lab.read(TOTAL) or ""
     try:
-        drawn = " and ".join(str(p) for p in timeline(cluster(), PROOF_DIR / f"{name}-timeline", run=rid)[0])
+        drawn = " and ".join(str(p) for p in timeline(labs.client, PROOF_DIR / f"{name}-timeline", run=rid)[0])
     except MinihpcError as e:  # no matplotlib on this host: the proof says so
         drawn = f"not drawn: {e}"
     lab.proof(f"{name}", run,

@@ -14,8 +14,9 @@ import io
 from dataclasses import dataclass
 
 from minihpc.cluster import largest_step_rss, sacct_kib
-from minihpc.course.cores import SLURM, Core, fresh
-from minihpc.course.labctl import Lab, Result, cluster, now_stamp
+from minihpc.course.cores import SLURM, fresh
+from minihpc.course.labctl import Lab, Labs, Result, now_stamp
+from minihpc.proofs import Proof
 
 MEM, TIME, OVER = ("results/resources/mem_scaled.txt", "results/resources/time_scaled.txt",
                    "results/resources/over_request.txt")
@@ -32,7 +33,7 @@ def by_rule(lab: Lab, since: str) -> dict[str, list[dict[str, str]]]:
     """Each rule's allocations from this lab (its working directory: other labs
     may run the same rules meanwhile) in order, each with its steps' largest
     MaxRSS ("StepMaxRSS")."""
-    rows = cluster().sacct(since, (*FIELDS, "WorkDir"), steps=True)
+    rows = lab.client.sacct(since, (*FIELDS, "WorkDir"), steps=True)
     rss = largest_step_rss(rows)
     jobs = [r for r in rows if "." not in r["JobID"] and r["WorkDir"] == lab.workdir]
     for j in jobs:
@@ -69,8 +70,8 @@ def seconds(elapsed: str) -> int:
     return h * 3600 + m * 60 + s
 
 
-def core6(prefix: str = "core6") -> Core:
-    c, lab = fresh("core6", prefix)
+def core6(labs: Labs, prefix: str = "core6") -> Proof:
+    c, lab = fresh(labs, "core6", prefix)
     once = run_rule(lab, "mem_scaled", MEM)
     since = now_stamp(lab)
     retried = lab.snakemake(f"{SLURM} --retries 1 --slurm-efficiency-report "
@@ -107,7 +108,7 @@ def core6(prefix: str = "core6") -> Core:
     return c
 
 
-def efficiency(c: Core, report_csv: str, over: list[dict[str, str]]) -> None:
+def efficiency(c: Proof, report_csv: str, over: list[dict[str, str]]) -> None:
     """The plugin's report on the over-requesting rule, against sacct."""
     rows = [r for r in csv.DictReader(io.StringIO(report_csv)) if r.get("RuleName") == "rule_over_request"]
     c.check("the efficiency report has a row for over_request's job step", len(rows) == 1, report_csv[-600:])

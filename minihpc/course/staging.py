@@ -6,16 +6,22 @@ the node that runs it and on no other, the output on the shared filesystem
 afterwards, and the job's scratch emptied. The same rule run through
 profiles/slurm is the contrast: its shards go to /shared and scratch stays
 empty (the module's "storage plugin not active" signature).
+
+On a site (on_site, `minihpc site check`) the evidence comes from steps of
+the site's user, no root: the same staged run through the site's scratch.
 """
 
 from __future__ import annotations
 
 import re
+import shlex
 import time
 from dataclasses import dataclass
 
-from minihpc.course.cores import SLURM, Core, fresh, submitted_ids
-from minihpc.course.labctl import LAB_USER, Lab, cluster, compute_nodes, node_sh
+from minihpc.cluster import Cluster
+from minihpc.course.cores import SLURM, fresh, submitted_ids
+from minihpc.course.labctl import LAB_USER, Lab, Labs, Result
+from minihpc.proofs import Proof, tail
 from scratch import policy
 
 STAGING = "--profile profiles/slurm-staging"
@@ -58,15 +64,15 @@ class Snapshot:
         return "\n".join(lines) + "\n"
 
 
-def snapshot(nodes: list[str]) -> Snapshot:
-    return Snapshot({n: cluster().scratch(n).files for n in nodes})
+def snapshot(client: Cluster, nodes: list[str]) -> Snapshot:
+    return Snapshot({n: client.scratch(n).files for n in nodes})
 
 
 def running_job(lab: Lab, timeout: float = 180) -> tuple[str, str]:
     """(job id, node) of the lab user's first running SLURM job."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        r = node_sh("squeue --me -h -t RUNNING -o '%i %N'")
+        r = lab.client.sh("squeue --me -h -t RUNNING -o '%i %N'")
         if r.out.split():
             job, node = r.out.split()[:2]
             return job, node
@@ -74,10 +80,10 @@ def running_job(lab: Lab, timeout: float = 180) -> tuple[str, str]:
     raise TimeoutError(f"no job of {LAB_USER} started running within {timeout:.0f} s")
 
 
-def wait_for_file(node: str, path: str, timeout: float) -> bool:
+def wait_for_file(client: Cluster, node: str, path: str, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if path in cluster().scratch(node, path).files:
+        if path in client.scratch(node, path).files:
             return True
         time.sleep(0.5)
     return False
@@ -88,10 +94,11 @@ def worked_in(output: str) -> str | None:
     return m.group(1) if m else None
 
 
-def core3_staging(prefix: str = "core3") -> Core:
+def core3_staging(labs: Labs, prefix: str = "core3") -> Proof:
     """Staging to node-local scratch, proven from the nodes' filesystems."""
-    c, lab = fresh("core3", f"{prefix}-staging")
-    nodes = ["login", *compute_nodes()]
+    c, lab = fresh(labs, "core3", f"{prefix}-staging")
+    client = labs.client
+    nodes = ["login", *client.facts.nodes]
     lab.proof("core3.staging.profile", lab.sh("cat profiles/slurm-staging/config.yaml"))
 
     # The staged run, watched from outside while its job holds on its node.
@@ -105,11 +112,11 @@ def core3_staging(prefix: str = "core3") -> Core:
         return c
     prefix_dir = job_prefix(job)
     staged_out = f"{prefix_dir}/fs/{TARGET}"
-    appeared = wait_for_file(node, staged_out, timeout=120)
-    during = snapshot(nodes)
+    appeared = wait_for_file(client, node, staged_out, timeout=120)
+    during = snapshot(client, nodes)
     shared_during = lab.exists(TARGET)
     run = lab.collect(proc)
-    after = snapshot(nodes)
+    after = snapshot(client, nodes)
     left_dirs = lab.sh(f"find {prefix_dir} -type d 2>/dev/null | sort", service=node, user="root")
     content = lab.read(TARGET)
     log = lab.sh(f"grep -E '^shard_work:|Retrieving|Storing|Cleaning' {shard_log(job)}")
@@ -121,7 +128,7 @@ def core3_staging(prefix: str = "core3") -> Core:
     # The contrast: the same rule without staging. Its shards go to /shared.
     lab.sh("mv results results.staged")
     direct = lab.snakemake(f"{SLURM} -- {TARGET}")
-    direct_after = snapshot(nodes)
+    direct_after = snapshot(client, nodes)
     direct_ids = submitted_ids(direct.out)
     direct_log = lab.sh(f"grep -h '^shard_work:' {shard_log(direct_ids[-1] if direct_ids else '0')}")
     same = lab.sh(f"cmp results.staged/staging/summary.txt {TARGET} && echo identical")
@@ -153,3 +160,50 @@ def core3_staging(prefix: str = "core3") -> Core:
             direct_after.text("after the run without staging"))
     c.says("...with the same output as the staged run", same, "identical")
     return c
+
+
+def on_site(labs: Labs) -> Proof:
+    """Staging to the site's node-local scratch (profiles/slurm-staging with
+    its prefixes there), proven on the node by steps of the user's own: one
+    inside the running job's allocation (srun --jobid --overlap), one after
+    it on the same node. No root. `labs` is a site's (its scratch given)."""
+    client, site = labs.client, labs.site
+    core, lab = fresh(labs, "staging", "staging")
+    proc = lab.spawn(f"snakemake {STAGING} --config staging_hold={HOLD} -- {TARGET}")
+    job = node = ""
+    deadline = time.monotonic() + 180
+    while not job and time.monotonic() < deadline and proc.proc.poll() is None:
+        rows = [x.split() for x in client.sh("squeue --me -h -t RUNNING -o '%i %N %Z'").out.splitlines()]
+        job, node = next(((j, n) for j, n, wd in (r for r in rows if len(r) == 3) if wd == lab.workdir), ("", ""))
+        time.sleep(1)
+    if not job:
+        run = lab.collect(proc)
+        lab.proof("site.staging", run)
+        core.check("the staged job starts running on a compute node", False, tail(run))
+        return core
+    prefix = f"{site.scratch}/{site.user}/job-{job}"
+    staged_out = f"{prefix}/fs/{TARGET}"
+    look = f"srun --jobid={job} --overlap --nodelist={node} --ntasks=1 find {shlex.quote(prefix)} -type f"
+    during = Result(look, 1, "", 0)
+    for _ in range(60):
+        during = lab.sh(look)
+        if staged_out in during.out.split():
+            break
+        time.sleep(2)
+    shared_during = lab.exists(TARGET)
+    run = lab.collect(proc)
+    after = client.sh(f"find {shlex.quote(prefix)} -type f 2>/dev/null; echo checked on $(hostname)", node=node)
+    content = lab.read(TARGET)
+    lab.proof("site.staging", run, f"job {job} ran on {node}; its prefix: {prefix}\n", during,
+              f"{TARGET} on the shared filesystem while the job ran: {'yes' if shared_during else 'no'}\n",
+              after, lab.sh(f"cat {TARGET}"))
+    core.exit("the staged run exits 0", run)
+    core.check(f"the job's output appeared under {prefix} on {node} (seen by a step of the user's own in the "
+               "job's allocation)", staged_out in during.out.split(), tail(during))
+    core.check("...beside its staged input", f"{prefix}/fs/{INPUT}" in during.out.split(), tail(during))
+    core.check("the output was not on the shared filesystem while the job ran", not shared_during,
+               f"present during the job: {shared_during}")
+    core.check("the job staged it out, complete", (content or "").startswith(COMPLETE), repr(content))
+    core.check(f"after the job, {node}'s scratch holds none of its files (a job of the user's own looked)",
+               f"checked on {node}" in after.out and prefix not in after.out, tail(after))
+    return core

@@ -11,33 +11,32 @@ from collections import Counter
 from collections.abc import Callable
 
 from minihpc import busy
-from minihpc.course.cores import Core
-from minihpc.course.labctl import Lab, cluster
+from minihpc.cluster import Cluster
+from minihpc.proofs import Proof
 
 # Longer than any core; the load is stopped as soon as they are done.
 MINUTES = 60
 SAMPLE_S = 2
 
 
-def under_load(work: Callable[[], None]) -> Core:
-    """Run `work` under the load; the checks that the load was real."""
-    c = Core("busy", Lab("busy"))
-    cl = cluster()
-    load = busy.start(cl, MINUTES)
+def under_load(client: Cluster, work: Callable[[], None]) -> Proof:
+    """Run `work` under the load on the cluster `client` reaches; the checks that the load was real."""
+    c = Proof("busy")
+    load = busy.start(client, MINUTES)
     reasons: Counter[str] = Counter()
     held: list[int] = []
     done = threading.Event()
 
     def sample() -> None:
         while not done.wait(SAMPLE_S):
-            r = cl.sh("squeue --me -h -t PD -o %r", timeout=60)
+            r = client.sh("squeue --me -h -t PD -o %r", timeout=60)
             reasons.update(line.strip() for line in r.out.splitlines() if line.strip())
-            held.append(sum(1 for t in busy.running(cl) if t["State"] == "RUNNING"))
+            held.append(sum(1 for t in busy.running(client) if t["State"] == "RUNNING"))
     sampler = threading.Thread(target=sample, daemon=True)
     try:
         # The load holds its CPUs before the first core submits anything.
         for _ in range(60):
-            if sum(1 for t in busy.running(cl) if t["State"] == "RUNNING") == load.cpus:
+            if sum(1 for t in busy.running(client) if t["State"] == "RUNNING") == load.cpus:
                 break
             done.wait(1)
         sampler.start()
@@ -46,8 +45,8 @@ def under_load(work: Callable[[], None]) -> Core:
         done.set()
         if sampler.is_alive():
             sampler.join(timeout=120)
-        stopped = busy.stop(cl)
-    f = cl.facts
+        stopped = busy.stop(client)
+    f = client.facts
     c.check(f"{f.other_user}'s load held {load.cpus} of the cluster's CPUs in most samples",
             Counter(held).most_common(1) == [(load.cpus, max(Counter(held).values(), default=0))],
             f"running tasks per sample: {dict(Counter(held))}")

@@ -16,6 +16,7 @@ from support import Cluster, assert_kept, assert_passed, eventually, keep, run_o
 
 from minihpc import ROOT
 from minihpc.course.confirm import RUNS
+from minihpc.course.labctl import Labs
 from minihpc.faults import Faults
 from scratch import policy
 
@@ -134,8 +135,8 @@ def test_down_then_up_keeps_shared_files_accounting_and_job_ids(cluster: Cluster
     assert_kept(cluster, kept)
 
 
-def test_after_an_engine_restart_the_staging_lab_passes(rebooted) -> None:
-    assert_passed(RUNS["core3-staging"](prefix="test-core3-staging"))
+def test_after_an_engine_restart_the_staging_lab_passes(rebooted, labs: Labs) -> None:
+    assert_passed(RUNS["core3-staging"](labs, prefix="test-core3-staging"))
 
 
 def test_a_user_cannot_break_scratch_or_drive_the_node_check(cluster: Cluster) -> None:

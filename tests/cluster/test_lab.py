@@ -15,17 +15,19 @@ from support import Cluster, assert_passed, eventually
 
 from minihpc import busy
 from minihpc.course.confirm import RUNS, commissioning
-from minihpc.course.cores import Core, interrupted_run
+from minihpc.course.cores import interrupted_run
 from minihpc.course.demos import DEMOS
+from minihpc.course.labctl import Labs
 from minihpc.course.underload import under_load
+from minihpc.proofs import Proof
 
 # Core 6 and the resource demos change nothing shared (no NFS profile, no
 # scratch) and tell their jobs apart by working directory, so they run side by
 # side, last: their TIMEOUTs and kills are waits, not work.
-SIDE_BY_SIDE: dict[str, Callable[[], Core]] = {
-    "core6": lambda: RUNS["core6"](prefix="test-core6"),
-    **{name: (lambda name=name: DEMOS[name].run(f"test-{name}")) for name in ("demo-oom", "demo-timeout",
-                                                                              "demo-partition")},
+SIDE_BY_SIDE: dict[str, Callable[[Labs], Proof]] = {
+    "core6": lambda labs: RUNS["core6"](labs, prefix="test-core6"),
+    **{name: (lambda labs, name=name: DEMOS[name].run(labs, f"test-{name}")) for name in ("demo-oom", "demo-timeout",
+                                                                                          "demo-partition")},
 }
 
 
@@ -44,13 +46,13 @@ def test_every_core_is_proven_somewhere() -> None:
 
 # Alone: it kills every process of the lab user's on the job's node, other tests' jobs' too.
 @pytest.mark.alone
-def test_a_run_interrupted_with_its_node_leaves_its_output_incomplete(cluster: Cluster) -> None:
-    assert_passed(interrupted_run(prefix="test-core2"))
+def test_a_run_interrupted_with_its_node_leaves_its_output_incomplete(cluster: Cluster, labs: Labs) -> None:
+    assert_passed(interrupted_run(labs, prefix="test-core2"))
 
 
 # Alone: the load holds every CPU but one, and Core 3's latency lesson switches the NFS profile.
 @pytest.mark.alone
-def test_the_course_proofs_hold_under_another_users_load(cluster: Cluster) -> None:
+def test_the_course_proofs_hold_under_another_users_load(cluster: Cluster, labs: Labs) -> None:
     """Executor selection, log retention and latency-wait proven while the
     other user's higher-priority load holds every CPU but one (the design's
     proofs on real scheduler pressure); the load's own checks say it was
@@ -59,9 +61,9 @@ def test_the_course_proofs_hold_under_another_users_load(cluster: Cluster) -> No
 
     def proofs() -> None:
         for name in UNDER_LOAD:
-            checks.extend(RUNS[name](prefix=f"test-{name}-busy").checks)
-    load = under_load(proofs)
-    core = Core("busy", load.lab)
+            checks.extend(RUNS[name](labs, prefix=f"test-{name}-busy").checks)
+    load = under_load(cluster.client, proofs)
+    core = Proof("busy")
     core.checks = checks + load.checks
     assert_passed(core)
     # Cancelled, a running task is COMPLETING until its epilog is done.
@@ -87,26 +89,26 @@ def test_a_demo_proven_in_a_core_is_in_a_core_that_runs() -> None:
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.alone) if n in ALONE_DEMOS else
                                   pytest.param(n, marks=pytest.mark.cost(70)) if n == "demo-group-too-big" else n
                                   for n in DEMOS_HERE])
-def test_instructor_demo(cluster: Cluster, name: str) -> None:
+def test_instructor_demo(cluster: Cluster, labs: Labs, name: str) -> None:
     """Each demo fails the way its docs say, leaves nothing poisoned, and cleans up."""
-    assert_passed(DEMOS[name].run(f"test-{name}"))
+    assert_passed(DEMOS[name].run(labs, f"test-{name}"))
 
 
 @pytest.mark.cost(195)
-def test_commissioning_sequence_as_printed(cluster: Cluster) -> None:
+def test_commissioning_sequence_as_printed(cluster: Cluster, labs: Labs) -> None:
     """make lab: the module's six commands word for word (profiles/slurm), their
     expected failures proven (ERRATA 14, 15), then the fix passing."""
-    assert_passed(commissioning())
+    assert_passed(commissioning(labs))
 
 
 @pytest.fixture(scope="module")
-def side_by_side(cluster: Cluster) -> Iterator[dict[str, Future[Core]]]:
+def side_by_side(cluster: Cluster, labs: Labs) -> Iterator[dict[str, Future[Proof]]]:
     with ThreadPoolExecutor(len(SIDE_BY_SIDE)) as pool:
-        yield {name: pool.submit(run) for name, run in SIDE_BY_SIDE.items()}
+        yield {name: pool.submit(run, labs) for name, run in SIDE_BY_SIDE.items()}
 
 
 @pytest.mark.cost(85)  # each; all four at once take as long as Core 6
 @pytest.mark.parametrize("name", list(SIDE_BY_SIDE))
-def test_resources_side_by_side(side_by_side: dict[str, Future[Core]], name: str) -> None:
+def test_resources_side_by_side(side_by_side: dict[str, Future[Proof]], name: str) -> None:
     """Core 6, demo-oom, demo-timeout and demo-partition, all at once."""
     assert_passed(side_by_side[name].result(timeout=1200))

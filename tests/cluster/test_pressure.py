@@ -14,6 +14,7 @@ from support import Cluster, assert_passed, eventually
 
 from minihpc import PROOF_DIR, busy
 from minihpc.cluster import Cluster as Client
+from minihpc.course.labctl import Labs
 from minihpc.course.pressure import pressure
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,9 +24,9 @@ JOBS = 12
 
 # Alone: it fills every CPU, and proves it from its own jobs (any other job would hold one).
 @pytest.mark.alone
-def test_the_pressure_workflow_fills_the_cluster_and_every_job_completes(cluster: Cluster) -> None:
+def test_the_pressure_workflow_fills_the_cluster_and_every_job_completes(cluster: Cluster, labs: Labs) -> None:
     since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    core = pressure(prefix="test-pressure", jobs=JOBS)
+    core = pressure(labs, prefix="test-pressure", jobs=JOBS)
     if not all(c.ok for c in core.checks):
         print(cluster.story(since))  # a job not COMPLETED: what the cluster said meanwhile
     assert_passed(core)

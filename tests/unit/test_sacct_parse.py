@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from minihpc.cluster import Cluster, parse_delimited
-from minihpc.course import labctl
+from minihpc.course.labctl import Labs, sacct_jobs
 from minihpc.errors import MinihpcError
 from minihpc.facts import Facts
 
@@ -69,11 +69,10 @@ def test_cluster_sacct_draws_a_new_delimiter_each_call_and_keeps_its_return_shap
 
 
 def test_a_labs_jobs_are_those_started_in_its_own_directory(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
-    """What a lab's proofs count (labctl.sacct_jobs): not the jobs of the user's
+    """What a lab's proofs count (sacct_jobs): not the jobs of the user's
     other labs and runs, which may run meanwhile (the cluster tests run side by side)."""
     rows = [("7", "r1", "rule_a", "c1", "COMPLETED", "/shared/lab"),
             ("8", "r2", "rule_a", "c2", "FAILED", "/shared/lab-other"),
             ("9", "r1", "rule_b", "c1", "COMPLETED", "/shared/lab/sub")]
     c = Cluster(Facts(nodes=["c1", "c2"], cpus=2, mem_mb=1000, scratch_mb=100), Recorder(rows))
-    with labctl.on(c, None, tmp_path):
-        assert [j["JobID"] for j in labctl.sacct_jobs(labctl.Lab("lab"), "now-1hours")] == ["7"]
+    assert [j["JobID"] for j in sacct_jobs(Labs(c, None, tmp_path).lab("lab"), "now-1hours")] == ["7"]

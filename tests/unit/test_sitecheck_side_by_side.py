@@ -1,6 +1,6 @@
 """minihpc site check runs its proofs side by side (sitecheck._side_by_side):
-at once, each keeping the site it was started on, their checks in the
-order asked, and a proof that raised raised once the others have ended."""
+at once, each on the site it was given, their checks in the order asked,
+and a proof that raised raised once the others have ended."""
 
 from __future__ import annotations
 
@@ -9,19 +9,17 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 from minihpc import ROOT, sitecheck
 from minihpc.cluster import Cluster
-from minihpc.course import labctl
-from minihpc.course.cores import Core
 from minihpc.facts import Facts
+from minihpc.proofs import Proof
 
 
-def core(name: str, ok: bool = True) -> Core:
-    c = Core(name, labctl.Lab(name, proof_dir=Path("/nonexistent")))
+def core(name: str, ok: bool = True) -> Proof:
+    c = Proof(name)
     c.check(f"{name} held", ok, "evidence")
     return c
 
@@ -31,7 +29,7 @@ def test_the_proofs_run_at_once_and_their_results_keep_their_names() -> None:
     barrier = threading.Barrier(2, timeout=10)
 
     def proof(name: str):
-        def run() -> Core:
+        def run() -> Proof:
             barrier.wait()
             return core(name)
         return run
@@ -43,12 +41,12 @@ def test_the_proofs_run_at_once_and_their_results_keep_their_names() -> None:
 def test_a_proof_that_raises_is_raised_after_the_others_end(capsys: pytest.CaptureFixture[str]) -> None:
     ended = threading.Event()
 
-    def slow() -> Core:
+    def slow() -> Proof:
         ended.wait(0.3)
         ended.set()
         return core("slow")
 
-    def broken() -> Core:
+    def broken() -> Proof:
         raise RuntimeError("the site went away")
 
     with pytest.raises(RuntimeError, match="the site went away"):
@@ -58,18 +56,17 @@ def test_a_proof_that_raises_is_raised_after_the_others_end(capsys: pytest.Captu
 
 
 def test_each_proof_runs_on_the_site_it_was_started_on() -> None:
-    """A thread does not inherit labctl.on's site by itself (this machine's
-    cluster is the default): each proof runs in a copy of the starter's
-    context, so it keeps the site even after the starter has left it (Ctrl-C)."""
+    """Each proof is handed the site's client (no global cluster, nothing
+    of the starter's thread it could lose): in its own thread it runs on
+    the site it was given."""
     site = Cluster(Facts(nodes=["n1"], cpus=1, mem_mb=1, scratch_mb=1, shared="/site/work"), None)
     seen = []
 
-    def proof() -> Core:
-        seen.append(labctl.cluster().facts.shared)
+    def proof(client: Cluster) -> Proof:
+        seen.append(client.facts.shared)
         return core("p")
 
-    with labctl.on(site, None, Path("/nonexistent")):
-        sitecheck._side_by_side({"p": proof})
+    sitecheck._side_by_side({"p": lambda: proof(site)})
     assert seen == ["/site/work"]
 
 
