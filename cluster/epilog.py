@@ -124,6 +124,14 @@ def other_jobs_here(uid: int, job: str) -> bool | None:
     return False
 
 
+def runs_another_job(uid: int, job: str, table: dict[int, tuple[int, int]],
+                     stepd: Callable[[int], str | None] = stepd_job) -> bool:
+    """Whether a process of `uid` descends from another job's slurmstepd:
+    the process table's own answer, which needs no slurmstepd to answer
+    (a stale socket of a killed one makes `scontrol listpids` fail)."""
+    return any(owner == uid and another_jobs(p, job, table, stepd) for p, (owner, _) in table.items())
+
+
 def main() -> int:
     job, uid_s = os.environ.get("SLURM_JOB_ID", ""), os.environ.get("SLURM_JOB_UID", "")
     if not job.isdigit() or not uid_s.isdigit():
@@ -133,8 +141,13 @@ def main() -> int:
     # Never root's or a system account's processes (slurmd, munge, the NFS client), whatever a job claims.
     if uid < 1000:
         return 0
+    # slurmd's view, else (it cannot say) the process table's.
     others = other_jobs_here(uid, job)
-    everything = others is False
+    if others is None:
+        others = runs_another_job(uid, job, procs())
+        say(f"job {job}: slurmd could not list its jobs' processes; the process table says the user "
+            f"{'has another job' if others else 'has no other job'} here")
+    everything = not others
     killed: set[int] = set()
     for _ in range(ROUNDS):
         table = procs()

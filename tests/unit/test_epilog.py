@@ -53,3 +53,13 @@ def test_only_a_slurmstepd_command_line_names_a_job(tmp_path, monkeypatch) -> No
         return real(path, *a, **k)
     monkeypatch.setattr(builtins, "open", fake)
     assert [epilog.stepd_job(p) for p in (1, 2, 3, 4, 5)] == ["581", "9", None, None, None]
+
+
+def test_without_slurmds_list_the_process_table_says_whether_another_job_runs() -> None:
+    # Job 7 ends while job 8 (the user's) runs: another job is here.
+    assert epilog.runs_another_job(USER, "7", TABLE, stepd)
+    # Only job 7 was here (its stepd and the stray left): none other, everything of the user's may go.
+    alone = {p: v for p, v in TABLE.items() if p not in (20, 21, 22)}
+    assert not epilog.runs_another_job(USER, "7", alone, stepd)
+    # Another user's job is not the user's.
+    assert not epilog.runs_another_job(USER + 1, "7", TABLE, stepd)
