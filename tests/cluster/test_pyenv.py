@@ -208,7 +208,9 @@ def test_two_runs_making_the_same_environment_at_once_make_it_once(client: Clien
             t.start()
         for t in threads:
             t.join(timeout=300)
-        assert all(isinstance(e, pyenv.Env) for e in got.values()) and len(got) == 2, got
+        # A failure in full (pip's own words), not the Env beside it, which pytest's repr would cut short.
+        assert all(isinstance(e, pyenv.Env) for e in got.values()) and len(got) == 2, \
+            "\n".join(f"run {i}: {'made or reused it' if isinstance(e, pyenv.Env) else e}" for i, e in got.items())
         now = client.sh(f"stat -c %i {q(path)} && cat {q(path)}/{pyenv.META}").out
         assert seen[0] == seen[1] == now, "the environment one run returned was replaced by the other's build"
         meta = json.loads(now.split("\n", 1)[1])
