@@ -630,8 +630,16 @@ class SharedFS:
                 fn()
 
     def forget_kernel_caches(self) -> None:
+        """Make the kernel ask again about what it cached. A directory's name
+        is kept: the kernel drops an invalidated entry even while a process
+        works in that directory, whose getcwd() then fails with ENOENT for
+        good (a job on the node, when an instructor sets a fault). Its
+        attributes and listing are still invalidated below, and the names in
+        it are asked about again."""
         inodes, names = self.nodes.snapshot()
         for parent, name in names:
+            if self.nodes.is_dir_entry(parent, name):
+                continue
             self._stale.put(("entry", parent, name))
         for ino in inodes:
             self._stale.put(("data", ino, b""))

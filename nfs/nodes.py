@@ -325,6 +325,13 @@ class NodeTable:
         with self.lock:
             return list(self.watched.get(wd, ()))
 
+    def is_dir_entry(self, parent: int, name: bytes) -> bool:
+        """Whether parent/name is a name the kernel holds for a directory."""
+        with self.lock:
+            nid = self.names.get((parent, name))
+            node = self.nodes.get(nid) if nid is not None else None
+            return node is not None and node.is_dir
+
     def snapshot(self) -> tuple[list[int], list[tuple[int, bytes]]]:
         with self.lock:
             return list(self.nodes), list(self.names)

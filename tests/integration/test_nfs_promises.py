@@ -13,17 +13,24 @@ import time
 import pytest
 from nfsmounts import LAB_UID, Mounts, as_lab_user
 
+from nfs.ctl import build
 from nfs.profiles import named
 
 PY = "/usr/bin/python3"  # the lab user's interpreter (this venv may be private)
 
 
-def lab_python(code: str, *args: str) -> subprocess.Popen:
-    """`code` run by the lab user's python as a separate process."""
+def lab_python(code: str, *args: str, cwd: str | os.PathLike = "/") -> subprocess.Popen:
+    """`code` run by the lab user's python as a separate process (in `cwd`)."""
     return subprocess.Popen(["setpriv", f"--reuid={LAB_UID}", f"--regid={LAB_UID}", "--clear-groups", PY, "-c",
                              textwrap.dedent(code), *args],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd="/")
+                            cwd=cwd)
+
+
+def finish_with(proc: subprocess.Popen, stdin: str, timeout: float = 60) -> str:
+    out, err = proc.communicate(stdin, timeout=timeout)
+    assert proc.returncode == 0, err
+    return out
 
 
 def finish(*procs: subprocess.Popen, timeout: float = 60) -> list[str]:
@@ -263,3 +270,28 @@ def test_a_revoked_permission_applies_on_the_other_node_within_acdirmax(mounts: 
 def test_the_linux_profile_documents_its_revocation_window():
     p = named("linux")
     assert f"acdirmax={p.acdirmax:g}" in p.description and "permission" in p.description, p.description
+
+
+# -- a working directory through a profile switch ------------------------------
+
+def test_a_process_keeps_its_working_directory_when_a_fault_is_set(mounts: Mounts):
+    """Setting a fault (or any profile the kernel may not cache under) makes
+    the client drop what the kernel cached; a job working in a directory on
+    the mount must keep it: its getcwd() failed with ENOENT for good (srun:
+    `getcwd failed`) once the directory's entry was dropped."""
+    r = as_lab_user(f"mkdir -p {mounts.b}/work && echo hi > {mounts.b}/work/f")
+    assert r.returncode == 0, r.stderr
+    job = lab_python('''
+        import os, sys
+        print("in", os.getcwd(), flush=True)
+        sys.stdin.readline()  # until the fault is set
+        try:
+            print("still in", os.getcwd(), open("f").read().strip(), flush=True)
+        except OSError as e:
+            print("lost it:", e, flush=True)
+    ''', cwd=mounts.a / "work")
+    assert job.stdout.readline().startswith("in "), job.stderr.read()  # type: ignore[union-attr]
+    mounts.set(build("off", [], ["EIO:op=write,path=/nowhere/*,count=1"]))
+    time.sleep(1.5)  # the switch and its invalidations land
+    out = finish_with(job, "go\n")
+    assert out.startswith("still in ") and out.rstrip().endswith(" hi"), out
