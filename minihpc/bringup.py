@@ -26,7 +26,7 @@ from minihpc.errors import BadInput, MinihpcError
 from minihpc.facts import CLUSTER_NAME, LOGIN
 from minihpc.network import check_subnet
 from minihpc.topology import Topology, TopologyError
-from minihpc.transport import COMPOSE, container_name, poll
+from minihpc.transport import compose_shown, container_name, poll
 
 READY_TIMEOUT = 180
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -120,10 +120,9 @@ def _script(name: str, *args: str, env: Mapping[str, str] | None = None) -> None
 
 
 def _compose(*args: str, env: Mapping[str, str] | None = None) -> None:
-    r = subprocess.run([*COMPOSE, *args], env=tree_env(dict(env) if env else None), stdin=subprocess.DEVNULL,
-                       check=False)
-    if r.returncode != 0:
-        raise _Failed(f"docker compose {args[0]} exited {r.returncode} (its lines above say why)")
+    rc = compose_shown(*args, env=dict(env) if env else None)  # COMPOSE itself names the run directory
+    if rc != 0:
+        raise _Failed(f"docker compose {args[0]} exited {rc} (its lines above say why)")
 
 
 def _exec(service: str, *argv: str) -> str:

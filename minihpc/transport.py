@@ -146,6 +146,12 @@ def compose(*args: str, timeout: float = 120) -> str:
     return _run([*COMPOSE, *args], f"docker compose {' '.join(args)}", timeout)
 
 
+def compose_shown(*args: str, env: dict[str, str] | None = None) -> int:
+    """`docker compose ARGS` on this cluster with its output on the terminal
+    (progress a user watches, or what they asked to see); its exit code."""
+    return subprocess.run([*COMPOSE, *args], env=env, stdin=subprocess.DEVNULL, check=False).returncode
+
+
 def docker(*args: str, timeout: float = 120) -> str:
     return _run(["docker", *args], f"docker {' '.join(args)}", timeout)
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 
 from minihpc import RUN_DIR
 from minihpc.errors import BadInput, MinihpcError
-from minihpc.transport import COMPOSE
+from minihpc.transport import COMPOSE, compose_shown
 
 
 def _require_state() -> None:
@@ -19,7 +18,7 @@ def _require_state() -> None:
 def compose(*args: str, check: bool = True) -> int:
     """Run `docker compose` on this cluster (cluster/compose.sh), output passed through."""
     _require_state()
-    rc = subprocess.run([*COMPOSE, *args], check=False).returncode
+    rc = compose_shown(*args)
     if check and rc != 0:
         raise MinihpcError(f"docker compose {args[0]} failed with exit {rc}", "see its output above")
     return rc
