@@ -111,10 +111,9 @@ def say(line: str) -> None:
     print(f"cluster-up: {line}", file=sys.stderr, flush=True)
 
 
-def _script(name: str, *args: str, env: Mapping[str, str] | None = None) -> None:
+def _script(name: str, *args: str) -> None:
     """Run one of the tree's scripts, its output passed through; raise on failure."""
-    r = subprocess.run([str(ROOT / "cluster" / name), *args], env=tree_env(dict(env) if env else None),
-                       stdin=subprocess.DEVNULL, check=False)
+    r = subprocess.run([str(ROOT / "cluster" / name), *args], env=tree_env(), stdin=subprocess.DEVNULL, check=False)
     if r.returncode != 0:
         raise _Failed(f"cluster/{name} exited {r.returncode} (its lines above say why)")
 
