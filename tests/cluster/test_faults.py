@@ -1,6 +1,7 @@
 """What a site promises when things break, proven with a workflow running
 (tests/workflows/faults: parts that write a partial output first and finish
-it 30 s later, then a fan-in that checks every part):
+it 30 s later, then a fan-in that checks every part and waits for the test
+to release it):
 
 - one run lives through, in turn, a compute node cut off the network, another
   killed, slurmctld restarted and slurmdbd restarted; each fault is applied
@@ -20,6 +21,7 @@ import io
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -172,18 +174,23 @@ def faulted(bigger: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         ("slurmctld", lambda: daemon_restart(cluster, faults, "slurmctld")),
         ("slurmdbd", lambda: daemon_restart(cluster, faults, "slurmdbd")),
     ]
+    # The run ends only once every fault has landed: the daemons' restarts
+    # must find jobs queued, and a fast cluster had finished the run by then.
+    gate = f"{cluster.facts.shared}/test-faults/release-{uuid.uuid4().hex}"
     with in_background(faults, Minihpc(cluster.client).run, WORKFLOW, name="test-faults", report=report_dir,
-                       snakemake_args=["--retries", "2", "--config", f"parts={PARTS}", f"seconds={SECONDS}"]) as run:
+                       snakemake_args=["--retries", "2", "--config", f"parts={PARTS}", f"seconds={SECONDS}",
+                                       f"gate={gate}"]) as run:
         try:
             for name, step in steps:
                 seen.steps[name] = step()
-        finally:  # whatever failed, leave no fault behind
+        finally:  # whatever failed, leave no fault behind, and let the run end
             for node in cluster.compute_names:
                 for undo in ("reconnect", "start"):
                     try:
                         faults.apply(undo, node)
                     except Exception:  # noqa: BLE001 - not cut / not down: nothing to undo
                         pass
+            cluster.as_user("login").run(f"touch {gate}")
         seen.report = run.result(timeout=900)
     shared = cluster.as_user("login")
     ids = ",".join(j.job_id for j in seen.report.jobs)
@@ -209,7 +216,7 @@ def test_the_faulted_workflow_completes_with_correct_outputs_and_no_partial_file
     assert all(faulted.outputs[f"results/parts/{i}.txt"].split()[0] == str(i) for i in range(PARTS))
     assert faulted.outputs["results/total.txt"] == f"{PARTS} parts, sum {sum(range(PARTS))}"
     done = {(j.rule, j.wildcards) for j in faulted.report.jobs if j.state == "COMPLETED"}
-    assert done == {("part", str(i)) for i in range(PARTS)} | {("total", "")}
+    assert done == {("part", str(i)) for i in range(PARTS)} | {("gate", ""), ("total", "")}
     # What the faults cost: jobs lost with their node, and job steps that could
     # not reach slurmctld while it restarted; each retried.
     assert {j.state for j in faulted.report.jobs} <= {"COMPLETED", "NODE_FAIL", "FAILED"}
