@@ -476,6 +476,12 @@ class SharedFS:
         self.locks.flush(ino, fi.contents.lock_owner)
         self._ok(req)
 
+    def quick_flush(self, head) -> int | None:
+        """A FLUSH (the request's words, fuse_in_header then fuse_flush_in)
+        whose lock owner holds no POSIX lock on the file is answered by the
+        reading thread (Session.quick); the rest go the whole way."""
+        return None if self.locks.holds(head[4] | head[5] << 32, head[14] | head[15] << 32) else 0
+
     def getlk(self, req, ino: int, fi, lock: int) -> None:
         node = self.nodes.get(ino)
         out = self.locks.getlk(ino, node.mode, fi.contents.lock_owner, self.creds.uid, Flock.from_address(lock))
@@ -927,7 +933,9 @@ def main(argv: list[str] | None = None) -> int:
                   mount_fd=mount_fd, max_nodes_open=budget.nodes, max_handles_total=budget.users)
     options = ["allow_other", "default_permissions", "fsname=minihpc-nfs", "subtype=minihpc"]
     fs.session = ll.Session(fs.handlers(), a.mountpoint, options + (["debug"] if a.debug else []),
-                            workers=a.workers)
+                            workers=a.workers, quick={ll.FUSE_FLUSH: fs.quick_flush,
+                                                           # no ioctl is served (isatty asks at every open)
+                                                           ll.FUSE_IOCTL: lambda head: errno.ENOTTY})
     if a.workers:
         sys.setswitchinterval(SWITCH_S)
     # The model's latency delays the reply, not the loop: other callers go on.

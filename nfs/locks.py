@@ -119,6 +119,11 @@ class Locks:
                 return True
             self._attempt(_Waiter(try_once, done, interrupted, owner=held), wait)
 
+    def holds(self, key: object, owner: int) -> bool:
+        """Whether `owner` may hold POSIX locks on `key` (taken, or being taken):
+        a read without the lock, so True when in doubt."""
+        return (key, owner) in self._owners
+
     def flush(self, key: object, owner: int) -> None:
         """The owner closed a descriptor of the file: its POSIX locks on it go."""
         with self._lock:

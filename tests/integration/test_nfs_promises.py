@@ -127,6 +127,44 @@ def test_an_exclusive_lock_on_one_node_excludes_the_other(mounts: Mounts):
         finish(holder)
 
 
+HOLD_THEN_CLOSE_ANOTHER = '''
+    import fcntl, os, sys
+    fd = os.open(sys.argv[1], os.O_RDWR)
+    fcntl.lockf(fd, fcntl.LOCK_EX)
+    print("held", flush=True)
+    sys.stdin.readline()
+    os.close(os.open(sys.argv[1], os.O_RDONLY))  # another descriptor of the file: POSIX drops the lock
+    print("closed another", flush=True)
+    sys.stdin.readline()
+'''
+
+
+def test_a_posix_lock_outlives_other_owners_closes_and_goes_with_any_close_of_its_own(mounts: Mounts):
+    """A close is a FLUSH for the client. Another process's open and close of
+    the file leaves the lock held (the reading thread answers that FLUSH
+    itself: its owner holds nothing); the holder's close of any descriptor
+    of the file drops it, as POSIX says, and the other node gets it."""
+    path = mounts.a / "posix.lock"
+    path.write_text("")
+    path.chmod(0o666)
+    holder = lab_python(HOLD_THEN_CLOSE_ANOTHER, str(path))
+    assert holder.stdout.readline() == "held\n"  # type: ignore[union-attr]
+    finish(lab_python("import os, sys\nfor _ in range(50): os.close(os.open(sys.argv[1], os.O_RDWR))", str(path)))
+    other = lab_python(TRY, str(mounts.b / "posix.lock"), "lockf")
+    assert other.stdout.readline() == "EAGAIN\n", "another owner's closes dropped the lock"  # type: ignore[union-attr]
+    assert other.stdout.readline() == "getlk True\n"  # type: ignore[union-attr]
+    holder.stdin.write("close\n")  # type: ignore[union-attr]
+    holder.stdin.flush()  # type: ignore[union-attr]
+    assert holder.stdout.readline() == "closed another\n"  # type: ignore[union-attr]
+    other.stdin.write("go\n")  # type: ignore[union-attr]
+    other.stdin.flush()  # type: ignore[union-attr]
+    waited = float(finish(other)[0].split()[-1])
+    assert waited < 2, f"B waited {waited}s for a lock its holder's close had dropped"
+    holder.stdin.write("end\n")  # type: ignore[union-attr]
+    holder.stdin.flush()  # type: ignore[union-attr]
+    finish(holder)
+
+
 def test_a_waiting_lock_gives_way_to_a_signal(mounts: Mounts):
     (mounts.a / "sig.lock").write_text("")
     (mounts.a / "sig.lock").chmod(0o666)
