@@ -16,6 +16,9 @@
    create/stat/unlink latency is measured; its median under each flood
    against idle. Target: within 5x idle, and nothing fails.
 
+Also, for what a create is made of: the microseconds one request of each kind
+a create sends takes from the caller's side, raw and through the client.
+
 Writes bench/results/nfs.json and nfs.md (its tables; python -m bench.report
 nfs renders them again).
 """
@@ -88,6 +91,32 @@ def stats(d: Path, n: int) -> float:
     for p in names:
         os.stat(p)
     return n / (time.perf_counter() - t)
+
+
+# Single requests as a create sends them (see docs/nfs.md: six or seven per
+# `open(..., "wb")`, write, close), each timed from the caller: what it does
+# on the file, and the requests the client gets for it.
+ROUND_TRIPS = {
+    "isatty": ("`isatty` (IOCTL, answered by the reading thread)", lambda fd: os.isatty(fd)),
+    "close": ("`close` of a second descriptor (FLUSH, answered by the reading thread when no lock is held)",
+              lambda fd: os.close(os.dup(fd))),
+    "pwrite": ("1-byte `pwrite` (WRITE)", lambda fd: os.pwrite(fd, b"x", 0)),
+    "pwrite_fstat": ("1-byte `pwrite`, then `fstat` (WRITE, GETATTR)",
+                     lambda fd: (os.pwrite(fd, b"x", 0), os.fstat(fd))),
+}
+
+
+def round_trip(d: Path, kind: str, n: int = 2000) -> float:
+    """Microseconds a call of `kind` (ROUND_TRIPS) takes on a file in `d`."""
+    fd = os.open(d / "round-trip", os.O_CREAT | os.O_RDWR, 0o644)
+    call = ROUND_TRIPS[kind][1]
+    try:
+        t = time.perf_counter()
+        for _ in range(n):
+            call(fd)
+        return (time.perf_counter() - t) / n * 1e6
+    finally:
+        os.close(fd)
 
 
 def small_file_job(d: Path, n: int) -> float:
@@ -276,6 +305,14 @@ def main() -> int:
                                  "client_samples": [round(x, 1) for x in cli_s]}
                 print(f"{name:14} raw {raw:10.1f}  client {cli:10.1f}  ratio {cli / raw:.3f}", flush=True)
             out["profile_off"] = figures
+            trips = {}
+            for kind in ROUND_TRIPS:
+                raw, raw_s, cli, cli_s = interleaved(a.reps, lambda k=kind: round_trip(raw_dir, k),
+                                                     lambda k=kind: round_trip(client_dir, k))
+                trips[kind] = {"raw_us": round(raw, 1), "client_us": round(cli, 1),
+                               "client_samples": [round(x, 1) for x in cli_s]}
+                print(f"{kind:14} raw {raw:6.1f} us  client {cli:6.1f} us", flush=True)
+            out["round_trip_us"] = trips
             out["targets"] = {"sequential_ratio_min": 0.30, "metadata_ratio_min": 0.20}
 
             job_dir = lc.mnt("A") / "jobs"
@@ -342,6 +379,11 @@ def markdown(result: dict) -> str:
                  f"({result['cpus']} CPUs){serving}; raw and client runs taken in turn, medians of {result['reps']}."),
         "Profile `off`:", "",
         *table(("figure", "raw", "client", "client / raw", "target", "raw samples", "client samples"), rates), "",
+        *([] if "round_trip_us" not in result else [
+            "What a create is made of: one call of each kind a create makes, timed from the caller, µs:", "",
+            *table(("call (the requests the client gets)", "raw µs", "client µs", "client samples"),
+                   [(ROUND_TRIPS[k][0], t["raw_us"], t["client_us"], listed(t["client_samples"]))
+                    for k, t in result["round_trip_us"].items() if k in ROUND_TRIPS]), ""]),
         f"A small-file job (create, `stat` and read back {job['files']} files) under a round-trip profile; its "
         "slowdown against profile `off` should be the round trip times the server operations:", "",
         *table(("figure", "median", "samples"), job_rows), "",

@@ -84,9 +84,13 @@ def plan(path: str, profile: str | None, name: str | None, report: str | None, f
     workflow = Path(path).resolve()
     if not workflow.is_dir():
         raise BadInput(f"{path} is not a directory", "give the directory that holds your workflow's Snakefile")
-    if not any((workflow / f).is_file() for f in SNAKEFILES):
+    given = snakemake_paths(snakemake_args)
+    for flag, rel in given:
+        _inside_workflow(workflow, flag, rel, must_exist=flag != "--directory")
+    if not any(flag == "--snakefile" for flag, _ in given) and not any((workflow / f).is_file() for f in SNAKEFILES):
         raise BadInput(f"no Snakefile in {workflow} (looked for {', '.join(SNAKEFILES)})",
-                       "point minihpc run at the directory that holds your Snakefile")
+                       "point minihpc run at the directory that holds your Snakefile, "
+                       "or name it among Snakemake's arguments: -- --snakefile FILE")
     prof = _profile(workflow, profile)
     inside = prof.is_relative_to(workflow)
     run_name = name or re.sub(r"[^A-Za-z0-9._-]", "-", workflow.name).lstrip("._-") or "workflow"
@@ -104,6 +108,56 @@ def plan(path: str, profile: str | None, name: str | None, report: str | None, f
     return Plan(workflow, run_name, prof, str(prof.relative_to(workflow)) if inside else REMOTE_PROFILE,
                 snakemake_args, Path(report).resolve() if report else workflow / ".minihpc", fetch, exclude, fresh,
                 req)
+
+
+# Snakemake's arguments that name a path the run reads (or, --directory,
+# works in), each as its long flag; relative to the directory it runs in.
+PATH_FLAGS = {"-s": "--snakefile", "--snakefile": "--snakefile", "-d": "--directory", "--directory": "--directory",
+              "--configfile": "--configfile", "--configfiles": "--configfile"}
+MANY = {"--configfile"}  # takes every value up to the next option
+
+
+def snakemake_paths(args: list[str]) -> list[tuple[str, str]]:
+    """The paths Snakemake's arguments name, as (long flag, path), in the
+    forms Snakemake accepts: `-s F`, `-sF`, `--snakefile F`, `--snakefile=F`;
+    --configfile takes several. A flag with no value is refused here, as
+    Snakemake would refuse it later."""
+    found, i = [], 0
+    while i < len(args):
+        a = args[i]
+        i += 1
+        if a == "--":  # targets follow
+            break
+        flag, value = a, None
+        if a.startswith("--") and "=" in a:
+            flag, value = a.split("=", 1)
+        elif len(a) > 2 and a[:2] in ("-s", "-d") and not a.startswith("--"):
+            flag, value = a[:2], a[2:]
+        long = PATH_FLAGS.get(flag)
+        if long is None:
+            continue
+        values = [value] if value is not None else []
+        while value is None and i < len(args) and not args[i].startswith("-"):
+            values.append(args[i])
+            i += 1
+            if long not in MANY:
+                break
+        if not values or not all(values):
+            raise BadInput(f"{a} names no path", f"give it one: {long} PATH (relative to the workflow directory)")
+        found += [(long, v) for v in values]
+    return found
+
+
+def _inside_workflow(workflow: Path, flag: str, rel: str, must_exist: bool) -> None:
+    """A path among Snakemake's arguments: inside the workflow (that is what
+    is synced, and where Snakemake runs), and there if it is read."""
+    p = PurePosixPath(rel)
+    if p.is_absolute() or ".." in p.parts:
+        raise BadInput(f"{flag} {rel} is outside the workflow directory {workflow}",
+                       "give a path inside it, relative to it (only the workflow directory goes to the cluster)")
+    if must_exist and not (workflow / rel).is_file():
+        raise BadInput(f"{flag} {rel}: no such file in {workflow}", "give the file's path relative to the workflow "
+                       "directory")
 
 
 def _no_other_deployment(profile: Path, args: list[str]) -> None:
@@ -197,7 +251,7 @@ def execute(p: Plan, cluster: Cluster, out=sys.stdout) -> Report:
     _claimable(cluster, remote)  # before an environment is made; _sync checks again as it writes
     env = pyenv.provide(cluster, p.requirements, say) if p.requirements else pyenv.cluster_own(cluster)
     _sync(p, cluster, remote)
-    compiled = compile_workflow(cluster, remote)
+    compiled = compile_workflow(cluster, remote, p.snakemake_args)
     notices = deployment_notices(compiled, env)
     for n in notices:
         say(f"minihpc: {n}")
@@ -305,10 +359,13 @@ def _timeline(cluster: Cluster, report_dir: Path, rid: str | None) -> str:
     return paths[-1].name
 
 
-def compile_workflow(cluster: Cluster, remote: str) -> str | None:
-    """Snakemake's own translation of the Snakefile into Python (what every
-    rule declares, includes resolved); None if it fails."""
-    r = cluster.sh(f"cd {shlex.quote(remote)} && snakemake --print-compilation")
+def compile_workflow(cluster: Cluster, remote: str, snakemake_args: list[str] = ()) -> str | None:
+    """Snakemake's own translation of the Snakefile (the one the arguments
+    name, if any) into Python (what every rule declares, includes resolved);
+    None if it fails."""
+    snakefile = [f"--snakefile {shlex.quote(v)}" for flag, v in snakemake_paths(list(snakemake_args))
+                 if flag == "--snakefile"][-1:]
+    r = cluster.sh(f"cd {shlex.quote(remote)} && snakemake --print-compilation {' '.join(snakefile)}")
     return r.out if r.rc == 0 else None
 
 

@@ -18,6 +18,8 @@ OWN_GROUP = {
     "tests/cluster/test_lab.py::test_commissioning_sequence_as_printed": "lab-commissioning",
     # The file's other tests tell the check's jobs from theirs by working directory.
     "tests/cluster/test_sitecheck.py::test_the_site_check_passes_over_ssh_alone": "site-check",
+    "tests/cluster/test_run.py::test_a_snakefile_and_configfile_named_among_snakemakes_arguments_are_honoured":
+        "run-snakefile",
 }
 
 

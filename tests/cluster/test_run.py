@@ -152,3 +152,28 @@ def test_the_pytest_fixture_runs_a_workflow(minihpc, tmp_path: Path) -> None:
     assert sorted(j.rule for j in report.jobs) == ["make", "pair_step1_step2"]
     assert all(j.state == "COMPLETED" and j.node in minihpc.facts.nodes for j in report.jobs), report.jobs
     assert (tmp_path / "report/report.json").is_file()
+
+
+@pytest.mark.cost(45)
+def test_a_snakefile_and_configfile_named_among_snakemakes_arguments_are_honoured(tmp_path: Path,
+                                                                                  client: Client) -> None:
+    """A lesson's workflow whose Snakefile is `.Snakefile`, its config in a
+    file given with --configfile, run in a working directory of its own (-d):
+    as Snakemake takes them, through SLURM."""
+    wf = tmp_path / "lesson"
+    (wf / "config").mkdir(parents=True)
+    (wf / ".Snakefile").write_text(
+        "rule all:\n    input: 'out/greeting.txt'\n\n"
+        "rule greet:\n    output: 'out/greeting.txt'\n"
+        "    shell: \"echo {config[greeting]} $SLURM_JOB_ID > {output}\"\n")
+    (wf / "config/lesson.yaml").write_text("greeting: hello-from-configfile\n")
+    try:
+        r = minihpc("run", str(wf), "--name", "test-dot-snakefile", "--fresh", "--",
+                    "--snakefile", ".Snakefile", "--configfile", "config/lesson.yaml", "-d", "work")
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr
+        report = json.loads((wf / ".minihpc/report.json").read_text())
+        assert [(j["rule"], j["state"]) for j in report["jobs"]] == [("greet", "COMPLETED")], report["jobs"]
+        out = client.sh("cat /shared/test-dot-snakefile/work/out/greeting.txt").out.split()
+        assert out == ["hello-from-configfile", report["jobs"][0]["job_id"]], out
+    finally:
+        client.sh("rm -rf /shared/test-dot-snakefile")
