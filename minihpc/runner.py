@@ -89,10 +89,12 @@ def plan(path: str, profile: str | None, name: str | None, report: str | None, f
         _inside_workflow(workflow, flag, rel, must_exist=flag != "--directory")
     if not any(flag == "--snakefile" for flag, _ in given) and not any((workflow / f).is_file() for f in SNAKEFILES):
         raise BadInput(f"no Snakefile in {workflow} (looked for {', '.join(SNAKEFILES)})",
-                       "point minihpc run at the directory that holds your Snakefile, "
+                       "give the directory that holds your Snakefile, "
                        "or name it among Snakemake's arguments: -- --snakefile FILE")
     prof = _profile(workflow, profile)
-    inside = prof.is_relative_to(workflow)
+    # A profile under a directory that is never synced (prove's suggestion in
+    # .minihpc/) travels as one from outside the workflow does.
+    inside = prof.is_relative_to(workflow) and not never_synced(prof.relative_to(workflow).as_posix(), exclude)
     run_name = name or re.sub(r"[^A-Za-z0-9._-]", "-", workflow.name).lstrip("._-") or "workflow"
     if not NAME.fullmatch(run_name):
         raise BadInput(f"--name {run_name!r} is not a plain directory name",
@@ -302,11 +304,16 @@ def _with_name_fix(e: UnsafeDir) -> MinihpcError:
     return MinihpcError(e.what, f"{e.fix}, or run under another name: --name NAME" if e.where == "dir" else e.fix)
 
 
-def _sync(p: Plan, cluster: Cluster, remote: str) -> None:
-    excluded = (*ALWAYS_EXCLUDED, *p.exclude)
+def never_synced(rel: str, exclude: list[str]) -> bool:
+    """Whether a path of the workflow stays behind: it, or its first
+    component, matches what is never synced or --exclude."""
+    return any(fnmatch.fnmatch(rel, pat) or fnmatch.fnmatch(rel.split("/")[0], pat)
+               for pat in (*ALWAYS_EXCLUDED, *exclude))
 
+
+def _sync(p: Plan, cluster: Cluster, remote: str) -> None:
     def skip(rel: str) -> bool:
-        return any(fnmatch.fnmatch(rel, pat) or fnmatch.fnmatch(rel.split("/")[0], pat) for pat in excluded)
+        return never_synced(rel, p.exclude)
     sources: list = [(p.workflow, ".", skip)]
     if p.profile_remote == REMOTE_PROFILE:
         sources.append((p.profile, REMOTE_PROFILE, None))
@@ -382,13 +389,16 @@ def _rules_declaring(compiled: str, decorator: str) -> dict[str, str]:
 
 
 def declared_local(compiled: str | None) -> set[str] | None:
-    """The rules the workflow declares local (`localrules:` or `localrule: True`); None: unknown."""
+    """The rules that run where Snakemake runs by the workflow's own say
+    (`localrules:`, `localrule: True`) or by Snakemake's (a rule with no
+    action, such as a target rule `all`); None: unknown."""
     if compiled is None:
         return None
     names = set()
     for args in re.findall(r"^workflow\.localrules\((.*?)\)", compiled, re.M | re.S):
         names |= {a or b for a, b in re.findall(r"'([^']+)'|\"([^\"]+)\"", args)}
-    return names | {r for r, v in _rules_declaring(compiled, "localrule").items() if v.startswith("True")}
+    return names | {r for r, v in _rules_declaring(compiled, "localrule").items() if v.startswith("True")} | \
+        set(_rules_declaring(compiled, "norun"))
 
 
 def deployment_notices(compiled: str | None, env: pyenv.Env) -> list[str]:
@@ -410,7 +420,9 @@ def deployment_notices(compiled: str | None, env: pyenv.Env) -> list[str]:
 
 
 def say(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
+    # One write per line: prove's runs speak from two threads at once.
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
 
 
 def _why_failed(cluster: Cluster, remote: str, jobs: list[Job], logs: list[str]) -> None:
@@ -465,7 +477,7 @@ def _fetch(p: Plan, cluster: Cluster, remote: str) -> tuple[list[str], list[str]
     rc, data, err = cluster.pipe(script)
     _not_too_much(len(data), 0)
     if rc != 0:
-        raise MinihpcError(f"could not fetch {', '.join(p.fetch)} from {remote}: {_clean(err.strip(), 300)}",
+        raise MinihpcError(f"could not fetch {', '.join(p.fetch)} from {remote}: {clean(err.strip(), 300)}",
                            "check the patterns against the run directory")
     return unpack_outputs(data, p.workflow, p.fetch)
 
@@ -494,7 +506,7 @@ def unpack_outputs(data: bytes, workflow: Path, patterns: list[str], max_bytes: 
                 claimed += m.size  # what the headers claim, sparse files' full size too
                 _not_too_much(claimed, len(members), max_bytes, max_files)
                 if m.offset_data + (m.size if m.isreg() and not m.issparse() else 0) > len(data):
-                    raise MinihpcError(f"--fetch: the tar stream from the cluster ends inside {_clean(m.name)}",
+                    raise MinihpcError(f"--fetch: the tar stream from the cluster ends inside {clean(m.name)}",
                                        "run again; if it persists, look at the run directory (minihpc shell)")
             got, refused, seen = [], [], set()
             root = os.open(workflow, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -510,11 +522,11 @@ def unpack_outputs(data: bytes, workflow: Path, patterns: list[str], max_bytes: 
                     if why is None:
                         got.append(m.name)
                     else:
-                        refused.append(f"{_clean(m.name)}: {why}")
+                        refused.append(f"{clean(m.name)}: {why}")
             finally:
                 os.close(root)
     except (tarfile.TarError, EOFError, ValueError) as e:
-        raise MinihpcError(f"--fetch: what the cluster sent is not a tar stream ({_clean(str(e), 200)})",
+        raise MinihpcError(f"--fetch: what the cluster sent is not a tar stream ({clean(str(e), 200)})",
                            "run again; if it persists, look at the run directory (minihpc shell)") from None
     return sorted(got), refused
 
@@ -623,15 +635,15 @@ def _in_the_way(path: str, last: str, at: int, e: OSError | None) -> str:
     except OSError:
         mode = 0
     if stat.S_ISLNK(mode):
-        return f"{_clean(path)} on the host is a symbolic link, which is never followed"
+        return f"{clean(path)} on the host is a symbolic link, which is never followed"
     if e is not None and mode and not stat.S_ISDIR(mode):
-        return f"{_clean(path)} on the host is a file where a directory is expected"
+        return f"{clean(path)} on the host is a file where a directory is expected"
     if e is None:
-        return f"{_clean(path)} on the host is {'a directory' if stat.S_ISDIR(mode) else 'not a regular file'}"
-    return f"could not open {_clean(path)} on the host: {e.strerror}"
+        return f"{clean(path)} on the host is {'a directory' if stat.S_ISDIR(mode) else 'not a regular file'}"
+    return f"could not open {clean(path)} on the host: {e.strerror}"
 
 
-def _clean(text: str, limit: int = 300, table: bool = False) -> str:
+def clean(text: str, limit: int = 300, table: bool = False) -> str:
     """Text read back from the cluster as it may be shown on a terminal or in
     markdown: control characters (and bytes that were not UTF-8) escaped, no
     backticks (no `|` in a table cell)."""
@@ -667,23 +679,23 @@ def _write(report_dir: Path, r: Report) -> None:
              f"- exit code: {r.exit_code} (Snakemake's), {r.seconds} s",
              f"- SLURM run ID: {r.run_id or 'none: no job went to SLURM'}",
              f"- non-local rules run on the login node: {_on_login_text(r.nonlocal_rules_on_login)}",
-             *_environment_text(r.environment), *(f"- notice: {_clean(n, 2000)}" for n in r.notices), "",
+             *_environment_text(r.environment), *(f"- notice: {clean(n, 2000)}" for n in r.notices), "",
              "| job | rule | wildcards | partition | node | state | exit | elapsed s | time limit | requested mem "
              "| max RSS | CPUs |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    # Every cell and name below was read back from the cluster (sacct, the run directory): shown through _clean.
-    lines += ["| " + " | ".join(_clean(str(x), 200, table=True) for x in (
+    # Every cell and name below was read back from the cluster (sacct, the run directory): shown through clean.
+    lines += ["| " + " | ".join(clean(str(x), 200, table=True) for x in (
         j.job_id, j.rule, j.wildcards, j.partition, j.node, j.state, j.exit_code, j.elapsed_s, j.time_limit,
         j.req_mem, j.max_rss or "n/a", j.cpus)) + " |" for j in r.jobs]
     failed = [j for j in r.jobs if j.error]
     if failed:
         lines += ["", "Why jobs failed (from their kept logs):",
-                  *(f"- {_clean(j.job_id)} ({_clean(j.rule)}{' ' + _clean(j.wildcards) if j.wildcards else ''}): "
-                    f"`{_clean(j.error, 400)}`" for j in failed)]
+                  *(f"- {clean(j.job_id)} ({clean(j.rule)}{' ' + clean(j.wildcards) if j.wildcards else ''}): "
+                    f"`{clean(j.error, 400)}`" for j in failed)]
     drawn = r.timeline.endswith(".svg")
     lines += ["", f"![the run's jobs over time]({r.timeline})" if drawn else f"Timeline: {r.timeline or 'none'}"]
-    lines += ["", "Kept SLURM logs:", *(f"- `{_clean(x)}`" for x in r.kept_logs or ["(none)"]),
-              "", "Fetched outputs:", *(f"- `{_clean(x)}`" for x in r.fetched or ["(none)"]), ""]
+    lines += ["", "Kept SLURM logs:", *(f"- `{clean(x)}`" for x in r.kept_logs or ["(none)"]),
+              "", "Fetched outputs:", *(f"- `{clean(x)}`" for x in r.fetched or ["(none)"]), ""]
     if r.fetch_refused:
         lines += ["Not fetched (refused):", *(f"- {x}" for x in r.fetch_refused), ""]
     (report_dir / "report.md").write_text("\n".join(lines))

@@ -13,6 +13,7 @@ from minihpc.commands import (
     fault,
     logs,
     nfs,
+    prove,
     run,
     scratch,
     shell,
@@ -23,4 +24,5 @@ from minihpc.commands import (
 )
 
 # In the order `minihpc --help` lists them: the cluster's life first.
-VERBS = (up, down, destroy, status, shell, logs, run, env, site, timeline, nfs, scratch, fault, busy, course, bench)
+VERBS = (up, down, destroy, status, shell, logs, run, prove, env, site, timeline, nfs, scratch, fault, busy, course,
+         bench)

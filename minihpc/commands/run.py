@@ -17,26 +17,39 @@ def add(sub: argparse._SubParsersAction) -> None:
               "[--exclude PATTERN] [--fresh] [--requirements FILE] [--pip PKG [PKG ...]] [--no-requirements] "
               "[--site SITE] PATH [-- SNAKEMAKE ARGS]",
         epilog="example: minihpc run ~/my-workflow --fetch 'results/*.tsv' -- --keep-going")
+    workflow_options(p, "run")
+    p.add_argument("--fetch", action="append", default=[], metavar="PATTERN",
+                   help="bring matching outputs back into PATH afterwards (repeatable), e.g. 'results/**/*.txt'")
+    p.add_argument("--fresh", action="store_true", help="empty the shared directory first (drops earlier outputs)")
+    p.add_argument("--site", metavar="SITE", help="run on a real SLURM site over SSH, as its site file says "
+                                                   "(minihpc site check --help), instead of this machine's cluster")
+    p.set_defaults(run=run, passthrough=[])
+
+
+def workflow_options(p: argparse.ArgumentParser, verb: str) -> None:
+    """What `run` and `prove` both take: the workflow, its profile, its name
+    and report, what is synced and the Python packages its jobs need."""
     p.add_argument("path", metavar="PATH", help="the workflow's directory (holds the Snakefile)")
     p.add_argument("--profile", help="a Snakemake profile directory (relative to PATH, or any path)")
     p.add_argument("--name", help="directory name on the shared filesystem (default: PATH's name)")
-    p.add_argument("--report", metavar="DIR", help="where report.md and report.json go (default PATH/.minihpc)")
-    p.add_argument("--fetch", action="append", default=[], metavar="PATTERN",
-                   help="bring matching outputs back into PATH afterwards (repeatable), e.g. 'results/**/*.txt'")
+    p.add_argument("--report", metavar="DIR", help="where report.md and report.json go (default PATH/.minihpc"
+                                                   f"{'/prove' if verb == 'prove' else ''})")
     p.add_argument("--exclude", action="append", default=[], metavar="PATTERN",
                    help="do not sync these (repeatable; .snakemake, .minihpc and .git never are)")
-    p.add_argument("--fresh", action="store_true", help="empty the shared directory first (drops earlier outputs)")
     p.add_argument("--requirements", action="append", default=[], metavar="FILE",
                    help="pip requirements the workflow's jobs need (repeatable; default: PATH/requirements.txt if "
                         "there): installed in a Python environment on the shared filesystem, made once and reused "
                         "(see minihpc env list)")
     p.add_argument("--pip", nargs="+", action="extend", default=[], metavar="PKG",
                    help="packages to add (repeatable), e.g. --pip numpy 'pandas>=2'")
-    p.add_argument("--site", metavar="SITE", help="run on a real SLURM site over SSH, as its site file says "
-                                                   "(minihpc site check --help), instead of this machine's cluster")
     p.add_argument("--no-requirements", action="store_true",
                    help="run in the cluster's own environment, even with a requirements.txt at PATH")
-    p.set_defaults(run=run, passthrough=[])
+
+
+def say_requirements(p) -> None:
+    if p.requirements:
+        hint = " (--no-requirements runs without it)" if p.requirements.source.endswith("root") else ""
+        print(f"minihpc: requirements: {p.requirements.source}{hint}", file=sys.stderr)
 
 
 def run(a: argparse.Namespace) -> int:
@@ -52,9 +65,7 @@ def run(a: argparse.Namespace) -> int:
         p.site = site
     else:
         cluster = Cluster.local()  # no facts: a clear error before anything is touched
-    if p.requirements:
-        hint = " (--no-requirements runs without it)" if p.requirements.source.endswith("root") else ""
-        print(f"minihpc: requirements: {p.requirements.source}{hint}", file=sys.stderr)
+    say_requirements(p)
     report = execute(p, cluster)
     print(f"\nminihpc: run report: {p.report_dir / 'report.md'} ({len(report.jobs)} SLURM job(s), "
           f"Snakemake exit {report.exit_code})", file=sys.stderr)

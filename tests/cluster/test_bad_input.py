@@ -55,6 +55,10 @@ CASES = [  # (environment, arguments, what stderr says)
     ({}, ["fault", "nfs-eio", "/etc/passwd"], "fault nfs-eio needs a path under /shared"),
     ({}, ["scratch", "c9"], "no node c9; this cluster has login c1"),
     ({}, ["run", "/nonexistent/workflow"], "/nonexistent/workflow is not a directory"),
+    ({}, ["prove", "/nonexistent/workflow"], "/nonexistent/workflow is not a directory"),
+    ({}, ["prove", str(ROOT / "tests/workflows/prove"), "--name", "w" * 50], "is too long for prove's run"),
+    ({}, ["prove", str(ROOT / "tests/workflows/prove"), "--", "-s", "../faults/Snakefile"],
+     "--snakefile ../faults/Snakefile is outside the workflow directory"),
     ({}, ["destroy"], "needs confirmation and there is no terminal to ask; pass --yes"),
 ]
 

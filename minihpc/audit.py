@@ -1,0 +1,189 @@
+"""The profile audit of `minihpc prove`: the profile's settings against what
+the run through it showed, not guesses.
+
+- memory and time: each rule's requests against its jobs' MaxRSS and
+  Elapsed; a rule killed for memory or time fails, with the value that fits
+  (and its headroom); a request far above the need is a note;
+- rules whose jobs take less than SLURM's own overhead for a job (Snakemake
+  starting in the job, and the plugin's first status check): candidates for
+  `localrules` or a group;
+- `jobs` against the QOS's submit limit; `retries`; the logs the plugin
+  deletes; rules the profile did not send to SLURM; the partition and account
+  in use.
+
+Each check says what was seen and, where the profile should change, the
+setting; `suggest()` turns them into the profile that would pass.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from minihpc.cluster import sacct_kib
+
+OK, FINDING, NOTE = "ok", "finding", "note"
+HEADROOM = 1.5  # a suggested request: the largest use seen, times this
+MEM_STEP_MB = 100
+OVER_REQUEST = 4  # a request above this many times the use is a note
+MIN_SUGGESTED_MB = 256
+# The plugin's wait before a job's first status check (profiles/slurm sets
+# it; the plugin's own default is 40 s): a job is never seen done sooner.
+PLUGIN_FIRST_CHECK_S = 40
+# What a job whose rule does nothing takes in sacct's Elapsed: Snakemake
+# starting inside the job (5 s on minihpc: tests/workflows/prove's `where`,
+# which runs `hostname`, 2026-12-06). Part of every job's Elapsed, and of
+# SLURM's overhead as a workflow pays it.
+JOB_STEP_S = 5
+
+
+@dataclass
+class Check:
+    area: str
+    verdict: str  # OK, FINDING (fails the proof) or NOTE
+    seen: str  # what the run showed
+    fix: str = ""  # the setting that would pass
+    rule: str = ""
+
+
+@dataclass
+class Audit:
+    checks: list[Check] = field(default_factory=list)
+    # What suggest() changes in the profile: key -> value; set-resources per rule.
+    changes: dict = field(default_factory=dict)
+
+    def add(self, *args, **kwargs) -> None:
+        self.checks.append(Check(*args, **kwargs))
+
+
+def load_profile(profile: Path) -> dict:
+    for name in ("config.v8+.yaml", "config.yaml", "profile.yaml"):
+        if (profile / name).is_file():
+            data = yaml.safe_load((profile / name).read_text()) or {}
+            return data if isinstance(data, dict) else {}
+    return {}
+
+
+def setting(conf: dict, key: str, default=None):
+    """A profile key as Snakemake reads it: dashes or underscores."""
+    return conf.get(key, conf.get(key.replace("-", "_"), default))
+
+
+def mib(size: str) -> float:
+    return sacct_kib(size) / 1024
+
+
+def elapsed_limit_s(limit: str) -> int | None:
+    """sacct's Timelimit ([D-]HH:MM:SS or MM:SS) in seconds; None if unlimited."""
+    m = re.fullmatch(r"(?:(\d+)-)?(?:(\d+):)?(\d+):(\d+)", limit.strip())
+    if not m:
+        return None
+    d, h, mi, s = (int(x or 0) for x in m.groups())
+    return ((d * 24 + h) * 60 + mi) * 60 + s
+
+
+def audit(conf: dict, jobs: list, nonlocal_on_login: list[str] | None, submit_limit: int | None,
+          overhead_s: float) -> Audit:
+    """`jobs`: the policy run's (minihpc.runner.Job); `submit_limit`: the
+    user's QOS MaxSubmitJobsPerUser (None: none); `overhead_s`: SLURM's own
+    time for a job (prove.overhead)."""
+    a = Audit()
+    resources = a.changes.setdefault("set-resources", {})
+    by_rule: dict[str, list] = {}
+    for j in jobs:
+        by_rule.setdefault(j.rule, []).append(j)
+    for rule, js in sorted(by_rule.items()):
+        _memory(a, rule, js, resources)
+        _time(a, rule, js, resources)
+        done = [j for j in js if j.state == "COMPLETED"]
+        if done and max(j.elapsed_s for j in done) < overhead_s:
+            a.add("tiny rules", FINDING, f"its jobs ran {max(j.elapsed_s for j in done)} s at most, less than SLURM's "
+                  f"own {overhead_s:.0f} s for a job (Snakemake starting in the job, the plugin's first status "
+                  "check)",
+                  f"run it on the login node: `localrules: {rule}` in the Snakefile (or `localrule: True`), or "
+                  f"group its jobs (`group: {rule}` and `--group-components {rule}=N`)", rule)
+    if nonlocal_on_login:
+        a.add("profile applied", FINDING, f"rules ran on the login node, outside SLURM: {', '.join(nonlocal_on_login)}",
+              "the profile does not send them to SLURM: give it `executor: slurm`, and check the profile is the one "
+              "used (--profile)")
+    elif jobs:
+        a.add("profile applied", OK, f"{len(jobs)} job(s) went to SLURM")
+    retries = setting(conf, "retries", setting(conf, "restart-times", 0)) or 0
+    if not retries:
+        a.add("retries", FINDING, "no retries: a job lost with its node, or killed for memory on its first "
+              "attempt, ends the run", "`retries: 2` (and requests that grow with `attempt`)")
+        a.changes["retries"] = 2
+    else:
+        a.add("retries", OK, f"retries: {retries}")
+    if setting(conf, "executor") == "slurm" and not setting(conf, "slurm-keep-successful-logs", False):
+        a.add("logs", FINDING, "the plugin deletes a successful job's SLURM log: nothing to read when a later "
+              "step finds its output wrong", "`slurm-keep-successful-logs: true` (and `slurm-logdir: logs/slurm`)")
+        a.changes["slurm-keep-successful-logs"] = True
+    jobs_at_once = setting(conf, "jobs")
+    if submit_limit is not None and isinstance(jobs_at_once, int) and jobs_at_once > submit_limit:
+        a.add("jobs", FINDING, f"`jobs: {jobs_at_once}` is above the QOS's limit of {submit_limit} submitted jobs "
+              "per user: sbatch refuses the rest", f"`jobs: {submit_limit}`")
+        a.changes["jobs"] = submit_limit
+    elif jobs_at_once is not None:
+        a.add("jobs", OK, f"`jobs: {jobs_at_once}`, within the QOS's submit limit of {submit_limit or 'none'}")
+    parts = sorted({j.partition for j in jobs if j.partition})
+    a.add("partition and account", NOTE, f"partition(s) {', '.join(parts) or 'none'}; account "
+          f"{_resources(conf).get('slurm_account', 'the user default')}")
+    if not resources:
+        del a.changes["set-resources"]
+    return a
+
+
+def _resources(conf: dict) -> dict:
+    return setting(conf, "default-resources", {}) or {}
+
+
+def _memory(a: Audit, rule: str, js: list, resources: dict) -> None:
+    killed = [j for j in js if j.state == "OUT_OF_MEMORY" or (j.state == "FAILED" and "memory" in (j.error or ""))]
+    used = max((mib(j.max_rss) for j in js if j.max_rss), default=0.0)
+    asked = max((mib(j.req_mem) for j in js if j.req_mem), default=0.0)
+    fits = max(MIN_SUGGESTED_MB, math.ceil(used * HEADROOM / MEM_STEP_MB) * MEM_STEP_MB)
+    if killed:
+        a.add("memory", FINDING, f"killed for memory: job(s) {', '.join(j.job_id for j in killed)} (MaxRSS "
+              f"{used:.0f} MiB of {asked:.0f} MiB asked)", f"`mem_mb: {fits}` for {rule} (set-resources), or a "
+              "request that grows with `attempt`", rule)
+        resources.setdefault(rule, {})["mem_mb"] = fits
+    elif used and asked > OVER_REQUEST * used and asked - used > 1000:
+        a.add("memory", NOTE, f"asked {asked:.0f} MiB, used {used:.0f} MiB at most", f"`mem_mb: {fits}` for {rule} "
+              f"({HEADROOM}x the most used) leaves the rest to other jobs", rule)
+    elif used:
+        a.add("memory", OK, f"asked {asked:.0f} MiB, used {used:.0f} MiB at most", rule=rule)
+
+
+def _time(a: Audit, rule: str, js: list, resources: dict) -> None:
+    timed_out = [j for j in js if j.state == "TIMEOUT"]
+    took = max((j.elapsed_s for j in js), default=0)
+    limit = max((elapsed_limit_s(j.time_limit) or 0 for j in js), default=0)
+    if timed_out:
+        minutes = max(1, math.ceil(took * 2 / 60))
+        a.add("runtime", FINDING, f"ended by its time limit: job(s) {', '.join(j.job_id for j in timed_out)} "
+              f"({took} s, limit {limit} s)", f"`runtime: {minutes}` (minutes) for {rule} (set-resources), or a "
+              "limit that grows with `attempt`", rule)
+        resources.setdefault(rule, {})["runtime"] = minutes
+    elif js:
+        a.add("runtime", OK, f"ran {took} s at most of {limit} s allowed", rule=rule)
+
+
+def suggest(conf: dict, changes: dict) -> dict:
+    """The profile with the audit's changes applied."""
+    out = dict(conf)
+    for key, value in changes.items():
+        if key == "set-resources":
+            merged = {r: dict(v) for r, v in (setting(conf, key, {}) or {}).items()}
+            for rule, res in value.items():
+                merged.setdefault(rule, {}).update(res)
+            out.pop("set_resources", None)
+            out[key] = merged
+        else:
+            out.pop(key.replace("-", "_"), None)
+            out[key] = value
+    return out

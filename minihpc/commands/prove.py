@@ -1,0 +1,41 @@
+"""prove: the workflow keeps its meaning under its policy (minihpc.prove)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from minihpc.commands.run import say_requirements, workflow_options
+
+
+def add(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "prove", help="prove your workflow computes the same through its profile (SLURM) as without it",
+        description="Run the workflow at PATH three times, each from an empty directory of its own on the shared "
+                    "filesystem, as `minihpc run` does: twice as a reference (the local executor on the login "
+                    "node, a node's cores) and once through its profile. Then compare every file each run made, "
+                    "by checksum: a file the two references disagree on is nondeterministic (compared by "
+                    "existence and size), a declared log by existence; any other difference fails the proof and "
+                    "names the file and its rule. Writes report.md and report.json (and each run's own report "
+                    "beside them); exits 0 on a pass, 1 on a failure. Arguments after -- go to Snakemake, in "
+                    "every run.",
+        usage="minihpc prove [-h] [--profile DIR] [--name NAME] [--report DIR] [--exclude PATTERN] "
+              "[--requirements FILE] [--pip PKG [PKG ...]] [--no-requirements] PATH [-- SNAKEMAKE ARGS]",
+        epilog="example: minihpc prove ~/my-workflow -- --configfile config/test.yaml")
+    workflow_options(p, "prove")
+    p.set_defaults(run=run, passthrough=[])
+
+
+def run(a: argparse.Namespace) -> int:
+    from minihpc.cluster import Cluster
+    from minihpc.prove import prove
+    from minihpc.runner import plan
+    report = a.report or str(a.path.rstrip("/") + "/.minihpc/prove")
+    p = plan(a.path, a.profile, a.name, report, [], a.exclude, True, a.passthrough, a.requirements, a.pip,
+             a.no_requirements)
+    cluster = Cluster.local()  # no facts: a clear error before anything is touched
+    say_requirements(p)
+    proof = prove(p, cluster)
+    print(f"\nminihpc prove: {proof.verdict.upper()}: {proof.summary}\nminihpc prove: report: "
+          f"{p.report_dir / 'report.md'}", file=sys.stderr)
+    return 0 if proof.verdict == "pass" else 1

@@ -1,0 +1,377 @@
+"""`minihpc prove PATH`: the workflow keeps its meaning under its policy.
+
+The course's point is that profiles, retries, executors and staging are
+policy, and policy must never change what a workflow computes. `prove` shows
+it for the user's own workflow: it runs the workflow twice as a reference
+(the local executor on the login node, with a node's cores) and once through
+the user's profile (SLURM), each from an empty directory of its own, and
+compares every file each run produced by checksum:
+
+- a file whose two reference runs differ is nondeterministic (a timestamp):
+  said so, and compared by existence and size only;
+- a log a rule declares (`log:`) is compared by existence only: it says where
+  and when, not what;
+- any other difference (a file missing, or other bytes) fails the proof,
+  naming the file, the rule that made it and the two runs.
+
+Every run goes through `minihpc run` (the same sync, environment, report and
+exit rules); each run's checksums are taken as soon as it ends and kept on
+this side, and the policy run starts only once both references' are taken,
+so nothing it does (a job, a process left behind) can change what a
+reference is compared as.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import io
+import json
+import shlex
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path, PurePosixPath
+
+import yaml
+
+from minihpc import ROOT, pyenv
+from minihpc.audit import FINDING, JOB_STEP_S, PLUGIN_FIRST_CHECK_S, Check, audit, load_profile, setting, suggest
+from minihpc.cluster import Cluster
+from minihpc.errors import BadInput, MinihpcError
+from minihpc.runner import (
+    NAME,
+    REMOTE_PROFILE,
+    Plan,
+    Report,
+    clean,
+    execute,
+    never_synced,
+    say,
+    snakemake_paths,
+)
+
+LOCAL_PROFILE = ROOT / "profiles/local"
+RUNS = ("reference-1", "reference-2", "policy")
+# A run's directory on the shared filesystem: <name>.prove-<run>, within NAME's 64.
+MAX_NAME = 64 - len(".prove-reference-1")
+# What one run may leave to compare, at most (its listing is held in memory).
+MAX_FILES = 100_000
+SAME, DIFFERS, MISSING, NONDETERMINISTIC, LOG, ONLY_POLICY = (
+    "same", "differs", "missing under the policy", "nondeterministic", "log", "only under the policy")
+FAILING = (DIFFERS, MISSING)
+
+
+@dataclass
+class Produced:
+    """A file a run left: its checksum (a symlink: `link:` and its target) and size."""
+
+    digest: str
+    size: int
+
+
+@dataclass
+class Finding:
+    path: str
+    rule: str
+    verdict: str  # one of SAME ... ONLY_POLICY
+    why: str = ""
+
+
+@dataclass
+class Proof:
+    workflow: str
+    profile: str
+    verdict: str  # "pass" or "fail"
+    summary: str
+    runs: dict[str, dict] = field(default_factory=dict)  # each run: exit code, seconds, directory, report
+    findings: list[Finding] = field(default_factory=list)
+    audit: list[Check] = field(default_factory=list)
+    # The profile the audit suggests, as a unified diff of the profile's settings, and where it is written whole.
+    suggested_diff: str = ""
+    suggested_profile: str = ""
+
+
+def prove_plan(p: Plan) -> dict[str, Plan]:
+    """The three runs of a proof, each its own directory and report, all
+    from empty directories; the references through the local executor."""
+    if len(p.name) > MAX_NAME:
+        raise BadInput(f"--name {p.name!r} is too long for prove's run directories (at most {MAX_NAME} characters)",
+                       "give a shorter one: --name NAME")
+    reference = dataclasses.replace(p, profile=LOCAL_PROFILE, profile_remote=REMOTE_PROFILE, fetch=[])
+    runs = {}
+    for run in RUNS:
+        base = p if run == "policy" else reference
+        runs[run] = dataclasses.replace(base, name=f"{p.name}.prove-{run}", fresh=True,
+                                        report_dir=p.report_dir / run)
+        assert NAME.fullmatch(runs[run].name)
+    return runs
+
+
+def workdir_of(args: list[str]) -> str:
+    """Where Snakemake works in the run directory (-d), or '' for its top."""
+    dirs = [v for flag, v in snakemake_paths(args) if flag == "--directory"]
+    return str(PurePosixPath(dirs[-1])) if dirs else ""
+
+
+def sources(workflow: Path, exclude: list[str]) -> dict[str, str]:
+    """What is synced (its checksums, by path): a file the run left with the
+    same bytes was not produced by it."""
+    out = {}
+    for f in sorted(workflow.rglob("*")):
+        rel = f.relative_to(workflow).as_posix()
+        if never_synced(rel, exclude):
+            continue
+        if f.is_symlink():
+            out[rel] = "link:" + str(f.readlink())
+        elif f.is_file():
+            out[rel] = hashlib.sha256(f.read_bytes()).hexdigest()
+    return out
+
+
+def snapshot(cluster: Cluster, remote: str) -> dict[str, Produced]:
+    """Every regular file and symlink under `remote` (Snakemake's and minihpc's
+    own directories aside), with its checksum and size."""
+    prune = f"cd {shlex.quote(remote)} && find . \\( -path ./.snakemake -o -path ./.minihpc \\) -prune -o"
+    listing = _read(cluster, remote, f"{prune} -type f -printf 'f\\0%s\\0%P\\0' "
+                                     "-o -type l -printf 'l\\0%s\\0%P\\0%l\\0'")
+    sums = _read(cluster, remote, f"{prune} -type f -print0 | head -z -n {MAX_FILES + 1} | xargs -0r sha256sum -z")
+    return parse_snapshot(listing, sums, remote)
+
+
+def _read(cluster: Cluster, remote: str, script: str) -> bytes:
+    rc, data, err = cluster.pipe(f"set -o pipefail; {script} | head -c {64 * 2**20}")
+    if rc != 0:
+        raise MinihpcError(f"could not list what the run left in {remote}: {clean(err.strip(), 300)}",
+                           "is the shared filesystem up? minihpc status")
+    return data
+
+
+def parse_snapshot(listing: bytes, sums: bytes, remote: str = "the run directory") -> dict[str, Produced]:
+    """find's NUL-separated listing (kind, size, name[, link target]) and
+    sha256sum -z's lines, read as untrusted: names are never parsed for
+    anything but themselves."""
+    fields = listing.split(b"\0")
+    found: dict[str, Produced] = {}
+    i = 0
+    while i + 2 < len(fields):
+        kind, size, name = fields[i:i + 3]
+        i += 3
+        path = name.decode(errors="surrogateescape")
+        if kind == b"l" and i < len(fields):
+            found[path] = Produced("link:" + fields[i].decode(errors="surrogateescape"), int(size or 0))
+            i += 1
+        elif kind == b"f" and size.isdigit():
+            found[path] = Produced("", int(size))
+        else:
+            raise MinihpcError(f"the listing of {remote} is not find's", "run prove again; report it if it persists")
+        if len(found) > MAX_FILES:
+            raise MinihpcError(f"the run left more than {MAX_FILES} files in {remote}",
+                               "prove a smaller part of the workflow (give targets after --)")
+    for entry in sums.split(b"\0"):
+        digest, sep, name = entry.partition(b"  ./")
+        path = name.decode(errors="surrogateescape")
+        if sep and len(digest) == 64 and path in found and not found[path].digest:
+            found[path].digest = digest.decode()
+    return found
+
+
+def produced(left: dict[str, Produced], synced: dict[str, str]) -> dict[str, Produced]:
+    """What a run made: what it left that was not synced as it is."""
+    return {p: f for p, f in left.items() if synced.get(p) != f.digest}
+
+
+def rules_of(cluster: Cluster, p: Plan, remote: str, env_activate: str) -> tuple[dict[str, str], set[str]]:
+    """Which rule made each output, and the logs rules declare, from
+    Snakemake's summary of the run (paths relative to the run directory)."""
+    # The run's own arguments: its targets, config and files make its DAG.
+    r = cluster.sh(env_activate + "snakemake --summary " + " ".join(shlex.quote(a) for a in p.snakemake_args),
+                   workdir=remote, timeout=300)
+    by_path, logs = {}, set()
+    prefix = workdir_of(p.snakemake_args)
+    for line in r.out.splitlines():
+        cols = line.split("\t")
+        if len(cols) < 4 or cols[0] == "output_file":
+            continue
+        out, rule, logfiles = cols[0], cols[2], cols[3]
+        by_path[str(PurePosixPath(prefix, out))] = rule
+        for x in logfiles.split(","):
+            if x.strip() and x.strip() != "-":
+                logs.add(log := str(PurePosixPath(prefix, x.strip())))
+                by_path[log] = rule
+    return by_path, logs
+
+
+def compare(ref1: dict[str, Produced], ref2: dict[str, Produced], policy: dict[str, Produced],
+            rules: dict[str, str], logs: set[str]) -> list[Finding]:
+    """Each file a run produced, judged (see the module's text)."""
+    findings = []
+    for path in sorted(set(ref1) | set(policy)):
+        rule = rules.get(path, "")
+        a, b, c = ref1.get(path), ref2.get(path), policy.get(path)
+        if a is None:
+            findings.append(Finding(path, rule, ONLY_POLICY, "made under the policy only (a log or a profile's file?)"))
+        elif path in logs:
+            findings.append(Finding(path, rule, LOG if c else MISSING, "a declared log: compared by existence"))
+        elif c is None:
+            findings.append(Finding(path, rule, MISSING, "the reference runs made it; the policy run did not"))
+        elif b is None or a.digest != b.digest:  # the references disagree: not the policy's doing
+            if b is not None and a.size == b.size:
+                verdict = NONDETERMINISTIC if c.size == a.size else DIFFERS
+                why = f"its two reference runs differ: compared by existence and size ({a.size} bytes, " \
+                      f"{c.size} under the policy)"
+            else:
+                verdict = NONDETERMINISTIC
+                why = "its two reference runs differ, in size too (or one lacks it): compared by existence"
+            findings.append(Finding(path, rule, verdict, why))
+        elif c.digest != a.digest:
+            findings.append(Finding(path, rule, DIFFERS, f"sha256 {a.digest[:16]}... in both reference runs, "
+                                                         f"{c.digest[:16]}... under the policy"))
+        else:
+            findings.append(Finding(path, rule, SAME))
+    return findings
+
+
+def prove(p: Plan, cluster: Cluster, out=sys.stdout) -> Proof:
+    """Run the three runs, compare, write the proof's report; returns it."""
+    runs = prove_plan(p)
+    synced = sources(p.workflow, p.exclude)
+    left: dict[str, dict[str, Produced]] = {}
+    reports: dict[str, Report] = {}
+    cores = str(cluster.facts.cpus)
+
+    def one(run: str, shown) -> tuple[Report, dict[str, Produced], tuple[dict[str, str], set[str]]]:
+        rp = runs[run]
+        what = "through the profile" if run == "policy" else "local executor on the login node, a node's cores"
+        say(f"minihpc prove: run {run} ({what}) in {rp.remote(cluster.facts.shared)}")
+        if run != "policy":  # and no workflow profile (workflow/profiles/default) on top of the local one
+            rp = dataclasses.replace(rp, snakemake_args=["--cores", cores, "--workflow-profile", "none",
+                                                         *rp.snakemake_args])
+        t = time.monotonic()
+        report = execute(rp, cluster, shown)
+        remote = rp.remote(cluster.facts.shared)
+        made = produced(snapshot(cluster, remote), synced)  # now: nothing later can change it
+        say(f"minihpc prove: run {run} exited {report.exit_code} after {round(time.monotonic() - t, 1)} s; "
+            f"{len(made)} file(s) made")
+        env = pyenv.Env(**report.environment) if report.environment else None
+        return report, made, rules_of(cluster, rp, remote, env.activate() if env else "")
+
+    # The two references side by side (both on the login node; the second's
+    # output kept until the first's is shown), unless they would both make
+    # the run's Python environment. The policy run after them, alone: none of
+    # its jobs can touch a reference before its checksums are taken.
+    quiet = io.StringIO()
+    with ThreadPoolExecutor(1) as pool:
+        second = pool.submit(one, "reference-2", quiet) if p.requirements is None else None
+        reports["reference-1"], left["reference-1"], (rules, logs) = one("reference-1", out)
+        if second is None and reports["reference-1"].exit_code == 0:
+            second = pool.submit(one, "reference-2", quiet)
+        if second is not None:
+            reports["reference-2"], left["reference-2"], _ = second.result()
+            out.write(f"\nminihpc prove: the output of run reference-2:\n{quiet.getvalue()}")
+    if reports["reference-1"].exit_code == 0:
+        reports["policy"], left["policy"], (by_path, policy_logs) = one("policy", out)
+        rules, logs = {**by_path, **rules}, logs | policy_logs
+    proof = Proof(str(p.workflow), str(p.profile_remote), "fail", "")
+    proof.runs = {run: {"exit_code": r.exit_code, "seconds": r.seconds, "directory": r.remote,
+                        "report": str(runs[run].report_dir / "report.md"), "files": len(left.get(run, {}))}
+                  for run, r in reports.items()}
+    ref_rc = reports["reference-1"].exit_code
+    if ref_rc != 0:
+        proof.summary = (f"the workflow fails without the policy too (reference run exit {ref_rc}): fix the workflow "
+                         f"first; its report: {proof.runs['reference-1']['report']}")
+        write(p.report_dir, proof)
+        return proof
+    proof.findings = compare(left["reference-1"], left.get("reference-2", {}), left.get("policy", {}), rules, logs)
+    policy = reports["policy"]
+    conf = load_profile(p.profile)
+    checked = audit(conf, policy.jobs, policy.nonlocal_rules_on_login, submit_limit(cluster, conf),
+                    overhead(conf))
+    proof.audit = checked.checks
+    if checked.changes:
+        proof.suggested_diff, proof.suggested_profile = suggested(p.report_dir, conf, checked.changes)
+    bad = [f for f in proof.findings if f.verdict in FAILING]
+    found = [c for c in proof.audit if c.verdict == FINDING]
+    failed = [r for r in ("reference-2", "policy") if reports[r].exit_code != 0]
+    said = [f"the {r} run exited {reports[r].exit_code}" for r in failed]
+    if bad:
+        said.append(f"{len(bad)} file(s) differ under the policy: " + ", ".join(
+            f"{f.path} ({f.rule or 'rule unknown'}): {f.verdict}" for f in bad[:5]))
+    if found:
+        said.append(f"{len(found)} profile finding(s): " + ", ".join(
+            f"{c.area}{' (' + c.rule + ')' if c.rule else ''}" for c in found[:8]))
+    if said:
+        proof.summary = "; ".join(said)
+    else:
+        kept = sum(f.verdict == SAME for f in proof.findings)
+        nondet = sum(f.verdict == NONDETERMINISTIC for f in proof.findings)
+        proof.verdict = "pass"
+        proof.summary = (f"the workflow keeps its meaning under the policy: {kept} file(s) identical"
+                         + (f", {nondet} nondeterministic (compared by existence and size)" if nondet else "")
+                         + "; the profile fits what the run showed")
+    write(p.report_dir, proof)
+    return proof
+
+
+def submit_limit(cluster: Cluster, conf: dict) -> int | None:
+    """MaxSubmitJobsPerUser of the QOS the profile's jobs ask for (else normal)."""
+    wanted = (setting(conf, "default-resources", {}) or {}).get("slurm_qos", "normal")
+    for q in cluster.qos():
+        if q["Name"] == wanted and q["MaxSubmitPU"].isdigit():
+            return int(q["MaxSubmitPU"])
+    return None
+
+
+def overhead(conf: dict) -> float:
+    """SLURM's own time for a job as a workflow pays it, whatever the job
+    does: Snakemake starting in the job, and the plugin's wait before its
+    first status check. (Not the queue wait: that is other jobs' doing.)"""
+    return JOB_STEP_S + float(setting(conf, "slurm-init-seconds-before-status-checks", PLUGIN_FIRST_CHECK_S))
+
+
+def suggested(report_dir: Path, conf: dict, changes: dict) -> tuple[str, str]:
+    """The suggested profile written whole beside the report, and the diff of
+    its settings against the profile's (comments aside)."""
+    new = suggest(conf, changes)
+    before = yaml.safe_dump(conf, sort_keys=True, default_flow_style=False).splitlines(keepends=True)
+    after = yaml.safe_dump(new, sort_keys=True, default_flow_style=False).splitlines(keepends=True)
+    out = report_dir / "suggested-profile"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text("# minihpc prove's suggestion: the profile's settings with the audit's "
+                                     "changes (comments are not kept)\n" + "".join(after))
+    diff = "".join(difflib.unified_diff(before, after, "profile", "suggested-profile/config.yaml"))
+    return diff, str(out)
+
+
+def write(report_dir: Path, proof: Proof) -> None:
+    report_dir.mkdir(parents=True, exist_ok=True)
+    (report_dir / "report.json").write_text(json.dumps(asdict(proof), indent=1) + "\n")
+    lines = [f"# minihpc prove: {Path(proof.workflow).name}", "",
+             f"**{proof.verdict.upper()}**: {clean(proof.summary, 2000)}", "",
+             f"- policy: the profile `{clean(proof.profile)}`; reference: the local executor on the login node, "
+             "run twice", "", "| run | exit | seconds | files made | directory | report |", "|---|---|---|---|---|---|"]
+    lines += [f"| {run} | {r['exit_code']} | {r['seconds']} | {r['files']} | `{clean(r['directory'])}` | "
+              f"{clean(r['report'])} |" for run, r in proof.runs.items()]
+    if proof.findings:
+        lines += ["", "## Meaning", "", "| file | rule | verdict | why |", "|---|---|---|---|"]
+        order = {v: i for i, v in enumerate((DIFFERS, MISSING, NONDETERMINISTIC, ONLY_POLICY, LOG, SAME))}
+        lines += [f"| `{clean(f.path, 300, table=True)}` | {clean(f.rule, 100, table=True) or '?'} | {f.verdict} | "
+                  f"{clean(f.why, 300, table=True)} |" for f in sorted(proof.findings, key=lambda f: order[f.verdict])]
+    if proof.audit:
+        lines += ["", "## The profile's audit", "", "| area | rule | verdict | what the run showed | fix |",
+                  "|---|---|---|---|---|"]
+        order = {"finding": 0, "note": 1, "ok": 2}
+        lines += [f"| {c.area} | {clean(c.rule, 100, table=True)} | {c.verdict} | {clean(c.seen, 400, table=True)} "
+                  f"| {clean(c.fix, 400, table=True)} |" for c in sorted(proof.audit, key=lambda c: order[c.verdict])]
+    if proof.suggested_diff:
+        lines += ["", f"Suggested profile (whole: `{proof.suggested_profile}/config.yaml`; "
+                  f"prove again with `--profile {proof.suggested_profile}`):", "", "```diff",
+                  clean_block(proof.suggested_diff), "```"]
+    (report_dir / "report.md").write_text("\n".join(lines) + "\n")
+
+
+def clean_block(text: str) -> str:
+    """A diff shown in a fenced block: each line through clean(), no fence inside."""
+    return "\n".join(clean(line, 400) for line in text.splitlines())

@@ -1,0 +1,116 @@
+"""`minihpc prove` on tests/workflows/prove: a workflow that keeps its
+meaning through its SLURM profile passes, its timestamp recognised as
+nondeterministic, its logs compared by existence and its profile's audit
+clean; the same workflow
+writing the host it ran on fails on that file and names its rule, even when
+its SLURM job copies its output over the reference runs' own afterwards.
+Each proof is three runs (two local, one through SLURM): about a minute."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from minihpc import ROOT
+from minihpc.cluster import Cluster as Client
+
+WORKFLOW = ROOT / "tests/workflows/prove"
+
+
+def prove(wf: Path, name: str, *args: str) -> tuple[subprocess.CompletedProcess[str], dict]:
+    """`minihpc prove wf --name name [--profile P] -- ARGS`."""
+    options = list(args[:2]) if args[:1] == ("--profile",) else []
+    r = subprocess.run([sys.executable, "-m", "minihpc", "prove", str(wf), "--name", name, *options, "--",
+                        *args[len(options):]],
+                       cwd=ROOT, capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL, timeout=900)
+    report = wf / ".minihpc/prove/report.json"
+    assert report.is_file(), r.stdout[-3000:] + r.stderr
+    return r, json.loads(report.read_text())
+
+
+def cleanup(client: Client, name: str) -> None:
+    client.sh(f"rm -rf {client.facts.shared}/{name}.prove-*")
+
+
+@pytest.mark.cost(70)
+def test_a_workflow_that_keeps_its_meaning_passes(tmp_path: Path, client: Client) -> None:
+    wf = tmp_path / "prove"
+    shutil.copytree(WORKFLOW, wf)
+    try:
+        r, proof = prove(wf, "test-prove-good")
+    finally:
+        cleanup(client, "test-prove-good")
+    assert r.returncode == 0 and proof["verdict"] == "pass", r.stdout[-3000:] + r.stderr
+    found = {f["path"]: (f["rule"], f["verdict"]) for f in proof["findings"]}
+    assert {p: v for p, v in found.items() if p.startswith("results/")} == {
+        **{f"results/parts/{i}.txt": ("part", "same") for i in range(4)},
+        "results/sum.txt": ("total", "same"), "results/stamp.txt": ("stamp", "nondeterministic")}, found
+    assert {p: v for p, v in found.items() if p.startswith("logs/part_")} == {
+        f"logs/part_{i}.log": ("part", "log") for i in range(4)}, "a log says where it ran: compared by existence"
+    assert all(v == "only under the policy" for p, (_, v) in found.items() if p.startswith("logs/slurm/")), found
+    assert "minihpc prove: PASS: the workflow keeps its meaning under the policy: 5 file(s) identical, " \
+           "1 nondeterministic (compared by existence and size); the profile fits what the run showed" in r.stderr
+    audit = {(c["area"], c["rule"]): c["verdict"] for c in proof["audit"]}
+    assert audit[("memory", "part")] == audit[("runtime", "part")] == audit[("retries", "")] == "ok", audit
+    assert "finding" not in audit.values() and proof["suggested_diff"] == "", audit
+    # The references ran on the login node, the policy run's jobs on compute nodes.
+    runs = {run: json.loads((wf / f".minihpc/prove/{run}/report.json").read_text()) for run in proof["runs"]}
+    assert [runs[r]["run_id"] for r in ("reference-1", "reference-2")] == [None, None], "no SLURM job"
+    assert {j["rule"] for j in runs["policy"]["jobs"]} == {"part"}, "the quick rules are local"
+    assert all(j["node"] in client.facts.nodes and j["state"] == "COMPLETED" for j in runs["policy"]["jobs"])
+
+
+@pytest.mark.cost(70)
+def test_an_output_that_depends_on_where_it_ran_fails_and_a_job_cannot_rewrite_the_reference(
+        tmp_path: Path, client: Client) -> None:
+    wf = tmp_path / "prove"
+    shutil.copytree(WORKFLOW, wf)
+    name = "test-prove-where"
+    try:
+        r, proof = prove(wf, name, "--config", "where=1", "cheat=1")
+        copied = client.sh(f"cat {client.facts.shared}/{name}.prove-reference-1/results/where.txt "
+                           f"{client.facts.shared}/{name}.prove-policy/results/where.txt").out.split()
+    finally:
+        cleanup(client, name)
+    assert r.returncode == 1 and proof["verdict"] == "fail", r.stdout[-3000:] + r.stderr
+    assert copied[0] == copied[1] and copied[0] in client.facts.nodes, f"the job's copy landed: {copied}"
+    bad = [(f["path"], f["rule"], f["verdict"]) for f in proof["findings"] if f["verdict"] in ("differs", "missing")]
+    assert bad == [("results/where.txt", "where", "differs")], proof["findings"]
+    assert "minihpc prove: FAIL: 1 file(s) differ under the policy: results/where.txt (where): differs" in r.stderr
+    md = (wf / ".minihpc/prove/report.md").read_text()
+    assert md.startswith("# minihpc prove: prove\n\n**FAIL**") and "| `results/where.txt` | where | differs |" in md
+    # `where` is a quick rule sent to SLURM (hostname: about 5 s, Snakemake's start in the job): a
+    # finding too, unless a loaded machine made its job as long as SLURM's overhead (10 s).
+    where = next(j for j in json.loads((wf / ".minihpc/prove/policy/report.json").read_text())["jobs"]
+                 if j["rule"] == "where")
+    tiny = [(c["rule"], c["verdict"]) for c in proof["audit"] if c["area"] == "tiny rules"]
+    assert tiny == ([("where", "finding")] if where["elapsed_s"] < 10 else []), (where, tiny)
+
+
+@pytest.mark.cost(90)
+def test_a_profile_without_retries_or_kept_logs_is_found_and_its_suggestion_passes(tmp_path: Path,
+                                                                                   client: Client) -> None:
+    """The audit's suggested profile, used as it is written, turns the
+    findings it addressed into passes (one part as the target: quicker)."""
+    wf = tmp_path / "prove"
+    shutil.copytree(WORKFLOW, wf)
+    target = "results/parts/1.txt"
+    name = "test-prove-bare"
+    try:
+        r, proof = prove(wf, name, "--profile", str(ROOT / "tests/workflows/prove-bare-profile"), target)
+        assert r.returncode == 1, r.stdout[-3000:] + r.stderr
+        found = {c["area"]: c["fix"] for c in proof["audit"] if c["verdict"] == "finding"}
+        assert set(found) == {"retries", "logs"}, proof["audit"]
+        assert "retries: 2" in found["retries"] and "slurm-keep-successful-logs: true" in found["logs"]
+        assert "+retries: 2" in proof["suggested_diff"] and "+slurm-keep-successful-logs: true" in \
+            proof["suggested_diff"], proof["suggested_diff"]
+        again, proof = prove(wf, name, "--profile", ".minihpc/prove/suggested-profile", target)
+    finally:
+        cleanup(client, name)
+    assert again.returncode == 0 and proof["verdict"] == "pass", again.stdout[-3000:] + again.stderr
+    assert [c for c in proof["audit"] if c["verdict"] == "finding"] == []

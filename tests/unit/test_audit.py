@@ -1,0 +1,68 @@
+"""The profile audit of `minihpc prove` (minihpc.audit): each check against
+the jobs of a run, and the profile it suggests."""
+
+from __future__ import annotations
+
+import yaml
+
+from minihpc.audit import FINDING, NOTE, OK, audit, suggest
+from minihpc.runner import Job
+
+GOOD = {"executor": "slurm", "jobs": 20, "retries": 2, "slurm-keep-successful-logs": True,
+        "slurm-init-seconds-before-status-checks": 5, "default-resources": {"slurm_account": "lab", "mem_mb": 1000}}
+
+
+def job(rule: str, state: str = "COMPLETED", elapsed: int = 30, req: str = "1000M", rss: str = "140000K",
+        limit: str = "00:30:00", job_id: str = "7", error: str = "") -> Job:
+    return Job(job_id, rule, "", "short", "c1", state, "0:0", elapsed, limit, req, rss, "1", error)
+
+
+def checks(a) -> dict[tuple[str, str], str]:
+    return {(c.area, c.rule): c.verdict for c in a.checks}
+
+
+def test_a_good_profile_and_run_have_no_finding() -> None:
+    a = audit(GOOD, [job("part"), job("part", job_id="8")], [], 1000, 6.0)
+    assert FINDING not in checks(a).values(), a.checks
+    assert checks(a)[("memory", "part")] == checks(a)[("runtime", "part")] == OK
+    assert a.changes == {}
+
+
+def test_a_job_killed_for_memory_is_found_with_a_request_that_fits() -> None:
+    a = audit(GOOD, [job("big", "OUT_OF_MEMORY", rss="700M", req="400M", job_id="9"), job("big", rss="720M",
+                                                                                              req="800M")], [], None, 6)
+    mem = next(c for c in a.checks if c.area == "memory")
+    assert (mem.verdict, mem.rule) == (FINDING, "big") and "job(s) 9" in mem.seen
+    assert a.changes["set-resources"] == {"big": {"mem_mb": 1100}}, "1.5 x 720 MiB, up to the next 100"
+    assert "`mem_mb: 1100` for big" in mem.fix
+
+
+def test_a_job_ended_by_its_time_limit_is_found_with_a_runtime_that_fits() -> None:
+    a = audit(GOOD, [job("slow", "TIMEOUT", elapsed=61, limit="00:01:00")], [], None, 6)
+    assert checks(a)[("runtime", "slow")] == FINDING
+    assert a.changes["set-resources"] == {"slow": {"runtime": 3}}
+
+
+def test_a_rule_quicker_than_slurms_overhead_and_rules_run_outside_slurm() -> None:
+    a = audit(GOOD, [job("tiny", elapsed=2), job("real", elapsed=40)], ["fail", "make"], None, 6.5)
+    assert checks(a)[("tiny rules", "tiny")] == FINDING and ("tiny rules", "real") not in checks(a)
+    assert checks(a)[("profile applied", "")] == FINDING
+    assert "fail, make" in next(c.seen for c in a.checks if c.area == "profile applied")
+
+
+def test_no_retries_deleted_logs_and_too_many_jobs_are_found_and_fixed_in_the_suggestion() -> None:
+    bare = {"executor": "slurm", "jobs": 5000, "default-resources": {"mem_mb": 4000}}
+    a = audit(bare, [job("part", req="4000M")], [], 1000, 6)
+    found = {c.area for c in a.checks if c.verdict == FINDING}
+    assert found == {"retries", "logs", "jobs"}, a.checks
+    assert checks(a)[("memory", "part")] == NOTE, "4000 MiB asked, 137 used: a note, not a failure"
+    new = suggest(bare, a.changes)
+    assert (new["retries"], new["slurm-keep-successful-logs"], new["jobs"]) == (2, True, 1000)
+    assert audit(new, [job("part", req="4000M")], [], 1000, 6).changes == {}, "the suggestion passes its own audit"
+
+
+def test_the_suggestion_keeps_the_profiles_settings_and_spellings() -> None:
+    conf = yaml.safe_load("executor: slurm\nset_resources:\n  a:\n    runtime: 5\nlatency_wait: 30\n")
+    new = suggest(conf, {"set-resources": {"a": {"mem_mb": 300}, "b": {"runtime": 2}}, "retries": 2})
+    assert new == {"executor": "slurm", "latency_wait": 30, "retries": 2,
+                   "set-resources": {"a": {"runtime": 5, "mem_mb": 300}, "b": {"runtime": 2}}}

@@ -1,0 +1,115 @@
+"""How `minihpc prove` judges what its runs made (minihpc.prove), apart from
+the cluster: the comparison, the listing read back as untrusted, and the
+runs it plans."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from minihpc.errors import BadInput, MinihpcError
+from minihpc.prove import (
+    DIFFERS,
+    LOCAL_PROFILE,
+    LOG,
+    MISSING,
+    NONDETERMINISTIC,
+    ONLY_POLICY,
+    SAME,
+    Produced,
+    compare,
+    parse_snapshot,
+    produced,
+    prove_plan,
+    sources,
+)
+from minihpc.runner import REMOTE_PROFILE, plan
+
+A, B = "a" * 64, "b" * 64
+
+
+def files(**kw: tuple[str, int]) -> dict[str, Produced]:
+    return {k.replace("__", "/"): Produced(*v) for k, v in kw.items()}
+
+
+def verdicts(findings) -> dict[str, str]:
+    return {f.path: f.verdict for f in findings}
+
+
+def test_the_same_bytes_are_the_same_and_other_bytes_fail_naming_the_rule() -> None:
+    ref = files(results__sum=(A, 10), results__where=(A, 6))
+    policy = files(results__sum=(A, 10), results__where=(B, 3))
+    found = compare(ref, dict(ref), policy, {"results/where": "where"}, set())
+    assert verdicts(found) == {"results/sum": SAME, "results/where": DIFFERS}
+    bad = next(f for f in found if f.verdict == DIFFERS)
+    assert bad.rule == "where" and "in both reference runs" in bad.why
+
+
+def test_what_the_two_references_disagree_on_is_compared_by_existence_and_size() -> None:
+    ref1, ref2 = files(stamp=(A, 21), grown=(A, 5)), files(stamp=(B, 21), grown=(B, 9))
+    policy = files(stamp=("c" * 64, 21), grown=("c" * 64, 7))
+    assert verdicts(compare(ref1, ref2, policy, {}, set())) == {"stamp": NONDETERMINISTIC, "grown": NONDETERMINISTIC}
+    assert verdicts(compare(ref1, ref2, files(stamp=(A, 20), grown=(A, 1)), {}, set())) == {
+        "stamp": DIFFERS, "grown": NONDETERMINISTIC}, "same size twice, another under the policy: differs"
+    assert verdicts(compare(ref1, ref2, {}, {}, set())) == {"stamp": MISSING, "grown": MISSING}
+
+
+def test_logs_by_existence_and_what_only_the_policy_made_is_said_not_failed() -> None:
+    ref = files(logs__p=(A, 6))
+    found = compare(ref, files(logs__p=(B, 6)), files(logs__p=(B, 3), logs__slurm__1=(A, 9)), {}, {"logs/p"})
+    assert verdicts(found) == {"logs/p": LOG, "logs/slurm/1": ONLY_POLICY}
+    assert verdicts(compare(ref, ref, {}, {}, {"logs/p"})) == {"logs/p": MISSING}
+
+
+def test_what_was_synced_as_it_is_was_not_made_by_the_run(tmp_path: Path) -> None:
+    (tmp_path / "Snakefile").write_text("rule a: ...\n")
+    (tmp_path / "data.txt").write_text("input\n")
+    (tmp_path / ".snakemake").mkdir()
+    (tmp_path / ".snakemake/x").write_text("never synced")
+    synced = sources(tmp_path, [])
+    assert set(synced) == {"Snakefile", "data.txt"}
+    left = {"Snakefile": Produced(synced["Snakefile"], 12),
+            "data.txt": Produced(hashlib.sha256(b"changed\n").hexdigest(), 8), "out": Produced(A, 1)}
+    assert set(produced(left, synced)) == {"data.txt", "out"}, "an input the run rewrote is something it made"
+
+
+def test_names_are_read_as_names_whatever_they_hold() -> None:
+    """A hostile workflow names files to look like find's or sha256sum's own
+    output: each name is one file's, nothing else."""
+    evil = "x\n" + "0" * 64 + "  ./results/sum.txt"
+    listing = b"\0".join([b"f", b"3", b"results/sum.txt", b"f", b"5", evil.encode(), b"l", b"0", b"ln", b"/etc/x", b""])
+    sums = f"{A}  ./results/sum.txt\0{B}  ./{evil}\0".encode()
+    got = parse_snapshot(listing, sums)
+    assert got == {"results/sum.txt": Produced(A, 3), evil: Produced(B, 5), "ln": Produced("link:/etc/x", 0)}
+    with pytest.raises(MinihpcError, match="not find's"):
+        parse_snapshot(b"f\0notanumber\0name\0", b"")
+
+
+def test_the_runs_are_three_directories_of_their_own_from_empty(tmp_path: Path) -> None:
+    (tmp_path / "Snakefile").write_text("rule a: ...\n")
+    p = plan(str(tmp_path), None, "wf", str(tmp_path / "r"), [], [], False, ["--keep-going"])
+    runs = prove_plan(p)
+    assert {r: (x.name, x.fresh, x.report_dir.name) for r, x in runs.items()} == {
+        "reference-1": ("wf.prove-reference-1", True, "reference-1"),
+        "reference-2": ("wf.prove-reference-2", True, "reference-2"),
+        "policy": ("wf.prove-policy", True, "policy")}
+    assert runs["reference-1"].profile == LOCAL_PROFILE and runs["policy"].profile == p.profile
+    assert all(x.snakemake_args == ["--keep-going"] for x in runs.values())
+    with pytest.raises(BadInput, match="too long"):
+        prove_plan(plan(str(tmp_path), None, "w" * 60, None, [], [], False, []))
+
+
+def test_a_profile_in_a_directory_never_synced_travels_as_one_from_outside(tmp_path: Path) -> None:
+    """prove's suggested profile lies in .minihpc/, which is never synced."""
+    (tmp_path / "Snakefile").write_text("rule a: ...\n")
+    (tmp_path / "profiles/slurm").mkdir(parents=True)
+    (tmp_path / "profiles/slurm/config.yaml").write_text("executor: slurm\n")
+    (tmp_path / ".minihpc/prove/suggested-profile").mkdir(parents=True)
+    (tmp_path / ".minihpc/prove/suggested-profile/config.yaml").write_text("executor: slurm\nretries: 2\n")
+    assert plan(str(tmp_path), None, None, None, [], [], False, []).profile_remote == "profiles/slurm"
+    p = plan(str(tmp_path), ".minihpc/prove/suggested-profile", None, None, [], [], False, [])
+    assert p.profile_remote == REMOTE_PROFILE and p.profile == tmp_path / ".minihpc/prove/suggested-profile"
+    assert plan(str(tmp_path), "profiles/slurm", None, None, [], ["profiles"], False, []).profile_remote == \
+        REMOTE_PROFILE, "nor one --exclude leaves behind"
