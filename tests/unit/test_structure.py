@@ -53,3 +53,14 @@ def test_the_topology_is_only_the_model() -> None:
     graph = imports()
     assert graph["minihpc.topology"] <= {"minihpc.facts", "scratch.policy", "scratch"}, graph["minihpc.topology"]
     assert "slurm.conf" not in (ROOT / "minihpc/topology.py").read_text().replace("minihpc.configs", "")
+
+
+def test_every_test_file_has_a_name_of_its_own() -> None:
+    """make test collects tests/cluster, tests/unit and tests/integration in
+    one pytest session (rootdir-relative imports, no packages): two files of
+    one name there fail its collection ("import file mismatch")."""
+    tests = Path(__file__).resolve().parents[1]
+    seen: dict[str, Path] = {}
+    for f in sorted(tests.rglob("test_*.py")):
+        assert f.name not in seen, f"{f.relative_to(tests)} and {seen[f.name].relative_to(tests)}: rename one"
+        seen[f.name] = f
