@@ -20,9 +20,8 @@ OWN_GROUP = {
     "tests/cluster/test_sitecheck.py::test_the_site_check_passes_over_ssh_alone": "site-check",
     "tests/cluster/test_run.py::test_a_snakefile_and_configfile_named_among_snakemakes_arguments_are_honoured":
         "run-snakefile",
-    "tests/cluster/test_prove.py::test_a_workflow_that_keeps_its_meaning_passes": "prove-pass",
-    "tests/cluster/test_prove.py::test_a_profile_without_retries_or_kept_logs_is_found_and_its_suggestion_passes":
-        "prove-suggestion",
+    "tests/cluster/test_prove.py::test_a_profile_without_retries_or_kept_logs_is_found_and_with_its_suggestion_the_"
+    "workflow_passes": "prove-suggestion",
 }
 
 
