@@ -56,6 +56,7 @@ case "${1:?usage: minihpc-healthcheck <role>|scratch}" in
     munge -n | unmunge >/dev/null
     scontrol ping | grep -q 'is UP'
     pidof sshd >/dev/null
-    snakemake --version >/dev/null ;;
+    # Snakemake ran once at start (the entrypoint; running it here costs too much).
+    [[ -s /run/minihpc-snakemake.version ]] ;;
   *) echo "unknown role $1" >&2; exit 2 ;;
 esac

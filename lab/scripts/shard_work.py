@@ -5,8 +5,10 @@ node's scratch; direct, every shard is a round trip to the shared filesystem.
 
     shard_work.py INPUT OUTPUT SHARDS HOLD
 
-HOLD seconds of sleep after the output is written keep the job on its node
-so that its scratch can be inspected while it runs.
+After the output is written the job holds on its node for up to HOLD
+seconds, so that its scratch can be inspected while it runs; whoever
+inspects it ends the hold early by creating OUTPUT.release, which the job
+removes before it ends.
 """
 
 import hashlib
@@ -38,5 +40,10 @@ for i in range(shards):  # merge: read every sorted shard back
 work.rmdir()
 out.write_text(f"records={sum(counts)} shards={shards} sha256={digest.hexdigest()}\n")
 if hold:
-    print(f"shard_work: output written to {out.resolve()}; holding {hold:g} s", flush=True)
-    time.sleep(hold)
+    release = out.with_name(out.name + ".release")
+    print(f"shard_work: output written to {out.resolve()}; holding {hold:g} s or until {release.name} appears",
+          flush=True)
+    deadline = time.monotonic() + hold
+    while time.monotonic() < deadline and not release.exists():
+        time.sleep(0.5)
+    release.unlink(missing_ok=True)

@@ -14,6 +14,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from minihpc.course.labctl import Lab, Labs, Result, now_stamp, sacct_jobs
 from minihpc.proofs import Proof, line_with, tail
@@ -36,7 +37,16 @@ def submitted_ids(output: str) -> list[str]:
 
 
 def core1(labs: Labs, prefix: str = "core1") -> Proof:
-    """Execution backends via profiles, and log retention."""
+    """Execution backends via profiles, and log retention (beside them, in a lab of its own)."""
+    with ThreadPoolExecutor(1) as pool:
+        retention = pool.submit(log_retention, labs, prefix)
+        c = backends(labs, prefix)
+        c.checks.extend(retention.result().checks)
+    return c
+
+
+def backends(labs: Labs, prefix: str) -> Proof:
+    """The same targets through profiles/slurm and profiles/local: SLURM's jobs, kept logs, identical outputs."""
     c, lab = fresh(labs, "core1", f"{prefix}-slurm")
     lab.proof("core1.profile.slurm", lab.sh("cat profiles/slurm/config.yaml"))
     lab.proof("core1.profile.local", lab.sh("cat profiles/local/config.yaml"))
@@ -82,7 +92,6 @@ def core1(labs: Labs, prefix: str = "core1") -> Proof:
     digests = [line.split()[0] for line in sums.out.splitlines()]
     c.check("both profiles give byte-identical outputs (each of the 2 digests twice)",
             sorted(Counter(digests).values()) == [2, 2], sums.out)
-    c.checks.extend(log_retention(labs, prefix).checks)
     return c
 
 
@@ -107,11 +116,23 @@ def log_retention(labs: Labs, prefix: str = "core1") -> Proof:
 
 
 def core2(labs: Labs, prefix: str = "core2", interrupt: bool = True) -> Proof:
-    """Retries, poison outputs and incomplete semantics, atomic publishing;
-    with `interrupt`, a node and Snakemake killed together (minihpc only: it
-    needs the cluster's fault injection)."""
-    c, lab = fresh(labs, "core2", prefix)
-    # Repro A: flaky once + retries (attempt arrives through resources, ERRATA 1).
+    """Retries, poison outputs and incomplete semantics, atomic publishing:
+    three repros side by side, each in a lab of its own; with `interrupt`, a
+    node and Snakemake killed together (minihpc only: it needs the cluster's
+    fault injection)."""
+    c = Proof("core2")
+    with ThreadPoolExecutor(3) as pool:
+        repros = [pool.submit(repro, labs, prefix) for repro in (flaky, poison, atomic)]
+        for done in repros:
+            c.checks.extend(done.result().checks)
+    if interrupt:
+        c.checks.extend(interrupted_run(labs, prefix).checks)
+    return c
+
+
+def flaky(labs: Labs, prefix: str) -> Proof:
+    """Repro A: flaky once + retries (attempt arrives through resources, ERRATA 1)."""
+    c, lab = fresh(labs, "core2", f"{prefix}-flaky")
     no_retry = lab.snakemake(f"{SLURM} results/flaky_once.txt")
     retry = lab.snakemake(f"{SLURM} --retries 1 results/flaky_once.txt")
     content = lab.read("results/flaky_once.txt")
@@ -119,8 +140,12 @@ def core2(labs: Labs, prefix: str = "core2", interrupt: bool = True) -> Proof:
     c.exit("without retries the flaky run exits non-zero", no_retry, zero=False)
     c.exit("with --retries 1 it exits 0", retry)
     c.check("with --retries 1 the output was written by attempt 2", content == "attempt=2\n", repr(content))
+    return c
 
-    # Repro B: poison output.
+
+def poison(labs: Labs, prefix: str) -> Proof:
+    """Repro B: a poison output, removed by default, kept with --keep-incomplete."""
+    c, lab = fresh(labs, "core2", f"{prefix}-poison")
     default = lab.snakemake(f"{SLURM} results/poison.txt")
     after_default = lab.sh("test -e results/poison.txt && echo 'UNSAFE: poison remained' || echo 'OK: removed'")
     removed = after_default.out.strip() == "OK: removed"
@@ -137,8 +162,12 @@ def core2(labs: Labs, prefix: str = "core2", interrupt: bool = True) -> Proof:
     # accepts the poison silently. This is the hazard the module warns about.
     c.says("a later run has nothing to do: it accepts the kept poison output (Snakemake 9.27)", later,
            "Nothing to be done")
+    return c
 
-    # Repro C: the atomic writer never publishes a final file when it fails.
+
+def atomic(labs: Labs, prefix: str) -> Proof:
+    """Repro C: the atomic writer never publishes a final file when it fails."""
+    c, lab = fresh(labs, "core2", f"{prefix}-atomic")
     fail = lab.snakemake(f"{SLURM} --keep-incomplete results/atomic_fail.txt")
     listing = lab.sh("ls -1 results/")
     lab.proof("core2.atomic", fail, listing)
@@ -146,8 +175,6 @@ def core2(labs: Labs, prefix: str = "core2", interrupt: bool = True) -> Proof:
     c.check("no final file appears, even with --keep-incomplete", "atomic_fail.txt" not in listing.out.split(),
             listing.out)
     c.check("only its temporary file is left", "atomic_fail.txt.tmp" in listing.out.split(), listing.out)
-    if interrupt:
-        c.checks.extend(interrupted_run(labs, prefix).checks)
     return c
 
 
@@ -215,16 +242,20 @@ def finished_at(output: str) -> float | None:
 LAG_TARGET = "results/staged_demo.txt"
 
 
-def short_wait_under_lag(lab: Lab) -> tuple[Result, Result]:
-    """Under an NFS delay of LAG s, run LAG_TARGET with --latency-wait 2.
-    Leaves the lag profile on; what arrives later: arrived_after_lag."""
-    # The lab's files, laid out before the switch, show on the compute nodes at once.
-    lag = lab.client.set_nfs_profile(LAG_PROFILE, "--set", f"delay={LAG}")
-    return lag, lab.snakemake(f"{SLURM} --latency-wait 2 {LAG_TARGET}")
+def lag_on(lab: Lab) -> Result:
+    """The NFS delay of LAG s, on until the profile is switched off. The lab's
+    files, laid out before the switch, show on the compute nodes at once."""
+    return lab.client.set_nfs_profile(LAG_PROFILE, "--set", f"delay={LAG}")
+
+
+def short_wait(lab: Lab) -> Result:
+    """Under the delay (lag_on), LAG_TARGET with --latency-wait 2; what
+    arrives later: arrived_after_lag."""
+    return lab.snakemake(f"{SLURM} --latency-wait 2 {LAG_TARGET}")
 
 
 def arrived_after_lag(lab: Lab) -> tuple[Result, str]:
-    """Once the delay has passed since the short run ended (short_wait_under_lag):
+    """Once the delay has passed since the short run ended (short_wait):
     what the login node sees, and LAG_TARGET as it reads it then."""
     time.sleep(LAG + 1)
     after_short = lab.sh(f"ls -l results/; cat {LAG_TARGET}; snakemake -n {LAG_TARGET} | tail -n 2")
@@ -232,7 +263,7 @@ def arrived_after_lag(lab: Lab) -> tuple[Result, str]:
 
 
 def short_wait_fails(c: Proof, short: Result, after_short: Result, arrived: str) -> None:
-    """What a --latency-wait below the delay shows (short_wait_under_lag): the
+    """What a --latency-wait below the delay shows (short_wait): the
     run fails with Snakemake's latency message though its job completed, and
     what appears on the login node later is the job's whole output. Checked
     by demo-latency and by Core 3, whose test (under load) proves the demo."""
@@ -255,10 +286,12 @@ def core3_latency(labs: Labs, prefix: str = "core3") -> Proof:
     waits.reset()
     target = LAG_TARGET
     try:
-        lag, short = short_wait_under_lag(lab)
-        # The long run goes while the short run's output is still on its way:
-        # its own directory, its own job, the same delay.
+        lag = lag_on(lab)
+        # The long run goes beside the short one, its wait beside the short
+        # run's failure and the wait for what arrives after it: its own
+        # directory, its own job, the same delay.
         running = waits.spawn(f"snakemake {SLURM} --latency-wait 60 {target}")
+        short = short_wait(lab)
         after_short, arrived = arrived_after_lag(lab)
         long = waits.collect(running)
         # The job ends right after writing its output (Snakemake itself later

@@ -19,8 +19,9 @@ from minihpc.course.cores import (
     SLURM,
     arrived_after_lag,
     fresh,
+    lag_on,
+    short_wait,
     short_wait_fails,
-    short_wait_under_lag,
     submitted_ids,
 )
 from minihpc.course.labctl import LAB_USER, Lab, Labs, now_stamp
@@ -194,7 +195,8 @@ def latency_too_short(labs: Labs, prefix: str = "demo") -> Proof:
     """--latency-wait below the shared filesystem's lag."""
     c, lab = fresh(labs, "demo", f"{prefix}-latency")
     try:
-        lag, short = short_wait_under_lag(lab)
+        lag = lag_on(lab)
+        short = short_wait(lab)
         after, arrived = arrived_after_lag(lab)
     finally:
         off = labs.client.set_nfs_profile("off")

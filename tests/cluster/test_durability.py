@@ -98,6 +98,8 @@ def test_a_node_whose_scratch_goes_wrong_is_drained_until_it_is_right(cluster: C
         assert r.rc != 0 and "has mode 1777" in r.stdout, r
     finally:
         run_ok(host, f"chmod {policy.MODE} {policy.MOUNT}")
+    # The same check, run now rather than at slurmd's next interval: it lifts its own drain.
+    run_ok(host, "minihpc-nodecheck")
     eventually(lambda: state() == "idle|none", timeout=60, what=f"{node} resumed once scratch is right")
     # An administrator's drain is not the node check's: neither its reason
     # replaced while scratch is wrong, nor the drain lifted once it is right.

@@ -1,6 +1,6 @@
 """What a site promises when things break, proven with a workflow running
 (tests/workflows/faults: parts that write a partial output first and finish
-it 30 s later, then a fan-in that checks every part and waits for the test
+it 20 s later, then a fan-in that checks every part and waits for the test
 to release it):
 
 - one run lives through, in turn, a compute node cut off the network, another
@@ -44,7 +44,7 @@ from minihpc.transport import container, docker
 pytestmark = pytest.mark.alone
 
 WORKFLOW = ROOT / "tests/workflows/faults"
-PARTS, SECONDS = 12, 30
+PARTS, SECONDS = 12, 20
 
 
 @dataclass
@@ -305,7 +305,10 @@ def test_the_database_down_across_a_status_check_loses_the_run_until_stopped_and
         done = f"sacct -n -X -P -o State -j {','.join(jobs)}"
         eventually(lambda: run_ok(user, done).split() == ["COMPLETED", "COMPLETED"], timeout=120,
                    what="SLURM finishing both jobs")
-        time.sleep(15)  # three more of the plugin's checks (5 s apart once it watches no job)
+        # Two more of the plugin's checks, each finding it watches no job (5 s apart).
+        seen = len(log.getvalue())
+        eventually(lambda: log.getvalue()[seen:].count("No active jobs") >= 2, timeout=60, interval=1,
+                   what="two more status checks of the plugin's, watching no job")
         still_waiting = not run.done()
         faults.apply("stop-snakemake")
         first = run.result(timeout=120)

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -50,23 +51,28 @@ def drop(client: Client, path: str) -> None:
 # tests run in one worker, in order. They judge, and move aside, that directory.
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory, cluster: Cluster, client: Client) -> Iterator[dict]:
-    """Three runs of the workflow: without its requirements, with them (made,
-    over a half-built leftover of the same name), and again (reused)."""
+    """Three runs of the workflow: without its requirements (a copy of its
+    own, beside the others), with them (made, over a half-built leftover of
+    the same name), and again (reused)."""
     wf = tmp_path_factory.mktemp("pyreqs") / "pyreqs"
-    shutil.copytree(WORKFLOW, wf)
+    bare = tmp_path_factory.mktemp("pyreqs-bare") / "pyreqs"
+    for copy in (wf, bare):
+        shutil.copytree(WORKFLOW, copy)
     name = pyenv.name_of(pyenv.requirements(wf, [], [], False), pyenv.base(client))
     out: dict = {"wf": wf, "name": name, "path": f"{pyenv.envs_dir(client)}/{name}"}
     drop(client, out["path"])
-    out["without"] = minihpc("run", str(wf), "--name", NAME, "--fresh", "--no-requirements")
-    out["without_report"], out["without_md"] = report(wf), (wf / ".minihpc/report.md").read_text()
-    # A build killed half-way leaves the directory without its metadata: never reused.
-    run_ok(cluster.as_user(), f"mkdir -p {q(out['path'])}/lib && echo stale > {q(out['path'])}/lib/stale.py")
-    out["made"] = minihpc("run", str(wf), "--name", NAME, merged=True)
-    out["made_report"] = report(wf)
-    out["reused"] = minihpc("run", str(wf), "--name", NAME, "--requirements", "requirements.txt")
-    out["reused_report"] = report(wf)
+    with ThreadPoolExecutor(1) as pool:
+        without = pool.submit(minihpc, "run", str(bare), "--name", f"{NAME}-bare", "--fresh", "--no-requirements")
+        # A build killed half-way leaves the directory without its metadata: never reused.
+        run_ok(cluster.as_user(), f"mkdir -p {q(out['path'])}/lib && echo stale > {q(out['path'])}/lib/stale.py")
+        out["made"] = minihpc("run", str(wf), "--name", NAME, merged=True)
+        out["made_report"] = report(wf)
+        out["reused"] = minihpc("run", str(wf), "--name", NAME, "--requirements", "requirements.txt")
+        out["reused_report"] = report(wf)
+        out["without"] = without.result()
+    out["without_report"], out["without_md"] = report(bare), (bare / ".minihpc/report.md").read_text()
     yield out
-    client.sh(f"rm -rf {q(client.facts.shared)}/{NAME}")
+    client.sh(f"rm -rf {q(client.facts.shared)}/{NAME} {q(client.facts.shared)}/{NAME}-bare")
     drop(client, out["path"])
 
 
