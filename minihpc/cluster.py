@@ -121,9 +121,13 @@ class Running:
     cmd: str
     proc: subprocess.Popen
     started: float
+    # Says the transport the command has ended (Transport.done), once.
+    ended: Callable[[], None] = lambda: None
 
     def wait(self, timeout: float = 900) -> Result:
         out, _ = self.proc.communicate(timeout=timeout)
+        self.ended()
+        self.ended = lambda: None
         return Result(self.cmd, self.proc.returncode, out, time.monotonic() - self.started)
 
 
@@ -144,14 +148,17 @@ class Cluster:
         `user` (the lab user); stdout and stderr merged."""
         t = time.monotonic()
         argv = self.transport.command(node or self.facts.login, script, user or self.facts.lab_user, workdir)
-        if stdin is None:
-            r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout,
-                               check=False, stdin=subprocess.DEVNULL)
-            out = r.stdout
-        else:
-            rb = subprocess.run(argv, input=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                timeout=timeout, check=False)
-            r, out = rb, rb.stdout.decode(errors="replace")  # type: ignore[assignment]
+        try:
+            if stdin is None:
+                r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                   timeout=timeout, check=False, stdin=subprocess.DEVNULL)
+                out = r.stdout
+            else:
+                rb = subprocess.run(argv, input=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    timeout=timeout, check=False)
+                r, out = rb, rb.stdout.decode(errors="replace")  # type: ignore[assignment]
+        finally:
+            self.transport.done(argv)
         return Result(script, r.returncode, out, time.monotonic() - t)
 
     def put(self, dest: str, sources: Sequence[tuple[Path, str, Callable[[str], bool] | None]],
@@ -210,7 +217,10 @@ class Cluster:
         """Run `script` for its raw standard output (e.g. a tar stream): (exit
         code, stdout bytes, stderr text)."""
         argv = self.transport.command(node or self.facts.login, script, user or self.facts.lab_user, workdir)
-        r = subprocess.run(argv, capture_output=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL)
+        try:
+            r = subprocess.run(argv, capture_output=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL)
+        finally:
+            self.transport.done(argv)
         return r.returncode, r.stdout, r.stderr.decode(errors="replace")
 
     def root(self, script: str, node: str | None = None, timeout: float = 900) -> Result:
@@ -220,9 +230,13 @@ class Cluster:
               workdir: str | None = None) -> Running:
         """Start `script` and return at once (to watch the cluster while it runs)."""
         argv = self.transport.command(node or self.facts.login, script, user or self.facts.lab_user, workdir)
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                stdin=subprocess.DEVNULL)
-        return Running(script, proc, time.monotonic())
+        try:
+            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                    stdin=subprocess.DEVNULL)
+        except BaseException:
+            self.transport.done(argv)
+            raise
+        return Running(script, proc, time.monotonic(), lambda: self.transport.done(argv))
 
     # -- Slurm ---------------------------------------------------------------
 

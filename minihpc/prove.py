@@ -8,7 +8,10 @@ the user's profile (SLURM), each from an empty directory of its own, and
 compares every file each run produced by checksum:
 
 - a file whose two reference runs differ is nondeterministic (a timestamp):
-  said so, and compared by existence and size only;
+  said so, and compared by existence and size only, or by the user's own
+  command (`--compare CMD`: `CMD REFERENCE POLICY` exits 0 for the same
+  meaning), run on root-owned copies whose checksums are those taken when
+  each run ended;
 - a log a rule declares (`log:`) is compared by existence only: it says where
   and when, not what;
 - any other difference (a file missing, or other bytes) fails the proof,
@@ -31,6 +34,7 @@ import json
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
@@ -92,6 +96,8 @@ class Proof:
     # The profile the audit suggests, as a unified diff of the profile's settings, and where it is written whole.
     suggested_diff: str = ""
     suggested_profile: str = ""
+    # --compare's command (a nondeterministic file's judge), or "" for existence and size.
+    compare: str = ""
 
 
 def prove_plan(p: Plan) -> dict[str, Plan]:
@@ -205,9 +211,61 @@ def rules_of(cluster: Cluster, p: Plan, remote: str, env_activate: str) -> tuple
     return by_path, logs
 
 
+# How many nondeterministic files --compare's command is run on, at most (each is three commands on the login node).
+MAX_COMPARED = 200
+
+
+def compare_command(cmd: str | None) -> list[str] | None:
+    """--compare's command as words (split as a shell would, never run by one), checked before anything runs."""
+    if cmd is None:
+        return None
+    try:
+        words = shlex.split(cmd)
+    except ValueError as e:
+        raise BadInput(f"--compare {cmd!r} cannot be split into words: {e}",
+                       "quote it as a shell would, e.g. --compare 'python3 scripts/same.py'") from None
+    if not words:
+        raise BadInput("--compare is empty", "give a command, run as CMD REFERENCE_FILE POLICY_FILE "
+                                             "(exit 0: the same meaning)")
+    return words
+
+
+def same_by_command(cluster: Cluster, words: list[str], env_activate: str, workdir: str,
+                    reference: tuple[str, str], policy: tuple[str, str]) -> tuple[bool, str]:
+    """`words REFERENCE POLICY` as the lab user, in `workdir` and the run's
+    environment, on copies root makes in a directory of its own (each a
+    (path, sha256) of the run's snapshot): no process of the workflow's can
+    change what the command reads, and a file changed since its snapshot is
+    a difference, whatever the command says."""
+    q = shlex.quote
+    made = cluster.root(f"set -e; d=$(mktemp -d /tmp/minihpc-compare.XXXXXX); chmod 755 \"$d\"; "
+                        f"cp -- {q(reference[0])} \"$d/reference\"; cp -- {q(policy[0])} \"$d/policy\"; "
+                        f"chmod 444 \"$d/reference\" \"$d/policy\"; cd \"$d\"; sha256sum reference policy; "
+                        "echo \"dir=$d\"", timeout=300)
+    where = next((x[4:] for x in made.out.splitlines() if x.startswith("dir=/tmp/minihpc-compare.")), "")
+    try:
+        if made.rc != 0 or not where:
+            return False, f"could not copy the two files to compare: {clean(made.out.strip(), 300)}"
+        sums = dict(reversed(x.split()) for x in made.out.splitlines() if len(x.split()) == 2)
+        changed = [what for what, (_, digest) in (("reference", reference), ("policy", policy))
+                   if sums.get(what) != digest]
+        if changed:
+            return False, f"the {' and '.join(changed)} file changed after its run's checksums were taken"
+        r = cluster.sh(env_activate + shlex.join([*words, f"{where}/reference", f"{where}/policy"]), workdir=workdir,
+                       timeout=300)
+        said = clean(r.out.strip(), 300)
+        return r.rc == 0, f"{shlex.join(words)} exited {r.rc}" + (f": {said}" if said else "")
+    finally:
+        if where:
+            cluster.root(f"rm -rf -- {q(where)}", timeout=60)
+
+
 def compare(ref1: dict[str, Produced], ref2: dict[str, Produced], policy: dict[str, Produced],
-            rules: dict[str, str], logs: set[str]) -> list[Finding]:
-    """Each file a run produced, judged (see the module's text)."""
+            rules: dict[str, str], logs: set[str],
+            by_command: Callable[[str], tuple[bool, str]] | None = None) -> list[Finding]:
+    """Each file a run produced, judged (see the module's text); `by_command`
+    (--compare's, given a path) judges a nondeterministic file both runs made."""
+    compared = 0
     findings = []
     for path in sorted(set(ref1) | set(policy)):
         rule = rules.get(path, "")
@@ -219,7 +277,13 @@ def compare(ref1: dict[str, Produced], ref2: dict[str, Produced], policy: dict[s
         elif c is None:
             findings.append(Finding(path, rule, MISSING, "the reference runs made it; the policy run did not"))
         elif b is None or a.digest != b.digest:  # the references disagree: not the policy's doing
-            if b is not None and a.size == b.size:
+            if by_command is not None and b is not None and compared < MAX_COMPARED and c is not None \
+                    and not a.digest.startswith("link:"):
+                compared += 1
+                same, said = by_command(path)
+                verdict = NONDETERMINISTIC if same else DIFFERS
+                why = f"its two reference runs differ: compared by --compare: {said}"
+            elif b is not None and a.size == b.size:
                 verdict = NONDETERMINISTIC if c.size == a.size else DIFFERS
                 why = f"its two reference runs differ: compared by existence and size ({a.size} bytes, " \
                       f"{c.size} under the policy)"
@@ -235,8 +299,9 @@ def compare(ref1: dict[str, Produced], ref2: dict[str, Produced], policy: dict[s
     return findings
 
 
-def prove(p: Plan, cluster: Cluster, out=sys.stdout) -> Proof:
-    """Run the three runs, compare, write the proof's report; returns it."""
+def prove(p: Plan, cluster: Cluster, out=sys.stdout, compare_with: list[str] | None = None) -> Proof:
+    """Run the three runs, compare (a nondeterministic file by the command
+    `compare_with`, if given: compare_command), write the proof's report; returns it."""
     runs = prove_plan(p)
     synced = sources(p.workflow, p.exclude)
     left: dict[str, dict[str, Produced]] = {}
@@ -287,7 +352,18 @@ def prove(p: Plan, cluster: Cluster, out=sys.stdout) -> Proof:
                          f"first; its report: {proof.runs['reference-1']['report']}")
         write(p.report_dir, proof)
         return proof
-    proof.findings = compare(left["reference-1"], left.get("reference-2", {}), left.get("policy", {}), rules, logs)
+    by_command = None
+    if compare_with and "policy" in reports:
+        ref_dir, policy_dir = reports["reference-1"].remote, reports["policy"].remote
+        env = pyenv.Env(**reports["policy"].environment) if reports["policy"].environment else None
+
+        def by_command(path: str) -> tuple[bool, str]:
+            return same_by_command(cluster, compare_with, env.activate() if env else "", policy_dir,
+                                   (f"{ref_dir}/{path}", left["reference-1"][path].digest),
+                                   (f"{policy_dir}/{path}", left["policy"][path].digest))
+    proof.compare = shlex.join(compare_with) if compare_with else ""
+    proof.findings = compare(left["reference-1"], left.get("reference-2", {}), left.get("policy", {}), rules, logs,
+                             by_command)
     policy = reports["policy"]
     conf = load_profile(p.profile)
     checked = audit(conf, policy.jobs, policy.nonlocal_rules_on_login, submit_limit(cluster, conf),
@@ -312,7 +388,8 @@ def prove(p: Plan, cluster: Cluster, out=sys.stdout) -> Proof:
         nondet = sum(f.verdict == NONDETERMINISTIC for f in proof.findings)
         proof.verdict = "pass"
         proof.summary = (f"the workflow keeps its meaning under the policy: {kept} file(s) identical"
-                         + (f", {nondet} nondeterministic (compared by existence and size)" if nondet else "")
+                         + (f", {nondet} nondeterministic (compared by "
+                            f"{'--compare' if proof.compare else 'existence and size'})" if nondet else "")
                          + "; the profile fits what the run showed")
     write(p.report_dir, proof)
     return proof
@@ -354,7 +431,10 @@ def write(report_dir: Path, proof: Proof) -> None:
     lines = [f"# minihpc prove: {Path(proof.workflow).name}", "",
              f"**{proof.verdict.upper()}**: {clean(proof.summary, 2000)}", "",
              f"- policy: the profile `{clean(proof.profile)}`; reference: the local executor on the login node, "
-             "run twice", "", "| run | exit | seconds | files made | directory | report |", "|---|---|---|---|---|---|"]
+             "run twice",
+             "- a file whose references differ is compared by "
+             + (f"`{clean(proof.compare, 300)} REFERENCE POLICY`" if proof.compare else "existence and size"),
+             "", "| run | exit | seconds | files made | directory | report |", "|---|---|---|---|---|---|"]
     lines += [f"| {run} | {r['exit_code']} | {r['seconds']} | {r['files']} | `{clean(r['directory'])}` | "
               f"{clean(r['report'])} |" for run, r in proof.runs.items()]
     if proof.findings:

@@ -9,6 +9,10 @@ Load it with `pytest -p minihpc.pytest_plugin`, or in a conftest.py with
         assert report.exit_code == 0
         assert {j.node for j in report.jobs} <= set(minihpc.facts.nodes)
 
+    def test_my_workflow_keeps_its_meaning(minihpc, tmp_path):
+        proof = minihpc.prove("path/to/workflow", report=tmp_path)
+        assert proof.verdict == "pass", proof.summary
+
 A test that asks for the fixture with no cluster up fails with the fix
 (`minihpc up`); it is never skipped.
 """
@@ -24,11 +28,12 @@ import pytest
 from minihpc.cluster import Cluster, Result
 from minihpc.errors import MinihpcError
 from minihpc.facts import Facts
+from minihpc.prove import Proof, compare_command, prove
 from minihpc.runner import Report, execute, plan
 
 
 class Minihpc:
-    """What a test gets: the cluster client, its facts, and `run()`."""
+    """What a test gets: the cluster client, its facts, `run()` and `prove()`."""
 
     def __init__(self, cluster: Cluster) -> None:
         self.cluster = cluster
@@ -46,6 +51,18 @@ class Minihpc:
         p = plan(str(path), profile, name, str(report) if report else None, list(fetch), list(exclude), fresh,
                  list(snakemake_args), list(requirements), list(pip), no_requirements)
         return execute(p, self.cluster, out=sys.stdout)
+
+    def prove(self, path: str | Path, profile: str | None = None, name: str | None = None,
+              report: str | Path | None = None, exclude: Sequence[str] = (), snakemake_args: Sequence[str] = (),
+              requirements: Sequence[str] = (), pip: Sequence[str] = (), no_requirements: bool = False,
+              compare: str | None = None) -> Proof:
+        """`minihpc prove` from Python: the same runs, comparison, audit and
+        report (report/report.md, .json); its `verdict` is "pass" or "fail"."""
+        compare_with = compare_command(compare)
+        report = report or Path(path) / ".minihpc/prove"
+        p = plan(str(path), profile, name, str(report), [], list(exclude), True, list(snakemake_args),
+                 list(requirements), list(pip), no_requirements)
+        return prove(p, self.cluster, out=sys.stdout, compare_with=compare_with)
 
     def sh(self, script: str, node: str | None = None, user: str | None = None) -> Result:
         """A shell command on a node (the login node) as a user (the lab user)."""

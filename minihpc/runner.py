@@ -266,7 +266,7 @@ def execute(p: Plan, cluster: Cluster, out=sys.stdout) -> Report:
         out.write(line)
         out.flush()
         lines.append(line)
-    rc = running.proc.wait()
+    rc = running.wait().rc  # its output read above; this also ends its lease on a site's connection
     output = "".join(lines)
     report = Report(str(p.workflow), remote, p.profile_remote,
                     "the workflow's own" if p.profile_remote != REMOTE_PROFILE else str(p.profile),

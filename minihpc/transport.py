@@ -7,9 +7,12 @@ A real site is reached over SSH, as its ordinary user (SshTransport)."""
 from __future__ import annotations
 
 import json
+import math
 import shlex
 import subprocess
 import tempfile
+import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -43,7 +46,12 @@ class Transport(Protocol):
     def command(self, node: str, script: str, user: str, workdir: str | None = None) -> list[str]:
         """The argv that runs `script` in bash with a known environment and
         none of the user's dotfiles (clean_shell) on `node` as `user` (in
-        `workdir` if given), with standard input passed through."""
+        `workdir` if given), with standard input passed through. The caller
+        says `done(argv)` once that command has ended."""
+        ...
+
+    def done(self, argv: list[str]) -> None:
+        """A command `command` gave has ended."""
         ...
 
 
@@ -62,6 +70,9 @@ class ComposeTransport:
         where = ["-w", workdir] if workdir else []
         return ["docker", "exec", "-i", "-u", user, *where, container_name(node), *clean_shell(script)]
 
+    def done(self, argv: list[str]) -> None:
+        pass
+
 
 class SshTransport:
     """A site: `ssh` to its login node as the site's user, host key checked
@@ -69,20 +80,52 @@ class SshTransport:
     by a job step of the user's own (`srun --nodelist=NODE`, in the site's
     partition and account, with the site file's small limits): no root, no
     other user, no docker. One SSH connection is shared by every command
-    (ControlMaster) until `close()`."""
+    (ControlMaster) until `close()`: a few of them, each command on the one
+    with the fewest commands open, because sshd allows MaxSessions (10 by
+    default) on one and the site check's proofs side by side hold more."""
+
+    CONNECTIONS = 3
+    PERSIST_S = 60  # ControlPersist: how long a connection outlives its last command
 
     def __init__(self, site: Site, login: str) -> None:
         self.site, self.login = site, login
         self._control = Path(tempfile.mkdtemp(prefix="minihpc-ssh-"))
         self._stopped = False
+        self._open = [0] * self.CONNECTIONS
+        self._last = [-math.inf] * self.CONNECTIONS  # when each last had a command end (monotonic)
+        self._lock = threading.Lock()
+        self._ready = [threading.Event() for _ in range(self.CONNECTIONS)]
+        for ready in self._ready:
+            ready.set()
 
-    def ssh(self, interactive: bool = False) -> list[str]:
+    def _ensure(self, connection: int, opening: threading.Event | None, ready: threading.Event) -> None:
+        """The connection up before a command uses it. ssh's ControlMaster=auto
+        lets commands that start together on a closed connection race to open
+        it, and the losers print "ControlSocket ... already exists" among their
+        output: so one command opens it (`opening`), alone, and the others wait."""
+        if opening is None:
+            ready.wait(60)
+            return
+        try:
+            argv = self.ssh(connection=connection)
+            subprocess.run([*argv, "true"], capture_output=True, check=False, stdin=subprocess.DEVNULL,
+                           timeout=60)
+        finally:
+            with self._lock:
+                self._last[connection] = time.monotonic()
+            opening.set()
+
+    def _path(self, connection: int) -> str:
+        return f"ControlPath={self._control}/{connection}-%C"
+
+    def ssh(self, interactive: bool = False, connection: int = 0) -> list[str]:
         """ssh's argv up to the destination: strict host keys, never a prompt
         (unless `interactive`: a person at a terminal, on their own connection)."""
         s = self.site
         argv = ["ssh", "-p", str(s.port), *self._checks(interactive)]
         if not interactive:
-            argv += ["-o", "ControlMaster=auto", "-o", f"ControlPath={self._control}/%C", "-o", "ControlPersist=60"]
+            argv += ["-o", "ControlMaster=auto", "-o", self._path(connection), "-o",
+                     f"ControlPersist={self.PERSIST_S}"]
         if s.jump:
             # Not -J: its ssh to the jump host gets none of the options above
             # (known_hosts, identity, BatchMode). The jump's own ssh is given them.
@@ -125,13 +168,31 @@ class SshTransport:
             step = " ".join(shlex.quote(o) for o in s.sbatch_options())
             body = (f"srun --quiet --nodelist={shlex.quote(node)} --nodes=1 --ntasks=1 {step} "
                     f"/bin/bash --noprofile --norc -c {shlex.quote(setup + body)}")  # keeps the step's SLURM_*
+        with self._lock:
+            connection = min(range(self.CONNECTIONS), key=self._open.__getitem__)
+            self._open[connection] += 1
+            opening = None
+            # Alone on it, and idle long enough for its master to have gone: open it first.
+            if self._open[connection] == 1 and time.monotonic() - self._last[connection] > self.PERSIST_S - 10:
+                opening = self._ready[connection] = threading.Event()
+            ready = self._ready[connection]
+        self._ensure(connection, opening, ready)
         # sshd hands the command to the user's own shell; what it runs is the clean one.
-        return [*self.ssh(), shlex.join(clean_shell(setup + body))]
+        return [*self.ssh(connection=connection), shlex.join(clean_shell(setup + body))]
+
+    def done(self, argv: list[str]) -> None:
+        with self._lock:
+            for connection in range(self.CONNECTIONS):
+                if self._path(connection) in argv:
+                    self._open[connection] = max(0, self._open[connection] - 1)
+                    self._last[connection] = time.monotonic()
 
     def close(self) -> None:
-        """End the shared connection (it would otherwise linger ControlPersist seconds)."""
-        subprocess.run([*self.ssh()[:-1], "-O", "exit", self.ssh()[-1]], capture_output=True, check=False,
-                       stdin=subprocess.DEVNULL, timeout=30)
+        """End the shared connections (they would otherwise linger ControlPersist seconds)."""
+        for connection in range(self.CONNECTIONS):
+            argv = self.ssh(connection=connection)
+            subprocess.run([*argv[:-1], "-O", "exit", argv[-1]], capture_output=True, check=False,
+                           stdin=subprocess.DEVNULL, timeout=30)
 
 
 def _run(argv: list[str], what: str, timeout: float) -> str:

@@ -15,27 +15,34 @@ def add(sub: argparse._SubParsersAction) -> None:
                     "filesystem, as `minihpc run` does: twice as a reference (the local executor on the login "
                     "node, a node's cores) and once through its profile. Then compare every file each run made, "
                     "by checksum: a file the two references disagree on is nondeterministic (compared by "
-                    "existence and size), a declared log by existence; any other difference fails the proof and "
-                    "names the file and its rule. Writes report.md and report.json (and each run's own report "
-                    "beside them); exits 0 on a pass, 1 on a failure. Arguments after -- go to Snakemake, in "
-                    "every run.",
+                    "existence and size, or by your --compare), a declared log by existence; any other "
+                    "difference fails the proof and names the file and its rule. Writes report.md and "
+                    "report.json (and each run's own report beside them); exits 0 on a pass, 1 on a failure. "
+                    "Arguments after -- go to Snakemake, in every run.",
         usage="minihpc prove [-h] [--profile DIR] [--name NAME] [--report DIR] [--exclude PATTERN] "
-              "[--requirements FILE] [--pip PKG [PKG ...]] [--no-requirements] PATH [-- SNAKEMAKE ARGS]",
+              "[--requirements FILE] [--pip PKG [PKG ...]] [--no-requirements] [--compare CMD] PATH "
+              "[-- SNAKEMAKE ARGS]",
         epilog="example: minihpc prove ~/my-workflow -- --configfile config/test.yaml")
     workflow_options(p, "prove")
+    p.add_argument("--compare", metavar="CMD",
+                   help="how to compare a file the two references disagree on (a timestamp, a random seed's): "
+                        "CMD REFERENCE_FILE POLICY_FILE, run on the login node in the policy run's directory and "
+                        "environment, exits 0 for the same meaning (default: existence and size). CMD is split "
+                        "into words as a shell would, never run by one")
     p.set_defaults(run=run, passthrough=[])
 
 
 def run(a: argparse.Namespace) -> int:
     from minihpc.cluster import Cluster
-    from minihpc.prove import prove
+    from minihpc.prove import compare_command, prove
     from minihpc.runner import plan
+    compare_with = compare_command(a.compare)
     report = a.report or str(a.path.rstrip("/") + "/.minihpc/prove")
     p = plan(a.path, a.profile, a.name, report, [], a.exclude, True, a.passthrough, a.requirements, a.pip,
              a.no_requirements)
     cluster = Cluster.local()  # no facts: a clear error before anything is touched
     say_requirements(p)
-    proof = prove(p, cluster)
+    proof = prove(p, cluster, compare_with=compare_with)
     print(f"\nminihpc prove: {proof.verdict.upper()}: {proof.summary}\nminihpc prove: report: "
           f"{p.report_dir / 'report.md'}", file=sys.stderr)
     return 0 if proof.verdict == "pass" else 1

@@ -59,6 +59,7 @@ CASES = [  # (environment, arguments, what stderr says)
     ({}, ["prove", str(ROOT / "tests/workflows/prove"), "--name", "w" * 50], "is too long for prove's run"),
     ({}, ["prove", str(ROOT / "tests/workflows/prove"), "--", "-s", "../faults/Snakefile"],
      "--snakefile ../faults/Snakefile is outside the workflow directory"),
+    ({}, ["prove", str(ROOT / "tests/workflows/prove"), "--compare", "cmp 'a"], "--compare \"cmp 'a\" cannot be split"),
     ({}, ["destroy"], "needs confirmation and there is no terminal to ask; pass --yes"),
 ]
 

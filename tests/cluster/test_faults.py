@@ -1,7 +1,7 @@
 """What a site promises when things break, proven with a workflow running
 (tests/workflows/faults: parts that write a partial output first and finish
-it 20 s later, then a fan-in that checks every part and waits for the test
-to release it):
+it 20 s later, then a fan-in on the login node that checks every part and
+waits for a job the test releases):
 
 - one run lives through, in turn, a compute node cut off the network, another
   killed, slurmctld restarted and slurmdbd restarted; each fault is applied
@@ -216,7 +216,7 @@ def test_the_faulted_workflow_completes_with_correct_outputs_and_no_partial_file
     assert all(faulted.outputs[f"results/parts/{i}.txt"].split()[0] == str(i) for i in range(PARTS))
     assert faulted.outputs["results/total.txt"] == f"{PARTS} parts, sum {sum(range(PARTS))}"
     done = {(j.rule, j.wildcards) for j in faulted.report.jobs if j.state == "COMPLETED"}
-    assert done == {("part", str(i)) for i in range(PARTS)} | {("gate", ""), ("total", "")}
+    assert done == {("part", str(i)) for i in range(PARTS)} | {("gate", "")}, "total is a local rule"
     # What the faults cost: jobs lost with their node, and job steps that could
     # not reach slurmctld while it restarted; each retried.
     assert {j.state for j in faulted.report.jobs} <= {"COMPLETED", "NODE_FAIL", "FAILED"}

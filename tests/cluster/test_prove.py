@@ -1,11 +1,13 @@
 """`minihpc prove` on tests/workflows/prove: a workflow that keeps its
 meaning through a profile without retries or kept logs fails on the audit
 alone, and passes through the profile the audit suggests, its timestamp
-recognised as nondeterministic and its logs compared by existence; the same
+recognised as nondeterministic (and judged by a command of the workflow's,
+--compare) and its logs compared by existence; the same
 workflow writing the host it ran on fails on that file and names its rule,
 even when its SLURM job copies its output over the reference runs' own
 afterwards. Each proof is three runs (two local side by side, then one
-through SLURM): about a minute."""
+through SLURM): about a minute. One goes through the pytest fixture's
+`prove()`, the others through the CLI."""
 
 from __future__ import annotations
 
@@ -13,21 +15,23 @@ import json
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from minihpc import ROOT
 from minihpc.cluster import Cluster as Client
+from minihpc.pytest_plugin import Minihpc
 
 WORKFLOW = ROOT / "tests/workflows/prove"
 
 
-def prove(wf: Path, name: str, *args: str) -> tuple[subprocess.CompletedProcess[str], dict]:
-    """`minihpc prove wf --name name [--profile P] -- ARGS`."""
-    options = list(args[:2]) if args[:1] == ("--profile",) else []
+def prove(wf: Path, name: str, *options: str, snakemake: Sequence[str] = ()) -> tuple[
+        subprocess.CompletedProcess[str], dict]:
+    """`minihpc prove wf --name name OPTIONS -- SNAKEMAKE`."""
     r = subprocess.run([sys.executable, "-m", "minihpc", "prove", str(wf), "--name", name, *options, "--",
-                        *args[len(options):]],
+                        *snakemake],
                        cwd=ROOT, capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL, timeout=900)
     report = wf / ".minihpc/prove/report.json"
     assert report.is_file(), r.stdout[-3000:] + r.stderr
@@ -45,7 +49,7 @@ def test_an_output_that_depends_on_where_it_ran_fails_and_a_job_cannot_rewrite_t
     shutil.copytree(WORKFLOW, wf)
     name = "test-prove-where"
     try:
-        r, proof = prove(wf, name, "--config", "where=1", "cheat=1")
+        r, proof = prove(wf, name, snakemake=["--config", "where=1", "cheat=1"])
         copied = client.sh(f"cat {client.facts.shared}/{name}.prove-reference-1/results/where.txt "
                            f"{client.facts.shared}/{name}.prove-policy/results/where.txt").out.split()
     finally:
@@ -67,23 +71,27 @@ def test_an_output_that_depends_on_where_it_ran_fails_and_a_job_cannot_rewrite_t
 
 @pytest.mark.cost(120)
 def test_a_profile_without_retries_or_kept_logs_is_found_and_with_its_suggestion_the_workflow_passes(
-        tmp_path: Path, client: Client) -> None:
+        tmp_path: Path, client: Client, minihpc: Minihpc) -> None:
     """A workflow that keeps its meaning, through a profile as many are
     written: the meaning holds and the audit finds what the profile lacks;
-    the suggested profile, used as it is written, then passes everything."""
+    the suggested profile, used as it is written, then passes everything.
+    The first proof goes through the pytest fixture, the second through the CLI."""
     wf = tmp_path / "prove"
     shutil.copytree(WORKFLOW, wf)
     name = "test-prove-good"
     try:
-        r, proof = prove(wf, name, "--profile", str(ROOT / "tests/workflows/prove-bare-profile"))
-        assert r.returncode == 1, r.stdout[-3000:] + r.stderr
+        verdict = minihpc.prove(wf, profile=str(ROOT / "tests/workflows/prove-bare-profile"), name=name).verdict
+        proof = json.loads((wf / ".minihpc/prove/report.json").read_text())
+        assert verdict == proof["verdict"] == "fail", proof["summary"]
         assert [f for f in proof["findings"] if f["verdict"] in ("differs", "missing")] == [], proof["findings"]
         found = {c["area"]: c["fix"] for c in proof["audit"] if c["verdict"] == "finding"}
         assert set(found) == {"retries", "logs"}, proof["audit"]
         assert "retries: 2" in found["retries"] and "slurm-keep-successful-logs: true" in found["logs"]
         assert "+retries: 2" in proof["suggested_diff"] and "+slurm-keep-successful-logs: true" in \
             proof["suggested_diff"], proof["suggested_diff"]
-        r, proof = prove(wf, name, "--profile", ".minihpc/prove/suggested-profile")
+        # The timestamp compared by a command of the workflow's (both hold one), not by its size.
+        r, proof = prove(wf, name, "--profile", ".minihpc/prove/suggested-profile", "--compare",
+                         "python3 scripts/same_stamp.py")
     finally:
         cleanup(client, name)
     assert r.returncode == 0 and proof["verdict"] == "pass", r.stdout[-3000:] + r.stderr
@@ -94,7 +102,10 @@ def test_a_profile_without_retries_or_kept_logs_is_found_and_with_its_suggestion
     assert {p: v for p, v in found.items() if p.startswith("logs/part_")} == {
         f"logs/part_{i}.log": ("part", "log") for i in range(4)}, "a log says where it ran: compared by existence"
     assert "minihpc prove: PASS: the workflow keeps its meaning under the policy: 5 file(s) identical, " \
-           "1 nondeterministic (compared by existence and size); the profile fits what the run showed" in r.stderr
+           "1 nondeterministic (compared by --compare); the profile fits what the run showed" in r.stderr
+    stamp = next(f["why"] for f in proof["findings"] if f["path"] == "results/stamp.txt")
+    assert stamp == "its two reference runs differ: compared by --compare: python3 scripts/same_stamp.py exited 0", \
+        stamp
     audit = {(c["area"], c["rule"]): c["verdict"] for c in proof["audit"]}
     assert audit[("memory", "part")] == audit[("runtime", "part")] == audit[("retries", "")] == "ok", audit
     assert "finding" not in audit.values() and proof["suggested_diff"] == "", audit

@@ -20,6 +20,7 @@ from minihpc.prove import (
     SAME,
     Produced,
     compare,
+    compare_command,
     parse_snapshot,
     produced,
     prove_plan,
@@ -113,3 +114,33 @@ def test_a_profile_in_a_directory_never_synced_travels_as_one_from_outside(tmp_p
     assert p.profile_remote == REMOTE_PROFILE and p.profile == tmp_path / ".minihpc/prove/suggested-profile"
     assert plan(str(tmp_path), "profiles/slurm", None, None, [], ["profiles"], False, []).profile_remote == \
         REMOTE_PROFILE, "nor one --exclude leaves behind"
+
+
+def test_with_compare_a_nondeterministic_file_is_judged_by_the_users_command() -> None:
+    """--compare judges what the references disagree on (both the reference and
+    the policy run made it); the rest is judged as without it."""
+    ref1 = files(stamp=(A, 10), seed=(A, 10), same=(A, 3), link=("link:x", 1), gone=(A, 10))
+    ref2 = files(stamp=(B, 10), seed=(B, 10), same=(A, 3), link=("link:y", 1), gone=(B, 10))
+    policy = files(stamp=(B, 10), seed=("c" * 64, 10), same=(A, 3), link=("link:z", 1))
+    asked: list[str] = []
+
+    def judge(path: str) -> tuple[bool, str]:
+        asked.append(path)
+        return path == "stamp", "exited 0" if path == "stamp" else "exited 1: seeds differ"
+    found = compare(ref1, ref2, policy, {}, set(), judge)
+    assert verdicts(found) == {"stamp": NONDETERMINISTIC, "seed": DIFFERS, "same": SAME, "link": NONDETERMINISTIC,
+                               "gone": MISSING}
+    assert sorted(asked) == ["seed", "stamp"], "a symlink or a file the policy run lacks is not the command's to judge"
+    assert "compared by --compare: exited 1: seeds differ" in next(f.why for f in found if f.path == "seed")
+
+
+@pytest.mark.parametrize(("given", "said"), [("", "--compare is empty"),
+                                             ("cmp 'unclosed", "cannot be split into words")])
+def test_a_compare_command_that_is_not_one_is_refused_before_anything_runs(given: str, said: str) -> None:
+    with pytest.raises(BadInput, match=said):
+        compare_command(given)
+
+
+def test_a_compare_command_is_words_never_shell() -> None:
+    assert compare_command("python3 'my script.py' $(rm -rf ~)") == ["python3", "my script.py", "$(rm", "-rf", "~)"]
+    assert compare_command(None) is None

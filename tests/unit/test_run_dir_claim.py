@@ -23,6 +23,9 @@ class Local:
     def command(self, node: str, script: str, user: str, workdir: str | None = None) -> list[str]:
         return ["bash", "-c", script]
 
+    def done(self, argv: list[str]) -> None:
+        pass
+
 
 @pytest.fixture
 def c() -> Cluster:

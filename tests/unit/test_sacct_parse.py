@@ -57,6 +57,9 @@ class Recorder:
         d = script.split("--delimiter=")[1].split()[0]
         return ["printf", "%s", sacct_text(self.rows, d)]
 
+    def done(self, argv: list[str]) -> None:
+        pass
+
 
 def test_cluster_sacct_draws_a_new_delimiter_each_call_and_keeps_its_return_shape() -> None:
     t = Recorder(ROWS)

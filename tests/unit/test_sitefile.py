@@ -150,3 +150,25 @@ def test_a_jump_host_is_held_to_the_sites_known_hosts_key_and_batch_mode(site: P
     for want in ("StrictHostKeyChecking=yes", "BatchMode=yes", "IdentitiesOnly=yes",
                  f"UserKnownHostsFile={site.parent / 'known_hosts'}"):
         assert want in opts, (want, opts)
+
+
+def test_commands_on_a_site_spread_over_a_few_connections_by_how_many_each_has_open(site: Path) -> None:
+    """sshd allows MaxSessions (10 by default) on one connection: the proofs
+    side by side hold more, so each command goes to the least busy of a few."""
+    from minihpc.transport import SshTransport
+    t = SshTransport(load(site), "login")
+    opened: list[int] = []
+    def ensure(connection: int, opening, ready) -> None:  # no site to reach here
+        if opening is not None:
+            opened.append(connection)
+            opening.set()
+    t._ensure = ensure
+    paths = [next(a for a in argv if a.startswith("ControlPath="))
+             for argv in (t.command("login", "true", t.site.user) for _ in range(9))]
+    assert len(set(paths)) == t.CONNECTIONS and max(paths.count(p) for p in paths) == 3
+    assert sorted(opened) == list(range(t.CONNECTIONS)), "each opened by the first command on it, alone"
+    argv = t.command("login", "true", t.site.user)  # a fourth on one of them
+    for _ in range(3):
+        t.done(argv)
+    assert t.command("login", "true", t.site.user)[argv.index(next(a for a in argv if a.startswith("ControlPath=")))] \
+        == next(a for a in argv if a.startswith("ControlPath=")), "the connection whose commands ended is next"
