@@ -33,7 +33,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 
 .DEFAULT_GOAL := help
-.PHONY: help bootstrap cluster-up destroy lab confirm pressure test test-unit test-action lint lock bench docs
+.PHONY: help bootstrap cluster-up destroy lab confirm pressure test test-unit test-action lint lock bench bench-prove docs
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -85,9 +85,12 @@ lint: $(VENV)/.installed ## ruff and shellcheck
 lock: ## re-resolve cluster/requirements.lock from cluster/requirements.in
 	cluster/lock.sh
 
-bench: $(VENV)/.installed ## one benchmark, BENCH=cluster|nfs|staging|faults|throughput|suite -> bench/results/ (BENCH=report: the .md again from the JSON)
+bench: $(VENV)/.installed ## one benchmark, BENCH=cluster|nfs|staging|faults|throughput|suite|prove -> bench/results/ (BENCH=report: the .md again from the JSON)
 	@[ -n "$(BENCH)" ] || { echo "bench: name one with BENCH=<name>, e.g. make bench BENCH=nfs; see $(MINIHPC) bench --help" >&2; exit 2; }
 	$(PY) -m minihpc bench $(BENCH) $(if $(filter suite,$(BENCH)),report $(if $(NAME),--name $(NAME)))
+
+bench-prove: $(VENV)/.installed ## what a proof costs: minihpc prove against one plain run -> bench/results/prove.json
+	$(PY) -m minihpc bench prove
 
 docs: $(VENV)/.installed ## build the docs site (MkDocs, strict: a broken link fails) into .site/
 	$(PY) -m mkdocs build --strict --site-dir .site

@@ -343,8 +343,10 @@ def prove(p: Plan, cluster: Cluster, out=sys.stdout, compare_with: list[str] | N
         reports["policy"], left["policy"], (by_path, policy_logs) = one("policy", out)
         rules, logs = {**by_path, **rules}, logs | policy_logs
     proof = Proof(str(p.workflow), str(p.profile_remote), "fail", "")
+    # Each run's timeline picture, beside its own report (relative to the proof's), or why there is none.
     proof.runs = {run: {"exit_code": r.exit_code, "seconds": r.seconds, "directory": r.remote,
-                        "report": str(runs[run].report_dir / "report.md"), "files": len(left.get(run, {}))}
+                        "report": str(runs[run].report_dir / "report.md"), "files": len(left.get(run, {})),
+                        "timeline": f"{run}/{r.timeline}" if r.timeline.endswith(".svg") else r.timeline}
                   for run, r in reports.items()}
     ref_rc = reports["reference-1"].exit_code
     if ref_rc != 0:
@@ -437,6 +439,8 @@ def write(report_dir: Path, proof: Proof) -> None:
              "", "| run | exit | seconds | files made | directory | report |", "|---|---|---|---|---|---|"]
     lines += [f"| {run} | {r['exit_code']} | {r['seconds']} | {r['files']} | `{clean(r['directory'])}` | "
               f"{clean(r['report'])} |" for run, r in proof.runs.items()]
+    lines += [f"\n![the {run} run's jobs over time]({clean(r['timeline'])})" for run, r in proof.runs.items()
+              if r.get("timeline", "").endswith(".svg")]
     if proof.findings:
         lines += ["", "## Meaning", "", "| file | rule | verdict | why |", "|---|---|---|---|"]
         order = {v: i for i, v in enumerate((DIFFERS, MISSING, NONDETERMINISTIC, ONLY_POLICY, LOG, SAME))}

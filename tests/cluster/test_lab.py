@@ -94,7 +94,7 @@ def test_instructor_demo(cluster: Cluster, labs: Labs, name: str) -> None:
     assert_passed(DEMOS[name].run(labs, f"test-{name}"))
 
 
-@pytest.mark.cost(195)
+@pytest.mark.cost(240)
 def test_commissioning_sequence_as_printed(cluster: Cluster, labs: Labs) -> None:
     """make lab: the module's six commands word for word (profiles/slurm), their
     expected failures proven (ERRATA 14, 15), then the fix passing."""
@@ -107,7 +107,7 @@ def side_by_side(cluster: Cluster, labs: Labs) -> Iterator[dict[str, Future[Proo
         yield {name: pool.submit(run, labs) for name, run in SIDE_BY_SIDE.items()}
 
 
-@pytest.mark.cost(85)  # each; all four at once take as long as Core 6
+@pytest.mark.cost(70)  # each; all four at once take as long as Core 6
 @pytest.mark.parametrize("name", list(SIDE_BY_SIDE))
 def test_resources_side_by_side(side_by_side: dict[str, Future[Proof]], name: str) -> None:
     """Core 6, demo-oom, demo-timeout and demo-partition, all at once."""

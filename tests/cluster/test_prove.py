@@ -42,7 +42,7 @@ def cleanup(client: Client, name: str) -> None:
     client.sh(f"rm -rf {client.facts.shared}/{name}.prove-*")
 
 
-@pytest.mark.cost(70)
+@pytest.mark.cost(65)
 def test_an_output_that_depends_on_where_it_ran_fails_and_a_job_cannot_rewrite_the_reference(
         tmp_path: Path, client: Client) -> None:
     wf = tmp_path / "prove"
@@ -69,7 +69,7 @@ def test_an_output_that_depends_on_where_it_ran_fails_and_a_job_cannot_rewrite_t
     assert tiny == ([("where", "finding")] if where["elapsed_s"] < 10 else []), (where, tiny)
 
 
-@pytest.mark.cost(120)
+@pytest.mark.cost(155)
 def test_a_profile_without_retries_or_kept_logs_is_found_and_with_its_suggestion_the_workflow_passes(
         tmp_path: Path, client: Client, minihpc: Minihpc) -> None:
     """A workflow that keeps its meaning, through a profile as many are
@@ -113,4 +113,9 @@ def test_a_profile_without_retries_or_kept_logs_is_found_and_with_its_suggestion
     runs = {run: json.loads((wf / f".minihpc/prove/{run}/report.json").read_text()) for run in proof["runs"]}
     assert [runs[r]["run_id"] for r in ("reference-1", "reference-2")] == [None, None], "no SLURM job"
     assert {j["rule"] for j in runs["policy"]["jobs"]} == {"part"}, "the quick rules are local"
+    # The policy run's picture, shown in the proof's report; the references sent nothing to SLURM.
+    assert [proof["runs"][r]["timeline"] for r in ("reference-1", "reference-2", "policy")] == [
+        "none: no job went to SLURM", "none: no job went to SLURM", "policy/timeline.svg"], proof["runs"]
+    assert "![the policy run's jobs over time](policy/timeline.svg)" in (wf / ".minihpc/prove/report.md").read_text()
+    assert (wf / ".minihpc/prove/policy/timeline.svg").stat().st_size > 1000
     assert all(j["node"] in client.facts.nodes and j["state"] == "COMPLETED" for j in runs["policy"]["jobs"])

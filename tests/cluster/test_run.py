@@ -37,7 +37,7 @@ def run(tmp_path_factory: pytest.TempPathFactory, cluster: Cluster) -> Iterator[
     cluster.client.sh("rm -rf /shared/test-byow")
 
 
-@pytest.mark.cost(135)  # with the module's run
+@pytest.mark.cost(190)  # with the module's run
 def test_the_exit_code_is_snakemakes(run) -> None:
     wf, r = run
     assert r.returncode == 1, f"--keep-going with one failing rule: Snakemake exits 1\n{r.stdout[-3000:]}{r.stderr}"

@@ -46,7 +46,7 @@ def test_an_injected_eio_reaches_the_job_as_an_io_error(cluster: Cluster, proof_
     assert run_ok(cluster.as_user("c2"), f"cat {proof_dir}/input.txt").strip() == "payload", "node c2 unaffected"
 
 
-@pytest.mark.cost(100)
+@pytest.mark.cost(75)
 def test_eio_on_one_output_fails_that_job_and_poisons_nothing(cluster: Cluster, minihpc) -> None:
     faults, name = Faults(cluster.client), "test-faults-eio"
     where = f"{cluster.facts.shared}/{name}"

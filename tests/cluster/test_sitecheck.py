@@ -86,7 +86,7 @@ def test_no_password_no_root_no_other_user_no_forwarding(site_file: Path, client
     assert compose("port", "login", "22").strip() == f"127.0.0.1:{client.facts.ssh_port}", "loopback only"
 
 
-@pytest.mark.cost(370)
+@pytest.mark.cost(240)
 def test_the_site_check_passes_over_ssh_alone(site_file: Path, no_docker, client: Client) -> None:
     env, calls = no_docker
     started = time.monotonic()

@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+"""What a proof costs: `minihpc prove` against one plain `minihpc run`.
+
+The workflow is tests/workflows/prove (four parts of 6 s through SLURM, their
+sum and a timestamp on the login node) with its own profile. Each repetition
+runs it once with `run` and once with `prove` (two references side by side on
+the login node, then the run through the profile, a Snakemake summary, the
+comparison and the audit), each from an empty directory; the figures are the
+wall times from the caller's side, medians over the repetitions, and their
+ratio, with prove's own runs as it timed them.
+
+Writes bench/results/prove.json and prove.md (python -m bench.report prove
+renders them again). Needs the cluster (make cluster-up).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.report import heading, table
+from bench.report import save as save_result
+from minihpc.cluster import Cluster
+from minihpc.prove import prove
+from minihpc.runner import execute, plan
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKFLOW = ROOT / "tests/workflows/prove"
+NAME = "bench-prove"
+
+
+def timed_run(cluster: Cluster, wf: Path, report: Path) -> dict:
+    p = plan(str(wf), None, NAME, str(report), [], [], True, [])
+    t = time.monotonic()
+    r = execute(p, cluster, io.StringIO())
+    wall = time.monotonic() - t
+    if r.exit_code != 0:
+        sys.exit(f"bench: the run failed (exit {r.exit_code}); its report: {report / 'report.md'}")
+    return {"wall_s": round(wall, 1), "jobs": len(r.jobs)}
+
+
+def timed_prove(cluster: Cluster, wf: Path, report: Path) -> dict:
+    p = plan(str(wf), None, NAME, str(report), [], [], True, [])
+    t = time.monotonic()
+    proof = prove(p, cluster, io.StringIO())
+    wall = time.monotonic() - t
+    if proof.verdict != "pass":
+        sys.exit(f"bench: the proof failed: {proof.summary}")
+    return {"wall_s": round(wall, 1), **{f"{run}_s": r["seconds"] for run, r in proof.runs.items()}}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--reps", type=int, default=2, help="repetitions of run and prove, alternating (default 2)")
+    a = ap.parse_args()
+    if a.reps < 1:
+        print(f"bench: --reps {a.reps}: give 1 or more", file=sys.stderr)
+        return 2
+    cluster = Cluster.local()
+    work = Path(tempfile.mkdtemp(prefix="bench-prove."))
+    samples: dict[str, list[dict]] = {"run": [], "prove": []}
+    try:
+        for i in range(a.reps):
+            wf = work / f"wf-{i}"
+            shutil.copytree(WORKFLOW, wf)
+            samples["run"].append(timed_run(cluster, wf, work / f"run-{i}"))
+            samples["prove"].append(timed_prove(cluster, wf, work / f"prove-{i}"))
+            print(f"repetition {i + 1}: run {samples['run'][-1]['wall_s']} s, prove {samples['prove'][-1]['wall_s']} s",
+                  flush=True)
+    finally:
+        cluster.sh(f"rm -rf {cluster.facts.shared}/{NAME} {cluster.facts.shared}/{NAME}.prove-*")
+        shutil.rmtree(work, ignore_errors=True)
+    med = {k: round(statistics.median(s["wall_s"] for s in ss), 1) for k, ss in samples.items()}
+    result = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "workflow": "tests/workflows/prove",
+              "reps": a.reps, "samples": samples, "median_s": med,
+              "prove_over_run": round(med["prove"] / med["run"], 2), "faults": None}
+    save_result("prove", result, markdown)
+    return 0
+
+
+def markdown(result: dict) -> str:
+    med = result["median_s"]
+    runs = [(i, s["wall_s"], p["wall_s"], p.get("reference-1_s", ""), p.get("reference-2_s", ""),
+             p.get("policy_s", "")) for i, (s, p) in enumerate(zip(result["samples"]["run"],
+                                                                   result["samples"]["prove"], strict=True), 1)]
+    return "\n".join([
+        *heading("What a proof costs", "prove", result,
+                 f"`minihpc prove` against one plain `minihpc run` of `{result['workflow']}` with its own profile, "
+                 f"each from an empty directory; wall seconds from the caller's side, medians of {result['reps']} "
+                 "alternating repetitions."),
+        *table(("figure", "run", "prove", "prove / run"),
+               [("wall time, s", med["run"], med["prove"], f"{result['prove_over_run']}x")]), "",
+        *table(("repetition", "run s", "prove s", "reference-1 s", "reference-2 s", "policy s"), runs), "",
+        "The references run side by side on the login node, so prove costs about one reference, the policy "
+        "run, Snakemake's summary of each run and the comparison more than a run. Faults are not yet applied "
+        "by prove: no figure per fault here.",
+    ]) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
