@@ -10,8 +10,8 @@ compares every file each run produced by checksum:
 - a file whose two reference runs differ is nondeterministic (a timestamp):
   said so, and compared by existence and size only, or by the user's own
   command (`--compare CMD`: `CMD REFERENCE POLICY` exits 0 for the same
-  meaning), run on root-owned copies whose checksums are those taken when
-  each run ended;
+  meaning), run here on private copies of the bytes whose checksums were
+  taken when each run ended;
 - a log a rule declares (`log:`) is compared by existence only: it says where
   and when, not what;
 - any other difference (a file missing, or other bytes) fails the proof,
@@ -32,7 +32,10 @@ import hashlib
 import io
 import json
 import shlex
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -211,12 +214,16 @@ def rules_of(cluster: Cluster, p: Plan, remote: str, env_activate: str) -> tuple
     return by_path, logs
 
 
-# How many nondeterministic files --compare's command is run on, at most (each is three commands on the login node).
-MAX_COMPARED = 200
+# How many nondeterministic files --compare's command is run on, at most, and
+# how large (both copies are held in memory here); the rest are compared by
+# existence and size, and the proof's summary says how many.
+MAX_COMPARED, MAX_COMPARED_BYTES = 200, 64 * 2**20
 
 
-def compare_command(cmd: str | None) -> list[str] | None:
-    """--compare's command as words (split as a shell would, never run by one), checked before anything runs."""
+def compare_command(cmd: str | None, workflow: str | Path = ".") -> list[str] | None:
+    """--compare's command as words (split as a shell would, never run by one),
+    checked before anything runs: it must be here (on PATH, or a path in the
+    workflow's directory), where it runs."""
     if cmd is None:
         return None
     try:
@@ -227,37 +234,48 @@ def compare_command(cmd: str | None) -> list[str] | None:
     if not words:
         raise BadInput("--compare is empty", "give a command, run as CMD REFERENCE_FILE POLICY_FILE "
                                              "(exit 0: the same meaning)")
+    if shutil.which(words[0]) is None and shutil.which(str(Path(workflow, words[0]))) is None:
+        raise BadInput(f"--compare: no command {words[0]!r} on this machine (it runs here, in the workflow's "
+                       "directory)", "give one on PATH, e.g. --compare 'python3 scripts/same.py', or an executable "
+                       "path in the workflow")
     return words
 
 
-def same_by_command(cluster: Cluster, words: list[str], env_activate: str, workdir: str,
-                    reference: tuple[str, str], policy: tuple[str, str]) -> tuple[bool, str]:
-    """`words REFERENCE POLICY` as the lab user, in `workdir` and the run's
-    environment, on copies root makes in a directory of its own (each a
-    (path, sha256) of the run's snapshot): no process of the workflow's can
-    change what the command reads, and a file changed since its snapshot is
-    a difference, whatever the command says."""
-    q = shlex.quote
-    made = cluster.root(f"set -e; d=$(mktemp -d /tmp/minihpc-compare.XXXXXX); chmod 755 \"$d\"; "
-                        f"cp -- {q(reference[0])} \"$d/reference\"; cp -- {q(policy[0])} \"$d/policy\"; "
-                        f"chmod 444 \"$d/reference\" \"$d/policy\"; cd \"$d\"; sha256sum reference policy; "
-                        "echo \"dir=$d\"", timeout=300)
-    where = next((x[4:] for x in made.out.splitlines() if x.startswith("dir=/tmp/minihpc-compare.")), "")
-    try:
-        if made.rc != 0 or not where:
-            return False, f"could not copy the two files to compare: {clean(made.out.strip(), 300)}"
-        sums = dict(reversed(x.split()) for x in made.out.splitlines() if len(x.split()) == 2)
-        changed = [what for what, (_, digest) in (("reference", reference), ("policy", policy))
-                   if sums.get(what) != digest]
-        if changed:
-            return False, f"the {' and '.join(changed)} file changed after its run's checksums were taken"
-        r = cluster.sh(env_activate + shlex.join([*words, f"{where}/reference", f"{where}/policy"]), workdir=workdir,
-                       timeout=300)
-        said = clean(r.out.strip(), 300)
-        return r.rc == 0, f"{shlex.join(words)} exited {r.rc}" + (f": {said}" if said else "")
-    finally:
-        if where:
-            cluster.root(f"rm -rf -- {q(where)}", timeout=60)
+def fetched(cluster: Cluster, path: str, size: int, digest: str) -> bytes | str:
+    """A file a run made, as the lab user reads it (never root: a link the
+    workflow planted reaches nothing its user could not read), at most one
+    byte more than its snapshot's size; or why not: unreadable, or not the
+    bytes whose checksum was taken when its run ended."""
+    rc, data, err = cluster.pipe(f"timeout 60 head -c {size + 1} -- {shlex.quote(path)}", timeout=120)
+    if rc != 0:
+        return f"could not read {path}: {clean(err.strip(), 200)}"
+    if hashlib.sha256(data).hexdigest() != digest:
+        return f"{path} changed after its run's checksums were taken"
+    return data
+
+
+def same_by_command(cluster: Cluster, words: list[str], workflow: Path, reference: tuple[str, int, str],
+                    policy: tuple[str, int, str]) -> tuple[bool, str]:
+    """`words REFERENCE POLICY` on this machine, in the workflow's directory
+    here (the caller's copy: no job reaches it), on private copies of the two
+    files (each (path, size, sha256) from its run's snapshot) made from the
+    bytes whose checksums were taken: nothing the workflow does on the
+    cluster changes what the command reads or how it runs."""
+    got = [fetched(cluster, *f) for f in (reference, policy)]
+    bad = [g for g in got if isinstance(g, str)]
+    if bad:
+        return False, "; ".join(bad)
+    with tempfile.TemporaryDirectory(prefix="minihpc-compare.") as d:
+        paths = [Path(d, name) for name in ("reference", "policy")]
+        for path, data in zip(paths, got, strict=True):
+            path.write_bytes(data)  # type: ignore[arg-type]
+        try:
+            r = subprocess.run([*words, *map(str, paths)], cwd=workflow, capture_output=True, text=True,
+                               timeout=300, stdin=subprocess.DEVNULL, check=False)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            return False, f"{shlex.join(words)} could not run: {clean(str(e), 200)}"
+    said = clean((r.stdout + r.stderr).strip(), 300)
+    return r.returncode == 0, f"{shlex.join(words)} exited {r.returncode}" + (f": {said}" if said else "")
 
 
 def compare(ref1: dict[str, Produced], ref2: dict[str, Produced], policy: dict[str, Produced],
@@ -277,8 +295,8 @@ def compare(ref1: dict[str, Produced], ref2: dict[str, Produced], policy: dict[s
         elif c is None:
             findings.append(Finding(path, rule, MISSING, "the reference runs made it; the policy run did not"))
         elif b is None or a.digest != b.digest:  # the references disagree: not the policy's doing
-            if by_command is not None and b is not None and compared < MAX_COMPARED and c is not None \
-                    and not a.digest.startswith("link:"):
+            if by_command is not None and compared < MAX_COMPARED and not a.digest.startswith("link:") \
+                    and not c.digest.startswith("link:") and max(a.size, c.size) <= MAX_COMPARED_BYTES:
                 compared += 1
                 same, said = by_command(path)
                 verdict = NONDETERMINISTIC if same else DIFFERS
@@ -357,12 +375,11 @@ def prove(p: Plan, cluster: Cluster, out=sys.stdout, compare_with: list[str] | N
     by_command = None
     if compare_with and "policy" in reports:
         ref_dir, policy_dir = reports["reference-1"].remote, reports["policy"].remote
-        env = pyenv.Env(**reports["policy"].environment) if reports["policy"].environment else None
 
         def by_command(path: str) -> tuple[bool, str]:
-            return same_by_command(cluster, compare_with, env.activate() if env else "", policy_dir,
-                                   (f"{ref_dir}/{path}", left["reference-1"][path].digest),
-                                   (f"{policy_dir}/{path}", left["policy"][path].digest))
+            ref, pol = left["reference-1"][path], left["policy"][path]
+            return same_by_command(cluster, compare_with, p.workflow, (f"{ref_dir}/{path}", ref.size, ref.digest),
+                                   (f"{policy_dir}/{path}", pol.size, pol.digest))
     proof.compare = shlex.join(compare_with) if compare_with else ""
     proof.findings = compare(left["reference-1"], left.get("reference-2", {}), left.get("policy", {}), rules, logs,
                              by_command)
@@ -387,11 +404,13 @@ def prove(p: Plan, cluster: Cluster, out=sys.stdout, compare_with: list[str] | N
         proof.summary = "; ".join(said)
     else:
         kept = sum(f.verdict == SAME for f in proof.findings)
-        nondet = sum(f.verdict == NONDETERMINISTIC for f in proof.findings)
+        nondet = [f for f in proof.findings if f.verdict == NONDETERMINISTIC]
+        judged = sum("compared by --compare" in f.why for f in nondet)
+        how = ("--compare" if judged == len(nondet) else
+               "existence and size" if judged == 0 else f"--compare for {judged}, existence and size for the rest")
         proof.verdict = "pass"
         proof.summary = (f"the workflow keeps its meaning under the policy: {kept} file(s) identical"
-                         + (f", {nondet} nondeterministic (compared by "
-                            f"{'--compare' if proof.compare else 'existence and size'})" if nondet else "")
+                         + (f", {len(nondet)} nondeterministic (compared by {how})" if nondet else "")
                          + "; the profile fits what the run showed")
     write(p.report_dir, proof)
     return proof

@@ -58,7 +58,7 @@ class Minihpc:
               compare: str | None = None) -> Proof:
         """`minihpc prove` from Python: the same runs, comparison, audit and
         report (report/report.md, .json); its `verdict` is "pass" or "fail"."""
-        compare_with = compare_command(compare)
+        compare_with = compare_command(compare, path)
         report = report or Path(path) / ".minihpc/prove"
         p = plan(str(path), profile, name, str(report), [], list(exclude), True, list(snakemake_args),
                  list(requirements), list(pip), no_requirements)

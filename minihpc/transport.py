@@ -110,6 +110,8 @@ class SshTransport:
             argv = self.ssh(connection=connection)
             subprocess.run([*argv, "true"], capture_output=True, check=False, stdin=subprocess.DEVNULL,
                            timeout=60)
+        except (OSError, subprocess.SubprocessError):
+            pass  # not opened: the command itself then fails, with ssh's own words
         finally:
             with self._lock:
                 self._last[connection] = time.monotonic()

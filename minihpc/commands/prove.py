@@ -26,9 +26,9 @@ def add(sub: argparse._SubParsersAction) -> None:
     workflow_options(p, "prove")
     p.add_argument("--compare", metavar="CMD",
                    help="how to compare a file the two references disagree on (a timestamp, a random seed's): "
-                        "CMD REFERENCE_FILE POLICY_FILE, run on the login node in the policy run's directory and "
-                        "environment, exits 0 for the same meaning (default: existence and size). CMD is split "
-                        "into words as a shell would, never run by one")
+                        "CMD REFERENCE_FILE POLICY_FILE, run on this machine in PATH's directory, on private "
+                        "copies of the two files, exits 0 for the same meaning (default: existence and size). "
+                        "CMD is split into words as a shell would, never run by one")
     p.set_defaults(run=run, passthrough=[])
 
 
@@ -36,7 +36,7 @@ def run(a: argparse.Namespace) -> int:
     from minihpc.cluster import Cluster
     from minihpc.prove import compare_command, prove
     from minihpc.runner import plan
-    compare_with = compare_command(a.compare)
+    compare_with = compare_command(a.compare, a.path)
     report = a.report or str(a.path.rstrip("/") + "/.minihpc/prove")
     p = plan(a.path, a.profile, a.name, report, [], a.exclude, True, a.passthrough, a.requirements, a.pip,
              a.no_requirements)

@@ -24,6 +24,7 @@ from minihpc.prove import (
     parse_snapshot,
     produced,
     prove_plan,
+    same_by_command,
     sources,
 )
 from minihpc.runner import REMOTE_PROFILE, plan
@@ -119,9 +120,9 @@ def test_a_profile_in_a_directory_never_synced_travels_as_one_from_outside(tmp_p
 def test_with_compare_a_nondeterministic_file_is_judged_by_the_users_command() -> None:
     """--compare judges what the references disagree on (both the reference and
     the policy run made it); the rest is judged as without it."""
-    ref1 = files(stamp=(A, 10), seed=(A, 10), same=(A, 3), link=("link:x", 1), gone=(A, 10))
+    ref1 = files(stamp=(A, 10), seed=(A, 10), same=(A, 3), link=("link:x", 1), gone=(A, 10), once=(A, 4))
     ref2 = files(stamp=(B, 10), seed=(B, 10), same=(A, 3), link=("link:y", 1), gone=(B, 10))
-    policy = files(stamp=(B, 10), seed=("c" * 64, 10), same=(A, 3), link=("link:z", 1))
+    policy = files(stamp=(B, 10), seed=("c" * 64, 10), same=(A, 3), link=("link:z", 1), once=(B, 4))
     asked: list[str] = []
 
     def judge(path: str) -> tuple[bool, str]:
@@ -129,8 +130,9 @@ def test_with_compare_a_nondeterministic_file_is_judged_by_the_users_command() -
         return path == "stamp", "exited 0" if path == "stamp" else "exited 1: seeds differ"
     found = compare(ref1, ref2, policy, {}, set(), judge)
     assert verdicts(found) == {"stamp": NONDETERMINISTIC, "seed": DIFFERS, "same": SAME, "link": NONDETERMINISTIC,
-                               "gone": MISSING}
-    assert sorted(asked) == ["seed", "stamp"], "a symlink or a file the policy run lacks is not the command's to judge"
+                               "gone": MISSING, "once": DIFFERS}
+    assert sorted(asked) == ["once", "seed", "stamp"], \
+        "a file one reference lacks is the command's too; a symlink or a file the policy run lacks is not"
     assert "compared by --compare: exited 1: seeds differ" in next(f.why for f in found if f.path == "seed")
 
 
@@ -144,3 +146,46 @@ def test_a_compare_command_that_is_not_one_is_refused_before_anything_runs(given
 def test_a_compare_command_is_words_never_shell() -> None:
     assert compare_command("python3 'my script.py' $(rm -rf ~)") == ["python3", "my script.py", "$(rm", "-rf", "~)"]
     assert compare_command(None) is None
+
+
+class Files:
+    """A cluster whose files are these bytes (what `fetched` reads through `pipe`)."""
+
+    def __init__(self, **content: bytes) -> None:
+        self.content = content
+
+    def pipe(self, script: str, timeout: float = 900) -> tuple[int, bytes, str]:
+        path = script.split(" -- ")[-1].strip("'")
+        size = int(script.split("head -c ")[1].split()[0])
+        return (0, self.content[path][:size], "") if path in self.content else (1, b"", f"{path}: no such file")
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_the_compare_command_runs_here_on_the_bytes_the_snapshots_saw(tmp_path: Path) -> None:
+    (tmp_path / "same.py").write_text("import sys\n"
+                                      "sys.exit(open(sys.argv[1]).read()[:4] != open(sys.argv[2]).read()[:4])")
+    words = ["python3", "same.py"]
+    ref, pol = b"2026 first\n", b"2026 second\n"
+    cluster = Files(r=ref, p=pol)
+    assert same_by_command(cluster, words, tmp_path, ("r", len(ref), digest(ref)), ("p", len(pol), digest(pol))) \
+        == (True, "python3 same.py exited 0")
+    ok, said = same_by_command(Files(r=ref, p=b"1999 other\n"), words, tmp_path, ("r", len(ref), digest(ref)),
+                               ("p", len(b"1999 other\n"), digest(b"1999 other\n")))
+    assert not ok and said == "python3 same.py exited 1", said
+    # Rewritten after its snapshot (a process the workflow left behind): a difference, the command never asked.
+    ok, said = same_by_command(Files(r=b"2026 forged\n", p=pol), ["false"], tmp_path,
+                               ("r", len(ref), digest(ref)), ("p", len(pol), digest(pol)))
+    assert not ok and said == "r changed after its run's checksums were taken", said
+    ok, said = same_by_command(Files(p=pol), words, tmp_path, ("r", 3, digest(ref)), ("p", len(pol), digest(pol)))
+    assert not ok and said.startswith("could not read r"), said
+
+
+def test_a_compare_command_not_on_this_machine_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(BadInput, match="no command 'no-such-compare' on this machine"):
+        compare_command("no-such-compare a b", tmp_path)
+    (tmp_path / "cmp.sh").write_text("#!/bin/sh\ncmp -s \"$1\" \"$2\"\n")
+    (tmp_path / "cmp.sh").chmod(0o755)
+    assert compare_command("./cmp.sh", tmp_path) == ["./cmp.sh"]
