@@ -23,10 +23,10 @@ from pathlib import Path
 
 from minihpc import ROOT, RUN_DIR, configs, ready, tree_env
 from minihpc.errors import BadInput, MinihpcError
-from minihpc.facts import CLUSTER_NAME, LOGIN
+from minihpc.facts import LOGIN
 from minihpc.network import check_subnet
 from minihpc.topology import Topology, TopologyError
-from minihpc.transport import compose_shown, container_name, poll
+from minihpc.transport import compose_shown, container_name, poll, project_containers
 
 READY_TIMEOUT = 180
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -74,8 +74,7 @@ def plan(env: Mapping[str, str]) -> Plan:
 def _other_cluster() -> str | None:
     """The compose.nodes.yml of a minihpc cluster (running or stopped) that
     another run directory made, if any: Compose's own labels say which."""
-    r = poll("ps", "-a", "--filter", f"label=com.docker.compose.project={CLUSTER_NAME}",
-             "--format", '{{.Label "com.docker.compose.project.config_files"}}')
+    r = project_containers('{{.Label "com.docker.compose.project.config_files"}}')
     if r.returncode != 0:  # no engine yet: the engine step starts one, and then nothing is there
         return None
     ours = str(RUN_DIR / "compose.nodes.yml")

@@ -18,8 +18,8 @@ import time
 from collections.abc import Callable
 
 from minihpc.errors import MinihpcError
-from minihpc.facts import CLUSTER_NAME, LAB_USER, LOGIN
-from minihpc.transport import compose, container_name, poll
+from minihpc.facts import LAB_USER, LOGIN
+from minihpc.transport import compose, container_name, poll, project_containers
 
 BASE_SERVICES = ["db", "slurmdbd", "slurmctld", LOGIN]
 # Slurm states of a node that is not answering or not usable (sinfo %t; a
@@ -30,8 +30,7 @@ POLL_S = 2
 
 def service_health() -> dict[str, str]:
     """Map service -> health (or state, for services without a healthcheck)."""
-    out = poll("ps", "--all", "--filter", f"label=com.docker.compose.project={CLUSTER_NAME}", "--format",
-               '{{.Label "com.docker.compose.service"}}\t{{.State}}\t{{.Status}}').stdout
+    out = project_containers('{{.Label "com.docker.compose.service"}}\t{{.State}}\t{{.Status}}').stdout
     health = {}
     for line in out.splitlines():
         service, state, status = (line.split("\t") + ["", ""])[:3]

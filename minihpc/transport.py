@@ -229,6 +229,12 @@ def poll(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
         return subprocess.CompletedProcess(["docker", *args], 124, "", f"docker {args[0]} timed out")
 
 
+def project_containers(fmt: str) -> subprocess.CompletedProcess[str]:
+    """`docker ps` of every container of this cluster's Compose project,
+    running or stopped, one `fmt` line each (a poll: never an error)."""
+    return poll("ps", "--all", "--filter", f"label=com.docker.compose.project={CLUSTER_NAME}", "--format", fmt)
+
+
 def container(service: str) -> str:
     """The id of a service's container, running or not."""
     cid = compose("ps", "-q", "--all", service).strip()
