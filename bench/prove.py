@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
 """What a proof costs: `minihpc prove` against one plain `minihpc run`.
 
-The workflow is tests/workflows/prove (four parts of 6 s through SLURM, their
-sum and a timestamp on the login node) with its own profile. Each repetition
-runs it once with `run` and once with `prove` (two references side by side on
-the login node, then the run through the profile, a Snakemake summary, the
-comparison and the audit), each from an empty directory; the figures are the
-wall times from the caller's side, medians over the repetitions, and their
-ratio, with prove's own runs as it timed them.
+The workflow is tests/workflows/prove (four parts of 10 s through SLURM,
+their sum and a timestamp on the login node) with its own profile. Each
+repetition runs it once with `run` and once with `prove --faults none` (two
+references side by side on the login node, then the run through the profile,
+a Snakemake summary, the comparison and the audit), each from an empty
+directory; the figures are the wall times from the caller's side, medians
+over the repetitions, and their ratio, with prove's own runs as it timed
+them. Then one `prove` with every fault (--faults-reps of them): its wall
+time, and per fault when it landed in the faulted run and the time from
+there to its verdict (the run's end).
 
 Writes bench/results/prove.json and prove.md (python -m bench.report prove
 renders them again). Needs the cluster (make cluster-up).
@@ -28,6 +31,7 @@ from bench.report import heading, table
 from bench.report import save as save_result
 from minihpc.cluster import Cluster
 from minihpc.prove import prove
+from minihpc.prove_faults import choose
 from minihpc.runner import execute, plan
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,26 +49,30 @@ def timed_run(cluster: Cluster, wf: Path, report: Path) -> dict:
     return {"wall_s": round(wall, 1), "jobs": len(r.jobs)}
 
 
-def timed_prove(cluster: Cluster, wf: Path, report: Path) -> dict:
+def timed_prove(cluster: Cluster, wf: Path, report: Path, faults: str = "none") -> dict:
     p = plan(str(wf), None, NAME, str(report), [], [], True, [])
     t = time.monotonic()
-    proof = prove(p, cluster, io.StringIO())
+    proof = prove(p, cluster, io.StringIO(), faults=choose(faults, cluster.facts, site=False))
     wall = time.monotonic() - t
     if proof.verdict != "pass":
         sys.exit(f"bench: the proof failed: {proof.summary}")
-    return {"wall_s": round(wall, 1), **{f"{run}_s": r["seconds"] for run, r in proof.runs.items()}}
+    return {"wall_s": round(wall, 1), **{f"{run}_s": r["seconds"] for run, r in proof.runs.items()},
+            "faults": {o.fault: {"verdict": o.verdict, "landed_s": o.at_s, "to_verdict_s": o.to_verdict_s}
+                       for o in proof.faults}}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reps", type=int, default=2, help="repetitions of run and prove, alternating (default 2)")
+    ap.add_argument("--faults-reps", type=int, default=1, help="proofs with every fault after them (default 1)")
     a = ap.parse_args()
-    if a.reps < 1:
-        print(f"bench: --reps {a.reps}: give 1 or more", file=sys.stderr)
+    if a.reps < 1 or a.faults_reps < 0:
+        print(f"bench: --reps {a.reps} --faults-reps {a.faults_reps}: give 1 or more, and 0 or more",
+              file=sys.stderr)
         return 2
     cluster = Cluster.local()
     work = Path(tempfile.mkdtemp(prefix="bench-prove."))
-    samples: dict[str, list[dict]] = {"run": [], "prove": []}
+    samples: dict[str, list[dict]] = {"run": [], "prove": [], "faults": []}
     try:
         for i in range(a.reps):
             wf = work / f"wf-{i}"
@@ -73,13 +81,19 @@ def main() -> int:
             samples["prove"].append(timed_prove(cluster, wf, work / f"prove-{i}"))
             print(f"repetition {i + 1}: run {samples['run'][-1]['wall_s']} s, prove {samples['prove'][-1]['wall_s']} s",
                   flush=True)
+        for i in range(a.faults_reps):
+            wf = work / f"wf-faults-{i}"
+            shutil.copytree(WORKFLOW, wf)
+            samples["faults"].append(timed_prove(cluster, wf, work / f"faults-{i}", "default"))
+            print(f"with every fault {i + 1}: prove {samples['faults'][-1]['wall_s']} s", flush=True)
     finally:
         cluster.sh(f"rm -rf {cluster.facts.shared}/{NAME} {cluster.facts.shared}/{NAME}.prove-*")
         shutil.rmtree(work, ignore_errors=True)
-    med = {k: round(statistics.median(s["wall_s"] for s in ss), 1) for k, ss in samples.items()}
+    med = {k: round(statistics.median(s["wall_s"] for s in ss), 1) for k, ss in samples.items() if ss}
     result = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "workflow": "tests/workflows/prove",
               "reps": a.reps, "samples": samples, "median_s": med,
-              "prove_over_run": round(med["prove"] / med["run"], 2), "faults": None}
+              "prove_over_run": round(med["prove"] / med["run"], 2),
+              "faults_over_run": round(med["faults"] / med["run"], 2) if "faults" in med else None}
     save_result("prove", result, markdown)
     return 0
 
@@ -89,17 +103,24 @@ def markdown(result: dict) -> str:
     runs = [(i, s["wall_s"], p["wall_s"], p.get("reference-1_s", ""), p.get("reference-2_s", ""),
              p.get("policy_s", "")) for i, (s, p) in enumerate(zip(result["samples"]["run"],
                                                                    result["samples"]["prove"], strict=True), 1)]
+    faulted = result["samples"].get("faults", [])
+    per_fault = [(name, o["verdict"], o["landed_s"], o["to_verdict_s"]) for f in faulted[:1]
+                 for name, o in f["faults"].items()]
     return "\n".join([
         *heading("What a proof costs", "prove", result,
                  f"`minihpc prove` against one plain `minihpc run` of `{result['workflow']}` with its own profile, "
                  f"each from an empty directory; wall seconds from the caller's side, medians of {result['reps']} "
-                 "alternating repetitions."),
-        *table(("figure", "run", "prove", "prove / run"),
-               [("wall time, s", med["run"], med["prove"], f"{result['prove_over_run']}x")]), "",
+                 "alternating repetitions (prove without faults), then prove with every fault."),
+        *table(("figure", "run", "prove --faults none", "prove / run", "prove (every fault)", "with faults / run"),
+               [("wall time, s", med["run"], med["prove"], f"{result['prove_over_run']}x", med.get("faults", ""),
+                 f"{result['faults_over_run']}x" if result.get("faults_over_run") else "")]), "",
         *table(("repetition", "run s", "prove s", "reference-1 s", "reference-2 s", "policy s"), runs), "",
+        *(table(("fault (first proof with faults)", "verdict", "landed, s into the faulted run",
+                 "from landing to the verdict, s"), per_fault) + [""] if per_fault else []),
         "The references run side by side on the login node, so prove costs about one reference, the policy "
-        "run, Snakemake's summary of each run and the comparison more than a run. Faults are not yet applied "
-        "by prove: no figure per fault here.",
+        "run, Snakemake's summary of each run and the comparison more than a run. The faults all land on one "
+        "more run through the profile, in turn; the node kill costs most (SLURM marks the node down only after "
+        "SlurmdTimeout, 30 s, and its job then runs again elsewhere).",
     ]) + "\n"
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import yaml
 
 from minihpc.cluster import sacct_kib
+from minihpc.lag import Lag
 
 OK, FINDING, NOTE = "ok", "finding", "note"
 HEADROOM = 1.5  # a suggested request: the largest use seen, times this
@@ -39,6 +40,8 @@ PLUGIN_FIRST_CHECK_S = 40
 # which runs `hostname`, 2026-12-06). Part of every job's Elapsed, and of
 # SLURM's overhead as a workflow pays it.
 JOB_STEP_S = 5
+# Snakemake's own --latency-wait, when the profile sets none.
+LATENCY_WAIT_S = 5
 
 
 @dataclass
@@ -87,10 +90,11 @@ def elapsed_limit_s(limit: str) -> int | None:
 
 
 def audit(conf: dict, jobs: list, nonlocal_on_login: list[str] | None, submit_limit: int | None,
-          overhead_s: float) -> Audit:
+          overhead_s: float, lag: Lag | None = None) -> Audit:
     """`jobs`: the policy run's (minihpc.runner.Job); `submit_limit`: the
     user's QOS MaxSubmitJobsPerUser (None: none); `overhead_s`: SLURM's own
-    time for a job (prove.overhead)."""
+    time for a job (prove.overhead); `lag`: the shared filesystem's, measured
+    under prove's slow-nfs fault (None: not measured)."""
     a = Audit()
     resources = a.changes.setdefault("set-resources", {})
     by_rule: dict[str, list] = {}
@@ -123,6 +127,15 @@ def audit(conf: dict, jobs: list, nonlocal_on_login: list[str] | None, submit_li
         a.add("logs", FINDING, "the plugin deletes a successful job's SLURM log: nothing to read when a later "
               "step finds its output wrong", "`slurm-keep-successful-logs: true` (and `slurm-logdir: logs/slurm`)")
         a.changes["slurm-keep-successful-logs"] = True
+    wait = setting(conf, "latency-wait", LATENCY_WAIT_S)
+    if lag is not None and not math.isnan(lag.worst):
+        seen = f"latency-wait {wait} s; the shared filesystem's lag, measured, {lag.worst:.1f} s at worst"
+        if not isinstance(wait, (int, float)) or wait < lag.worst:
+            a.add("latency-wait", FINDING, seen + ": Snakemake declares a job's outputs missing before they show",
+                  f"`latency-wait: {lag.latency_wait}` (the lag twice over, plus 5 s)")
+            a.changes["latency-wait"] = lag.latency_wait
+        else:
+            a.add("latency-wait", OK, seen)
     jobs_at_once = setting(conf, "jobs")
     if submit_limit is not None and isinstance(jobs_at_once, int) and jobs_at_once > submit_limit:
         a.add("jobs", FINDING, f"`jobs: {jobs_at_once}` is above the QOS's limit of {submit_limit} submitted jobs "

@@ -275,6 +275,28 @@ class Cluster:
             raise MinihpcError(f"sacctmgr show qos failed: {r.out.strip()}", "is the cluster up? minihpc status")
         return parse_sacct(r.out, fields)
 
+    def submit(self, script: str, options: Sequence[str], name: str, chdir: str | None = None) -> str:
+        """sbatch a small job of minihpc's own (`script` wrapped) as the lab
+        user, its output in `chdir` (default the shared directory); its id."""
+        where = shlex.quote(chdir or self.facts.shared)
+        r = self.sh(f"mkdir -p {where} && sbatch --parsable --job-name={shlex.quote(name)} --chdir={where} "
+                    f"--output=%x-%j.out {' '.join(shlex.quote(o) for o in options)} --wrap {shlex.quote(script)}")
+        if r.rc != 0 or not r.out.strip().split(";")[0].isdigit():
+            raise MinihpcError(f"sbatch failed: {r.out.strip()[-300:]}",
+                               "check the partition, account and QOS asked for")
+        return r.out.strip().split(";")[0]
+
+    def ended(self, job: str, timeout: float) -> dict[str, str]:
+        """The job's sacct row (MaxRSS its steps' largest) once it has ended."""
+        fields = ("JobID", "State", "ExitCode", "ElapsedRaw", "MaxRSS", "ReqMem", "Timelimit", "NodeList")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            rows = parse_sacct(self.sh(f"sacct -n -P -j {job} -o {','.join(fields)}").out, fields)
+            if rows and rows[0]["State"] not in ("PENDING", "RUNNING", "REQUEUED", "RESIZING", "SUSPENDED"):
+                return {**rows[0], "MaxRSS": largest_step_rss(rows).get(job, "")}
+            time.sleep(3)
+        raise MinihpcError(f"job {job} did not end within {timeout:.0f} s", "look at squeue")
+
     def now(self) -> str:
         """The login node's clock as sacct's -S wants it; waits out the second,
         as sacct's resolution is one second."""

@@ -196,7 +196,8 @@ class Faults:
 
     # -- the shared filesystem -------------------------------------------------
 
-    def _active_profile(self) -> str:
+    def active_nfs_profile(self) -> str:
+        """The name of the profile the shared filesystem runs (its overrides aside)."""
         first = self._root("minihpc-nfs show").out.splitlines()[0]  # "profile: NAME (digest)"
         return first.split()[1]
 
@@ -209,11 +210,11 @@ class Faults:
             FaultRule.parse(spec)
         except FaultError as e:
             raise BadInput(str(e), "see minihpc fault --help") from None
-        profile = self._active_profile()
+        profile = self.active_nfs_profile()
         self.cluster.set_nfs_profile(profile, "--fault", spec)
         return f"shared filesystem: {ops} on {path} fail with EIO on every node; undo with minihpc fault nfs-clear"
 
     def _nfs_clear(self) -> str:
-        profile = self._active_profile()
+        profile = self.active_nfs_profile()
         self.cluster.set_nfs_profile(profile)
         return f"shared filesystem: fault rules dropped (profile {profile})"

@@ -44,10 +44,11 @@ from pathlib import Path, PurePosixPath
 
 import yaml
 
-from minihpc import ROOT, pyenv
+from minihpc import ROOT, prove_faults, pyenv
 from minihpc.audit import FINDING, JOB_STEP_S, PLUGIN_FIRST_CHECK_S, Check, audit, load_profile, setting, suggest
 from minihpc.cluster import Cluster
 from minihpc.errors import BadInput, MinihpcError
+from minihpc.prove_faults import Choice, Injector, Outcome
 from minihpc.runner import (
     NAME,
     REMOTE_PROFILE,
@@ -101,6 +102,11 @@ class Proof:
     suggested_profile: str = ""
     # --compare's command (a nondeterministic file's judge), or "" for existence and size.
     compare: str = ""
+    # The faulted run (minihpc.prove_faults): each fault's verdict, the files
+    # that differ from the reference under faults, and any fault not undone.
+    faults: list[Outcome] = field(default_factory=list)
+    fault_findings: list[Finding] = field(default_factory=list)
+    undone: list[str] = field(default_factory=list)
 
 
 def prove_plan(p: Plan) -> dict[str, Plan]:
@@ -111,8 +117,8 @@ def prove_plan(p: Plan) -> dict[str, Plan]:
                        "give a shorter one: --name NAME")
     reference = dataclasses.replace(p, profile=LOCAL_PROFILE, profile_remote=REMOTE_PROFILE, fetch=[])
     runs = {}
-    for run in RUNS:
-        base = p if run == "policy" else reference
+    for run in (*RUNS, "faults"):
+        base = p if run in ("policy", "faults") else reference
         runs[run] = dataclasses.replace(base, name=f"{p.name}.prove-{run}", fresh=True,
                                         report_dir=p.report_dir / run)
         assert NAME.fullmatch(runs[run].name)
@@ -317,9 +323,11 @@ def compare(ref1: dict[str, Produced], ref2: dict[str, Produced], policy: dict[s
     return findings
 
 
-def prove(p: Plan, cluster: Cluster, out=sys.stdout, compare_with: list[str] | None = None) -> Proof:
+def prove(p: Plan, cluster: Cluster, out=sys.stdout, compare_with: list[str] | None = None,
+          faults: Choice | None = None) -> Proof:
     """Run the three runs, compare (a nondeterministic file by the command
-    `compare_with`, if given: compare_command), write the proof's report; returns it."""
+    `compare_with`, if given: compare_command), then the faulted run with
+    `faults` (prove_faults.choose), write the proof's report; returns it."""
     runs = prove_plan(p)
     synced = sources(p.workflow, p.exclude)
     left: dict[str, dict[str, Produced]] = {}
@@ -385,8 +393,24 @@ def prove(p: Plan, cluster: Cluster, out=sys.stdout, compare_with: list[str] | N
                              by_command)
     policy = reports["policy"]
     conf = load_profile(p.profile)
+    injector = None
+    if faults and faults.faults and policy.exit_code == 0:
+        injector, made = faulted(runs["faults"], cluster, out, faults, conf, synced, rules, logs, policy)
+        r = reports["faults"] = injector.report
+        proof.runs["faults"] = {"exit_code": r.exit_code, "seconds": r.seconds, "directory": r.remote,
+                                "report": str(runs["faults"].report_dir / "report.md"), "files": len(made),
+                                "timeline": f"faults/{r.timeline}" if r.timeline.endswith(".svg") else r.timeline}
+        under = compare(left["reference-1"], left.get("reference-2", {}), made, rules, logs, None)
+        proof.fault_findings = [f for f in under if f.verdict in FAILING]
+        proof.faults = prove_faults.judge(injector, r, injector.output, [(f.path, f.rule) for f in
+                                          proof.fault_findings], conf,
+                                          eio_failures(cluster, r, injector.target))
+        proof.undone = injector.undone
+    elif faults and faults.faults:
+        proof.faults = [Outcome(n, why="the run through the profile failed without faults: no faulted run")
+                        for n in faults.faults]
     checked = audit(conf, policy.jobs, policy.nonlocal_rules_on_login, submit_limit(cluster, conf),
-                    overhead(conf))
+                    overhead(conf), injector.lag if injector else None)
     proof.audit = checked.checks
     if checked.changes:
         proof.suggested_diff, proof.suggested_profile = suggested(p.report_dir, conf, checked.changes)
@@ -400,6 +424,11 @@ def prove(p: Plan, cluster: Cluster, out=sys.stdout, compare_with: list[str] | N
     if found:
         said.append(f"{len(found)} profile finding(s): " + ", ".join(
             f"{c.area}{' (' + c.rule + ')' if c.rule else ''}" for c in found[:8]))
+    hurt = [o for o in proof.faults if o.verdict in prove_faults.BAD]
+    if hurt:
+        said.append(f"{len(hurt)} fault(s) not survived: " + ", ".join(f"{o.fault} ({o.verdict})" for o in hurt))
+    if proof.undone:
+        said.append("a fault was not undone: " + "; ".join(proof.undone))
     if said:
         proof.summary = "; ".join(said)
     else:
@@ -409,11 +438,70 @@ def prove(p: Plan, cluster: Cluster, out=sys.stdout, compare_with: list[str] | N
         how = ("--compare" if judged == len(nondet) else
                "existence and size" if judged == 0 else f"--compare for {judged}, existence and size for the rest")
         proof.verdict = "pass"
+        survived = [o.fault for o in proof.faults if o.verdict == prove_faults.SURVIVED]
+        skipped = [o.fault for o in proof.faults if o.verdict == prove_faults.NOT_APPLIED]
         proof.summary = (f"the workflow keeps its meaning under the policy: {kept} file(s) identical"
                          + (f", {len(nondet)} nondeterministic (compared by {how})" if nondet else "")
+                         + (f"; it survived {', '.join(survived)} with the same outputs" if survived else "")
+                         + (f"; not applied (the run gave them no moment): {', '.join(skipped)}" if skipped else "")
                          + "; the profile fits what the run showed")
     write(p.report_dir, proof)
     return proof
+
+
+class Tee(io.StringIO):
+    """Keeps what is written and passes it on (Snakemake's output: shown, and read for the verdicts)."""
+
+    def __init__(self, shown) -> None:
+        super().__init__()
+        self.shown = shown
+
+    def write(self, text: str) -> int:
+        self.shown.write(text)
+        return super().write(text)
+
+    def flush(self) -> None:
+        self.shown.flush()
+
+
+def faulted(rp: Plan, cluster: Cluster, out, choice: Choice, conf: dict, synced: dict[str, str],
+            rules: dict[str, str], logs: set[str], policy: Report) -> tuple[Injector, dict[str, Produced]]:
+    """The run through the profile with the faults on it: its injector (with
+    its report, output and what could not be undone) and what it made, read
+    once every fault is undone."""
+    remote = rp.remote(cluster.facts.shared)
+    outputs = {path: rule for path, rule in rules.items() if path not in logs}
+    target = prove_faults.eio_target(outputs, {j.rule for j in policy.jobs})
+    resources = setting(conf, "default-resources", {}) or {}
+    sbatch = ["--mem=100M", "--time=2"] + [f"--{opt}={resources[key]}" for key, opt in
+                                           (("slurm_partition", "partition"), ("slurm_account", "account"))
+                                           if resources.get(key)]
+    inj = Injector(cluster, choice, remote, target, sbatch)
+    say(f"minihpc prove: run faults (through the profile, with {', '.join(choice.faults)}) in {remote}")
+    tee = Tee(out)
+    try:
+        inj.report = execute(rp, cluster, tee, before_run=inj.before)
+    finally:
+        inj.undone = inj.after()
+        inj.output = tee.getvalue()
+    made = produced(snapshot(cluster, remote), synced)
+    say(f"minihpc prove: run faults exited {inj.report.exit_code} after {inj.report.seconds} s; {len(made)} file(s) "
+        "made")
+    return inj, made
+
+
+def eio_failures(cluster: Cluster, report: Report, target: tuple[str, str] | None) -> list[str]:
+    """The target rule's failed jobs whose kept log shows the EIO."""
+    if target is None:
+        return []
+    by_id = {PurePosixPath(x).stem: x for x in report.kept_logs}
+    ids = [j.job_id for j in report.jobs if j.rule == target[1] and j.state != "COMPLETED" and j.job_id in by_id]
+    if not ids:
+        return []
+    r = cluster.sh(f"cd {shlex.quote(report.remote)} && for f in " + " ".join(shlex.quote(by_id[i]) for i in ids)
+                   + "; do tail -c 65536 -- \"$f\" | grep -q 'Input/output error' && echo \"$f\"; done")
+    seen = set(r.out.splitlines())
+    return [i for i in ids if by_id[i] in seen]
 
 
 def submit_limit(cluster: Cluster, conf: dict) -> int | None:
@@ -465,6 +553,18 @@ def write(report_dir: Path, proof: Proof) -> None:
         order = {v: i for i, v in enumerate((DIFFERS, MISSING, NONDETERMINISTIC, ONLY_POLICY, LOG, SAME))}
         lines += [f"| `{clean(f.path, 300, table=True)}` | {clean(f.rule, 100, table=True) or '?'} | {f.verdict} | "
                   f"{clean(f.why, 300, table=True)} |" for f in sorted(proof.findings, key=lambda f: order[f.verdict])]
+    if proof.faults:
+        lines += ["", "## Faults", "", f"Applied to the `faults` run, each at a moment chosen from it "
+                  f"({proof.runs.get('faults', {}).get('report', '')}).", "",
+                  "| fault | verdict | landed (s into the run) | to the verdict (s) | what it did | what it hit | "
+                  "evidence | why | fix |", "|---|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {o.fault} | {o.verdict} | {'' if o.at_s is None else o.at_s} | "
+                  f"{'' if o.to_verdict_s is None else o.to_verdict_s} | {clean(o.did, 300, table=True)} | "
+                  f"{clean(', '.join(o.hit), 200, table=True)} | {clean('; '.join(o.evidence), 600, table=True)} | "
+                  f"{clean(o.why, 600, table=True)} | {clean(o.fix, 300, table=True)} |" for o in proof.faults]
+        lines += [f"\nUnder the faults, `{clean(f.path, 300)}` ({clean(f.rule, 100) or '?'}): {f.verdict}: "
+                  f"{clean(f.why, 300)}" for f in proof.fault_findings[:50]]
+        lines += [f"\n**Not undone**: {clean(u, 400)}" for u in proof.undone]
     if proof.audit:
         lines += ["", "## The profile's audit", "", "| area | rule | verdict | what the run showed | fix |",
                   "|---|---|---|---|---|"]

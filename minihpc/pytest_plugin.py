@@ -29,6 +29,7 @@ from minihpc.cluster import Cluster, Result
 from minihpc.errors import MinihpcError
 from minihpc.facts import Facts
 from minihpc.prove import Proof, compare_command, prove
+from minihpc.prove_faults import choose
 from minihpc.runner import Report, execute, plan
 
 
@@ -55,14 +56,16 @@ class Minihpc:
     def prove(self, path: str | Path, profile: str | None = None, name: str | None = None,
               report: str | Path | None = None, exclude: Sequence[str] = (), snakemake_args: Sequence[str] = (),
               requirements: Sequence[str] = (), pip: Sequence[str] = (), no_requirements: bool = False,
-              compare: str | None = None) -> Proof:
-        """`minihpc prove` from Python: the same runs, comparison, audit and
-        report (report/report.md, .json); its `verdict` is "pass" or "fail"."""
+              compare: str | None = None, faults: str | None = None) -> Proof:
+        """`minihpc prove` from Python: the same runs, comparison, faults, audit
+        and report (report/report.md, .json); its `verdict` is "pass" or "fail".
+        `faults` as --faults takes it (None: every fault; "none": none)."""
         compare_with = compare_command(compare, path)
+        chosen = choose(faults, self.cluster.facts, site=False)
         report = report or Path(path) / ".minihpc/prove"
         p = plan(str(path), profile, name, str(report), [], list(exclude), True, list(snakemake_args),
                  list(requirements), list(pip), no_requirements)
-        return prove(p, self.cluster, out=sys.stdout, compare_with=compare_with)
+        return prove(p, self.cluster, out=sys.stdout, compare_with=compare_with, faults=chosen)
 
     def sh(self, script: str, node: str | None = None, user: str | None = None) -> Result:
         """A shell command on a node (the login node) as a user (the lab user)."""

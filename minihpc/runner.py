@@ -22,6 +22,7 @@ import stat
 import sys
 import tarfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -242,9 +243,10 @@ class Report:
     timeline: str = ""
 
 
-def execute(p: Plan, cluster: Cluster, out=sys.stdout) -> Report:
+def execute(p: Plan, cluster: Cluster, out=sys.stdout, before_run: Callable[[], None] | None = None) -> Report:
     """Sync, run Snakemake streaming its output, then report. Returns the report
-    (its exit_code is Snakemake's)."""
+    (its exit_code is Snakemake's). `before_run` is called once the workflow
+    is in place, just before Snakemake starts (prove's faults start there)."""
     f = cluster.facts
     remote = p.remote(f.shared)
     alive = cluster.sh("true", timeout=60)
@@ -259,6 +261,8 @@ def execute(p: Plan, cluster: Cluster, out=sys.stdout) -> Report:
         say(f"minihpc: {n}")
     cmd = "snakemake --profile " + " ".join(shlex.quote(a) for a in [p.profile_remote, *p.snakemake_args])
     since = cluster.now()
+    if before_run is not None:
+        before_run()
     t = time.monotonic()
     running = cluster.spawn(env.activate() + cmd, workdir=remote)
     lines = []

@@ -36,8 +36,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from minihpc import PROOF_DIR, course, proofs
-from minihpc.cluster import Cluster, largest_step_rss, parse_sacct
-from minihpc.errors import BadInput, MinihpcError
+from minihpc import lag as lag_of
+from minihpc.cluster import Cluster
+from minihpc.errors import BadInput
 from minihpc.facts import Facts
 from minihpc.proofs import Proof
 from minihpc.sitefile import Site
@@ -180,55 +181,17 @@ def _interruptible() -> Iterator[None]:
 # -- the site's own proofs -------------------------------------------------------------
 
 def _sbatch(c: Cluster, site: Site, args: str, script: str) -> str:
-    """Submit a small job of the check's own; its id."""
-    opts = " ".join(shlex.quote(o) for o in site.sbatch_options())
-    r = c.sh(f"mkdir -p {shlex.quote(c.facts.shared)} && sbatch --parsable --job-name={JOB_NAME} "
-             f"--chdir={shlex.quote(c.facts.shared)} --output=%x-%j.out {opts} {args} --wrap {shlex.quote(script)}")
-    if r.rc != 0 or not r.out.strip().split(";")[0].isdigit():
-        raise MinihpcError(f"sbatch failed on the site: {r.out.strip()[-300:]}", "see the site file's slurm section")
-    return r.out.strip().split(";")[0]
-
-
-def _wait(c: Cluster, job: str, timeout: float) -> dict[str, str]:
-    """The job's sacct row (MaxRSS its steps' largest) once it has ended."""
-    fields = ("JobID", "State", "ExitCode", "ElapsedRaw", "MaxRSS", "ReqMem", "Timelimit", "NodeList")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        rows = parse_sacct(c.sh(f"sacct -n -P -j {job} -o {','.join(fields)}").out, fields)
-        if rows and rows[0]["State"] not in ("PENDING", "RUNNING", "REQUEUED", "RESIZING", "SUSPENDED"):
-            return {**rows[0], "MaxRSS": largest_step_rss(rows).get(job, "")}
-        time.sleep(3)
-    raise MinihpcError(f"job {job} did not end within {timeout:.0f} s", "look at squeue on the site")
+    """Submit a small job of the check's own, as the site file asks; its id."""
+    return c.submit(script, [*site.sbatch_options(), *args.split()], JOB_NAME)
 
 
 def lag(c: Cluster, site: Site) -> Proof:
-    """The shared filesystem's lag, measured: jobs on compute nodes write a
-    file; the login node polls for it every 0.1 s and notes when it appears
-    (both clocks: on one site they are NTP-synchronised)."""
+    """The shared filesystem's lag, measured (minihpc.lag)."""
     core = Proof("lag")
-    poll = ("import os, sys, time\nt = time.time()\n"
-            "while not os.path.exists(sys.argv[1]) and time.time() - t < 600: time.sleep(0.1)\n"
-            "print(time.time())")
-    samples, evidence = [], []
-    for i in range(LAG_SAMPLES):
-        name = f"{c.facts.shared}/lag-{i}-{uuid.uuid4().hex[:8]}"
-        # The name is decided here and the file written at the job's start: the login node polls for a name
-        # it has never looked up before, so no negative lookup cache of its own hides it.
-        job = _sbatch(c, site, "--nodes=1 --ntasks=1", f"python3 -c 'import time; print(time.time())' > {name}.w "
-                      f"&& mv {name}.w {name}")
-        seen = c.sh(f"python3 -c {shlex.quote(poll)} {shlex.quote(name)}", timeout=700)
-        end = _wait(c, job, 300)
-        wrote = c.sh(f"cat {shlex.quote(name)}").out.strip()
-        try:
-            sample = float(seen.out.strip().splitlines()[-1]) - float(wrote)
-        except (ValueError, IndexError):
-            sample = math.nan
-        samples.append(sample)
-        evidence.append(f"job {job} on {end['NodeList']}: wrote at {wrote}, login saw it at "
-                        f"{seen.out.strip()[-20:]}: lag {sample:.2f} s")
-    worst = max(samples)
-    wait = max(5, math.ceil(worst * 2 + 5)) if not math.isnan(worst) else None
-    text = "\n".join(evidence) + f"\nworst lag {worst:.2f} s; --latency-wait {wait} covers it twice over, plus 5 s\n"
+    measured = lag_of.measure(c, site.sbatch_options(), LAG_SAMPLES, JOB_NAME)
+    worst, wait = measured.worst, measured.latency_wait
+    text = "\n".join(measured.evidence) + f"\nworst lag {worst:.2f} s; --latency-wait {wait} covers it twice over, " \
+                                           "plus 5 s\n"
     proofs.write(PROOFS, "site.lag", text)
     core.check(f"a job's output reaches the login node (worst of {LAG_SAMPLES}: {worst:.1f} s)",
                not math.isnan(worst), text)
@@ -250,8 +213,8 @@ def enforcement(c: Cluster, jobs: tuple[str, str]) -> Proof:
     """What the site did to the jobs over_limits submitted: reported as found, not assumed."""
     core = Proof("limits")
     mem, late = jobs
-    m = _wait(c, mem, 240)
-    t = _wait(c, late, 300)
+    m = c.ended(mem, 240)
+    t = c.ended(late, 300)
     mem_verdict = {"OUT_OF_MEMORY": "enforced: killed for memory (OUT_OF_MEMORY)",
                    "FAILED": "enforced: killed (FAILED)",
                    "CANCELLED": "enforced: cancelled",

@@ -47,11 +47,12 @@ from pathlib import Path
 
 from nfs import fuse_ll as ll
 from nfs.creds import Credentials
+from nfs.faults import claim_in
 from nfs.locks import Flock, Locks, open_for_locks
 from nfs.model import Attrs, BeneathStore, NodeModel
 from nfs.nodes import ROOT_ID, Fingerprint, Node, NodeTable, fingerprint
 from nfs.notify import Inotify
-from nfs.profiles import Profile, ProfileError, read_active
+from nfs.profiles import Profile, ProfileError, claims_dir, read_active
 from nfs.syscalls import (
     chown_handle,
     getdents,
@@ -929,7 +930,8 @@ def main(argv: list[str] | None = None) -> int:
     root_fd = os.open(a.backing, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     store = BeneathStore(root_fd)
     inotify = Inotify()
-    fs = SharedFS(root_fd, NodeModel(a.node, profile, store), inotify, a.max_open_per_user or budget.per_user,
+    model = NodeModel(a.node, profile, store)
+    fs = SharedFS(root_fd, model, inotify, a.max_open_per_user or budget.per_user,
                   mount_fd=mount_fd, max_nodes_open=budget.nodes, max_handles_total=budget.users)
     options = ["allow_other", "default_permissions", "fsname=minihpc-nfs", "subtype=minihpc"]
     fs.session = ll.Session(fs.handlers(), a.mountpoint, options + (["debug"] if a.debug else []),
@@ -938,6 +940,14 @@ def main(argv: list[str] | None = None) -> int:
                                                            ll.FUSE_IOCTL: lambda head: errno.ENOTTY})
     if a.workers:
         sys.setswitchinterval(SWITCH_S)
+    # A serving thread runs as its caller: the claim of a cluster-wide fault is the client's own (root's).
+    claim = claim_in(claims_dir(Path(a.control)))
+
+    def claim_as_root(name: str) -> bool:
+        with fs.creds.as_root():
+            return claim(name)
+    model.claim = claim_as_root
+    model.set_profile(profile)  # its fault rules again, now with claims
     # The model's latency delays the reply, not the loop: other callers go on.
     fs.m.sleep = fs.session.replies.charge
     ProfileWatcher(fs, Path(a.control), Path(a.stats) if a.stats else None).start()

@@ -2,16 +2,23 @@
 
 A rule fails matching operations either for the first `count` matches or each
 match with `probability` (drawn from its own seeded generator, so a run is
-repeatable). Rules are data: they live in the active profile.
+repeatable). Rules are data: they live in the active profile. Each node's
+client counts for itself, unless the rule says `scope=cluster`: then its
+`count` failures are shared by every node, each claimed once in the
+server's control directory (one failed write of a file, wherever the job
+that writes it runs, and not again when it runs elsewhere).
 """
 
 from __future__ import annotations
 
 import errno
 import fnmatch
+import os
 import random
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 ERRNOS = {name: getattr(errno, name) for name in ("EIO", "ENOSPC", "EDQUOT", "EACCES", "ESTALE")}
 # Client operations a rule can name ("*" matches all of them).
@@ -32,6 +39,7 @@ class FaultRule:
     count: int | None = None
     probability: float | None = None
     seed: int = 0
+    scope: str = "node"  # or "cluster": `count` failures in all, shared by every node
     fired: int = field(default=0, compare=False)
 
     def __post_init__(self) -> None:
@@ -46,6 +54,10 @@ class FaultRule:
             raise FaultError(f"fault count must be at least 1, got {self.count}")
         if self.probability is not None and not 0.0 < self.probability <= 1.0:
             raise FaultError(f"fault probability must be in (0, 1], got {self.probability}")
+        if self.scope not in ("node", "cluster"):
+            raise FaultError(f"fault scope {self.scope!r}: use node (each node counts for itself) or cluster")
+        if self.scope == "cluster" and self.count is None:
+            raise FaultError("fault scope=cluster needs count=N (the failures every node shares)")
         self._rng = random.Random(self.seed)
 
     @property
@@ -67,6 +79,8 @@ class FaultRule:
 
     def to_dict(self) -> dict:
         d = {"error": self.error, "op": self.op, "path": self.path, "node": self.node, "seed": self.seed}
+        if self.scope != "node":
+            d["scope"] = self.scope
         d.update({"count": self.count} if self.count is not None else {"probability": self.probability})
         return d
 
@@ -77,9 +91,9 @@ class FaultRule:
         kw: dict = {}
         for item in filter(None, rest.split(",")):
             key, eq, value = item.partition("=")
-            if not eq or key not in ("op", "path", "node", "count", "probability", "seed"):
+            if not eq or key not in ("op", "path", "node", "count", "probability", "seed", "scope"):
                 raise FaultError(f"fault {spec!r}: {item!r} is not key=value with key op, path, node, count, "
-                                 "probability or seed (e.g. EIO:op=write,path=/lab/results/*,count=1)")
+                                 "probability, seed or scope (e.g. EIO:op=write,path=/lab/results/*,count=1)")
             try:
                 kw[key] = int(value) if key in ("count", "seed") else float(value) if key == "probability" else value
             except ValueError:
@@ -88,11 +102,17 @@ class FaultRule:
 
 
 class FaultSet:
-    """The rules of one profile, evaluated in order; the first that fires wins."""
+    """The rules of one profile, evaluated in order; the first that fires wins.
+    `claim(name)` makes the file `name` in the claims directory every node's
+    client shares (nfs.profiles.claims_dir), True only for the one caller that
+    made it; scope=cluster rules fire through it, and `tag` names this
+    profile's rules there."""
 
-    def __init__(self, rules: tuple[FaultRule, ...] | list[FaultRule], node: str) -> None:
+    def __init__(self, rules: tuple[FaultRule, ...] | list[FaultRule], node: str,
+                 claim: Callable[[str], bool] | None = None, tag: str = "") -> None:
         # Fresh copies: counters and generators start over with every profile load.
         self.rules, self.node = [FaultRule(**r.to_dict()) for r in rules], node
+        self.claim, self.tag = claim, tag
         self._lock = threading.Lock()
 
     def check(self, op: str, path: str) -> int | None:
@@ -100,7 +120,29 @@ class FaultSet:
         if not self.rules:
             return None
         with self._lock:
-            for rule in self.rules:
-                if rule.matches(op, path, self.node) and rule.fire():
+            for i, rule in enumerate(self.rules):
+                if rule.matches(op, path, self.node) and (self._claimed(i, rule) if rule.scope == "cluster"
+                                                          else rule.fire()):
                     return rule.errno
         return None
+
+    def _claimed(self, i: int, rule: FaultRule) -> bool:
+        """One of the rule's `count` failures, if the nodes have not claimed them all."""
+        if self.claim is None or rule.count is None:
+            return False  # no shared directory: a cluster-wide rule never fires alone
+        if any(self.claim(f"{self.tag}-{i}-{k}") for k in range(rule.count)):
+            rule.fired += 1
+            return True
+        return False
+
+
+def claim_in(claims: Path) -> Callable[[str], bool]:
+    """claim() for FaultSet: the file made with O_EXCL, so no two nodes make
+    one; any error but its existence is no claim (the operation goes on)."""
+    def claim(name: str) -> bool:
+        try:
+            os.close(os.open(claims / name, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o600))
+        except OSError:
+            return False
+        return True
+    return claim

@@ -150,8 +150,10 @@ def _enoent(path: str) -> FileNotFoundError:
 
 class NodeModel:
     def __init__(self, node: str, profile: Profile, store: Store,
-                 clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep) -> None:
+                 clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
+                 claim: Callable[[str], bool] | None = None) -> None:
         self.node, self.store, self.clock, self.sleep = node, store, clock, sleep
+        self.claim = claim  # how scope=cluster fault rules are claimed (nfs.faults.FaultSet)
         self._lock = threading.RLock()
         self.stats: Counter[str] = Counter()
         self.charged = 0.0
@@ -163,7 +165,7 @@ class NodeModel:
         """Switch behaviour; caches start empty, as after a remount."""
         with self._lock:
             self.profile = profile
-            self.faults = FaultSet(profile.faults, self.node)
+            self.faults = FaultSet(profile.faults, self.node, self.claim, profile.digest)
             self._rng = random.Random(profile.seed)
             self._attr: dict[str, _Cached] = {}
             self._neg: dict[str, tuple[int, int, int]] = {}

@@ -148,9 +148,20 @@ def named(name: str) -> Profile:
         raise ProfileError(f"no NFS profile {name!r}; choose one of: {', '.join(PROFILES)}") from None
 
 
+def claims_dir(control: Path) -> Path:
+    """Where every node's client claims the failures of scope=cluster fault
+    rules (nfs.faults): beside the active-profile file, on the server."""
+    return control.parent / "claims"
+
+
 def write_active(path: Path, profile: Profile) -> None:
-    """Atomically replace the active-profile file (readers never see half of it)."""
+    """Atomically replace the active-profile file (readers never see half of
+    it); the claims of the profile before go (a rule set again starts over)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    claims = claims_dir(path)
+    claims.mkdir(mode=0o700, exist_ok=True)
+    for old in claims.iterdir():
+        old.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".profile.")
     with os.fdopen(fd, "w") as f:
         json.dump(profile.to_dict(), f, indent=1, sort_keys=True)

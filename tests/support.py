@@ -6,12 +6,14 @@ import json
 import re
 import shlex
 import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from minihpc import ROOT
 from minihpc.cluster import ROOT_USER, parse_sacct
 from minihpc.cluster import Cluster as Client
 from minihpc.facts import Facts
@@ -181,3 +183,25 @@ def ended(client: Client, job_id: str, fields: tuple[str, ...] = (), timeout: fl
         state = rows.get(job_id, {}).get("State", "")
         return rows if state not in ("", "PENDING", "RUNNING", "COMPLETING") else None
     return eventually(done, timeout=timeout, interval=2, what=f"job {job_id} to end")
+
+
+# -- minihpc prove (tests/cluster/test_prove.py, test_shared_eio.py) ----------------
+
+PROVE_WORKFLOW = ROOT / "tests/workflows/prove"
+
+
+def prove(wf: Path, name: str, *options: str, snakemake: Sequence[str] = (), env: dict[str, str] | None = None
+          ) -> tuple[subprocess.CompletedProcess[str], dict]:
+    """`minihpc prove wf --name name OPTIONS -- SNAKEMAKE`."""
+    r = subprocess.run([sys.executable, "-m", "minihpc", "prove", str(wf), "--name", name, *options, "--",
+                        *snakemake],
+                       cwd=ROOT, capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL, timeout=900,
+                       env=env)
+    report = wf / ".minihpc/prove/report.json"
+    assert report.is_file(), r.stdout[-3000:] + r.stderr
+    return r, json.loads(report.read_text())
+
+
+def remove_proof(client: Client, name: str) -> None:
+    """The run directories of a proof named `name` on the shared filesystem."""
+    client.sh(f"rm -rf {client.facts.shared}/{name}.prove-*")

@@ -60,6 +60,12 @@ CASES = [  # (environment, arguments, what stderr says)
     ({}, ["prove", str(ROOT / "tests/workflows/prove"), "--", "-s", "../faults/Snakefile"],
      "--snakefile ../faults/Snakefile is outside the workflow directory"),
     ({}, ["prove", str(ROOT / "tests/workflows/prove"), "--compare", "cmp 'a"], "--compare \"cmp 'a\" cannot be split"),
+    ({}, ["prove", str(ROOT / "tests/workflows/prove"), "--faults", "node-kill,fire"],
+     "--faults: no fault 'fire' for prove"),
+    ({}, ["prove", str(ROOT / "tests/workflows/prove"), "--faults", "slow-nfs=molasses"],
+     "--faults slow-nfs=molasses: no NFS profile 'molasses'"),
+    ({}, ["prove", str(ROOT / "tests/workflows/prove"), "--site", "/nonexistent/site.yaml", "--faults", "eio"],
+     "faults are never applied to a real site (--site)"),
     ({}, ["destroy"], "needs confirmation and there is no terminal to ask; pass --yes"),
 ]
 

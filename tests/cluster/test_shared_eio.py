@@ -1,22 +1,27 @@
 """EIO injected on /shared, path by path: a job reading the file sees an I/O
 error; a workflow's job writing its output there fails alone, nothing
-downstream runs and nothing poisoned stays on /shared.
+downstream runs and nothing poisoned stays on /shared; `minihpc prove`'s EIO
+fault on a workflow's output, failed without retries and survived with them.
 
 Side by side with other tests: a fault rule names one path of this file's
 own directories, and the NFS profile stays `off`, which every test beside it
-expects. Both tests set the one list of fault rules, so they share this file
+expects. These tests set the one list of fault rules, so they share this file
 (one group: one after the other, never at once)."""
 
 from __future__ import annotations
 
+import json
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from support import Cluster, run_ok
+from support import PROVE_WORKFLOW, Cluster, prove, remove_proof, run_ok
 
 from minihpc import ROOT
 from minihpc.cluster import Cluster as Client
 from minihpc.faults import Faults
+from minihpc.pytest_plugin import Minihpc
 
 WORKFLOW = ROOT / "tests/workflows/faults"
 
@@ -66,3 +71,79 @@ def test_eio_on_one_output_fails_that_job_and_poisons_nothing(cluster: Cluster, 
     assert again.exit_code == 0
     assert [(j.rule, j.wildcards) for j in again.jobs] == [("part", "2")], "the failed part again, alone"
     assert run_ok(cluster.as_user("login"), f"cat {where}/results/total.txt").strip() == "4 parts, sum 6"
+
+
+def only_fault(proof: dict) -> dict:
+    assert [o["fault"] for o in proof["faults"]] == ["eio"], proof["faults"]
+    return proof["faults"][0]
+
+
+@pytest.mark.cost(230)
+def test_prove_finds_a_profile_without_retries_or_kept_logs_and_its_suggestion_survives_the_eio(
+        tmp_path: Path, client: Client, minihpc: Minihpc) -> None:
+    """`minihpc prove` (tests/workflows/prove), with its EIO fault: a workflow
+    that keeps its meaning, through a profile as many are written. The meaning
+    holds; the EIO on one output fails its job for good (no retries), and the
+    audit finds what the profile lacks. The suggested profile, used as it is
+    written, then passes everything and survives the same EIO. The first proof
+    goes through the pytest fixture, the second through the CLI."""
+    wf = tmp_path / "prove"
+    shutil.copytree(PROVE_WORKFLOW, wf)
+    name = "test-prove-good"
+    try:
+        verdict = minihpc.prove(wf, profile=str(ROOT / "tests/workflows/prove-bare-profile"), name=name,
+                                faults="eio").verdict
+        proof = json.loads((wf / ".minihpc/prove/report.json").read_text())
+        assert verdict == proof["verdict"] == "fail", proof["summary"]
+        assert [f for f in proof["findings"] if f["verdict"] in ("differs", "missing")] == [], proof["findings"]
+        found = {c["area"]: c["fix"] for c in proof["audit"] if c["verdict"] == "finding"}
+        assert set(found) == {"retries", "logs"}, proof["audit"]
+        # The EIO landed on the first write of results/parts/3.txt; its job failed, never to run again.
+        eio = only_fault(proof)
+        assert eio["verdict"] == "failed" and eio["fix"].startswith("`retries: 2`"), eio
+        assert "(part[3]) ended FAILED" in eio["why"] and "never run again (retries: 0)" in eio["why"], eio
+        assert proof["runs"]["faults"]["exit_code"] != 0 and proof["undone"] == [], proof["runs"]
+        assert "1 fault(s) not survived: eio (failed)" in proof["summary"], proof["summary"]
+        assert "retries: 2" in found["retries"] and "slurm-keep-successful-logs: true" in found["logs"]
+        assert "+retries: 2" in proof["suggested_diff"] and "+slurm-keep-successful-logs: true" in \
+            proof["suggested_diff"], proof["suggested_diff"]
+        # The timestamp compared by a command of the workflow's (both hold one), not by its size.
+        r, proof = prove(wf, name, "--profile", ".minihpc/prove/suggested-profile", "--compare",
+                         "python3 scripts/same_stamp.py", "--faults", "eio")
+    finally:
+        remove_proof(client, name)
+    assert r.returncode == 0 and proof["verdict"] == "pass", r.stdout[-3000:] + r.stderr
+    found = {f["path"]: (f["rule"], f["verdict"]) for f in proof["findings"]}
+    assert {p: v for p, v in found.items() if p.startswith("results/")} == {
+        **{f"results/parts/{i}.txt": ("part", "same") for i in range(4)},
+        "results/sum.txt": ("total", "same"), "results/stamp.txt": ("stamp", "nondeterministic")}, found
+    assert {p: v for p, v in found.items() if p.startswith("logs/part_")} == {
+        f"logs/part_{i}.log": ("part", "log") for i in range(4)}, "a log says where it ran: compared by existence"
+    assert "minihpc prove: PASS: the workflow keeps its meaning under the policy: 5 file(s) identical, " \
+           "1 nondeterministic (compared by --compare); it survived eio with the same outputs; the profile fits " \
+           "what the run showed" in r.stderr
+    eio = only_fault(proof)
+    assert eio["verdict"] == "survived" and len(eio["hit"]) == 1, eio
+    again = json.loads((wf / ".minihpc/prove/faults/report.json").read_text())["jobs"]
+    assert sorted((j["wildcards"], j["state"]) for j in again if j["wildcards"] == "3") == [
+        ("3", "COMPLETED"), ("3", "FAILED")], again
+    # One failed write in all (the rule is the cluster's, not each node's), and the profile is as it was.
+    assert client.root("minihpc-nfs show").out.splitlines()[0].startswith("profile: off "), "not restored"
+    assert "fault:" not in client.root("minihpc-nfs show").out
+    stamp = next(f["why"] for f in proof["findings"] if f["path"] == "results/stamp.txt")
+    assert stamp == "its two reference runs differ: compared by --compare: python3 scripts/same_stamp.py exited 0", \
+        stamp
+    audit = {(c["area"], c["rule"]): c["verdict"] for c in proof["audit"]}
+    assert audit[("memory", "part")] == audit[("runtime", "part")] == audit[("retries", "")] == "ok", audit
+    assert "finding" not in audit.values() and proof["suggested_diff"] == "", audit
+    # The references ran on the login node, the policy run's jobs on compute nodes.
+    runs = {run: json.loads((wf / f".minihpc/prove/{run}/report.json").read_text()) for run in proof["runs"]}
+    assert [runs[r]["run_id"] for r in ("reference-1", "reference-2")] == [None, None], "no SLURM job"
+    assert {j["rule"] for j in runs["policy"]["jobs"]} == {"part"}, "the quick rules are local"
+    # The policy run's picture, shown in the proof's report; the references sent nothing to SLURM.
+    assert [proof["runs"][r]["timeline"] for r in ("reference-1", "reference-2", "policy", "faults")] == [
+        "none: no job went to SLURM", "none: no job went to SLURM", "policy/timeline.svg", "faults/timeline.svg"], \
+        proof["runs"]
+    assert "![the policy run's jobs over time](policy/timeline.svg)" in (wf / ".minihpc/prove/report.md").read_text()
+    assert (wf / ".minihpc/prove/policy/timeline.svg").stat().st_size > 1000
+    assert all(j["node"] in client.facts.nodes and j["state"] == "COMPLETED" for j in runs["policy"]["jobs"])

@@ -64,11 +64,16 @@ def test_prove_true_runs_minihpc_prove_with_the_same_arguments(tmp_path: Path) -
     assert r.returncode == 0, r.stderr
     assert argv == ["prove", f"{tmp_path}/ws/wf", "--report", f"{tmp_path}/temp/minihpc-report", "--pip", "ujson",
                     "--", "--config", "n=3"]
+    r, argv = _step(tmp_path, "run", workflow="wf", prove="true", faults="eio,node-kill; touch x")
+    assert r.returncode == 0, r.stderr
+    assert argv == ["prove", f"{tmp_path}/ws/wf", "--report", f"{tmp_path}/temp/minihpc-report", "--faults",
+                    "eio,node-kill; touch x", "--"]
 
 
 def test_a_bad_prove_input_is_refused_before_the_cluster_comes_up(tmp_path: Path) -> None:
     for inputs, said in (({"prove": "yes"}, "prove: 'yes' is not true or false; give prove: true or leave it out"),
-                         ({"prove": "true", "fetch": "results/*.txt"}, "fetch is not an input of prove")):
+                         ({"prove": "true", "fetch": "results/*.txt"}, "fetch is not an input of prove"),
+                         ({"faults": "eio"}, "faults is an input of prove only")):
         for verb in ("up", "run"):
             r, argv = _step(tmp_path, verb, **inputs)
             assert r.returncode == 2 and said in r.stderr, (verb, inputs, r.stderr)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from nfs.faults import FaultError, FaultRule, FaultSet
+from nfs.faults import FaultError, FaultRule, FaultSet, claim_in
 from nfs.model import NodeModel
-from nfs.profiles import DEFAULT, PROFILES, Profile, ProfileError, named, read_active, write_active
+from nfs.profiles import DEFAULT, PROFILES, Profile, ProfileError, claims_dir, named, read_active, write_active
 
 
 def test_rule_matches_op_path_glob_and_node():
@@ -102,3 +102,29 @@ def test_active_profile_file_round_trips(tmp_path: Path):
     f.write_text("{not json")
     with pytest.raises(ProfileError, match="minihpc nfs set"):
         read_active(f)
+
+
+def test_a_cluster_wide_rule_fails_count_operations_in_all_whichever_node_does_them(tmp_path: Path) -> None:
+    """scope=cluster: one failed write of a file, wherever the job writing it
+    runs; the job run again on another node writes it."""
+    rule = FaultRule.parse("EIO:op=write,path=/out/3.txt,count=1,scope=cluster")
+    c1, c2 = (FaultSet([rule], node, claim_in(tmp_path), "p1") for node in ("c1", "c2"))
+    assert c2.check("write", "/out/3.txt") == errno.EIO
+    assert c1.check("write", "/out/3.txt") is None and c2.check("write", "/out/3.txt") is None
+    assert c1.check("write", "/out/2.txt") is None
+    # A profile set again starts over (its claims are emptied by write_active).
+    fresh = tmp_path / "control"
+    write_active(fresh / "profile.json", Profile("t", faults=(rule,)))
+    assert list(claims_dir(fresh / "profile.json").iterdir()) == []
+    again = FaultSet([rule], "c1", claim_in(claims_dir(fresh / "profile.json")), "p1")
+    assert again.check("write", "/out/3.txt") == errno.EIO
+    (claims_dir(fresh / "profile.json") / "stale").touch()
+    write_active(fresh / "profile.json", Profile("t", faults=(rule,)))
+    assert list(claims_dir(fresh / "profile.json").iterdir()) == []
+
+
+@pytest.mark.parametrize(("spec", "said"), [("EIO:scope=planet,count=1", "fault scope 'planet'"),
+                                            ("EIO:scope=cluster,probability=0.5", "needs count=N")])
+def test_a_bad_scope_is_refused(spec: str, said: str) -> None:
+    with pytest.raises(FaultError, match=said):
+        FaultRule.parse(spec)

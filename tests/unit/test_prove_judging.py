@@ -89,15 +89,17 @@ def test_names_are_read_as_names_whatever_they_hold() -> None:
         parse_snapshot(b"f\0notanumber\0name\0", b"")
 
 
-def test_the_runs_are_three_directories_of_their_own_from_empty(tmp_path: Path) -> None:
+def test_the_runs_are_directories_of_their_own_from_empty(tmp_path: Path) -> None:
     (tmp_path / "Snakefile").write_text("rule a: ...\n")
     p = plan(str(tmp_path), None, "wf", str(tmp_path / "r"), [], [], False, ["--keep-going"])
     runs = prove_plan(p)
     assert {r: (x.name, x.fresh, x.report_dir.name) for r, x in runs.items()} == {
         "reference-1": ("wf.prove-reference-1", True, "reference-1"),
         "reference-2": ("wf.prove-reference-2", True, "reference-2"),
-        "policy": ("wf.prove-policy", True, "policy")}
-    assert runs["reference-1"].profile == LOCAL_PROFILE and runs["policy"].profile == p.profile
+        "policy": ("wf.prove-policy", True, "policy"),
+        "faults": ("wf.prove-faults", True, "faults")}
+    assert runs["reference-1"].profile == LOCAL_PROFILE and runs["policy"].profile == runs["faults"].profile \
+        == p.profile
     assert all(x.snakemake_args == ["--keep-going"] for x in runs.values())
     with pytest.raises(BadInput, match="too long"):
         prove_plan(plan(str(tmp_path), None, "w" * 60, None, [], [], False, []))

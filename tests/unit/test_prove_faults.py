@@ -1,0 +1,162 @@
+"""`minihpc prove`'s faults (minihpc.prove_faults), apart from the cluster:
+which faults a --faults value means and what it refuses before anything
+runs, the output an EIO lands on, and each fault's verdict from what the
+run showed. The faults landing on a real run: tests/cluster/test_prove.py."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from minihpc.audit import FINDING, OK, audit
+from minihpc.errors import BadInput
+from minihpc.facts import Facts
+from minihpc.lag import Lag
+from minihpc.prove_faults import (
+    CHANGED,
+    FAILED,
+    NAMES,
+    NOT_APPLIED,
+    SURVIVED,
+    Choice,
+    Injector,
+    Outcome,
+    choose,
+    eio_target,
+    in_service,
+    judge,
+)
+from minihpc.runner import Job, Report
+
+TWO = Facts(nodes=["c1", "c2"], cpus=2, mem_mb=3000, scratch_mb=512)
+ONE = Facts(nodes=["c1"], cpus=2, mem_mb=3000, scratch_mb=512)
+GOOD = {"executor": "slurm", "retries": 2, "latency-wait": 30}
+
+
+def test_every_fault_by_default_on_minihpc_none_on_a_site_and_none_when_asked() -> None:
+    assert choose(None, TWO, site=False) == Choice(NAMES)
+    assert choose("default", TWO, site=False).faults == NAMES
+    assert choose("none", TWO, site=False).faults == ()
+    assert choose(None, None, site=True).faults == ()
+    assert choose("none", None, site=True).faults == ()
+
+
+def test_a_list_is_taken_in_the_order_faults_land_and_slow_nfs_may_name_its_profile() -> None:
+    c = choose("node-kill, eio,slow-nfs=delay-3", TWO, site=False)
+    assert c.faults == ("slow-nfs", "eio", "node-kill") and c.slow_profile == "delay-3"
+    assert choose("slow-nfs", TWO, site=False).slow_profile == "lag-10"
+
+
+@pytest.mark.parametrize(("spec", "facts", "site", "said"), [
+    ("fire", TWO, False, "no fault 'fire'"),
+    ("eio=3", TWO, False, "no fault 'eio=3'"),
+    ("eio,eio", TWO, False, "names eio twice"),
+    ("slow-nfs=molasses", TWO, False, "no NFS profile 'molasses'"),
+    ("node-kill", ONE, False, "needs at least 2 compute nodes"),
+    ("busy,eio", ONE, False, "needs at least 2 compute nodes"),
+    ("eio", None, True, "never applied to a real site"),
+    ("default", None, True, "never applied to a real site"),
+])
+def test_bad_faults_are_refused_with_the_fix(spec: str, facts: Facts | None, site: bool, said: str) -> None:
+    with pytest.raises(BadInput) as e:
+        choose(spec, facts, site=site)
+    assert said in e.value.what and e.value.fix
+
+
+def test_a_fault_needing_two_nodes_names_the_rest_as_the_fix() -> None:
+    with pytest.raises(BadInput) as e:
+        choose("eio,node-kill", ONE, site=False)
+    assert "--faults eio" in e.value.fix and "--nodes 2" in e.value.fix
+
+
+def test_the_eio_lands_on_an_output_a_slurm_job_made() -> None:
+    outputs = {"results/parts/0.txt": "part", "results/parts/3.txt": "part", "results/sum.txt": "total"}
+    assert eio_target(outputs, {"part"}) == ("results/parts/3.txt", "part")
+    assert eio_target(outputs, {"where"}) is None
+
+
+def job(job_id: str, rule: str, wildcards: str, state: str = "COMPLETED", error: str = "") -> Job:
+    return Job(job_id, rule, wildcards, "short", "c1", state, "0:0", 12, "00:30:00", "1000M", "1000K", "1", error)
+
+
+def report(jobs: list[Job], rc: int = 0) -> Report:
+    return Report("wf", "/shared/x.prove-faults", "profiles/slurm", "the workflow's own", "snakemake", rc, 60.0,
+                  "run", jobs)
+
+
+def injector(**landed: list[str]) -> Injector:
+    inj = Injector(None, Choice(tuple(n for n in NAMES if n.replace("-", "_") in landed)),  # type: ignore[arg-type]
+                   "/shared/x.prove-faults", ("results/parts/3.txt", "part"), [])
+    for name, hit in landed.items():
+        o = inj.outcomes[name.replace("_", "-")]
+        o.at_s, o.hit = 5.0, hit
+    return inj
+
+
+def test_a_fault_whose_work_ran_again_with_the_same_outputs_survived() -> None:
+    inj = injector(node_kill=["11", "12"], slurmctld_restart=["14"])
+    jobs = [job("11", "part", "0", "NODE_FAIL"), job("12", "part", "1", "NODE_FAIL"), job("13", "part", "0"),
+            job("14", "part", "1")]
+    out = {o.fault: o for o in judge(inj, report(jobs), "", [], GOOD, [])}
+    assert out["node-kill"].verdict == SURVIVED and "(2) was done again" in out["node-kill"].why
+    assert out["slurmctld-restart"].verdict == SURVIVED
+
+
+def test_a_fault_whose_work_was_never_done_again_failed_with_the_reason_and_the_setting() -> None:
+    inj = injector(node_kill=["11"], eio=["x"])
+    jobs = [job("11", "part", "0", "NODE_FAIL"), job("12", "part", "3", "FAILED", "CalledProcessError: ...")]
+    out = {o.fault: o for o in judge(inj, report(jobs, rc=1), "", [], {"executor": "slurm"}, ["12"])}
+    kill, eio = out["node-kill"], out["eio"]
+    assert kill.verdict == FAILED and "job 11 (part[0]) ended NODE_FAIL on c1" in kill.why
+    assert "retries: 0" in kill.why and "retries: 2" in kill.fix
+    assert eio.verdict == FAILED and eio.hit == ["12"] and "CalledProcessError" in eio.why
+    assert "retries: 2" in eio.fix
+
+
+def test_an_eio_no_job_failed_on_was_not_applied() -> None:
+    inj = injector(eio=[])
+    out = judge(inj, report([job("12", "part", "3")]), "", [], GOOD, [])
+    assert out[0].verdict == NOT_APPLIED and "results/parts/3.txt" in out[0].why and out[0].at_s is None
+
+
+def test_a_survived_fault_whose_work_made_other_bytes_changed_the_meaning() -> None:
+    inj = injector(node_kill=["11"], busy=["13"])
+    jobs = [job("11", "part", "0", "NODE_FAIL"), job("12", "part", "0"), job("13", "other", "")]
+    out = {o.fault: o for o in judge(inj, report(jobs), "", [("results/parts/0.txt", "part")], GOOD, [])}
+    assert out["node-kill"].verdict == CHANGED and "results/parts/0.txt" in out["node-kill"].why
+    # A load holds the whole run: any difference under it is its verdict too.
+    assert out["busy"].verdict == CHANGED
+
+
+def test_missing_files_under_the_slow_filesystem_fail_it_with_the_latency_wait_the_lag_needs() -> None:
+    inj = injector(slow_nfs=[])
+    inj.lag = Lag([9.6, 10.2])
+    said = "Missing files after 2 seconds. This might be due to filesystem latency."
+    out = judge(inj, report([job("12", "part", "3")], rc=1), f"...\n{said}\n...", [], {"latency-wait": 2}, [])
+    assert out[0].verdict == FAILED and out[0].why.startswith("Missing files after 2 seconds")
+    assert out[0].fix == "`latency-wait: 26`"
+
+
+def test_a_fault_the_run_gave_no_moment_is_not_applied_and_fails_nothing() -> None:
+    inj = injector()
+    inj.outcomes = {"node-kill": Outcome("node-kill", why="the run ended before one of its jobs ran")}
+    out = judge(inj, report([]), "", [], GOOD, [])
+    assert out[0].verdict == NOT_APPLIED and out[0].at_s is None
+
+
+def test_the_audit_sets_latency_wait_against_the_lag_measured() -> None:
+    short = audit({"executor": "slurm", "latency-wait": 5}, [], [], None, 10.0, Lag([10.4]))
+    lw = [c for c in short.checks if c.area == "latency-wait"]
+    assert lw[0].verdict == FINDING and "10.4 s at worst" in lw[0].seen and short.changes["latency-wait"] == 26
+    default = audit({"executor": "slurm"}, [], [], None, 10.0, Lag([6.0]))
+    assert [c.verdict for c in default.checks if c.area == "latency-wait"] == [FINDING]  # Snakemake's own 5 s
+    enough = audit({"executor": "slurm", "latency-wait": 30}, [], [], None, 10.0, Lag([10.4]))
+    assert [c.verdict for c in enough.checks if c.area == "latency-wait"] == [OK]
+    unmeasured = audit({"executor": "slurm"}, [], [], None, 10.0, Lag([math.nan]))
+    assert [c for c in unmeasured.checks if c.area == "latency-wait"] == []
+
+
+def test_a_node_is_in_service_when_it_takes_jobs_and_answers() -> None:
+    assert [s for s in ("idle", "mix", "alloc", "comp", "idle~", "down*", "idle*", "drain", "drng", "fail")
+            if in_service(s)] == ["idle", "mix", "alloc", "comp", "idle~"]
