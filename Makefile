@@ -73,7 +73,7 @@ test-unit: $(VENV)/.installed ## unit and integration tests only (no cluster nee
 	$(PY) -m pytest -m "not cluster" $(PYTEST_ARGS) tests
 
 # Needs no other minihpc cluster on the machine (make destroy first); removes its own.
-test-action: $(VENV)/.installed ## run action.yml as a GitHub runner would: run on tests/workflows/byow, prove on tests/workflows/prove (installs minihpc in a venv)
+test-action: $(VENV)/.installed ## run action.yml as a GitHub runner would: run on tests/workflows/byow, prove (every fault) on tests/workflows/prove (installs minihpc in a venv)
 	$(PY) .ci/action-check tests/workflows/byow --with workflow=wf --with args=--keep-going \
 		--with 'fetch=results/grouped/*.txt' --expect-exit 1
 	$(PY) .ci/action-check tests/workflows/prove --with prove=true --expect-exit 0

@@ -115,12 +115,16 @@ def markdown(result: dict) -> str:
                [("wall time, s", med["run"], med["prove"], f"{result['prove_over_run']}x", med.get("faults", ""),
                  f"{result['faults_over_run']}x" if result.get("faults_over_run") else "")]), "",
         *table(("repetition", "run s", "prove s", "reference-1 s", "reference-2 s", "policy s"), runs), "",
+        *(table(("proof with every fault", "prove s", "reference-1 s", "reference-2 s", "policy s", "faults s"),
+                [(i, f["wall_s"], f.get("reference-1_s", ""), f.get("reference-2_s", ""), f.get("policy_s", ""),
+                  f.get("faults_s", "")) for i, f in enumerate(faulted, 1)]) + [""] if faulted else []),
         *(table(("fault (first proof with faults)", "verdict", "landed, s into the faulted run",
                  "from landing to the verdict, s"), per_fault) + [""] if per_fault else []),
         "The references run side by side on the login node, so prove costs about one reference, the policy "
-        "run, Snakemake's summary of each run and the comparison more than a run. The faults all land on one "
-        "more run through the profile, in turn; the node kill costs most (SLURM marks the node down only after "
-        "SlurmdTimeout, 30 s, and its job then runs again elsewhere).",
+        "run, Snakemake's summary of each run and the comparison more than a run. With faults, one more run "
+        "through the profile takes them all, in turn, and every verdict comes when that run ends: it waits for "
+        "SLURM to mark the killed node down (SlurmdTimeout, 30 s, and the ping that notices) before the node's "
+        "jobs run again elsewhere.",
     ]) + "\n"
 
 
