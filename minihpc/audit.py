@@ -128,7 +128,11 @@ def audit(conf: dict, jobs: list, nonlocal_on_login: list[str] | None, submit_li
               "step finds its output wrong", "`slurm-keep-successful-logs: true` (and `slurm-logdir: logs/slurm`)")
         a.changes["slurm-keep-successful-logs"] = True
     wait = setting(conf, "latency-wait", LATENCY_WAIT_S)
-    if lag is not None and not math.isnan(lag.worst):
+    if lag is not None and lag.missing:
+        a.add("latency-wait", FINDING, f"latency-wait {wait} s; {lag.missing} of {len(lag.samples)} probe job(s)' "
+              "files never reached the login node while they were waited for",
+              "find the shared filesystem's lag (minihpc site check SITE --only lag) and set `latency-wait` above it")
+    elif lag is not None and not math.isnan(lag.worst):
         seen = f"latency-wait {wait} s; the shared filesystem's lag, measured, {lag.worst:.1f} s at worst"
         if not isinstance(wait, (int, float)) or wait < lag.worst:
             a.add("latency-wait", FINDING, seen + ": Snakemake declares a job's outputs missing before they show",

@@ -10,14 +10,15 @@ from __future__ import annotations
 import math
 import shlex
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from minihpc.cluster import Cluster
 
 JOB_NAME = "minihpc-lag"
 POLL = ("import os, sys, time\nt = time.time()\n"
-        "while not os.path.exists(sys.argv[1]) and time.time() - t < 600: time.sleep(0.1)\n"
-        "print(time.time())")
+        "while not os.path.exists(sys.argv[1]) and time.time() - t < float(sys.argv[2]): time.sleep(0.1)\n"
+        "print(time.time() if os.path.exists(sys.argv[1]) else 'never')")
 
 
 @dataclass
@@ -26,8 +27,15 @@ class Lag:
     evidence: list[str] = field(default_factory=list)
 
     @property
+    def missing(self) -> int:
+        """Samples whose file never showed on the login node."""
+        return sum(math.isnan(x) for x in self.samples)
+
+    @property
     def worst(self) -> float:
-        return max(self.samples) if self.samples else math.nan
+        """The largest lag that was seen (NaN if none was)."""
+        seen = [x for x in self.samples if not math.isnan(x)]
+        return max(seen) if seen else math.nan
 
     @property
     def latency_wait(self) -> int | None:
@@ -36,17 +44,21 @@ class Lag:
         return None if math.isnan(self.worst) else max(5, math.ceil(self.worst * 2 + 5))
 
 
-def measure(c: Cluster, options: list[str], samples: int, name: str = JOB_NAME) -> Lag:
+def measure(c: Cluster, options: list[str], samples: int, name: str = JOB_NAME, wait_s: int = 600,
+            stop: Callable[[], bool] = lambda: False) -> Lag:
     """`samples` jobs (sbatch `options` and one task each), one after
-    another; each one's lag, or NaN if its file never showed."""
+    another until `stop()`; each one's lag, or NaN if its file did not show
+    within `wait_s`."""
     lag = Lag()
     for i in range(samples):
+        if stop():
+            break
         path = f"{c.facts.shared}/lag-{i}-{uuid.uuid4().hex[:8]}"
         # The name is decided here and the file written at the job's start.
         job = c.submit(f"python3 -c 'import time; print(time.time())' > {path}.w && mv {path}.w {path}",
                        [*options, "--nodes=1", "--ntasks=1"], name)
-        seen = c.sh(f"python3 -c {shlex.quote(POLL)} {shlex.quote(path)}", timeout=700)
-        end = c.ended(job, 300)
+        seen = c.sh(f"python3 -c {shlex.quote(POLL)} {shlex.quote(path)} {wait_s}", timeout=wait_s + 100)
+        end = c.ended(job, min(300, wait_s + 60))
         wrote = c.sh(f"cat {shlex.quote(path)}; rm -f {shlex.quote(path)}").out.strip()
         try:
             sample = float(seen.out.strip().splitlines()[-1]) - float(wrote.splitlines()[0])

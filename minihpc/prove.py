@@ -57,6 +57,7 @@ from minihpc.runner import (
     clean,
     execute,
     never_synced,
+    run_id,
     say,
     snakemake_paths,
 )
@@ -393,9 +394,18 @@ def prove(p: Plan, cluster: Cluster, out=sys.stdout, compare_with: list[str] | N
                              by_command)
     policy = reports["policy"]
     conf = load_profile(p.profile)
-    injector = None
+    injector: Injector | None = None
+    if faults and faults.left_out:
+        say(f"minihpc prove: left out of the default faults: {', '.join(faults.left_out)} (they need a second "
+            "compute node: minihpc up --nodes 2)")
+    failed_faults = ""
     if faults and faults.faults and policy.exit_code == 0:
-        injector, made = faulted(runs["faults"], cluster, out, faults, conf, synced, rules, logs, policy)
+        try:
+            injector, made = faulted(runs["faults"], cluster, out, faults, conf, synced, rules, logs, policy)
+        except MinihpcError as e:  # the proof so far is kept, and says why the faults were not proven
+            injector, failed_faults = None, f"the faulted run could not be made: {e.what}"
+            proof.faults = [Outcome(n, why=failed_faults) for n in faults.faults]
+    if injector is not None:
         r = reports["faults"] = injector.report
         proof.runs["faults"] = {"exit_code": r.exit_code, "seconds": r.seconds, "directory": r.remote,
                                 "report": str(runs["faults"].report_dir / "report.md"), "files": len(made),
@@ -425,8 +435,16 @@ def prove(p: Plan, cluster: Cluster, out=sys.stdout, compare_with: list[str] | N
         said.append(f"{len(found)} profile finding(s): " + ", ".join(
             f"{c.area}{' (' + c.rule + ')' if c.rule else ''}" for c in found[:8]))
     hurt = [o for o in proof.faults if o.verdict in prove_faults.BAD]
+    if failed_faults:
+        said.append(failed_faults)
     if hurt:
-        said.append(f"{len(hurt)} fault(s) not survived: " + ", ".join(f"{o.fault} ({o.verdict})" for o in hurt))
+        said.append(f"{len(hurt)} fault(s) not survived or not proven: " + ", ".join(
+            f"{o.fault} ({o.verdict})" for o in hurt))
+    if injector is not None and injector.report.exit_code != 0 and not hurt:
+        said.append(f"the faulted run exited {injector.report.exit_code}")
+    if proof.fault_findings:
+        said.append(f"{len(proof.fault_findings)} file(s) differ under the faults: " + ", ".join(
+            f"{f.path} ({f.rule or 'rule unknown'}): {f.verdict}" for f in proof.fault_findings[:5]))
     if proof.undone:
         said.append("a fault was not undone: " + "; ".join(proof.undone))
     if said:
@@ -439,11 +457,9 @@ def prove(p: Plan, cluster: Cluster, out=sys.stdout, compare_with: list[str] | N
                "existence and size" if judged == 0 else f"--compare for {judged}, existence and size for the rest")
         proof.verdict = "pass"
         survived = [o.fault for o in proof.faults if o.verdict == prove_faults.SURVIVED]
-        skipped = [o.fault for o in proof.faults if o.verdict == prove_faults.NOT_APPLIED]
         proof.summary = (f"the workflow keeps its meaning under the policy: {kept} file(s) identical"
                          + (f", {len(nondet)} nondeterministic (compared by {how})" if nondet else "")
                          + (f"; it survived {', '.join(survived)} with the same outputs" if survived else "")
-                         + (f"; not applied (the run gave them no moment): {', '.join(skipped)}" if skipped else "")
                          + "; the profile fits what the run showed")
     write(p.report_dir, proof)
     return proof
@@ -479,10 +495,11 @@ def faulted(rp: Plan, cluster: Cluster, out, choice: Choice, conf: dict, synced:
     inj = Injector(cluster, choice, remote, target, sbatch)
     say(f"minihpc prove: run faults (through the profile, with {', '.join(choice.faults)}) in {remote}")
     tee = Tee(out)
+    inj.run_id = lambda: run_id(tee.getvalue())
     try:
-        inj.report = execute(rp, cluster, tee, before_run=inj.before)
+        inj.report = execute(rp, cluster, tee, before_run=inj.before, after_run=inj.after)
     finally:
-        inj.undone = inj.after()
+        inj.undone = inj.after()  # already done when Snakemake exited, unless something failed before
         inj.output = tee.getvalue()
     made = produced(snapshot(cluster, remote), synced)
     say(f"minihpc prove: run faults exited {inj.report.exit_code} after {inj.report.seconds} s; {len(made)} file(s) "

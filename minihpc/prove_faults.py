@@ -46,10 +46,15 @@ from minihpc.runner import Report, clean
 NAMES = ("busy", "slow-nfs", "eio", "slurmctld-restart", "node-kill")
 SLOW_NFS = "lag-10"
 SURVIVED, CHANGED, FAILED, NOT_APPLIED = "survived", "survived with different outputs", "failed", "not applied"
-BAD = (CHANGED, FAILED)
+# Each fails the proof: a fault the run gave no moment proved nothing (and a workflow could dodge one).
+BAD = (CHANGED, FAILED, NOT_APPLIED)
+# Faults that need a second compute node: the run goes on beside them.
+TWO_NODES = ("busy", "node-kill")
 # How long the busy load may last at most (its deadline ends it even if minihpc does not).
 BUSY_MINUTES = 15
 LAG_SAMPLES = 2
+# How long a lag probe's file is waited for (a file that never shows is a finding) and its job's end.
+LAG_WAIT_S = 120
 # How long SLURM may take to mark a killed node down (SlurmdTimeout is 30 s) and to have it back.
 NODE_DOWN_S, NODE_BACK_S = 180, 240
 POLL_S = 1.0
@@ -68,6 +73,7 @@ FIX = {
 class Choice:
     faults: tuple[str, ...]
     slow_profile: str = SLOW_NFS
+    left_out: tuple[str, ...] = ()  # of the default set, what this cluster cannot take (one node)
 
 
 @dataclass
@@ -117,18 +123,27 @@ def choose(spec: str | None, facts: Facts | None, site: bool) -> Choice:
             profile = value
         chosen.append(name)
     nodes = len(facts.nodes) if facts else 0
-    for name in ("node-kill", "busy"):
+    if spec in (None, "default") and nodes < 2:  # the default: what this cluster can take, the rest said
+        return Choice(tuple(n for n in NAMES if n not in TWO_NODES), profile, TWO_NODES)
+    for name in TWO_NODES:
         if name in chosen and nodes < 2:
-            rest = ",".join(n for n in chosen if n not in ("node-kill", "busy")) or "none"
+            rest = ",".join(n for n in chosen if n not in TWO_NODES) or "none"
             raise BadInput(f"--faults {name} needs at least 2 compute nodes (the run must go on beside it); this "
                            f"cluster has {nodes}", f"minihpc up --nodes 2, or leave it out: --faults {rest}")
     return Choice(tuple(n for n in NAMES if n in chosen), profile)
 
 
+# A path the fault rule may name as it is: the workflow chose its outputs' names, and a comma, an `=` or a
+# glob character would be read as more of the rule (another key, more files).
+PLAIN_PATH = re.compile(r"[\w.+-]+(?:/[\w.+-]+)*")
+
+
 def eio_target(outputs: dict[str, str], slurm_rules: set[str]) -> tuple[str, str] | None:
     """The output (path, rule) whose first write fails: one a SLURM job made
-    in the policy run, the last by name (not a log: `outputs` holds no logs)."""
-    made = sorted((p, r) for p, r in outputs.items() if r in slurm_rules)
+    in the policy run, the last by name (not a log: `outputs` holds no logs),
+    of those with plain names inside the run directory."""
+    made = sorted((p, r) for p, r in outputs.items() if r in slurm_rules and PLAIN_PATH.fullmatch(p)
+                  and ".." not in p.split("/"))
     return made[-1] if made else None
 
 
@@ -149,6 +164,9 @@ class Injector:
         self._killed: str | None = None
         self._started = False
         self._threads: list[threading.Thread] = []
+        # The run's SLURM run ID once Snakemake has said it (prove.faulted reads its output).
+        self.run_id: Callable[[], str | None] = lambda: None
+        self._undone: list[str] | None = None
         # Filled by prove.faulted: the run's report, Snakemake's output, what could not be undone.
         self.report: Report | None = None
         self.output = ""
@@ -209,18 +227,23 @@ class Injector:
         self._threads.append(t)
 
     def _measure_lag(self) -> None:
-        self.lag = lag.measure(self.cluster, self.sbatch, LAG_SAMPLES)
+        self.lag = lag.measure(self.cluster, self.sbatch, LAG_SAMPLES, wait_s=LAG_WAIT_S, stop=self.stop.is_set)
         self.outcomes["slow-nfs"].evidence += self.lag.evidence
 
     # -- during the run ------------------------------------------------------------
 
     def jobs(self) -> list[dict[str, str]]:
-        """The run's jobs in the queue (its working directory is the run's)."""
-        fields = ("JobID", "State", "NodeList", "WorkDir", "Reason")
-        r = self.cluster.sh("squeue --me -h -o '%i|%T|%N|%Z|%r'")
+        """The run's jobs in the queue: named with the run's ID (the plugin
+        names them so; a job the workflow submits itself is not one of them)
+        and working in its directory."""
+        rid = self.run_id()
+        if rid is None:
+            return []
+        fields = ("JobID", "State", "NodeList", "WorkDir", "Reason", "Name")
+        r = self.cluster.sh("squeue --me -h -o '%i|%T|%N|%Z|%r|%j'")
         rows = parse_sacct(r.out, fields) if r.rc == 0 else []
-        mine = [j for j in rows if j["WorkDir"] == self.remote or j["WorkDir"].startswith(self.remote + "/")]
-        return mine
+        return [j for j in rows if j["Name"] == rid
+                and (j["WorkDir"] == self.remote or j["WorkDir"].startswith(self.remote + "/"))]
 
     def launched(self, job: str) -> bool:
         """Whether the job's batch step has started on its node (sacct has it)."""
@@ -261,8 +284,8 @@ class Injector:
         if job is None:
             o.why = "the run ended before another of its jobs ran"
             return
-        node = job["NodeList"]
-        hit = [j["JobID"] for j in self.jobs() if j["State"] == "RUNNING" and j["NodeList"] == node]
+        node = first_node(job["NodeList"])
+        hit = [j["JobID"] for j in self.jobs() if j["State"] == "RUNNING" and first_node(j["NodeList"]) == node]
         self.faults.apply("kill", node)
         self._killed = node
         self._stop_busy()  # else the load would hold every CPU left while the node is down
@@ -303,15 +326,21 @@ class Injector:
 
     def _stop_busy(self) -> None:
         if self._busy:
-            self._busy = False
             n = busy.stop(self.cluster)
+            self._busy = False
             self.outcomes["busy"].evidence.append(f"the load ended at {time.monotonic() - self.t0:.0f} s into the "
                                                   f"run ({n} of its tasks cancelled)")
 
     # -- after the run -------------------------------------------------------------
 
     def after(self) -> list[str]:
-        """Undo every fault, whatever happened; what could not be undone."""
+        """Undo every fault, whatever happened, once (right after Snakemake
+        exits, before the run's report is read); what could not be undone."""
+        if self._undone is None:
+            self._undone = self._undo()
+        return self._undone
+
+    def _undo(self) -> list[str]:
         self.stop.set()
         end = time.monotonic()
         for o in self.outcomes.values():
@@ -332,8 +361,11 @@ class Injector:
                 step()
             except Exception as e:  # noqa: BLE001 - the next undo still runs
                 problems.append(f"{what}: {clean(str(e), 300)}")
-        if busy.running(self.cluster):
-            problems.append(f"the busy load: {self.cluster.facts.other_user}'s tasks still queued")
+        try:
+            if busy.running(self.cluster):
+                problems.append(f"the busy load: {self.cluster.facts.other_user}'s tasks still queued")
+        except MinihpcError as e:
+            problems.append(f"the busy load: {clean(str(e), 300)}")
         return problems
 
     def _nodes_back(self) -> None:
@@ -348,18 +380,38 @@ class Injector:
             time.sleep(2)
 
 
+def first_node(nodelist: str) -> str:
+    """The first node of a Slurm node list (c1, c[1-2] or c[2,4]: c1, c1, c2)."""
+    m = re.fullmatch(r"([^\[,]+)(?:\[(\d+)[^\]]*\])?.*", nodelist)
+    return (m.group(1) + (m.group(2) or "")) if m else nodelist
+
+
 def in_service(state: str) -> bool:
     """A node state (sinfo %t) that takes jobs: not down, drained or failing."""
     return state.rstrip("~#!%$@^-") in ("idle", "mix", "alloc", "comp")  # "*": not responding
+
+
+def owns(fault: str, job, eio_jobs: set[str]) -> bool:
+    """Whether a job the fault hit was lost to that fault, by how it ended:
+    one lost job is one fault's (a job the run cancelled as it failed is no
+    fault's)."""
+    if job.state.startswith("CANCELLED"):
+        return False
+    return {"node-kill": job.state == "NODE_FAIL",
+            "eio": job.job_id in eio_jobs,
+            "slurmctld-restart": job.state == "FAILED" and job.job_id not in eio_jobs,
+            "busy": job.state in ("TIMEOUT", "PREEMPTED", "DEADLINE")}.get(fault, False)
 
 
 def judge(inj: Injector, report: Report, output: str, differing: list[tuple[str, str]], conf: dict,
           failed_by_eio: list[str]) -> list[Outcome]:
     """Each fault's verdict from the run: its report (sacct), Snakemake's
     output, the files that differ from the reference ((path, rule)), and the
-    failed jobs whose log shows the EIO."""
+    failed jobs whose log shows the EIO. A job a fault hit that the run's
+    report does not hold counts as lost: nothing shows it was done again."""
     done = {(j.rule, j.wildcards) for j in report.jobs if j.state == "COMPLETED"}
     by_id = {j.job_id: j for j in report.jobs}
+    eio_jobs = set(failed_by_eio)
     retries = setting(conf, "retries", setting(conf, "restart-times", 0)) or 0
     out = []
     for o in inj.outcomes.values():
@@ -372,22 +424,24 @@ def judge(inj: Injector, report: Report, output: str, differing: list[tuple[str,
             out.append(o)
             continue
         hit = [by_id[i] for i in o.hit if i in by_id]
-        lost = sorted({(j.rule, j.wildcards) for j in hit} - done)
+        unknown = [i for i in o.hit if i not in by_id]
+        lost_jobs = [j for j in hit if (j.rule, j.wildcards) not in done and owns(o.fault, j, eio_jobs)]
         rules = {j.rule for j in hit}
         whole_run = o.fault in ("busy", "slow-nfs")
-        if o.fault == "slow-nfs":
-            said = MISSING_FILES.search(output)
-            if said:
-                o.verdict, o.why = FAILED, said.group(0)
-                wait = inj.lag.latency_wait if inj.lag else None
-                o.fix = f"`latency-wait: {wait}`" if wait else "a `latency-wait` above the filesystem's lag"
-                out.append(o)
-                continue
-        if lost and report.exit_code != 0:
+        said = MISSING_FILES.search(output) if o.fault == "slow-nfs" else None
+        if said:
+            o.verdict, o.why = FAILED, said.group(0)
+            wait = inj.lag.latency_wait if inj.lag else None
+            o.fix = f"`latency-wait: {wait}`" if wait else "a `latency-wait` above the filesystem's lag"
+        elif unknown:
+            o.verdict = FAILED
+            o.why = f"job(s) {', '.join(unknown)} it hit are not among the run's jobs in sacct: nothing shows their " \
+                    "work was done again"
+        elif lost_jobs:
             o.verdict = FAILED
             o.why = "; ".join(f"job {j.job_id} ({j.rule}{'[' + j.wildcards + ']' if j.wildcards else ''}) ended "
                               f"{j.state}{' on ' + j.node if j.node else ''}" + (f": {j.error}" if j.error else "")
-                              for j in hit if (j.rule, j.wildcards) in lost)[:600]
+                              for j in lost_jobs)[:600]
             o.why += f"; never run again (retries: {retries})"
             o.fix = FIX.get(o.fault, "")
         elif [p for p, r in differing if whole_run or r in rules]:
@@ -401,4 +455,3 @@ def judge(inj: Injector, report: Report, output: str, differing: list[tuple[str,
                 o.why += " (the run failed for another reason)"
         out.append(o)
     return out
-

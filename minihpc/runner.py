@@ -243,10 +243,12 @@ class Report:
     timeline: str = ""
 
 
-def execute(p: Plan, cluster: Cluster, out=sys.stdout, before_run: Callable[[], None] | None = None) -> Report:
+def execute(p: Plan, cluster: Cluster, out=sys.stdout, before_run: Callable[[], object] | None = None,
+            after_run: Callable[[], object] | None = None) -> Report:
     """Sync, run Snakemake streaming its output, then report. Returns the report
     (its exit_code is Snakemake's). `before_run` is called once the workflow
-    is in place, just before Snakemake starts (prove's faults start there)."""
+    is in place, just before Snakemake starts, and `after_run` as soon as it
+    has exited, before the run is read (prove's faults start and end there)."""
     f = cluster.facts
     remote = p.remote(f.shared)
     alive = cluster.sh("true", timeout=60)
@@ -271,6 +273,8 @@ def execute(p: Plan, cluster: Cluster, out=sys.stdout, before_run: Callable[[], 
         out.flush()
         lines.append(line)
     rc = running.wait().rc  # its output read above; this also ends its lease on a site's connection
+    if after_run is not None:
+        after_run()
     output = "".join(lines)
     report = Report(str(p.workflow), remote, p.profile_remote,
                     "the workflow's own" if p.profile_remote != REMOTE_PROFILE else str(p.profile),

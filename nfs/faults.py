@@ -22,6 +22,8 @@ from pathlib import Path
 
 ERRNOS = {name: getattr(errno, name) for name in ("EIO", "ENOSPC", "EDQUOT", "EACCES", "ESTALE")}
 # Client operations a rule can name ("*" matches all of them).
+# A scope=cluster rule's failures are files claimed one by one: a few, not a flood.
+MAX_CLUSTER_COUNT = 100
 OPS = ("getattr", "readdir", "open", "read", "write", "create", "mkdir", "unlink", "rmdir",
        "rename", "setattr", "symlink", "link", "readlink", "fsync", "statfs")
 
@@ -56,8 +58,9 @@ class FaultRule:
             raise FaultError(f"fault probability must be in (0, 1], got {self.probability}")
         if self.scope not in ("node", "cluster"):
             raise FaultError(f"fault scope {self.scope!r}: use node (each node counts for itself) or cluster")
-        if self.scope == "cluster" and self.count is None:
-            raise FaultError("fault scope=cluster needs count=N (the failures every node shares)")
+        if self.scope == "cluster" and (self.count is None or self.count > MAX_CLUSTER_COUNT):
+            raise FaultError(f"fault scope=cluster needs count=N, at most {MAX_CLUSTER_COUNT} (the failures every "
+                             "node shares, each a file claimed once)")
         self._rng = random.Random(self.seed)
 
     @property
@@ -91,6 +94,8 @@ class FaultRule:
         kw: dict = {}
         for item in filter(None, rest.split(",")):
             key, eq, value = item.partition("=")
+            if key in kw:
+                raise FaultError(f"fault {spec!r}: {key} is given twice; give each key once")
             if not eq or key not in ("op", "path", "node", "count", "probability", "seed", "scope"):
                 raise FaultError(f"fault {spec!r}: {item!r} is not key=value with key op, path, node, count, "
                                  "probability, seed or scope (e.g. EIO:op=write,path=/lab/results/*,count=1)")
@@ -113,6 +118,7 @@ class FaultSet:
         # Fresh copies: counters and generators start over with every profile load.
         self.rules, self.node = [FaultRule(**r.to_dict()) for r in rules], node
         self.claim, self.tag = claim, tag
+        self._exhausted: set[int] = set()  # cluster rules whose claims are all taken (until the next profile)
         self._lock = threading.Lock()
 
     def check(self, op: str, path: str) -> int | None:
@@ -128,11 +134,12 @@ class FaultSet:
 
     def _claimed(self, i: int, rule: FaultRule) -> bool:
         """One of the rule's `count` failures, if the nodes have not claimed them all."""
-        if self.claim is None or rule.count is None:
+        if self.claim is None or rule.count is None or i in self._exhausted:
             return False  # no shared directory: a cluster-wide rule never fires alone
         if any(self.claim(f"{self.tag}-{i}-{k}") for k in range(rule.count)):
             rule.fired += 1
             return True
+        self._exhausted.add(i)
         return False
 
 

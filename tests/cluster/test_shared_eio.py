@@ -103,7 +103,7 @@ def test_prove_finds_a_profile_without_retries_or_kept_logs_and_its_suggestion_s
         assert eio["verdict"] == "failed" and eio["fix"].startswith("`retries: 2`"), eio
         assert "(part[3]) ended FAILED" in eio["why"] and "never run again (retries: 0)" in eio["why"], eio
         assert proof["runs"]["faults"]["exit_code"] != 0 and proof["undone"] == [], proof["runs"]
-        assert "1 fault(s) not survived: eio (failed)" in proof["summary"], proof["summary"]
+        assert "1 fault(s) not survived or not proven: eio (failed)" in proof["summary"], proof["summary"]
         assert "retries: 2" in found["retries"] and "slurm-keep-successful-logs: true" in found["logs"]
         assert "+retries: 2" in proof["suggested_diff"] and "+slurm-keep-successful-logs: true" in \
             proof["suggested_diff"], proof["suggested_diff"]

@@ -128,3 +128,22 @@ def test_a_cluster_wide_rule_fails_count_operations_in_all_whichever_node_does_t
 def test_a_bad_scope_is_refused(spec: str, said: str) -> None:
     with pytest.raises(FaultError, match=said):
         FaultRule.parse(spec)
+
+
+def test_a_key_given_twice_is_refused_not_the_last_one_taken() -> None:
+    """A path that holds `,op=*,path=*` (a workflow names its outputs) cannot widen the rule."""
+    with pytest.raises(FaultError, match="is given twice"):
+        FaultRule.parse("EIO:op=write,path=/lab/r/zz,op=*,path=*,count=1")
+
+
+def test_a_cluster_wide_rule_has_few_claims_and_stops_trying_once_they_are_taken(tmp_path: Path) -> None:
+    with pytest.raises(FaultError, match="at most 100"):
+        FaultRule.parse("EIO:count=101,scope=cluster")
+    tries: list[str] = []
+
+    def claim(name: str) -> bool:
+        tries.append(name)
+        return False
+    fs = FaultSet([FaultRule.parse("EIO:count=3,scope=cluster")], "c1", claim, "p")
+    assert fs.check("write", "/a") is None and fs.check("write", "/b") is None
+    assert tries == ["p-0-0", "p-0-1", "p-0-2"], "taken once: not tried again"

@@ -24,6 +24,7 @@ from minihpc.prove_faults import (
     Outcome,
     choose,
     eio_target,
+    first_node,
     in_service,
     judge,
 )
@@ -74,6 +75,11 @@ def test_the_eio_lands_on_an_output_a_slurm_job_made() -> None:
     outputs = {"results/parts/0.txt": "part", "results/parts/3.txt": "part", "results/sum.txt": "total"}
     assert eio_target(outputs, {"part"}) == ("results/parts/3.txt", "part")
     assert eio_target(outputs, {"where"}) is None
+    # The workflow names its outputs: a name that would read as more of the rule is never the target.
+    hostile = {"results/x,count=99,scope=node": "part", "results/*": "part", "../other.prove-faults/a": "part",
+               "results/[ab].txt": "part", "results/a b.txt": "part"}
+    assert eio_target(hostile, {"part"}) is None
+    assert eio_target({**hostile, "results/0.txt": "part"}, {"part"}) == ("results/0.txt", "part")
 
 
 def job(job_id: str, rule: str, wildcards: str, state: str = "COMPLETED", error: str = "") -> Job:
@@ -153,10 +159,47 @@ def test_the_audit_sets_latency_wait_against_the_lag_measured() -> None:
     assert [c.verdict for c in default.checks if c.area == "latency-wait"] == [FINDING]  # Snakemake's own 5 s
     enough = audit({"executor": "slurm", "latency-wait": 30}, [], [], None, 10.0, Lag([10.4]))
     assert [c.verdict for c in enough.checks if c.area == "latency-wait"] == [OK]
-    unmeasured = audit({"executor": "slurm"}, [], [], None, 10.0, Lag([math.nan]))
+    unmeasured = audit({"executor": "slurm"}, [], [], None, 10.0, None)
     assert [c for c in unmeasured.checks if c.area == "latency-wait"] == []
 
 
 def test_a_node_is_in_service_when_it_takes_jobs_and_answers() -> None:
     assert [s for s in ("idle", "mix", "alloc", "comp", "idle~", "down*", "idle*", "drain", "drng", "fail")
             if in_service(s)] == ["idle", "mix", "alloc", "comp", "idle~"]
+
+
+def test_a_lost_job_is_the_fault_it_ended_by_not_every_fault_that_saw_it() -> None:
+    """slurmctld's restart and the load saw the job the node kill lost: only
+    the kill failed; a job the run cancelled as it failed is no fault's."""
+    inj = injector(busy=["11", "12"], slurmctld_restart=["11", "12"], node_kill=["11"])
+    jobs = [job("11", "part", "0", "NODE_FAIL"), job("12", "part", "1", "CANCELLED by 1000")]
+    out = {o.fault: o.verdict for o in judge(inj, report(jobs, rc=1), "", [], {"retries": 0}, [])}
+    assert out == {"busy": SURVIVED, "slurmctld-restart": SURVIVED, "node-kill": FAILED}
+
+
+def test_a_job_hit_that_the_runs_report_lacks_is_not_counted_as_survived() -> None:
+    inj = injector(node_kill=["999"])
+    out = judge(inj, report([job("11", "part", "0")]), "", [], GOOD, [])
+    assert out[0].verdict == FAILED and "999" in out[0].why and "not among the run's jobs" in out[0].why
+
+
+def test_a_fault_the_run_gave_no_moment_fails_the_proof() -> None:
+    from minihpc.prove_faults import BAD
+    assert NOT_APPLIED in BAD and SURVIVED not in BAD
+
+
+def test_on_one_node_the_default_leaves_out_what_needs_two_and_says_so() -> None:
+    c = choose(None, ONE, site=False)
+    assert c.faults == ("slow-nfs", "eio", "slurmctld-restart") and c.left_out == ("busy", "node-kill")
+
+
+@pytest.mark.parametrize(("nodelist", "first"), [("c1", "c1"), ("c[1-2]", "c1"), ("c[2,4]", "c2"), ("c10", "c10")])
+def test_the_node_killed_is_the_first_of_the_jobs_nodes(nodelist: str, first: str) -> None:
+    assert first_node(nodelist) == first
+
+
+def test_a_probe_whose_file_never_showed_is_a_finding_not_silence() -> None:
+    a = audit({"executor": "slurm", "latency-wait": 30}, [], [], None, 10.0, Lag([4.0, math.nan]))
+    lw = [c for c in a.checks if c.area == "latency-wait"]
+    assert [c.verdict for c in lw] == [FINDING] and "1 of 2" in lw[0].seen
+    assert Lag([4.0, math.nan]).worst == 4.0 and Lag([math.nan]).missing == 1
