@@ -1,11 +1,10 @@
-"""`minihpc prove` on tests/workflows/prove: the same workflow writing the
-host it ran on fails on that file and names its rule, even when its SLURM
-job copies its output over the reference runs' own afterwards; on a site
-(minihpc itself over SSH) it proves meaning and audits, and applies no
-fault. Each proof is three runs (two local side by side, then one through
-SLURM): about a minute. (The audit's findings and the suggested profile,
-with the EIO fault: test_shared_eio.py; every fault: `make test-action`,
-the Action's prove.)"""
+"""`minihpc prove --site` on tests/workflows/prove, against minihpc itself
+over SSH: the workflow writing the host it ran on fails on that file and
+names its rule, even when its SLURM job copies its output over the reference
+runs' own afterwards; and no fault is applied on a site. Three runs (two
+local side by side, then one through SLURM): about a minute. (The audit's
+findings and the suggested profile, with the EIO fault: test_shared_eio.py;
+every fault: `make test-action`, the Action's prove.)"""
 
 from __future__ import annotations
 
@@ -17,25 +16,42 @@ import sys
 from pathlib import Path
 
 import pytest
-from support import PROVE_WORKFLOW, prove, remove_proof
+from support import PROVE_WORKFLOW, prove
 
 from minihpc import ROOT
 from minihpc.cluster import Cluster as Client
 from minihpc.transport import container, docker
 
 
-@pytest.mark.cost(65)
-def test_an_output_that_depends_on_where_it_ran_fails_and_a_job_cannot_rewrite_the_reference(
+@pytest.mark.cost(75)
+def test_over_ssh_an_output_that_depends_on_where_it_ran_fails_a_job_cannot_rewrite_the_reference_no_fault(
         tmp_path: Path, client: Client) -> None:
+    """minihpc as a site (minihpc site local), the workflow writing the host
+    it ran on, its SLURM job then copying that over the reference runs' own:
+    `prove --site` reaches the site over SSH only (a `docker` on PATH that
+    fails and logs stays unused), fails on that file naming its rule, audits
+    the profile, and applies no fault: no container restarted, no fault rule
+    of its own on the shared filesystem, no job of a load or a lag probe."""
+    site = subprocess.run([sys.executable, "-m", "minihpc", "site", "local"], cwd=ROOT, capture_output=True,
+                          text=True, check=True, stdin=subprocess.DEVNULL).stdout.strip()
+    shim, calls = tmp_path / "bin", tmp_path / "docker-calls.log"
+    shim.mkdir()
+    (shim / "docker").write_text(f"#!/bin/sh\necho \"docker $*\" >> {calls}\nexit 97\n")
+    (shim / "docker").chmod(0o755)
     wf = tmp_path / "prove"
     shutil.copytree(PROVE_WORKFLOW, wf)
     name = "test-prove-where"
+    started = {s: containers_started(s) for s in ("slurmctld", *client.facts.nodes)}
+    since = client.now()
+    work = f"{client.facts.shared}/{client.facts.lab_user}-site"
     try:
-        r, proof = prove(wf, name, "--faults", "none", snakemake=["--config", "where=1", "cheat=1"])
-        copied = client.sh(f"cat {client.facts.shared}/{name}.prove-reference-1/results/where.txt "
-                           f"{client.facts.shared}/{name}.prove-policy/results/where.txt").out.split()
+        r, proof = prove(wf, name, "--site", site, snakemake=["--config", "where=1", "cheat=1"],
+                         env={**os.environ, "PATH": f"{shim}:{os.environ['PATH']}"})
+        copied = client.sh(f"cat {work}/{name}.prove-reference-1/results/where.txt "
+                           f"{work}/{name}.prove-policy/results/where.txt").out.split()
+        nfs = client.root("minihpc-nfs show").out
     finally:
-        remove_proof(client, name)
+        client.sh(f"rm -rf {work}/{name}.prove-*")
     assert r.returncode == 1 and proof["verdict"] == "fail", r.stdout[-3000:] + r.stderr
     assert copied[0] == copied[1] and copied[0] in client.facts.nodes, f"the job's copy landed: {copied}"
     bad = [(f["path"], f["rule"], f["verdict"]) for f in proof["findings"] if f["verdict"] in ("differs", "missing")]
@@ -49,40 +65,13 @@ def test_an_output_that_depends_on_where_it_ran_fails_and_a_job_cannot_rewrite_t
                  if j["rule"] == "where")
     tiny = [(c["rule"], c["verdict"]) for c in proof["audit"] if c["area"] == "tiny rules"]
     assert tiny == ([("where", "finding")] if where["elapsed_s"] < 10 else []), (where, tiny)
-
-
-@pytest.mark.cost(90)
-def test_on_a_site_over_ssh_it_proves_meaning_and_audits_and_applies_no_fault(
-        tmp_path: Path, client: Client) -> None:
-    """minihpc as a site (minihpc site local): `prove --site` reaches it over
-    SSH only (a `docker` on PATH that fails and logs stays unused), proves
-    meaning and audits the profile, and applies no fault: no container
-    restarted, the shared filesystem's profile untouched, no job of a load or
-    a lag probe in sacct."""
-    site = subprocess.run([sys.executable, "-m", "minihpc", "site", "local"], cwd=ROOT, capture_output=True,
-                          text=True, check=True, stdin=subprocess.DEVNULL).stdout.strip()
-    shim, calls = tmp_path / "bin", tmp_path / "docker-calls.log"
-    shim.mkdir()
-    (shim / "docker").write_text(f"#!/bin/sh\necho \"docker $*\" >> {calls}\nexit 97\n")
-    (shim / "docker").chmod(0o755)
-    wf = tmp_path / "prove"
-    shutil.copytree(PROVE_WORKFLOW, wf)
-    name = "test-prove-site"
-    started = {s: containers_started(s) for s in ("slurmctld", *client.facts.nodes)}
-    nfs_before = client.root("minihpc-nfs show").out
-    since = client.now()
-    work = f"{client.facts.shared}/{client.facts.lab_user}-site"
-    try:
-        r, proof = prove(wf, name, "--site", site, env={**os.environ, "PATH": f"{shim}:{os.environ['PATH']}"})
-    finally:
-        client.sh(f"rm -rf {work}/{name}.prove-*")
-    assert r.returncode == 0 and proof["verdict"] == "pass", proof["summary"] + r.stderr[-3000:]
+    # On the site: its work directory, the audit, and no fault at all.
     assert proof["faults"] == [] and "faults" not in proof["runs"], proof["runs"]
     assert all(run["directory"].startswith(f"{work}/{name}.prove-") for run in proof["runs"].values())
     assert {c["area"] for c in proof["audit"]} >= {"retries", "profile applied", "memory", "runtime"}, proof["audit"]
     assert not calls.exists(), calls.read_text()
     assert {s: containers_started(s) for s in started} == started, "a container was restarted"
-    assert client.root("minihpc-nfs show").out == nfs_before
+    assert name not in nfs, nfs  # (test_shared_eio's rules may be there: side by side, its own paths)
     jobs = client.sacct(since, ("JobID", "JobName", "State", "WorkDir"), all_users=True)
     assert not [j for j in jobs if j["JobName"] in ("minihpc-busy", "minihpc-lag") or j["State"] == "NODE_FAIL"]
     assert [j for j in jobs if j["WorkDir"] == f"{work}/{name}.prove-policy"], "the policy run went through SLURM"
