@@ -370,11 +370,7 @@ def prove(p: Plan, cluster: Cluster, out=sys.stdout, compare_with: list[str] | N
         reports["policy"], left["policy"], (by_path, policy_logs) = one("policy", out)
         rules, logs = {**by_path, **rules}, logs | policy_logs
     proof = Proof(str(p.workflow), str(p.profile_remote), "fail", "")
-    # Each run's timeline picture, beside its own report (relative to the proof's), or why there is none.
-    proof.runs = {run: {"exit_code": r.exit_code, "seconds": r.seconds, "directory": r.remote,
-                        "report": str(runs[run].report_dir / "report.md"), "files": len(left.get(run, {})),
-                        "timeline": f"{run}/{r.timeline}" if r.timeline.endswith(".svg") else r.timeline}
-                  for run, r in reports.items()}
+    proof.runs = {run: run_entry(run, r, runs[run], len(left.get(run, {}))) for run, r in reports.items()}
     ref_rc = reports["reference-1"].exit_code
     if ref_rc != 0:
         proof.summary = (f"the workflow fails without the policy too (reference run exit {ref_rc}): fix the workflow "
@@ -407,9 +403,7 @@ def prove(p: Plan, cluster: Cluster, out=sys.stdout, compare_with: list[str] | N
             proof.faults = [Outcome(n, why=failed_faults) for n in faults.faults]
     if injector is not None:
         r = reports["faults"] = injector.report
-        proof.runs["faults"] = {"exit_code": r.exit_code, "seconds": r.seconds, "directory": r.remote,
-                                "report": str(runs["faults"].report_dir / "report.md"), "files": len(made),
-                                "timeline": f"faults/{r.timeline}" if r.timeline.endswith(".svg") else r.timeline}
+        proof.runs["faults"] = run_entry("faults", r, runs["faults"], len(made))
         under = compare(left["reference-1"], left.get("reference-2", {}), made, rules, logs, None)
         proof.fault_findings = [f for f in under if f.verdict in FAILING]
         proof.faults = prove_faults.judge(injector, r, injector.output, [(f.path, f.rule) for f in
@@ -463,6 +457,15 @@ def prove(p: Plan, cluster: Cluster, out=sys.stdout, compare_with: list[str] | N
                          + "; the profile fits what the run showed")
     write(p.report_dir, proof)
     return proof
+
+
+def run_entry(run: str, r: Report, rp: Plan, files: int) -> dict:
+    """One run in the proof's report: its exit code, seconds, directory, own
+    report, files made, and its timeline picture (relative to the proof's
+    report) or why there is none."""
+    return {"exit_code": r.exit_code, "seconds": r.seconds, "directory": r.remote,
+            "report": str(rp.report_dir / "report.md"), "files": files,
+            "timeline": f"{run}/{r.timeline}" if r.timeline.endswith(".svg") else r.timeline}
 
 
 class Tee(io.StringIO):

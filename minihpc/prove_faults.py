@@ -249,14 +249,14 @@ class Injector:
         """Whether the job's batch step has started on its node (sacct has it)."""
         return f"{job}.batch" in self.cluster.sh(f"sacct -n -P -o JobID -j {job}").out.split()
 
-    def moment(self, what: Callable[[dict[str, str]], bool]) -> dict[str, str] | None:
-        """The first of the run's jobs for which `what` holds, running with its
-        batch step started; None once the run has ended."""
+    def moment(self) -> dict[str, str] | None:
+        """The first of the run's jobs running with its batch step started;
+        None once the run has ended."""
         while not self.stop.is_set():
             jobs = self.jobs()
             self._note_pending(jobs)
             for j in jobs:
-                if j["State"] == "RUNNING" and j["NodeList"] and what(j) and self.launched(j["JobID"]):
+                if j["State"] == "RUNNING" and j["NodeList"] and self.launched(j["JobID"]):
                     return j
             self.stop.wait(POLL_S)
         return None
@@ -280,7 +280,7 @@ class Injector:
 
     def _node_kill(self) -> None:
         o = self.outcomes["node-kill"]
-        job = self.moment(lambda j: True)
+        job = self.moment()
         if job is None:
             o.why = "the run ended before another of its jobs ran"
             return
@@ -312,7 +312,7 @@ class Injector:
 
     def _restart(self) -> None:
         o = self.outcomes["slurmctld-restart"]
-        job = self.moment(lambda j: True)
+        job = self.moment()
         if job is None:
             o.why = "the run ended before one of its jobs ran"
             return
