@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # make test: the whole suite. The host-only tests (unit and integration: no
-# cluster, marker "not cluster") run in the background beside the cluster's
-# bring-up and its tests, which mostly wait on SLURM; their output follows the
-# cluster tests'. (Beside the alone phase instead, which keeps the cores about
-# half as busy, they cost it 60 s and the side-by-side phase gained nothing.)
+# cluster, marker "not cluster") run in the background beside the alone
+# phase, which mostly waits on SLURM (its cores a third busy), niced; their
+# output follows the cluster tests'. (Beside the side-by-side phase, whose
+# cores are 80 to 100 % busy, they took CPU from it.)
 # The cluster tests run in two phases on the one cluster: those that only
 # read it or work in their own directory with their own jobs side by side
 # (xdist, SHARED_WORKERS processes, a file's tests together), then those
@@ -31,11 +31,15 @@ phase() { printf '{"phase": "%s", "start": %s, "end": %s}\n' "$1" "$2" "$(now)" 
 cpu=$!
 
 log=$(mktemp -t minihpc-host-tests.XXXXXX)
-# No cache plugin: the two sessions would both write .pytest_cache.
-( t=$(now); "$py" -m pytest -m "not cluster" -p no:cacheprovider "$@" tests >"$log" 2>&1 </dev/null
-  rc=$?; phase "host tests" "$t"; exit $rc ) &
-host=$!
-stop_host() { kill "$host" "$cpu" 2>/dev/null; wait "$host" 2>/dev/null; rm -f "$log"; }
+host=
+# No cache plugin: the two sessions would both write .pytest_cache. Niced:
+# they mostly wait (a third of a core), and then take only what is idle.
+start_host() {
+  ( t=$(now); nice -n 10 "$py" -m pytest -m "not cluster" -p no:cacheprovider "$@" tests >"$log" 2>&1 </dev/null
+    rc=$?; phase "host tests" "$t"; exit $rc ) &
+  host=$!
+}
+stop_host() { kill $host "$cpu" 2>/dev/null; [[ -z $host ]] || wait "$host" 2>/dev/null; rm -f "$log"; }
 trap stop_host EXIT
 trap 'exit 143' TERM
 trap 'exit 130' INT
@@ -64,6 +68,7 @@ if [[ $rc -eq 0 ]]; then
   phase "cluster tests, side by side" "$t"
   keep_logs side-by-side "$shared_rc"
   [[ $shared_rc -eq 0 ]] || rc=$shared_rc
+  start_host "$@"
   t=$(now)
   alone_rc=0
   PYTHONPATH=. "$py" tests/quiesce.py || alone_rc=1
@@ -72,10 +77,12 @@ if [[ $rc -eq 0 ]]; then
   keep_logs alone "$alone_rc"
   [[ $alone_rc -eq 0 ]] || rc=$alone_rc
   "$py" -m bench.suite collect "$suite" || echo "run-suite: could not list the run's Slurm jobs (bench/suite.py collect)" >&2
+else
+  start_host "$@"
 fi
 wait "$host"
 host_rc=$?
-printf '\n== host-only tests (unit, integration), run beside the cluster tests ==\n'
+printf '\n== host-only tests (unit, integration), run beside the alone phase ==\n'
 cat "$log"
 printf '\n== where the time went (bench/suite.py report) ==\n'
 "$py" -m bench.suite report "$suite" --top 15 || true

@@ -10,14 +10,14 @@ from minihpc.errors import BadInput, MinihpcError
 from minihpc.transport import COMPOSE, compose_shown
 
 
-def _require_state() -> None:
+def require_state() -> None:
     if not (RUN_DIR / "compose.nodes.yml").exists():
         raise MinihpcError(f"no cluster state in {RUN_DIR}", "bring a cluster up first: minihpc up")
 
 
 def compose(*args: str, check: bool = True) -> int:
     """Run `docker compose` on this cluster (cluster/compose.sh), output passed through."""
-    _require_state()
+    require_state()
     rc = compose_shown(*args)
     if check and rc != 0:
         raise MinihpcError(f"docker compose {args[0]} failed with exit {rc}", "see its output above")
@@ -26,7 +26,7 @@ def compose(*args: str, check: bool = True) -> int:
 
 def exec_compose(*args: str) -> None:
     """Replace this process with `docker compose ARGS` (interactive verbs)."""
-    _require_state()
+    require_state()
     os.execv(COMPOSE[0], [*COMPOSE, *args])
 
 

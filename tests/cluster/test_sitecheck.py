@@ -114,8 +114,6 @@ def test_the_site_check_passes_over_ssh_alone(site_file: Path, no_docker, client
     assert checks_jobs(client, session) == [], "no job of the check is left"
 
 
-# Alone: "nothing is submitted" is judged on every job of the lab user's in the window.
-@pytest.mark.alone
 @pytest.mark.parametrize(("change", "field", "fix"), [
     (("  port: ", "  port: 1\n  #"), "ssh.host", "check ssh.host, ssh.port"),
     (("  partition: ", "  partition: nosuch\n  #"), "slurm.partition", "the site's partitions: "),
@@ -129,15 +127,23 @@ def test_a_bad_site_file_is_one_error_naming_the_field_and_nothing_is_submitted(
     other = cluster.host("login", client.facts.other_user)
     run_ok(other, "mkdir -p -m 755 /shared/site-check-others")
     run_ok(cluster.as_user(), "ln -sfn /tmp /shared/site-check-link")
+    # A work directory of its own: the site checks beside it submit jobs of the same name in theirs.
+    good = load(site_file).work_dir
+    own = f"{good}-bad-{tmp_path.name}"
     bad = tmp_path / "site.yaml"
-    bad.write_text(site_file.read_text().replace(*change, 1))
+    bad.write_text(site_file.read_text().replace(f"work_dir: {good}\n", f"work_dir: {own}\n").replace(*change, 1))
     since = client.now()
     r = minihpc("site", "check", str(bad), timeout=300)
     errors = [x for x in r.stderr.splitlines() if x.startswith("minihpc: error:")]
     assert r.returncode == 2 and len(errors) == 1, r.stdout + r.stderr
     assert f": {field}: " in errors[0] and fix in errors[0], errors[0]
     assert "running core1" not in r.stdout
-    assert client.sacct(since) == [], "nothing was submitted"
+    # Nothing submitted: no job of the lab user's works under the work_dir the bad file names (or its own).
+    named = re.search(r"^work_dir: (\S+)", bad.read_text(), re.M).group(1)
+    jobs = [j for j in client.sacct(since, ("JobID", "JobName", "WorkDir"))
+            if any(j["WorkDir"] == d or j["WorkDir"].startswith(d + "/") for d in (own, named))]
+    assert jobs == [], f"the refused check submitted: {jobs}"
+    assert client.sh(f"test -e {q(own)}").rc != 0, "the refused check made its work directory"
 
 
 def test_ctrl_c_cancels_the_checks_jobs_and_removes_its_directory(site_file: Path, client: Client,
