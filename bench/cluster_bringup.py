@@ -5,7 +5,8 @@ cold:  no minihpc images and no build cache -> `minihpc up` ready
 warm:  images present, cluster destroyed (fresh volumes) -> ready
 restart: after `minihpc down` (volumes kept) -> ready
 resize: a running cluster 2 -> 3 nodes and back (`minihpc up --nodes 3`, then `--nodes 2`) -> ready
-idle:  sum of the RSS of every process in every container, 30 s after ready
+idle:  sum of the RSS of every process in every container, 30 s after ready,
+       and how busy the host's cores are over the next 30 s (healthchecks, daemons)
 
 Writes bench/results/cluster.json with every sample and the medians, and
 cluster.md (its table; python -m bench.report cluster renders it again).
@@ -27,6 +28,7 @@ from bench.report import against, heading, listed, save, table
 ROOT = Path(__file__).resolve().parent.parent
 
 IDLE_SETTLE_S = 30.0
+IDLE_CPU_S = 30.0
 BRING_UPS = {"cold_up_s": "cold: no `minihpc/*` image, no build cache", "warm_up_s": "warm: images present, "
              "fresh volumes (`minihpc destroy` first)", "restart_up_s": "restart after `minihpc down` (volumes kept)",
              "resize_2_to_3_s": "resize a running cluster 2 → 3 nodes (`minihpc up --nodes 3`)",
@@ -66,6 +68,19 @@ def idle_rss_mib() -> dict[str, float]:
     return out
 
 
+def busy_s() -> float:
+    """CPU-seconds the host's cores have been busy since boot (/proc/stat)."""
+    v = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]]
+    return (sum(v) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def idle_cpu_cores(seconds: float) -> float:
+    """How many cores the idle cluster keeps busy, on average over `seconds` (nothing else running)."""
+    t, b = time.monotonic(), busy_s()
+    time.sleep(seconds)
+    return round((busy_s() - b) / (time.monotonic() - t), 3)
+
+
 def summary(samples: list[float]) -> dict:
     return {"samples": [round(x, 1) for x in samples],
             "median": round(statistics.median(samples), 1) if samples else None}
@@ -94,6 +109,7 @@ def main() -> int:
         shrink.append(timed_up("--nodes", "2"))
     time.sleep(args.idle_settle)
     rss = idle_rss_mib()
+    cpu = idle_cpu_cores(IDLE_CPU_S)
 
     result = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -105,6 +121,7 @@ def main() -> int:
         "resize_2_to_3_s": summary(grow),
         "resize_3_to_2_s": summary(shrink),
         "idle_rss_mib": {"per_container": rss, "total": round(sum(rss.values()), 1)},
+        "idle_cpu_cores": cpu,
         "targets": {"warm_up_s": 20, "cold_up_s": 300, "idle_rss_mib": 1536, "resize_s": 5},
     }
     save("cluster", result, markdown, indent=2)
@@ -122,6 +139,9 @@ def markdown(result: dict) -> str:
              target(TARGET_OF.get(k, k), result[k]["median"])) for k, label in BRING_UPS.items() if k in result]
     rows.append(("idle RSS, every process of every container, MiB", rss["total"], "",
                  target("idle_rss_mib", rss["total"])))
+    if "idle_cpu_cores" in result:  # measured since ac1ac46
+        rows.append((f"idle CPU: the host's cores busy over {IDLE_CPU_S:g} s after that, cores",
+                     result["idle_cpu_cores"], "", ""))
     m = result["machine"]
     return "\n".join([
         *heading("Cluster bring-up", "cluster", result,

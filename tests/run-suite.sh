@@ -39,7 +39,7 @@ start_host() {
     rc=$?; phase "host tests" "$t"; exit $rc ) &
   host=$!
 }
-stop_host() { kill $host "$cpu" 2>/dev/null; [[ -z $host ]] || wait "$host" 2>/dev/null; rm -f "$log"; }
+stop_host() { kill ${host:+"$host"} "$cpu" 2>/dev/null; [[ -z $host ]] || wait "$host" 2>/dev/null; rm -f "$log"; }
 trap stop_host EXIT
 trap 'exit 143' TERM
 trap 'exit 130' INT

@@ -18,15 +18,18 @@ OWN_GROUP = {
     "tests/cluster/test_lab.py::test_commissioning_sequence_as_printed": "lab-commissioning",
     # The file's other tests tell the check's jobs from theirs by working directory.
     "tests/cluster/test_sitecheck.py::test_the_site_check_passes_over_ssh_alone": "site-check",
+    # These two stage through the login node's one main prefix (/scratch/$USER/main),
+    # as the site check's staged run does: in its group, they take turns with it.
+    "tests/cluster/test_lab.py::test_instructor_demo[demo-unwritable-scratch]": "site-check",
+    "tests/cluster/test_lab.py::test_instructor_demo[demo-prefix-mismatch]": "site-check",
     "tests/cluster/test_run.py::test_a_snakefile_and_configfile_named_among_snakemakes_arguments_are_honoured":
         "run-snakefile",
-    "tests/cluster/test_prove.py::test_a_profile_without_retries_or_kept_logs_is_found_and_with_its_suggestion_the_"
-    "workflow_passes": "prove-suggestion",
 }
 
 
 def group_of(nodeid: str) -> str:
-    return OWN_GROUP.get(nodeid.split("[")[0], nodeid.split("::")[0])
+    """A test's own group (by its id, or its function's for every parameter), else its file's."""
+    return OWN_GROUP.get(nodeid, OWN_GROUP.get(nodeid.split("[")[0], nodeid.split("::")[0]))
 
 
 def start_order(cost: dict[str, float], workers: int) -> list[str]:

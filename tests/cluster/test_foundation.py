@@ -73,7 +73,7 @@ def test_sinfo_shows_exactly_the_nodes_idle(cluster: Cluster) -> None:
     assert rows == sorted((n, "idle", str(f.cpus), str(f.node_mem_mb[n])) for n in cluster.compute_names)
 
 
-@pytest.mark.cost(45)
+@pytest.mark.cost(90)
 def test_sbatch_and_srun_as_lab_user_are_accounted(cluster: Cluster) -> None:
     lab = cluster.as_user()
     assert run_ok(lab, "id -un").strip() == cluster.lab_user

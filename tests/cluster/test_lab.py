@@ -70,10 +70,11 @@ def test_the_course_proofs_hold_under_another_users_load(cluster: Cluster, labs:
     eventually(lambda: busy.running(cluster.client) == [], timeout=60, what="the load stopped afterwards")
 
 
-# Demos run alone that fill every node's scratch (scratch-full), or stage
-# through the login node's one main prefix (/scratch/$USER/main), which the
-# site check's staged run also uses.
-ALONE_DEMOS = ("demo-unwritable-scratch", "demo-scratch-full", "demo-prefix-mismatch")
+# Alone: scratch-full fills every node's scratch. (The two that stage through
+# the login node's one main prefix take turns with the site check's staged
+# run instead: tests/scheduling.py.)
+ALONE_DEMOS = ("demo-scratch-full",)
+COST = {"demo-group-too-big": 65, "demo-unwritable-scratch": 25, "demo-prefix-mismatch": 35}
 # demo-latency is Core 3's first half, checked by the same code
 # (cores.short_wait_fails): proven by Core 3 under load above.
 IN_A_CORE = {"demo-latency": "core3-latency"}
@@ -87,14 +88,14 @@ def test_a_demo_proven_in_a_core_is_in_a_core_that_runs() -> None:
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.alone) if n in ALONE_DEMOS else
-                                  pytest.param(n, marks=pytest.mark.cost(70)) if n == "demo-group-too-big" else n
+                                  pytest.param(n, marks=pytest.mark.cost(COST[n])) if n in COST else n
                                   for n in DEMOS_HERE])
 def test_instructor_demo(cluster: Cluster, labs: Labs, name: str) -> None:
     """Each demo fails the way its docs say, leaves nothing poisoned, and cleans up."""
     assert_passed(DEMOS[name].run(labs, f"test-{name}"))
 
 
-@pytest.mark.cost(240)
+@pytest.mark.cost(195)
 def test_commissioning_sequence_as_printed(cluster: Cluster, labs: Labs) -> None:
     """make lab: the module's six commands word for word (profiles/slurm), their
     expected failures proven (ERRATA 14, 15), then the fix passing."""
@@ -107,7 +108,7 @@ def side_by_side(cluster: Cluster, labs: Labs) -> Iterator[dict[str, Future[Proo
         yield {name: pool.submit(run, labs) for name, run in SIDE_BY_SIDE.items()}
 
 
-@pytest.mark.cost(70)  # each; all four at once take as long as Core 6
+@pytest.mark.cost(60)  # each; all four at once take as long as Core 6
 @pytest.mark.parametrize("name", list(SIDE_BY_SIDE))
 def test_resources_side_by_side(side_by_side: dict[str, Future[Proof]], name: str) -> None:
     """Core 6, demo-oom, demo-timeout and demo-partition, all at once."""

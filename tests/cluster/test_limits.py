@@ -121,7 +121,7 @@ def test_partition_time_limits(client: Client, probes: dict[str, Probe]) -> None
     assert f"DefaultTime={policy.DEFAULT_TIME}" in part and "MaxTime=04:00:00" in part, part
 
 
-@pytest.mark.cost(65)
+@pytest.mark.cost(60)
 def test_a_runtime_limit_ends_in_timeout(client: Client, probes: dict[str, Probe]) -> None:
     p = probes["timeout"]
     r = finished(client, p, timeout=300)

@@ -228,7 +228,7 @@ def plugin_run(tmp_path_factory: pytest.TempPathFactory, client: Client) -> Iter
     client.sh("rm -rf /shared/test-site")
 
 
-@pytest.mark.cost(35)
+@pytest.mark.cost(30)
 def test_the_plugin_sends_each_rule_to_its_partition_with_its_gpus(plugin_run, client: Client) -> None:
     wf, report = plugin_run
     fields = ("JobID", "Comment", "Partition", "NodeList", "State", "ReqMem", "AllocTRES", "Account")

@@ -23,7 +23,7 @@ from minihpc.cluster import Cluster as Client
 from minihpc.transport import container, docker
 
 
-@pytest.mark.cost(75)
+@pytest.mark.cost(110)
 def test_over_ssh_an_output_that_depends_on_where_it_ran_fails_a_job_cannot_rewrite_the_reference_no_fault(
         tmp_path: Path, client: Client) -> None:
     """minihpc as a site (minihpc site local), the workflow writing the host

@@ -76,7 +76,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory, cluster: Cluster, client: Cli
     drop(client, out["path"])
 
 
-@pytest.mark.cost(215)  # the module's three runs
+@pytest.mark.cost(100)  # the module's three runs
 def test_without_its_requirements_the_jobs_fail_with_the_import_error_in_the_report(runs) -> None:
     r, rep = runs["without"], runs["without_report"]
     assert r.returncode == 1, r.stdout[-2000:] + r.stderr

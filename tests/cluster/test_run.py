@@ -37,7 +37,7 @@ def run(tmp_path_factory: pytest.TempPathFactory, cluster: Cluster) -> Iterator[
     cluster.client.sh("rm -rf /shared/test-byow")
 
 
-@pytest.mark.cost(190)  # with the module's run
+@pytest.mark.cost(110)  # with the module's run
 def test_the_exit_code_is_snakemakes(run) -> None:
     wf, r = run
     assert r.returncode == 1, f"--keep-going with one failing rule: Snakemake exits 1\n{r.stdout[-3000:]}{r.stderr}"
@@ -138,7 +138,7 @@ def test_no_cluster_is_a_clear_error(tmp_path: Path, client: Client) -> None:
     assert _shared_listing(client) == before
 
 
-@pytest.mark.cost(55)
+@pytest.mark.cost(80)
 def test_the_pytest_fixture_runs_a_workflow(minihpc, tmp_path: Path) -> None:
     """What another project's test does with `pytest_plugins = ["minihpc.pytest_plugin"]`."""
     wf = tmp_path / "byow"

@@ -36,7 +36,7 @@ def proof_dir(cluster: Cluster, client: Client) -> Iterator[str]:
     user.run(f"rm -rf {where}")
 
 
-@pytest.mark.cost(50)
+@pytest.mark.cost(10)
 def test_an_injected_eio_reaches_the_job_as_an_io_error(cluster: Cluster, proof_dir: str, client: Client) -> None:
     user = cluster.as_user()
     run_ok(user, f"echo payload > {proof_dir}/input.txt")
@@ -51,7 +51,7 @@ def test_an_injected_eio_reaches_the_job_as_an_io_error(cluster: Cluster, proof_
     assert run_ok(cluster.as_user("c2"), f"cat {proof_dir}/input.txt").strip() == "payload", "node c2 unaffected"
 
 
-@pytest.mark.cost(75)
+@pytest.mark.cost(105)
 def test_eio_on_one_output_fails_that_job_and_poisons_nothing(cluster: Cluster, minihpc) -> None:
     faults, name = Faults(cluster.client), "test-faults-eio"
     where = f"{cluster.facts.shared}/{name}"
@@ -78,7 +78,7 @@ def only_fault(proof: dict) -> dict:
     return proof["faults"][0]
 
 
-@pytest.mark.cost(180)
+@pytest.mark.cost(260)
 def test_prove_fails_the_eio_without_retries_finds_what_the_profile_lacks_and_its_suggestion_passes(
         tmp_path: Path, client: Client, minihpc: Minihpc) -> None:
     """`minihpc prove` (tests/workflows/prove), with its EIO fault: a workflow
