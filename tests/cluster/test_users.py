@@ -44,9 +44,12 @@ def test_no_secret_is_readable(client: Client, pair: tuple[str, str]) -> None:
 
 def test_the_nfs_backing_store_is_out_of_reach(client: Client, pair: tuple[str, str]) -> None:
     user, _ = pair
+    # The export, the active profile (every node's lag and faults) and the claims of a cluster-wide
+    # fault (taken, it fails no one: a user could spend another's EIO or dodge their own).
     for node in (client.facts.login, client.facts.nodes[0]):
-        r = client.sh("ls /srv/nfs/export; touch /srv/nfs/export/x", node=node, user=user)
-        assert r.rc != 0 and r.out.count("Permission denied") == 2, (user, node, r.out)
+        r = client.sh("ls /srv/nfs/export; touch /srv/nfs/export/x; touch /srv/nfs/control/profile.json; "
+                      "touch /srv/nfs/control/claims/x; ls /srv/nfs/control/claims", node=node, user=user)
+        assert r.rc != 0 and r.out.count("Permission denied") == 5, (user, node, r.out)
 
 
 # Alone: the node's state must read idle, mix or alloc, and others' jobs make it comp or planned too.
