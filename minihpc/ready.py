@@ -33,13 +33,14 @@ NOT_UP = ("down", "fail", "failg", "unk", "futr")
 POLL_S = 2
 
 
-def service_health() -> dict[str, str]:
-    """Map service -> "healthy", or why not: each running container's own
-    healthcheck (docker-compose.yml), run now rather than read from Docker,
-    which runs most of them only every 30 s; a container that is not running,
-    or has no healthcheck, by its state."""
+def service_health(only: list[str] | None = None) -> dict[str, str]:
+    """Map service (every one, or those in `only`) -> "healthy", or why not:
+    each running container's own healthcheck (docker-compose.yml), run now
+    rather than read from Docker, which runs most of them only every 30 s; a
+    container that is not running, or has no healthcheck, by its state."""
     out = project_containers('{{.Label "com.docker.compose.service"}}\t{{.State}}\t{{.Names}}').stdout
     rows = [(line.split("\t") + ["", ""])[:3] for line in out.splitlines()]
+    rows = [row for row in rows if only is None or row[0] in only]
     health = {service: state or "unknown" for service, state, _ in rows if service}
     running = {service: name for service, state, name in rows if service and state == "running"}
     r = poll("inspect", "--format", "{{.Name}}\t{{json .Config.Healthcheck}}", *running.values()) if running \
@@ -59,7 +60,10 @@ def run_healthcheck(container: str, check: dict | None) -> str | None:
     if test[0] not in ("CMD", "CMD-SHELL"):
         return None
     argv = test[1:] if test[0] == "CMD" else ["/bin/sh", "-c", test[1]]
-    done = poll("exec", container, *argv, timeout=(check.get("Timeout") or 30e9) / 1e9)
+    limit = round((check.get("Timeout") or 30e9) / 1e9)
+    # Ended in the container too (a check stuck on a wedged mount would
+    # otherwise stay there, one more each poll), as Docker ends its own.
+    done = poll("exec", container, "timeout", "-k", "1", str(limit), *argv, timeout=limit + 5)
     if done.returncode == 0:
         return "healthy"
     said = (done.stdout + done.stderr).strip().splitlines()
@@ -95,9 +99,9 @@ def problems(nodes: list[str], user: str = LAB_USER) -> list[tuple[str, str]]:
 
 def unhealthy(services: list[str]) -> list[tuple[str, str]]:
     """(service, reason) for each named service whose healthcheck fails, or,
-    for a compute node, whom Slurm does not see up yet (a node reconnected
-    passes its own check before slurmctld has heard from it)."""
-    health = service_health()
+    for a compute node, what sinfo says of it if it is not up (the node's own
+    check asks for its state too; this names it)."""
+    health = service_health(services)
     bad = [(s, health.get(s, "not created")) for s in services if health.get(s) != "healthy"]
     states = node_states() if not bad else {}
     return bad + [(n, f"sinfo says {st}") for n, st in states.items()

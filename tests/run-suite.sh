@@ -39,7 +39,11 @@ start_host() {
     rc=$?; phase "host tests" "$t"; exit $rc ) &
   host=$!
 }
-stop_host() { kill ${host:+"$host"} "$cpu" 2>/dev/null; [[ -z $host ]] || wait "$host" 2>/dev/null; rm -f "$log"; }
+# Its pytest too (nice execs it: the subshell's child), not only the subshell.
+stop_host() {
+  [[ -z $host ]] || pkill -TERM -P "$host" 2>/dev/null
+  kill ${host:+"$host"} "$cpu" 2>/dev/null; [[ -z $host ]] || wait "$host" 2>/dev/null; rm -f "$log"
+}
 trap stop_host EXIT
 trap 'exit 143' TERM
 trap 'exit 130' INT
@@ -82,6 +86,7 @@ else
 fi
 wait "$host"
 host_rc=$?
+host=  # reaped: its pid may be another process's by the time the EXIT trap runs
 printf '\n== host-only tests (unit, integration), run beside the alone phase ==\n'
 cat "$log"
 printf '\n== where the time went (bench/suite.py report) ==\n'

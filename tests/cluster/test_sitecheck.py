@@ -19,6 +19,7 @@ from support import Cluster, eventually, q, run_ok
 
 from minihpc import PROOF_DIR
 from minihpc.cluster import Cluster as Client
+from minihpc.sitecheck import JOB_NAME
 from minihpc.sitefile import load
 from minihpc.transport import SshTransport, compose
 
@@ -138,12 +139,20 @@ def test_a_bad_site_file_is_one_error_naming_the_field_and_nothing_is_submitted(
     assert r.returncode == 2 and len(errors) == 1, r.stdout + r.stderr
     assert f": {field}: " in errors[0] and fix in errors[0], errors[0]
     assert "running core1" not in r.stdout
-    # Nothing submitted: no job of the lab user's works under the work_dir the bad file names (or its own).
+    # Nothing submitted: no job of the lab user's under the work_dir the bad file names (or its own), and no
+    # job of a site check's name anywhere but under the good work_dir, where the one site check beside this
+    # works (a pre-flight job that lost its --test-only would run from the home directory).
     named = re.search(r"^work_dir: (\S+)", bad.read_text(), re.M).group(1)
     jobs = [j for j in client.sacct(since, ("JobID", "JobName", "WorkDir"))
-            if any(j["WorkDir"] == d or j["WorkDir"].startswith(d + "/") for d in (own, named))]
+            if any(j["WorkDir"] == d or j["WorkDir"].startswith(d + "/") for d in (own, named))
+            or j["JobName"] == JOB_NAME and not j["WorkDir"].startswith(good + "/")]
     assert jobs == [], f"the refused check submitted: {jobs}"
     assert client.sh(f"test -e {q(own)}").rc != 0, "the refused check made its work directory"
+
+
+# `python -m minihpc ARGS` with Python's own SIGINT handler, whatever this process inherited.
+WITH_CTRL_C = ("import runpy, signal, sys\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n"
+               "sys.argv[0] = 'minihpc'\nrunpy.run_module('minihpc', run_name='__main__')\n")
 
 
 def test_ctrl_c_cancels_the_checks_jobs_and_removes_its_directory(site_file: Path, client: Client,
@@ -153,10 +162,10 @@ def test_ctrl_c_cancels_the_checks_jobs_and_removes_its_directory(site_file: Pat
     site = tmp_path / "site.yaml"
     site.write_text(site_file.read_text().replace(f"work_dir: {load(site_file).work_dir}\n", f"work_dir: {work}\n"))
     assert load(site).work_dir == work
-    # SIGINT as a terminal leaves it (a suite started in the background passes it on ignored).
-    proc = subprocess.Popen([sys.executable, "-m", "minihpc", "site", "check", str(site), "--only", "limits"],
+    # SIGINT handled as a terminal leaves it (a suite started in the background passes it on ignored).
+    proc = subprocess.Popen([sys.executable, "-c", WITH_CTRL_C, "site", "check", str(site), "--only", "limits"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            stdin=subprocess.DEVNULL, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            stdin=subprocess.DEVNULL)
     try:
         eventually(lambda: len(checks_jobs(client, work)) == 2, timeout=120, interval=0.5,
                    what="the limits proof's two jobs")

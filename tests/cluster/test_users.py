@@ -45,7 +45,8 @@ def test_no_secret_is_readable(client: Client, pair: tuple[str, str]) -> None:
 def test_the_nfs_backing_store_is_out_of_reach(client: Client, pair: tuple[str, str]) -> None:
     user, _ = pair
     # The export, the active profile (every node's lag and faults) and the claims of a cluster-wide
-    # fault (taken, it fails no one: a user could spend another's EIO or dodge their own).
+    # fault (taken, it fails no one: a user could spend another's EIO or dodge their own), all behind
+    # /srv/nfs, root's alone (0700: test_nfs.py).
     for node in (client.facts.login, client.facts.nodes[0]):
         r = client.sh("ls /srv/nfs/export; touch /srv/nfs/export/x; touch /srv/nfs/control/profile.json; "
                       "touch /srv/nfs/control/claims/x; ls /srv/nfs/control/claims", node=node, user=user)
