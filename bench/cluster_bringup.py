@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from bench.report import against, heading, listed, save, table
+from minihpc.transport import containers
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,11 +59,10 @@ def remove_images() -> None:
 
 
 def idle_rss_mib() -> dict[str, float]:
-    names = sh("docker", "ps", "--filter", "label=com.docker.compose.project=minihpc",
-               "--format", "{{.Names}}").split()
+    names = containers.ps("{{.Names}}", "status=running").stdout.split()
     out = {}
     for name in names:
-        rows = sh("docker", "top", name, "-eo", "pid,rss").splitlines()[1:]
+        rows = containers.docker("top", name, "-eo", "pid,rss").splitlines()[1:]
         rss_kib = sum(int(r.split()[1]) for r in rows)
         out[name] = round(rss_kib / 1024, 1)
     return out

@@ -26,7 +26,7 @@ from minihpc.errors import BadInput, MinihpcError
 from minihpc.facts import LOGIN
 from minihpc.network import check_subnet
 from minihpc.topology import Topology, TopologyError
-from minihpc.transport import compose_shown, container_name, poll, project_containers
+from minihpc.transport import containers
 
 READY_TIMEOUT = 180
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -74,7 +74,7 @@ def plan(env: Mapping[str, str]) -> Plan:
 def _other_cluster() -> str | None:
     """The compose.nodes.yml of a minihpc cluster (running or stopped) that
     another run directory made, if any: Compose's own labels say which."""
-    r = project_containers('{{.Label "com.docker.compose.project.config_files"}}')
+    r = containers.ps('{{.Label "com.docker.compose.project.config_files"}}')
     if r.returncode != 0:  # no engine yet: the engine step starts one, and then nothing is there
         return None
     ours = str(RUN_DIR / "compose.nodes.yml")
@@ -118,13 +118,14 @@ def _script(name: str, *args: str) -> None:
 
 
 def _compose(*args: str, env: Mapping[str, str] | None = None) -> None:
-    rc = compose_shown(*args, env=dict(env) if env else None)  # COMPOSE itself names the run directory
-    if rc != 0:
-        raise _Failed(f"docker compose {args[0]} exited {rc} (its lines above say why)")
+    try:
+        containers.compose_shown(*args, env=dict(env) if env else None)  # compose.sh is given the run directory
+    except MinihpcError as e:
+        raise _Failed(f"{e.what} ({e.fix})") from None
 
 
 def _exec(service: str, *argv: str) -> str:
-    r = poll("exec", container_name(service), *argv, timeout=120)
+    r = containers.exec(service, *argv, timeout=120)
     if r.returncode != 0:
         raise _Failed(f"{' '.join(argv)} on {service} exited {r.returncode}: {(r.stderr or r.stdout).strip()[-300:]}")
     return r.stdout
@@ -139,7 +140,7 @@ class _Failed(Exception):
 
 
 def engine(s: State) -> str | None:
-    if poll("info", timeout=30).returncode == 0:
+    if containers.engine_answers():
         return None
     say("docker engine not reachable: running cluster/bootstrap-host.sh")
     _script("bootstrap-host.sh")
@@ -157,8 +158,7 @@ def secrets(s: State) -> str | None:
 
 
 def render(s: State) -> str | None:
-    ctld = poll("ps", "-q", "--filter", f"name=^{container_name('slurmctld')}$", "--filter", "status=running")
-    s.was_running = (RUN_DIR / "compose.nodes.yml").exists() and bool(ctld.stdout.strip())
+    s.was_running = (RUN_DIR / "compose.nodes.yml").exists() and containers.running("slurmctld")
     s.changed = configs.render(s.plan.topology, RUN_DIR, COMPOSE_FILE)
     return f"configuration {'rendered' if s.changed else 'unchanged'} in {RUN_DIR}"
 
@@ -166,7 +166,7 @@ def render(s: State) -> str | None:
 def images(s: State) -> str | None:
     tag = subprocess.run([str(ROOT / "cluster/image-tag.sh")], capture_output=True, text=True,
                          check=True).stdout.strip()
-    if poll("image", "inspect", f"minihpc/slurm:{tag}", f"minihpc/db:{tag}").returncode == 0:
+    if containers.have_images(f"minihpc/slurm:{tag}", f"minihpc/db:{tag}"):
         return None
     say(f"building images minihpc/{{db,slurm}}:{tag} (layers are cached; a cold build takes a few minutes)")
     pipconf = str(ROOT / "cluster/pipconf.sh")
@@ -181,7 +181,7 @@ def images(s: State) -> str | None:
     return f"images minihpc/{{db,slurm}}:{tag} built"
 
 
-def containers(s: State) -> str | None:
+def start_containers(s: State) -> str | None:
     names = s.plan.topology.names
     say(f"starting {len(names)} compute node(s): {' '.join(names)}")
     _compose("up", "-d", "--remove-orphans", "--quiet-pull")
@@ -222,7 +222,7 @@ STEPS = [
     Step("secrets", "make the munge key, DB password and SSH keys at first start", secrets),
     Step("configs", "render slurm.conf, gres.conf, the Compose services and the facts", render),
     Step("images", "build the cluster's images unless their inputs are unchanged", images),
-    Step("containers", "start or reconcile the containers", containers),
+    Step("containers", "start or reconcile the containers", start_containers),
     Step("reconfigure", "tell a running controller of a changed topology", reconfigure),
     Step("ready", "wait until every node is idle and sacct answers", wait),
     Step("accounting", "bring a kept database's accounts and QOS up to date", accounting),

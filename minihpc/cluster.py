@@ -25,7 +25,7 @@ from pathlib import Path, PurePosixPath
 from minihpc import ROOT, RUN_DIR
 from minihpc.errors import MinihpcError
 from minihpc.facts import Facts
-from minihpc.transport import ComposeTransport, Transport
+from minihpc.transport import Transport, containers
 
 ROOT_USER = "root"
 # put() into a directory another user made first, or can write to, runs their
@@ -138,7 +138,7 @@ class Cluster:
     @classmethod
     def local(cls, run_dir: Path = RUN_DIR) -> Cluster:
         """The cluster `minihpc up` brought up from this checkout."""
-        return cls(Facts.read(run_dir), ComposeTransport())
+        return cls(Facts.read(run_dir), containers)
 
     # -- commands ------------------------------------------------------------
 

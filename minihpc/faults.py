@@ -20,7 +20,7 @@ from minihpc import ROOT, ready
 from minihpc.cluster import Cluster, Result
 from minihpc.errors import BadInput, MinihpcError
 from minihpc.facts import Facts
-from minihpc.transport import compose, container, docker, networks
+from minihpc.transport import containers
 
 # How long a service may take to be healthy again after start, restart or reboot.
 RECOVERY_TIMEOUT = 240
@@ -120,44 +120,44 @@ class Faults:
     # -- containers ------------------------------------------------------------
 
     def _container(self, verb: str, service: str, *args: str) -> str:
-        compose(verb, *args, service)
+        containers.compose(verb, *args, service)
         done = {"kill": "killed", "stop": "stopped"}[verb]
         return f"{service}: {done}; undo with minihpc fault start {service}"
 
     def _start(self, service: str) -> str:
         t0 = time.monotonic()
-        compose("start", service)
+        containers.compose("start", service)
         wait_healthy([service])
         return f"{service}: started and healthy in {time.monotonic() - t0:.0f} s"
 
     def _restart(self, service: str) -> str:
         t0 = time.monotonic()
-        compose("restart", service)
+        containers.compose("restart", service)
         wait_healthy([service])
         return f"{service}: restarted and healthy in {time.monotonic() - t0:.0f} s"
 
     def _cut(self, node: str) -> str:
-        cid = container(node)
-        nets = networks(cid)
+        cid = containers.id(node)
+        nets = containers.networks(cid)
         if not nets:
             raise MinihpcError(f"{node} is already cut off", f"reconnect it: minihpc fault reconnect {node}")
         for net in nets:
-            docker("network", "disconnect", net, cid)
+            containers.docker("network", "disconnect", net, cid)
         return f"{node}: cut off ({', '.join(nets)}); undo with minihpc fault reconnect {node}"
 
     def _reconnect(self, node: str) -> str:
-        cid = container(node)
-        if networks(cid):
+        cid = containers.id(node)
+        if containers.networks(cid):
             raise MinihpcError(f"{node} is not cut off", "nothing to reconnect")
         # The network every other node is on; the node's name must resolve there again.
-        net = networks(container(self.facts.login))[0]
+        net = containers.networks(containers.id(self.facts.login))[0]
         t0 = time.monotonic()
         # At its own address: Docker would hand it any free one, perhaps a killed node's, where slurmctld
         # would then send that node's jobs.
         if node not in self.facts.addresses:
             raise MinihpcError(f"the cluster's facts give no address for {node} (made by a minihpc before fixed "
                                "addresses)", "minihpc down, then minihpc up (data and secrets are kept)")
-        docker("network", "connect", "--ip", self.facts.addresses[node], "--alias", node, net, cid)
+        containers.docker("network", "connect", "--ip", self.facts.addresses[node], "--alias", node, net, cid)
         wait_healthy([node])
         return f"{node}: reconnected to {net} and healthy in {time.monotonic() - t0:.0f} s"
 

@@ -9,16 +9,15 @@ a VPN) is not, and would take that traffic: both are refused here first.
 from __future__ import annotations
 
 import ipaddress
-import json
 import socket
 import struct
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 from minihpc.errors import BadInput
 from minihpc.facts import CLUSTER_NAME
 from minihpc.topology import DEFAULTS, Topology
+from minihpc.transport import containers
 
 NETWORK = f"{CLUSTER_NAME}_default"  # Compose's name for the project's default network
 ROUTES = Path("/proc/net/route")
@@ -26,17 +25,7 @@ ROUTES = Path("/proc/net/route")
 
 def _docker_networks() -> list[dict] | None:
     """Docker's networks as `docker network inspect` gives them; None when the engine does not answer."""
-    try:
-        ls = subprocess.run(["docker", "network", "ls", "-q"], capture_output=True, text=True, timeout=30,
-                            check=False)
-        ids = ls.stdout.split() if ls.returncode == 0 else None
-        if not ids:
-            return None if ids is None else []
-        r = subprocess.run(["docker", "network", "inspect", *ids], capture_output=True, text=True, timeout=30,
-                           check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return json.loads(r.stdout) if r.returncode == 0 else None
+    return containers.host_networks()
 
 
 def _subnets(n: dict) -> list[str]:

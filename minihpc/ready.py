@@ -6,9 +6,10 @@ user. `wait_healthy` asks less: only the named services' healthchecks (a
 service back from a fault while jobs keep other nodes busy). On timeout, the
 error names what is not ready, after the last lines of its log.
 
-The polls ask Docker itself (`docker ps`, `docker exec`): `docker compose`
-reads the project's files on every call, about 0.12 s of CPU each, and these
-run every 2 s while a cluster comes up or back. Each service's healthcheck
+The polls ask Docker itself (`docker ps`, `docker exec`, through the one
+local client, transport.containers): `docker compose` reads the project's
+files on every call, about 0.12 s of CPU each, and these run every 2 s while
+a cluster comes up or back. Each service's healthcheck
 is run here, when asked, not read from Docker's last probe: Docker runs
 most of them only every 30 s (each probe costs CPU for as long as the
 cluster runs).
@@ -24,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from minihpc.errors import MinihpcError
 from minihpc.facts import LAB_USER, LOGIN
-from minihpc.transport import compose, container_name, poll, project_containers
+from minihpc.transport import containers
 
 BASE_SERVICES = ["db", "slurmdbd", "slurmctld", LOGIN]
 # Slurm states of a node that is not answering or not usable (sinfo %t; a
@@ -38,23 +39,22 @@ def service_health(only: list[str] | None = None) -> dict[str, str]:
     each running container's own healthcheck (docker-compose.yml), run now
     rather than read from Docker, which runs most of them only every 30 s; a
     container that is not running, or has no healthcheck, by its state."""
-    out = project_containers('{{.Label "com.docker.compose.service"}}\t{{.State}}\t{{.Names}}').stdout
+    out = containers.ps('{{.Label "com.docker.compose.service"}}\t{{.State}}\t{{.Names}}').stdout
     rows = [(line.split("\t") + ["", ""])[:3] for line in out.splitlines()]
     rows = [row for row in rows if only is None or row[0] in only]
     health = {service: state or "unknown" for service, state, _ in rows if service}
     running = {service: name for service, state, name in rows if service and state == "running"}
-    r = poll("inspect", "--format", "{{.Name}}\t{{json .Config.Healthcheck}}", *running.values()) if running \
-        else None
+    r = containers.inspect("{{.Name}}\t{{json .Config.Healthcheck}}", *running.values()) if running else None
     checks = dict(line.lstrip("/").split("\t", 1) for line in (r.stdout if r else "").splitlines() if "\t" in line)
     with ThreadPoolExecutor(max(1, len(running))) as pool:
-        said = pool.map(lambda name: run_healthcheck(name, json.loads(checks.get(name, "null"))), running.values())
+        said = pool.map(lambda s: run_healthcheck(s, json.loads(checks.get(running[s], "null"))), running)
         for service, result in zip(running, said, strict=True):
             health[service] = result or health[service]
     return health
 
 
-def run_healthcheck(container: str, check: dict | None) -> str | None:
-    """Run a container's healthcheck (Docker's Config.Healthcheck) now:
+def run_healthcheck(service: str, check: dict | None) -> str | None:
+    """Run a service's healthcheck (Docker's Config.Healthcheck) now:
     "healthy", "not yet healthy: <what it said last>", or None without one."""
     test = (check or {}).get("Test") or ["NONE"]
     if test[0] not in ("CMD", "CMD-SHELL"):
@@ -63,7 +63,7 @@ def run_healthcheck(container: str, check: dict | None) -> str | None:
     limit = round((check.get("Timeout") or 30e9) / 1e9)
     # Ended in the container too (a check stuck on a wedged mount would
     # otherwise stay there, one more each poll), as Docker ends its own.
-    done = poll("exec", container, "timeout", "-k", "1", str(limit), *argv, timeout=limit + 5)
+    done = containers.exec(service, "timeout", "-k", "1", str(limit), *argv, timeout=limit + 5)
     if done.returncode == 0:
         return "healthy"
     said = (done.stdout + done.stderr).strip().splitlines()
@@ -71,14 +71,14 @@ def run_healthcheck(container: str, check: dict | None) -> str | None:
 
 
 def node_states() -> dict[str, str]:
-    r = poll("exec", container_name(LOGIN), "sinfo", "-h", "-N", "-o", "%N %t")
+    r = containers.exec(LOGIN, "sinfo", "-h", "-N", "-o", "%N %t")
     if r.returncode != 0:
         return {}
     return dict(line.split(None, 1) for line in r.stdout.splitlines() if line.strip())
 
 
 def sacct_answers(user: str) -> bool:
-    return poll("exec", "-u", user, container_name(LOGIN), "sacct", "-n", "-X", "-S", "now-1hours").returncode == 0
+    return containers.exec(LOGIN, "sacct", "-n", "-X", "-S", "now-1hours", user=user).returncode == 0
 
 
 def problems(nodes: list[str], user: str = LAB_USER) -> list[tuple[str, str]]:
@@ -125,7 +125,7 @@ def _until(todo: Callable[[], list[tuple[str, str]]], timeout: float, fix: str) 
         time.sleep(POLL_S)
     for service in dict.fromkeys(s for s, _ in left):
         try:
-            logs = compose("logs", "--no-color", "--tail", "25", service, timeout=30)
+            logs = containers.logs(service, tail=25)
         except MinihpcError as e:
             logs = str(e)
         print(f"--- last log lines of {service} ---\n{logs.rstrip() or '(no output)'}", file=sys.stderr)

@@ -1,20 +1,20 @@
 """How the cluster client reaches a node: one small interface, two ways.
-Only this module knows that minihpc's nodes are Compose services entered
-with `docker compose exec`; it is also the one place that runs Compose and
-docker on them (the CLI's up, down, destroy and status verbs, the readiness polls and the container faults call it).
-A real site is reached over SSH, as its ordinary user (SshTransport)."""
+Only this module knows that minihpc's nodes are Compose services in Docker
+containers (Containers, which is also the one client for Compose and docker
+on them). A real site is reached over SSH, as its ordinary user (SshTransport)."""
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import shlex
 import subprocess
 import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NoReturn, Protocol
 
 from minihpc import ROOT, RUN_DIR
 from minihpc.errors import MinihpcError
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 # `docker compose` with this cluster's files and run directory (given on the
 # command itself: importing minihpc sets nothing in the environment).
-COMPOSE = ["/usr/bin/env", f"MINIHPC_RUN_DIR={RUN_DIR}", str(ROOT / "cluster/compose.sh")]
+_COMPOSE = ["/usr/bin/env", f"MINIHPC_RUN_DIR={RUN_DIR}", str(ROOT / "cluster/compose.sh")]
 
 
 # Every command minihpc runs on a node gets a known environment: nothing
@@ -58,20 +58,6 @@ class Transport(Protocol):
 def container_name(service: str) -> str:
     """The container Compose makes for a service of this cluster (<project>-<service>-1)."""
     return f"{CLUSTER_NAME}-{service}-1"
-
-
-class ComposeTransport:
-    """The local cluster: `docker exec` into the node's container, which
-    Compose names <project>-<service>-1. (Not `docker compose exec`: it reads
-    the project's files on every call, about 0.12 s of CPU against 0.01, and
-    the tests and the lab make thousands of calls.)"""
-
-    def command(self, node: str, script: str, user: str, workdir: str | None = None) -> list[str]:
-        where = ["-w", workdir] if workdir else []
-        return ["docker", "exec", "-i", "-u", user, *where, container_name(node), *clean_shell(script)]
-
-    def done(self, argv: list[str]) -> None:
-        pass
 
 
 class SshTransport:
@@ -197,6 +183,114 @@ class SshTransport:
                            stdin=subprocess.DEVNULL, timeout=30)
 
 
+class Containers:
+    """The local cluster's containers, and the one client minihpc has for
+    them: every Compose and docker command on this cluster goes through here
+    (the verbs, bring-up, the readiness polls, the faults, the tests).
+
+    As a Transport it enters a node with `docker exec` into the container
+    Compose names <project>-<service>-1, and so do `exec` and the polls: not
+    `docker compose exec`, which reads the project's files on every call
+    (about 0.12 s of CPU against 0.01; the tests, the lab and every readiness
+    poll make thousands of calls).
+
+    Two kinds of call: checked ones (`compose`, `docker`, `id`, `networks`)
+    raise MinihpcError with Docker's own words; polls (`exec`, `ps`,
+    `inspect`, `engine_answers`, `running`, `have_images`) expect to fail now
+    and then (a service still starting, an engine restarting) and return the
+    result, never an error."""
+
+    # -- as a Transport ------------------------------------------------------
+
+    def command(self, node: str, script: str, user: str, workdir: str | None = None) -> list[str]:
+        where = ["-w", workdir] if workdir else []
+        return ["docker", "exec", "-i", "-u", user, *where, container_name(node), *clean_shell(script)]
+
+    def done(self, argv: list[str]) -> None:
+        pass
+
+    # -- polls ---------------------------------------------------------------
+
+    def exec(self, service: str, *argv: str, user: str | None = None,
+             timeout: float = 30) -> subprocess.CompletedProcess[str]:
+        """`argv` (no shell) in a service's container, as `user` (root if
+        None); exit 124 if it outlasts `timeout`. docker's timeout ends the
+        client only: a command that may hang should carry its own `timeout`."""
+        return _poll(["docker", "exec", *(["-u", user] if user else []), container_name(service), *argv], timeout)
+
+    def ps(self, fmt: str, *filters: str) -> subprocess.CompletedProcess[str]:
+        """`docker ps` of this cluster's containers, running or stopped (and
+        matching each `--filter` value in `filters`), one `fmt` line each."""
+        where = [a for f in (f"label=com.docker.compose.project={CLUSTER_NAME}", *filters) for a in ("--filter", f)]
+        return _poll(["docker", "ps", "--all", *where, "--format", fmt], 30)
+
+    def inspect(self, fmt: str, *names: str) -> subprocess.CompletedProcess[str]:
+        """`docker inspect --format fmt` of containers or images."""
+        return _poll(["docker", "inspect", "--format", fmt, *names], 30)
+
+    def engine_answers(self) -> bool:
+        return _poll(["docker", "info"], 30).returncode == 0
+
+    def running(self, service: str) -> bool:
+        """Whether the service's container is running."""
+        return bool(self.ps("{{.ID}}", f"name=^{container_name(service)}$", "status=running").stdout.strip())
+
+    def have_images(self, *refs: str) -> bool:
+        return _poll(["docker", "image", "inspect", *refs], 30).returncode == 0
+
+    def host_networks(self) -> list[dict] | None:
+        """Every Docker network on the host, this cluster's or not, as
+        `docker network inspect` gives them; None when the engine does not answer."""
+        ls = _poll(["docker", "network", "ls", "-q"], 30)
+        if ls.returncode != 0 or not ls.stdout.split():
+            return None if ls.returncode != 0 else []
+        r = _poll(["docker", "network", "inspect", *ls.stdout.split()], 30)
+        return json.loads(r.stdout) if r.returncode == 0 else None
+
+    # -- checked -------------------------------------------------------------
+
+    def compose(self, *args: str, timeout: float = 120) -> str:
+        """`docker compose ARGS` on this cluster; its output, or an error with Compose's own message."""
+        return _run([*_COMPOSE, *args], f"docker compose {' '.join(args)}", timeout)
+
+    def compose_shown(self, *args: str, env: dict[str, str] | None = None, check: bool = True) -> int:
+        """`docker compose ARGS` with its output on the terminal (progress a
+        user watches, or what they asked to see); its exit code, or, if
+        `check`, an error naming the command when it failed."""
+        rc = subprocess.run([*_COMPOSE, *args], env=env, stdin=subprocess.DEVNULL, check=False).returncode
+        if check and rc != 0:
+            raise MinihpcError(f"docker compose {args[0]} exited {rc}", "its lines above say why")
+        return rc
+
+    def compose_replace(self, *args: str) -> NoReturn:
+        """Become `docker compose ARGS` (interactive verbs: a shell, following logs)."""
+        os.execv(_COMPOSE[0], [*_COMPOSE, *args])
+
+    def docker(self, *args: str, timeout: float = 120) -> str:
+        return _run(["docker", *args], f"docker {' '.join(args)}", timeout)
+
+    def logs(self, service: str, tail: int | None = None, since: str | None = None, prefix: bool = True) -> str:
+        """A service's container log (what `minihpc logs SERVICE` shows)."""
+        args = [*(["--tail", str(tail)] if tail else []), *(["--since", since] if since else []),
+                *([] if prefix else ["--no-log-prefix"])]
+        return self.compose("logs", "--no-color", *args, service, timeout=30)
+
+    def id(self, service: str) -> str:
+        """The id of a service's container, running or not."""
+        cid = self.compose("ps", "-q", "--all", service).strip()
+        if not cid:
+            raise MinihpcError(f"{service} has no container", "bring the cluster up first: minihpc up")
+        return cid
+
+    def networks(self, cid: str) -> list[str]:
+        """The networks a container is attached to (none once it is cut off)."""
+        return list(json.loads(self.docker("inspect", "-f", "{{json .NetworkSettings.Networks}}", cid)))
+
+
+# The one local client (it holds no state: one instance serves everyone).
+containers = Containers()
+
+
 def _run(argv: list[str], what: str, timeout: float) -> str:
     r = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=timeout, stdin=subprocess.DEVNULL)
     if r.returncode != 0:
@@ -204,45 +298,11 @@ def _run(argv: list[str], what: str, timeout: float) -> str:
     return r.stdout
 
 
-def compose(*args: str, timeout: float = 120) -> str:
-    """`docker compose ARGS` on this cluster; its output, or an error with Compose's own message."""
-    return _run([*COMPOSE, *args], f"docker compose {' '.join(args)}", timeout)
-
-
-def compose_shown(*args: str, env: dict[str, str] | None = None) -> int:
-    """`docker compose ARGS` on this cluster with its output on the terminal
-    (progress a user watches, or what they asked to see); its exit code."""
-    return subprocess.run([*COMPOSE, *args], env=env, stdin=subprocess.DEVNULL, check=False).returncode
-
-
-def docker(*args: str, timeout: float = 120) -> str:
-    return _run(["docker", *args], f"docker {' '.join(args)}", timeout)
-
-
-def poll(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    """`docker ARGS` for a poll that expects to fail now and then (a service
-    still starting, an engine restarting): the result, never an error."""
+def _poll(argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
     try:
-        return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout, check=False,
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False,
                               stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
-        return subprocess.CompletedProcess(["docker", *args], 124, "", f"docker {args[0]} timed out")
-
-
-def project_containers(fmt: str) -> subprocess.CompletedProcess[str]:
-    """`docker ps` of every container of this cluster's Compose project,
-    running or stopped, one `fmt` line each (a poll: never an error)."""
-    return poll("ps", "--all", "--filter", f"label=com.docker.compose.project={CLUSTER_NAME}", "--format", fmt)
-
-
-def container(service: str) -> str:
-    """The id of a service's container, running or not."""
-    cid = compose("ps", "-q", "--all", service).strip()
-    if not cid:
-        raise MinihpcError(f"{service} has no container", "bring the cluster up first: minihpc up")
-    return cid
-
-
-def networks(cid: str) -> list[str]:
-    """The networks a container is attached to (none once it is cut off)."""
-    return list(json.loads(docker("inspect", "-f", "{{json .NetworkSettings.Networks}}", cid)))
+        return subprocess.CompletedProcess(argv, 124, "", f"{' '.join(argv[:2])} timed out after {timeout:.0f} s")
+    except OSError as e:  # no docker client at all
+        return subprocess.CompletedProcess(argv, 127, "", f"{argv[0]}: {e.strerror}")

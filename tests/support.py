@@ -18,7 +18,7 @@ from minihpc.cluster import ROOT_USER, parse_sacct
 from minihpc.cluster import Cluster as Client
 from minihpc.facts import Facts
 from minihpc.proofs import Proof
-from minihpc.transport import COMPOSE
+from minihpc.transport import containers
 
 T = TypeVar("T")
 
@@ -41,14 +41,6 @@ class Cluster:
         return self.facts.lab_user
 
     @property
-    def compose_cmd(self) -> list[str]:
-        return list(COMPOSE)
-
-    def compose(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*self.compose_cmd, *args], capture_output=True, text=True,
-                              check=check, timeout=timeout)
-
-    @property
     def compute_names(self) -> list[str]:
         return list(self.facts.nodes)
 
@@ -56,11 +48,6 @@ class Cluster:
     def slurm_services(self) -> list[str]:
         return self.facts.slurm_services
 
-    def container(self, service: str) -> str:
-        """Container id of a running service."""
-        cid = self.compose("ps", "-q", service).stdout.strip()
-        assert cid, f"service {service} has no running container"
-        return cid
 
     def host(self, service: str, user: str | None = None) -> Node:
         """A node as `user` (root if none), reached through the cluster client."""
@@ -71,7 +58,7 @@ class Cluster:
 
     def logs(self, service: str, since: str = "10m") -> str:
         """The service's container log (what `minihpc logs SERVICE` shows), its lines unprefixed."""
-        return self.compose("logs", "--no-color", "--no-log-prefix", "--since", since, service).stdout
+        return containers.logs(service, since=since, prefix=False)
 
     def story(self, since: str = "10m") -> str:
         """What the controller and the nodes said about nodes and jobs going
@@ -85,9 +72,19 @@ class Cluster:
         return "\n".join(["nodes now:", nodes.strip(), "what the logs said:", *lines[-60:]])
 
     def inspect(self, service: str) -> dict:
-        out = subprocess.run(["docker", "inspect", self.container(service)], capture_output=True,
-                             text=True, check=True).stdout
-        return json.loads(out)[0]
+        return json.loads(containers.docker("inspect", containers.id(service)))[0]
+
+
+def started_containers() -> list[str]:
+    """Each container of the cluster, running or not, with when it was
+    started: a recreation or a restart changes its line."""
+    ids = containers.ps("{{.ID}}")
+    assert ids.returncode == 0, ids.stderr
+    if not ids.stdout.split():
+        return []
+    r = containers.inspect("{{.Name}} {{.Id}} {{.State.StartedAt}}", *ids.stdout.split())
+    assert r.returncode == 0, r.stderr
+    return sorted(r.stdout.splitlines())
 
 
 @dataclass

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import sys
+from typing import NoReturn
 
 from minihpc import RUN_DIR
 from minihpc.errors import BadInput, MinihpcError
-from minihpc.transport import COMPOSE, compose_shown
+from minihpc.transport import containers
 
 
 def require_state() -> None:
@@ -16,18 +16,15 @@ def require_state() -> None:
 
 
 def compose(*args: str, check: bool = True) -> int:
-    """Run `docker compose` on this cluster (cluster/compose.sh), output passed through."""
+    """`docker compose ARGS` on the cluster there is, its output passed through."""
     require_state()
-    rc = compose_shown(*args)
-    if check and rc != 0:
-        raise MinihpcError(f"docker compose {args[0]} failed with exit {rc}", "see its output above")
-    return rc
+    return containers.compose_shown(*args, check=check)
 
 
-def exec_compose(*args: str) -> None:
-    """Replace this process with `docker compose ARGS` (interactive verbs)."""
+def exec_compose(*args: str) -> NoReturn:
+    """Become `docker compose ARGS` on the cluster there is (interactive verbs)."""
     require_state()
-    os.execv(COMPOSE[0], [*COMPOSE, *args])
+    containers.compose_replace(*args)
 
 
 def confirm(question: str, yes: bool) -> None:

@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import pytest
-from support import Cluster, run_ok
+from support import Cluster, run_ok, started_containers
 
 from minihpc import ROOT, RUN_DIR
 
@@ -19,10 +19,8 @@ pytestmark = pytest.mark.alone
 
 
 def containers() -> list[str]:
-    ids = subprocess.run(["docker", "ps", "-aq", "--filter", "label=com.docker.compose.project=minihpc"],
-                         capture_output=True, text=True, check=True).stdout.split()
-    return sorted(subprocess.run(["docker", "inspect", "-f", "{{.Name}} {{.Id}} {{.State.StartedAt}}", *ids],
-                                 capture_output=True, text=True, check=True).stdout.splitlines())
+    """Each container of the cluster with when it was started: a recreation or restart changes it."""
+    return started_containers()
 
 
 def shared_sum(cluster: Cluster) -> str:

@@ -37,7 +37,7 @@ from minihpc.errors import MinihpcError
 from minihpc.faults import Faults
 from minihpc.pytest_plugin import Minihpc
 from minihpc.runner import Report, execute, plan
-from minihpc.transport import container, docker
+from minihpc.transport import containers
 
 # Alone: it resizes the cluster, cuts and kills nodes, restarts the daemons, stops the
 # database and signals every Snakemake on the login node.
@@ -94,8 +94,8 @@ def node_faults(cluster: Cluster, faults: Faults, plan: dict[str, tuple[str, str
 
 
 def address(service: str) -> str:
-    return docker("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
-                  container(service)).strip()
+    return containers.docker("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+                             containers.id(service)).strip()
 
 
 def launched(cluster: Cluster) -> bool:

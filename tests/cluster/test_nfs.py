@@ -14,6 +14,7 @@ from support import Cluster, eventually, run_ok
 
 from minihpc.cluster import Cluster as Client
 from minihpc.ready import service_health
+from minihpc.transport import containers
 
 DIR = "/shared/nfs-proof"
 
@@ -84,7 +85,7 @@ def test_deterministic_delay_hides_a_jobs_output_from_login_for_d_seconds(cluste
 def test_a_client_crash_is_reported_and_the_mount_comes_back(cluster: Cluster, proof_dir: str) -> None:
     c2 = cluster.host("c2")
     run_ok(c2, "pkill -KILL -f 'python -m nfs[.]client'")  # [.]: not this shell's own command line
-    eventually(lambda: "NFS client exited with status" in cluster.compose("logs", "--no-log-prefix", "c2").stdout,
+    eventually(lambda: "NFS client exited with status" in containers.logs("c2", prefix=False),
                timeout=20, what="the crash in c2's log")
     eventually(lambda: c2.run(f"stat -t {proof_dir}").rc == 0, timeout=30, what="/shared back on c2")
     assert "exit" in run_ok(c2, "cat /run/minihpc-nfs/crashes")

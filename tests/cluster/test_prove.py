@@ -20,7 +20,7 @@ from support import PROVE_WORKFLOW, prove
 
 from minihpc import ROOT
 from minihpc.cluster import Cluster as Client
-from minihpc.transport import container, docker
+from minihpc.transport import containers
 
 
 @pytest.mark.cost(110)
@@ -78,4 +78,4 @@ def test_over_ssh_an_output_that_depends_on_where_it_ran_fails_a_job_cannot_rewr
 
 
 def containers_started(service: str) -> str:
-    return docker("inspect", "-f", "{{.State.StartedAt}}", container(service)).strip()
+    return containers.docker("inspect", "-f", "{{.State.StartedAt}}", containers.id(service)).strip()

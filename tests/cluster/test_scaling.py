@@ -9,6 +9,8 @@ import subprocess
 import pytest
 from support import Cluster, assert_kept, keep, run_ok
 
+from minihpc.transport import containers
+
 # Alone: it adds a node and takes it away again, recreating the cluster's services.
 pytestmark = pytest.mark.alone
 
@@ -39,8 +41,6 @@ def test_scale_up_to_three_and_back(cluster: Cluster) -> None:
         r = _cluster_up(cluster, start)
     assert r.returncode == 0, r.stdout + r.stderr
     assert _idle_nodes(cluster) == sorted(cluster.compute_names)
-    gone = subprocess.run(["docker", "ps", "-aq", "--filter", "label=com.docker.compose.project=minihpc",
-                           "--filter", f"label=com.docker.compose.service=c{start + 1}"],
-                          capture_output=True, text=True, check=True)
-    assert gone.stdout.strip() == ""
+    gone = containers.ps("{{.ID}}", f"label=com.docker.compose.service=c{start + 1}")
+    assert gone.returncode == 0 and gone.stdout.strip() == "", gone.stderr
     assert_kept(cluster, kept)

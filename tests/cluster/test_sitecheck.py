@@ -21,7 +21,7 @@ from minihpc import PROOF_DIR
 from minihpc.cluster import Cluster as Client
 from minihpc.sitecheck import JOB_NAME
 from minihpc.sitefile import load
-from minihpc.transport import SshTransport, compose
+from minihpc.transport import SshTransport, containers
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -84,7 +84,7 @@ def test_no_password_no_root_no_other_user_no_forwarding(site_file: Path, client
     for target in ("db:3306", "127.0.0.1:22"):
         r = ssh(site_file, "", "-W", target)
         assert r.returncode == 255 and "stdio forwarding failed" in r.stderr, (target, r.stderr)
-    assert compose("port", "login", "22").strip() == f"127.0.0.1:{client.facts.ssh_port}", "loopback only"
+    assert containers.compose("port", "login", "22").strip() == f"127.0.0.1:{client.facts.ssh_port}", "loopback only"
 
 
 @pytest.mark.cost(215)

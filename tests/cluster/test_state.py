@@ -8,15 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+from support import started_containers
+
 from minihpc import ROOT, STATE
 
 
 def containers() -> list[str]:
     """Each container of the cluster with when it was started: a recreation or restart changes it."""
-    ids = subprocess.run(["docker", "ps", "-aq", "--filter", "label=com.docker.compose.project=minihpc"],
-                         capture_output=True, text=True, check=True).stdout.split()
-    return subprocess.run(["docker", "inspect", "-f", "{{.Name}} {{.Id}} {{.State.StartedAt}}", *ids],
-                          capture_output=True, text=True, check=True).stdout.splitlines()
+    return started_containers()
 
 
 def test_up_from_another_state_directory_refuses_and_changes_nothing(client: object, tmp_path: Path) -> None:
