@@ -3,7 +3,9 @@ the run through it showed, not guesses.
 
 - memory and time: each rule's requests against its jobs' MaxRSS and
   Elapsed; a rule killed for memory or time fails, with the value that fits
-  (and its headroom); a request far above the need is a note;
+  (and its headroom), or, killed at every request, one that grows with the
+  attempt; a kill a later attempt survived, and a request far above the
+  need, are notes;
 - rules whose jobs take less than SLURM's own overhead for a job (Snakemake
   starting in the job, and the plugin's first status check): candidates for
   `localrules` or a group;
@@ -160,15 +162,29 @@ def _resources(conf: dict) -> dict:
 
 
 def _memory(a: Audit, rule: str, js: list, resources: dict) -> None:
-    killed = [j for j in js if j.state == "OUT_OF_MEMORY" or (j.state == "FAILED" and "memory" in (j.error or ""))]
+    # OUT_OF_MEMORY under a cgroup; FAILED, its log saying so, under OverMemoryKill (minihpc's
+    # enforcement, and many sites'), which also shows it past its request in MaxRSS.
+    killed = [j for j in js if j.state == "OUT_OF_MEMORY" or (j.state == "FAILED" and (
+        "memory limit" in (j.error or "") or (j.max_rss and j.req_mem and mib(j.max_rss) > mib(j.req_mem))))]
     used = max((mib(j.max_rss) for j in js if j.max_rss), default=0.0)
     asked = max((mib(j.req_mem) for j in js if j.req_mem), default=0.0)
     fits = max(MIN_SUGGESTED_MB, math.ceil(used * HEADROOM / MEM_STEP_MB) * MEM_STEP_MB)
-    if killed:
-        a.add("memory", FINDING, f"killed for memory: job(s) {', '.join(j.job_id for j in killed)} (MaxRSS "
-              f"{used:.0f} MiB of {asked:.0f} MiB asked)", f"`mem_mb: {fits}` for {rule} (set-resources), or a "
-              "request that grows with `attempt`", rule)
-        resources.setdefault(rule, {})["mem_mb"] = fits
+    seen = f"killed for memory: job(s) {', '.join(j.job_id for j in killed)} (MaxRSS {used:.0f} MiB of " \
+           f"{asked:.0f} MiB asked)"
+    if killed and not any(j.state == "COMPLETED" for j in js):
+        # Killed at every request tried: the need is not known. Under a cgroup's limit a killed
+        # job's MaxRSS is the limit; sampled (OverMemoryKill, as here) it may show more. Ask for
+        # twice the most asked, or what fits the most seen if that is more, and more each retry.
+        grow = f"{max(fits, math.ceil(2 * asked / MEM_STEP_MB) * MEM_STEP_MB)}*attempt"
+        a.add("memory", FINDING, seen + ", no job of the rule finished: what it needs is more than that",
+              f"`mem_mb: {grow}` for {rule} (set-resources; Snakemake evaluates it for each attempt), with "
+              "`retries`", rule)
+        resources.setdefault(rule, {})["mem_mb"] = grow
+    elif killed:
+        # A later attempt finished (its request grew, or the use varies): the run survived it, at
+        # the cost of the killed attempts.
+        a.add("memory", NOTE, seen + "; a later attempt finished", f"`mem_mb: {fits}` for {rule} "
+              f"(set-resources: {HEADROOM}x the most a finished job used) spares the killed attempts", rule)
     elif used and asked > OVER_REQUEST * used and asked - used > 1000:
         a.add("memory", NOTE, f"asked {asked:.0f} MiB, used {used:.0f} MiB at most", f"`mem_mb: {fits}` for {rule} "
               f"({HEADROOM}x the most used) leaves the rest to other jobs", rule)

@@ -5,7 +5,13 @@ policy, and policy must never change what a workflow computes. `prove` shows
 it for the user's own workflow: it runs the workflow twice as a reference
 (the local executor on the login node, with a node's cores) and once through
 the user's profile (SLURM), each from an empty directory of its own, and
-compares every file each run produced by checksum:
+compares every file each run produced by checksum. When the profile stages
+job IO through a storage plugin (`default-storage-provider`: on minihpc,
+each job's files through its node's scratch), the policy is two policies:
+a fourth run goes through the profile with its storage settings left out
+(`slurm`), so that a difference is put down to SLURM or to staging, and the
+staged run's job logs must show its files stored through the storage.
+
 
 - a file whose two reference runs differ is nondeterministic (a timestamp):
   said so, and compared by existence and size only, or by the user's own
@@ -45,12 +51,24 @@ from pathlib import Path, PurePosixPath
 import yaml
 
 from minihpc import ROOT, prove_faults, pyenv
-from minihpc.audit import FINDING, JOB_STEP_S, PLUGIN_FIRST_CHECK_S, Check, audit, load_profile, setting, suggest
+from minihpc.audit import (
+    FINDING,
+    JOB_STEP_S,
+    NOTE,
+    OK,
+    PLUGIN_FIRST_CHECK_S,
+    Check,
+    audit,
+    load_profile,
+    setting,
+    suggest,
+)
 from minihpc.cluster import Cluster
 from minihpc.errors import BadInput, MinihpcError
 from minihpc.prove_faults import Choice, Injector, Outcome
 from minihpc.runner import (
     NAME,
+    PROFILE_FILES,
     REMOTE_PROFILE,
     Plan,
     Report,
@@ -64,6 +82,13 @@ from minihpc.runner import (
 
 LOCAL_PROFILE = ROOT / "profiles/local"
 RUNS = ("reference-1", "reference-2", "policy")
+# The profile's settings that stage job IO through a storage plugin (and the
+# plugins' own, storage-NAME-*): what the `slurm` run leaves out.
+STORAGE_KEYS = ("default-storage-provider", "default-storage-prefix", "local-storage-prefix",
+                "remote-job-local-storage-prefix", "shared-fs-usage", "storage-")
+# What Snakemake prints in a job's log for each output it stores from the
+# job's local copy (snakemake/io: "Storing in storage: <query>").
+STORED = "Storing in storage:"
 # A run's directory on the shared filesystem: <name>.prove-<run>, within NAME's 64.
 MAX_NAME = 64 - len(".prove-reference-1")
 # What one run may leave to compare, at most (its listing is held in memory).
@@ -87,6 +112,7 @@ class Finding:
     rule: str
     verdict: str  # one of SAME ... ONLY_POLICY
     why: str = ""
+    run: str = "policy"  # the run compared with the references: policy, or slurm (the policy without staging)
 
 
 @dataclass
@@ -118,12 +144,80 @@ def prove_plan(p: Plan) -> dict[str, Plan]:
                        "give a shorter one: --name NAME")
     reference = dataclasses.replace(p, profile=LOCAL_PROFILE, profile_remote=REMOTE_PROFILE, fetch=[])
     runs = {}
-    for run in (*RUNS, "faults"):
-        base = p if run in ("policy", "faults") else reference
+    for run in (*RUNS, "slurm", "faults"):
+        base = p if run in ("policy", "slurm", "faults") else reference
         runs[run] = dataclasses.replace(base, name=f"{p.name}.prove-{run}", fresh=True,
                                         report_dir=p.report_dir / run)
         assert NAME.fullmatch(runs[run].name)
     return runs
+
+
+def _storage_key(key: str) -> bool:
+    key = key.replace("_", "-")
+    return any(key == k or (k.endswith("-") and key.startswith(k)) for k in STORAGE_KEYS)
+
+
+def stages(conf: dict, args: list[str]) -> bool:
+    """Whether the policy stages job IO through a storage plugin: a default
+    storage provider in the profile or among Snakemake's arguments."""
+    return bool(setting(conf, "default-storage-provider")) or any(
+        a.split("=", 1)[0] == "--default-storage-provider" for a in args)
+
+
+def unstaged_args(args: list[str]) -> list[str]:
+    """Snakemake's arguments without the storage flags (and their values:
+    one each, every one for --shared-fs-usage, which takes several)."""
+    out, i = [], 0
+    while i < len(args):
+        flag = args[i]
+        i += 1
+        if not flag.startswith("--") or not _storage_key(flag[2:].split("=", 1)[0]):
+            out.append(flag)
+        elif "=" not in flag:
+            many = flag == "--shared-fs-usage"
+            while i < len(args) and not args[i].startswith("-"):
+                i += 1
+                if not many:
+                    break
+    return out
+
+
+def unstaged_profile(profile: Path, conf: dict, out: Path) -> Path:
+    """A copy of the profile's directory whose settings leave out staging
+    (STORAGE_KEYS): the `slurm` run's profile. Its other files come along."""
+    if out.exists():
+        shutil.rmtree(out)
+    shutil.copytree(profile, out, symlinks=True)
+    for name in PROFILE_FILES:
+        (out / name).unlink(missing_ok=True)
+    kept = {k: v for k, v in conf.items() if not _storage_key(k)}
+    (out / "config.yaml").write_text("# minihpc prove: the profile without its storage settings (its `slurm` run)\n"
+                                     + yaml.safe_dump(kept, sort_keys=False, default_flow_style=False))
+    return out
+
+
+def staging_check(cluster: Cluster, report: Report) -> Check:
+    """Whether the staged run's jobs stored their outputs through the storage
+    (each job's kept SLURM log says "Storing in storage:"): a profile that asks
+    for staging and a run that did not stage is the course's "storage plugin
+    not active"."""
+    jobs = [j for j in report.jobs if j.state == "COMPLETED"]
+    by_id = {PurePosixPath(x).stem: x for x in report.kept_logs}
+    logs = [by_id[j.job_id] for j in jobs if j.job_id in by_id]
+    if not jobs:
+        return Check("staging", NOTE, "no job of the staged run completed: nothing to show it staged")
+    if not logs:
+        return Check("staging", NOTE, f"none of the staged run's {len(jobs)} job(s) kept its SLURM log: staging "
+                     "not shown", "`slurm-keep-successful-logs: true`")
+    r = cluster.sh(f"cd {shlex.quote(report.remote)} && for f in " + " ".join(shlex.quote(x) for x in logs)
+                   + f"; do tail -c 262144 -- \"$f\" | grep -qF {shlex.quote(STORED)} && echo \"$f\"; done")
+    staged = sum(x in set(r.out.splitlines()) for x in logs)
+    seen = f"{staged} of {len(logs)} job(s) stored their outputs through the storage (their logs: '{STORED}')"
+    if staged == len(logs):
+        return Check("staging", OK, seen)
+    return Check("staging", FINDING, seen + ": the profile asks for staging and those jobs did not stage",
+                 "check the storage settings reach the jobs (`default-storage-provider`, "
+                 "`remote-job-local-storage-prefix` on the nodes' scratch) and that the storage plugin is installed")
 
 
 def workdir_of(args: list[str]) -> str:
@@ -324,6 +418,20 @@ def compare(ref1: dict[str, Produced], ref2: dict[str, Produced], policy: dict[s
     return findings
 
 
+def attribute(staged: list[Finding], plain: list[Finding]) -> list[Finding]:
+    """The staged run's findings and the unstaged (`slurm`) run's, each
+    difference put down to staging (the run without it kept the file) or not."""
+    without = {f.path: f for f in plain}
+    for f in staged:
+        other = without.get(f.path)
+        if f.verdict in FAILING and other is not None:
+            f.why += ("; the same without staging (the slurm run): staging changes it" if other.verdict not in FAILING
+                      else f"; without staging too ({other.verdict}): not staging's doing")
+    for f in plain:
+        f.run = "slurm"
+    return staged + plain
+
+
 def prove(p: Plan, cluster: Cluster, out=sys.stdout, compare_with: list[str] | None = None,
           faults: Choice | None = None) -> Proof:
     """Run the three runs, compare (a nondeterministic file by the command
@@ -334,12 +442,20 @@ def prove(p: Plan, cluster: Cluster, out=sys.stdout, compare_with: list[str] | N
     left: dict[str, dict[str, Produced]] = {}
     reports: dict[str, Report] = {}
     cores = str(cluster.facts.cpus)
+    conf = load_profile(p.profile)
+    staged = stages(conf, p.snakemake_args)
+    if staged:
+        runs["slurm"] = dataclasses.replace(
+            runs["slurm"], profile=unstaged_profile(p.profile, conf, p.report_dir / "unstaged-profile"),
+            profile_remote=REMOTE_PROFILE, snakemake_args=unstaged_args(p.snakemake_args))
+    what = {"policy": "through the profile" + (", staging through the storage" if staged else ""),
+            "slurm": "through the profile without its storage settings"}
+    local = "local executor on the login node, a node's cores"
 
     def one(run: str, shown) -> tuple[Report, dict[str, Produced], tuple[dict[str, str], set[str]]]:
         rp = runs[run]
-        what = "through the profile" if run == "policy" else "local executor on the login node, a node's cores"
-        say(f"minihpc prove: run {run} ({what}) in {rp.remote(cluster.facts.shared)}")
-        if run != "policy":  # and no workflow profile (workflow/profiles/default) on top of the local one
+        say(f"minihpc prove: run {run} ({what.get(run, local)}) in {rp.remote(cluster.facts.shared)}")
+        if run not in what:  # a reference; no workflow profile (workflow/profiles/default) on top of the local one
             rp = dataclasses.replace(rp, snakemake_args=["--cores", cores, "--workflow-profile", "none",
                                                          *rp.snakemake_args])
         t = time.monotonic()
@@ -348,7 +464,7 @@ def prove(p: Plan, cluster: Cluster, out=sys.stdout, compare_with: list[str] | N
         made = produced(snapshot(cluster, remote), synced)  # now: nothing later can change it
         say(f"minihpc prove: run {run} exited {report.exit_code} after {round(time.monotonic() - t, 1)} s; "
             f"{len(made)} file(s) made")
-        if run == "reference-2":  # its rules and logs are the first reference's: no second summary
+        if run in ("reference-2", "slurm"):  # its rules and logs are another run's: no second summary
             return report, made, ({}, set())
         env = pyenv.Env(**report.environment) if report.environment else None
         return report, made, rules_of(cluster, rp, remote, env.activate() if env else "")
@@ -367,6 +483,8 @@ def prove(p: Plan, cluster: Cluster, out=sys.stdout, compare_with: list[str] | N
             reports["reference-2"], left["reference-2"], _ = second.result()
             out.write(f"\nminihpc prove: the output of run reference-2:\n{quiet.getvalue()}")
     if reports["reference-1"].exit_code == 0:
+        if staged:  # one policy at a time, each after the references' checksums
+            reports["slurm"], left["slurm"], _ = one("slurm", out)
         reports["policy"], left["policy"], (by_path, policy_logs) = one("policy", out)
         rules, logs = {**by_path, **rules}, logs | policy_logs
     proof = Proof(str(p.workflow), str(p.profile_remote), "fail", "")
@@ -377,19 +495,23 @@ def prove(p: Plan, cluster: Cluster, out=sys.stdout, compare_with: list[str] | N
                          f"first; its report: {proof.runs['reference-1']['report']}")
         write(p.report_dir, proof)
         return proof
-    by_command = None
-    if compare_with and "policy" in reports:
-        ref_dir, policy_dir = reports["reference-1"].remote, reports["policy"].remote
+    def by_command(run: str) -> Callable[[str], tuple[bool, str]] | None:
+        if not compare_with:
+            return None
+        ref_dir, run_dir = reports["reference-1"].remote, reports[run].remote
 
-        def by_command(path: str) -> tuple[bool, str]:
-            ref, pol = left["reference-1"][path], left["policy"][path]
+        def judge(path: str) -> tuple[bool, str]:
+            ref, made = left["reference-1"][path], left[run][path]
             return same_by_command(cluster, compare_with, p.workflow, (f"{ref_dir}/{path}", ref.size, ref.digest),
-                                   (f"{policy_dir}/{path}", pol.size, pol.digest))
+                                   (f"{run_dir}/{path}", made.size, made.digest))
+        return judge
     proof.compare = shlex.join(compare_with) if compare_with else ""
-    proof.findings = compare(left["reference-1"], left.get("reference-2", {}), left.get("policy", {}), rules, logs,
-                             by_command)
+    proof.findings = compare(left["reference-1"], left.get("reference-2", {}), left["policy"], rules, logs,
+                             by_command("policy"))
+    if staged:
+        proof.findings = attribute(proof.findings, compare(left["reference-1"], left.get("reference-2", {}),
+                                                           left["slurm"], rules, logs, by_command("slurm")))
     policy = reports["policy"]
-    conf = load_profile(p.profile)
     injector: Injector | None = None
     if faults and faults.left_out:
         say(f"minihpc prove: left out of the default faults: {', '.join(faults.left_out)} (they need a second "
@@ -415,16 +537,17 @@ def prove(p: Plan, cluster: Cluster, out=sys.stdout, compare_with: list[str] | N
                         for n in faults.faults]
     checked = audit(conf, policy.jobs, policy.nonlocal_rules_on_login, submit_limit(cluster, conf),
                     overhead(conf), injector.lag if injector else None)
-    proof.audit = checked.checks
+    proof.audit = checked.checks + ([staging_check(cluster, policy)] if staged else [])
     if checked.changes:
         proof.suggested_diff, proof.suggested_profile = suggested(p.report_dir, conf, checked.changes)
     bad = [f for f in proof.findings if f.verdict in FAILING]
     found = [c for c in proof.audit if c.verdict == FINDING]
-    failed = [r for r in ("reference-2", "policy") if reports[r].exit_code != 0]
+    failed = [r for r in ("reference-2", "slurm", "policy") if r in reports and reports[r].exit_code != 0]
     said = [f"the {r} run exited {reports[r].exit_code}" for r in failed]
     if bad:
         said.append(f"{len(bad)} file(s) differ under the policy: " + ", ".join(
-            f"{f.path} ({f.rule or 'rule unknown'}): {f.verdict}" for f in bad[:5]))
+            f"{f.path} ({f.rule or 'rule unknown'}): {f.verdict}" + (f" in the {f.run} run" if staged else "")
+            for f in bad[:5]))
     if found:
         said.append(f"{len(found)} profile finding(s): " + ", ".join(
             f"{c.area}{' (' + c.rule + ')' if c.rule else ''}" for c in found[:8]))
@@ -444,14 +567,16 @@ def prove(p: Plan, cluster: Cluster, out=sys.stdout, compare_with: list[str] | N
     if said:
         proof.summary = "; ".join(said)
     else:
-        kept = sum(f.verdict == SAME for f in proof.findings)
-        nondet = [f for f in proof.findings if f.verdict == NONDETERMINISTIC]
+        kept = sum(f.verdict == SAME and f.run == "policy" for f in proof.findings)
+        nondet = [f for f in proof.findings if f.verdict == NONDETERMINISTIC and f.run == "policy"]
         judged = sum("compared by --compare" in f.why for f in nondet)
         how = ("--compare" if judged == len(nondet) else
                "existence and size" if judged == 0 else f"--compare for {judged}, existence and size for the rest")
         proof.verdict = "pass"
         survived = [o.fault for o in proof.faults if o.verdict == prove_faults.SURVIVED]
-        proof.summary = (f"the workflow keeps its meaning under the policy: {kept} file(s) identical"
+        proof.summary = ("the workflow keeps its meaning under the policy"
+                         + (" (through SLURM, with its staging and without)" if staged else "")
+                         + f": {kept} file(s) identical"
                          + (f", {len(nondet)} nondeterministic (compared by {how})" if nondet else "")
                          + (f"; it survived {', '.join(survived)} with the same outputs" if survived else "")
                          + "; the profile fits what the run showed")
@@ -563,16 +688,23 @@ def write(report_dir: Path, proof: Proof) -> None:
              "run twice",
              "- a file whose references differ is compared by "
              + (f"`{clean(proof.compare, 300)} REFERENCE POLICY`" if proof.compare else "existence and size"),
+             *(["- the profile stages job IO through a storage plugin: the `slurm` run goes through it without its "
+                "storage settings, so that a difference is put down to SLURM or to staging"]
+               if "slurm" in proof.runs else []),
              "", "| run | exit | seconds | files made | directory | report |", "|---|---|---|---|---|---|"]
     lines += [f"| {run} | {r['exit_code']} | {r['seconds']} | {r['files']} | `{clean(r['directory'])}` | "
               f"{clean(r['report'])} |" for run, r in proof.runs.items()]
     lines += [f"\n![the {run} run's jobs over time]({clean(r['timeline'])})" for run, r in proof.runs.items()
               if r.get("timeline", "").endswith(".svg")]
     if proof.findings:
-        lines += ["", "## Meaning", "", "| file | rule | verdict | why |", "|---|---|---|---|"]
+        # With staging, each file twice: the staged run's (policy) and the run's without it (slurm).
+        two = any(f.run != "policy" for f in proof.findings)
+        lines += ["", "## Meaning", "", "| file |" + (" run |" if two else "") + " rule | verdict | why |",
+                  "|---|---|---|---|" + ("---|" if two else "")]
         order = {v: i for i, v in enumerate((DIFFERS, MISSING, NONDETERMINISTIC, ONLY_POLICY, LOG, SAME))}
-        lines += [f"| `{clean(f.path, 300, table=True)}` | {clean(f.rule, 100, table=True) or '?'} | {f.verdict} | "
-                  f"{clean(f.why, 300, table=True)} |" for f in sorted(proof.findings, key=lambda f: order[f.verdict])]
+        lines += [f"| `{clean(f.path, 300, table=True)}` |" + (f" {f.run} |" if two else "")
+                  + f" {clean(f.rule, 100, table=True) or '?'} | {f.verdict} | {clean(f.why, 300, table=True)} |"
+                  for f in sorted(proof.findings, key=lambda f: (order[f.verdict], f.run != "policy", f.path))]
     if proof.faults:
         lines += ["", "## Faults", "", f"Applied to the `faults` run, each at a moment chosen from it "
                   f"({proof.runs.get('faults', {}).get('report', '')}).", "",

@@ -54,7 +54,11 @@ DEPLOYMENT_ARGS = re.compile(r"^--(use-conda|use-envmodules)$|^--(sdm|software-d
 DEPLOYMENT_KEYS = re.compile(r"^(use-conda|use-envmodules):\s*(true|yes|on)\b|"
                              r"^(sdm|software-deployment-method):.*\b(conda|env-modules)\b", re.M | re.I)
 # A failed job's log: the lines that say why (a Python exception, Snakemake's RuleException).
-ERROR_LINE = re.compile(r"^\s*[\w.]*(?:Error|Exception): \S.*$", re.M)
+# A failed job's reason in its log: a Python error, or slurmstepd killing it for
+# memory ("StepId=7.batch exceeded memory limit (N > M), being killed": Slurm's
+# OverMemoryKill, which leaves the job FAILED, not OUT_OF_MEMORY) or time.
+ERROR_LINE = re.compile(r"^\s*(?:[\w.]*(?:Error|Exception): \S.*|slurmstepd[\w.-]*: error: .*(?:exceeded memory "
+                        r"limit|DUE TO TIME LIMIT).*)$", re.M)
 JOB_FIELDS = ("JobID", "JobName", "Comment", "Partition", "NodeList", "State", "ExitCode", "ElapsedRaw", "Timelimit",
               "ReqMem", "AllocCPUS")
 

@@ -18,10 +18,12 @@ OWN_GROUP = {
     "tests/cluster/test_lab.py::test_commissioning_sequence_as_printed": "lab-commissioning",
     # The file's other tests tell the check's jobs from theirs by working directory.
     "tests/cluster/test_sitecheck.py::test_the_site_check_passes_over_ssh_alone": "site-check",
-    # These two stage through the login node's one main prefix (/scratch/$USER/main),
+    # These stage through the login node's one main prefix (/scratch/$USER/main),
     # as the site check's staged run does: in its group, they take turns with it.
     "tests/cluster/test_lab.py::test_instructor_demo[demo-unwritable-scratch]": "site-check",
     "tests/cluster/test_lab.py::test_instructor_demo[demo-prefix-mismatch]": "site-check",
+    "tests/cluster/test_prove.py::test_a_staging_profile_is_proven_with_its_staging_and_without_and_a_path_it_"
+    "changes_is_named": "site-check",
     "tests/cluster/test_run.py::test_a_snakefile_and_configfile_named_among_snakemakes_arguments_are_honoured":
         "run-snakefile",
 }

@@ -1,22 +1,33 @@
-"""`minihpc prove --site` on tests/workflows/prove, against minihpc itself
-over SSH: the workflow writing the host it ran on fails on that file and
-names its rule, even when its SLURM job copies its output over the reference
-runs' own afterwards; and no fault is applied on a site. Three runs (two
-local side by side, then one through SLURM): about a minute. (The audit's
-findings and the suggested profile, with the EIO fault: test_shared_eio.py;
-every fault: `make test-action`, the Action's prove.)"""
+"""`minihpc prove` on tests/workflows/prove.
+
+- `--site`, against minihpc itself over SSH: the workflow writing the host it
+  ran on fails on that file and names its rule, even when its SLURM job
+  copies its output over the reference runs' own afterwards; and no fault is
+  applied on a site. Three runs (two local side by side, then one through
+  SLURM): about a minute.
+- A profile that stages through the nodes' scratch, proven with its staging
+  and without: a file that records its own path differs through staging
+  only. Four runs: about a minute and a half.
+- A profile asking too little memory for a rule at every retry: found, with
+  a request that grows with the attempt, which then passes. Two proofs:
+  about three minutes.
+
+(The audit's findings and the suggested profile, with the EIO fault:
+test_shared_eio.py; every fault: `make test-action`, the Action's prove.)"""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from support import PROVE_WORKFLOW, prove
+import yaml
+from support import PROVE_WORKFLOW, prove, remove_proof
 
 from minihpc import ROOT
 from minihpc.cluster import Cluster as Client
@@ -79,3 +90,97 @@ def test_over_ssh_an_output_that_depends_on_where_it_ran_fails_a_job_cannot_rewr
 
 def containers_started(service: str) -> str:
     return containers.docker("inspect", "-f", "{{.State.StartedAt}}", containers.id(service)).strip()
+
+
+@pytest.mark.cost(95)
+def test_a_staging_profile_is_proven_with_its_staging_and_without_and_a_path_it_changes_is_named(
+        tmp_path: Path, client: Client) -> None:
+    """A profile that stages job IO through the nodes' scratch (the fs storage
+    plugin): `prove` runs it as given and once more without its storage
+    settings (the `slurm` run). The workflow writing the command that made a
+    file, its output's path in it, keeps its meaning through SLURM and loses
+    it through staging: the proof fails on that file alone, in the staged run
+    alone, and says staging changes it. The staged run's jobs stored their
+    outputs through the storage and the unstaged run's did not (their logs).
+    Four runs, no fault: about a minute and a half."""
+    wf = tmp_path / "prove"
+    shutil.copytree(PROVE_WORKFLOW, wf)
+    name = "test-prove-staging"
+    try:
+        r, proof = prove(wf, name, "--profile", str(ROOT / "tests/workflows/prove-staging-profile"), "--faults",
+                         "none", snakemake=["--config", "cmdline=1"])
+        runs = {run: json.loads((wf / f".minihpc/prove/{run}/report.json").read_text()) for run in proof["runs"]}
+        stored = {run: client.sh(f"cd {runs[run]['remote']} && cat {' '.join(runs[run]['kept_logs'])} | "
+                                 "grep -c 'Storing in storage:' || true").out.strip() for run in ("slurm", "policy")}
+    finally:
+        remove_proof(client, name)
+    assert r.returncode == 1 and proof["verdict"] == "fail", r.stdout[-3000:] + r.stderr
+    assert list(proof["runs"]) == ["reference-1", "reference-2", "slurm", "policy"], proof["runs"]
+    bad = [(f["path"], f["run"], f["verdict"]) for f in proof["findings"] if f["verdict"] in ("differs", "missing")]
+    assert bad == [("results/cmdline.txt", "policy", "differs")], proof["findings"]
+    cmdline = next(f for f in proof["findings"] if f["path"] == "results/cmdline.txt" and f["run"] == "policy")
+    assert cmdline["rule"] == "cmdline" and cmdline["why"].endswith("staging changes it"), cmdline
+    slurm = {f["path"]: f["verdict"] for f in proof["findings"] if f["run"] == "slurm"}
+    assert {p: v for p, v in slurm.items() if p.startswith("results/")} == {
+        **{f"results/parts/{i}.txt": "same" for i in range(4)}, "results/sum.txt": "same",
+        "results/cmdline.txt": "same", "results/stamp.txt": "nondeterministic"}, slurm
+    assert "results/cmdline.txt (cmdline): differs in the policy run" in proof["summary"], proof["summary"]
+    # The staged run staged (every part job's log), the other did not; the audit says so.
+    staging = [(c["verdict"], c["seen"]) for c in proof["audit"] if c["area"] == "staging"]
+    assert staging == [("ok", "4 of 4 job(s) stored their outputs through the storage (their logs: "
+                              "'Storing in storage:')")], proof["audit"]
+    assert int(stored["policy"]) >= 4 and stored["slurm"] == "0", stored
+    assert all(j["node"] in client.facts.nodes for run in ("slurm", "policy") for j in runs[run]["jobs"])
+    unstaged = yaml.safe_load((wf / ".minihpc/prove/unstaged-profile/config.yaml").read_text())
+    assert not [k for k in unstaged if "storage" in k or k == "shared-fs-usage"] and unstaged["retries"] == 2, \
+        unstaged
+    md = (wf / ".minihpc/prove/report.md").read_text()
+    assert "| `results/cmdline.txt` | policy | cmdline | differs |" in md, md
+
+
+@pytest.mark.cost(200)
+def test_a_rule_killed_for_memory_at_every_attempt_is_found_and_the_suggested_request_passes(
+        tmp_path: Path, client: Client) -> None:
+    """A profile asking too little memory for a rule, the same on every retry
+    (the course's "killed for memory on attempt 1", never fixed): slurmstepd
+    kills each attempt, the proof fails on that rule's missing output, and the
+    audit finds it with a request that grows with the attempt (its need is
+    not known). The suggested profile, used as it is written, then
+    passes: an attempt killed on the way is a note, not a failure."""
+    wf = tmp_path / "prove"
+    shutil.copytree(PROVE_WORKFLOW, wf)
+    name = "test-prove-hungry"
+    args = ["--config", "hungry=500", "--keep-going"]
+    try:
+        r, proof = prove(wf, name, "--profile", str(ROOT / "tests/workflows/prove-hungry-profile"), "--faults",
+                         "none", snakemake=args)
+        first = json.loads((wf / ".minihpc/prove/policy/report.json").read_text())
+        assert r.returncode == 1 and proof["verdict"] == "fail", r.stdout[-3000:] + r.stderr
+        bad = [(f["path"], f["rule"], f["verdict"]) for f in proof["findings"]
+               if f["verdict"] in ("differs", "missing under the policy")]
+        assert bad == [("results/hungry.txt", "hungry", "missing under the policy")], proof["findings"]
+        # Killed by slurmstepd (OverMemoryKill: FAILED, not OUT_OF_MEMORY), its log says so.
+        hungry = [(j["state"], j["req_mem"]) for j in first["jobs"] if j["rule"] == "hungry"]
+        assert hungry == [("FAILED", "200M")] * 3, hungry
+        assert all("exceeded memory limit" in j["error"] for j in first["jobs"] if j["rule"] == "hungry"), first
+        memory = {c["rule"]: c for c in proof["audit"] if c["area"] == "memory"}
+        assert memory["hungry"]["verdict"] == "finding", memory
+        # Twice the 200 asked, or 1.5 x what the sampling saw it use before the kill, if more.
+        grow = re.fullmatch(r"`mem_mb: (\d+)\*attempt` for hungry .*", memory["hungry"]["fix"])
+        assert grow and int(grow[1]) >= 400, memory["hungry"]
+        assert memory["part"]["verdict"] == "ok", memory
+        assert f"+    mem_mb: {grow[1]}*attempt" in proof["suggested_diff"], proof["suggested_diff"]
+        r, proof = prove(wf, name, "--profile", ".minihpc/prove/suggested-profile", "--faults", "none",
+                         snakemake=args)
+        second = json.loads((wf / ".minihpc/prove/policy/report.json").read_text())
+    finally:
+        remove_proof(client, name)
+    assert r.returncode == 0 and proof["verdict"] == "pass", r.stdout[-3000:] + r.stderr
+    assert next(f for f in proof["findings"] if f["path"] == "results/hungry.txt")["verdict"] == "same"
+    # The request grows with the attempt: the last one finished, any before it killed (a note).
+    hungry = [(j["state"], j["req_mem"]) for j in second["jobs"] if j["rule"] == "hungry"]
+    base = int(grow[1])
+    assert hungry == [*(("FAILED", f"{base * k}M") for k in range(1, len(hungry))),
+                      ("COMPLETED", f"{base * len(hungry)}M")], hungry
+    memory = next(c for c in proof["audit"] if c["area"] == "memory" and c["rule"] == "hungry")
+    assert memory["verdict"] == ("note" if len(hungry) > 1 else "ok"), memory

@@ -28,13 +28,34 @@ def test_a_good_profile_and_run_have_no_finding() -> None:
     assert a.changes == {}
 
 
-def test_a_job_killed_for_memory_is_found_with_a_request_that_fits() -> None:
-    a = audit(GOOD, [job("big", "OUT_OF_MEMORY", rss="700M", req="400M", job_id="9"), job("big", rss="720M",
+def test_a_kill_a_later_attempt_survived_is_a_note_with_the_request_that_spares_it() -> None:
+    a = audit(GOOD, [job("big", "OUT_OF_MEMORY", rss="400M", req="400M", job_id="9"), job("big", rss="720M",
                                                                                               req="800M")], [], None, 6)
     mem = next(c for c in a.checks if c.area == "memory")
-    assert (mem.verdict, mem.rule) == (FINDING, "big") and "job(s) 9" in mem.seen
-    assert a.changes["set-resources"] == {"big": {"mem_mb": 1100}}, "1.5 x 720 MiB, up to the next 100"
-    assert "`mem_mb: 1100` for big" in mem.fix
+    assert (mem.verdict, mem.rule) == (NOTE, "big") and "job(s) 9" in mem.seen and "later attempt" in mem.seen
+    assert "`mem_mb: 1100` for big" in mem.fix, "1.5 x 720 MiB, up to the next 100"
+    assert a.changes == {}, "the run survived it: nothing to change for a pass"
+
+
+def test_a_rule_killed_at_every_request_gets_one_that_grows_with_each_attempt() -> None:
+    """A killed job's MaxRSS is its limit, not its need: with no job of the
+    rule finished, the suggestion is twice the most asked, times the attempt."""
+    a = audit(GOOD, [job("big", "OUT_OF_MEMORY", rss="200M", req="200M", job_id=str(i)) for i in (9, 10, 11)],
+              [], None, 6)
+    mem = next(c for c in a.checks if c.area == "memory")
+    assert (mem.verdict, mem.rule) == (FINDING, "big") and "job(s) 9, 10, 11" in mem.seen
+    assert "no job of the rule finished" in mem.seen
+    assert a.changes["set-resources"] == {"big": {"mem_mb": "400*attempt"}}
+    assert mem.fix.startswith("`mem_mb: 400*attempt` for big")
+    assert suggest(GOOD, a.changes)["set-resources"] == {"big": {"mem_mb": "400*attempt"}}
+    # Sampled enforcement (OverMemoryKill: FAILED, the log saying so) saw it use 634 MiB before
+    # the kill: what fits that, if it is more. FAILED past its request, with no log, is one too.
+    kill = "slurmstepd-c1: error: StepId=17.batch exceeded memory limit (664186880 > 209715200), being killed"
+    for error in (kill, ""):
+        a = audit(GOOD, [job("big", "FAILED", rss="649216K", req="200M", error=error)], [], None, 6)
+        assert a.changes["set-resources"] == {"big": {"mem_mb": "1000*attempt"}}, "1.5 x 634, up to the next 100"
+    a = audit(GOOD, [job("big", "FAILED", rss="100M", req="200M", error="ValueError: bad input")], [], None, 6)
+    assert checks(a)[("memory", "big")] == OK, "failed for another reason"
 
 
 def test_a_job_ended_by_its_time_limit_is_found_with_a_runtime_that_fits() -> None:
@@ -66,3 +87,17 @@ def test_the_suggestion_keeps_the_profiles_settings_and_spellings() -> None:
     new = suggest(conf, {"set-resources": {"a": {"mem_mb": 300}, "b": {"runtime": 2}}, "retries": 2})
     assert new == {"executor": "slurm", "latency_wait": 30, "retries": 2,
                    "set-resources": {"a": {"runtime": 5, "mem_mb": 300}, "b": {"runtime": 2}}}
+
+
+def test_a_failed_jobs_reason_includes_slurmstepds_memory_kill() -> None:
+    """What runner._why_failed keeps of a failed job's log: Python's errors,
+    and slurmstepd's memory and time kills (the audit reads the first)."""
+    from minihpc.runner import ERROR_LINE
+    log = ("Traceback (most recent call last):\n  ...\nMemoryError: cannot allocate\n"
+           "slurmstepd-c1: error: StepId=17.batch exceeded memory limit (664186880 > 209715200), being killed\n"
+           "slurmstepd-c1: error: *** JOB 18 ON c2 CANCELLED AT 2026-12-06T16:25:24 DUE TO TIME LIMIT ***\n"
+           "slurmstepd-c1: error: *** JOB 24 ON c1 CANCELLED AT 2026-12-06T16:25:24 ***\nerror: nothing\n")
+    assert [m.group(0) for m in ERROR_LINE.finditer(log)] == [
+        "MemoryError: cannot allocate",
+        "slurmstepd-c1: error: StepId=17.batch exceeded memory limit (664186880 > 209715200), being killed",
+        "slurmstepd-c1: error: *** JOB 18 ON c2 CANCELLED AT 2026-12-06T16:25:24 DUE TO TIME LIMIT ***"]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from minihpc.audit import load_profile
 from minihpc.errors import BadInput, MinihpcError
 from minihpc.prove import (
     DIFFERS,
@@ -19,6 +20,7 @@ from minihpc.prove import (
     ONLY_POLICY,
     SAME,
     Produced,
+    attribute,
     compare,
     compare_command,
     parse_snapshot,
@@ -26,6 +28,9 @@ from minihpc.prove import (
     prove_plan,
     same_by_command,
     sources,
+    stages,
+    unstaged_args,
+    unstaged_profile,
 )
 from minihpc.runner import REMOTE_PROFILE, plan
 
@@ -97,6 +102,7 @@ def test_the_runs_are_directories_of_their_own_from_empty(tmp_path: Path) -> Non
         "reference-1": ("wf.prove-reference-1", True, "reference-1"),
         "reference-2": ("wf.prove-reference-2", True, "reference-2"),
         "policy": ("wf.prove-policy", True, "policy"),
+        "slurm": ("wf.prove-slurm", True, "slurm"),
         "faults": ("wf.prove-faults", True, "faults")}
     assert runs["reference-1"].profile == LOCAL_PROFILE and runs["policy"].profile == runs["faults"].profile \
         == p.profile
@@ -191,3 +197,51 @@ def test_a_compare_command_not_on_this_machine_is_refused(tmp_path: Path) -> Non
     (tmp_path / "cmp.sh").write_text("#!/bin/sh\ncmp -s \"$1\" \"$2\"\n")
     (tmp_path / "cmp.sh").chmod(0o755)
     assert compare_command("./cmp.sh", tmp_path) == ["./cmp.sh"]
+
+
+STAGING_PROFILE = """executor: slurm
+retries: 2
+default-storage-provider: fs
+shared-fs-usage: [persistence, software-deployment, sources, source-cache]
+local_storage_prefix: /scratch/$USER/main
+remote-job-local-storage-prefix: /scratch/$USER/job-$SLURM_JOB_ID
+storage-fs-latency-wait: 3
+default-resources: {mem_mb: 1000}
+"""
+
+
+def test_a_staging_profile_is_proven_twice_with_its_storage_and_without(tmp_path: Path) -> None:
+    """The `slurm` run's profile: the user's with every storage setting left
+    out (dashes or underscores, the plugins' own storage-NAME-* too), the
+    rest as it was, and the profile's other files beside it."""
+    prof = tmp_path / "profile"
+    prof.mkdir()
+    (prof / "config.v8+.yaml").write_text(STAGING_PROFILE)
+    (prof / "status.sh").write_text("echo\n")
+    conf = load_profile(prof)
+    assert stages(conf, []) and not stages({"executor": "slurm"}, [])
+    assert stages({}, ["--default-storage-provider=fs"]) and stages({}, ["-j", "2", "--default-storage-provider", "fs"])
+    out = unstaged_profile(prof, conf, tmp_path / "unstaged")
+    assert sorted(x.name for x in out.iterdir()) == ["config.yaml", "status.sh"]
+    assert load_profile(out) == {"executor": "slurm", "retries": 2, "default-resources": {"mem_mb": 1000}}
+    assert load_profile(prof) == conf, "the user's profile is left as it was"
+
+
+def test_the_storage_flags_leave_snakemakes_arguments_with_their_values() -> None:
+    args = ["--default-storage-provider", "fs", "--shared-fs-usage", "persistence", "sources", "--keep-going",
+            "--local-storage-prefix=/scratch/x", "--storage-fs-latency-wait", "3", "--config", "a=1", "all"]
+    assert unstaged_args(args) == ["--keep-going", "--config", "a=1", "all"]
+    assert unstaged_args(["-j", "2", "target"]) == ["-j", "2", "target"]
+
+
+def test_a_difference_is_put_down_to_staging_only_when_the_run_without_it_kept_the_file() -> None:
+    ref = files(out__a=(A, 1), out__b=(A, 1), out__c=(A, 1))
+    staged = compare(ref, ref, files(out__a=(B, 1), out__b=(B, 1), out__c=(A, 1)), {}, set())
+    plain = compare(ref, ref, files(out__a=(A, 1), out__b=(B, 1), out__c=(A, 1)), {}, set())
+    both = attribute(staged, plain)
+    by = {(f.run, f.path): f for f in both}
+    assert {k: f.verdict for k, f in by.items()} == {
+        ("policy", "out/a"): DIFFERS, ("policy", "out/b"): DIFFERS, ("policy", "out/c"): SAME,
+        ("slurm", "out/a"): SAME, ("slurm", "out/b"): DIFFERS, ("slurm", "out/c"): SAME}
+    assert by[("policy", "out/a")].why.endswith("staging changes it")
+    assert by[("policy", "out/b")].why.endswith("not staging's doing")
