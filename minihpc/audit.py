@@ -8,7 +8,9 @@ the run through it showed, not guesses.
   need, are notes;
 - rules whose jobs take less than SLURM's own overhead for a job (Snakemake
   starting in the job, and the plugin's first status check): candidates for
-  `localrules` or a group;
+  `localrules` or a group, of as many as fit one node;
+- jobs sbatch refused: one asking more than any node has (a group too large
+  for a node, say) names the largest node;
 - `jobs` against the QOS's submit limit; `retries`; the logs the plugin
   deletes; rules the profile did not send to SLURM; the partition and account
   in use.
@@ -91,12 +93,55 @@ def elapsed_limit_s(limit: str) -> int | None:
     return ((d * 24 + h) * 60 + mi) * 60 + s
 
 
+# What the SLURM plugin says when sbatch refuses a job, inside Snakemake's
+# "Error in rule|group NAME:" block (snakemake-executor-plugin-slurm).
+REFUSED = re.compile(r"^\s*Error in (rule|group) ([\w.-]+):\n(?:[^\n]*\n){0,8}?[^\n]*SLURM sbatch failed\. The "
+                     r"error message was '([^'\n]*)", re.M)
+# A group's job that failed without ever being a SLURM job: the plugin 2.8.0
+# says only "message: Error in group NAME" when sbatch refuses a group.
+GROUP_LOST = re.compile(r"^\s*message: Error in group ([\w.-]+)\s*$", re.M)
+# A group's members, as Snakemake lists them when it submits the group: indented, each
+# with its "Shell command:" line (not indented).
+GROUP_JOB = re.compile(r"^(?:\[[^\]]*\] )?Group job ([\w.-]+) \(jobs in lexicogr\. order\):\n"
+                       r"((?:(?:[ \t][^\n]*|Shell command:[^\n]*)?\n)*)", re.M)
+# sbatch's words for a job no node (or partition) can hold.
+TOO_BIG = ("Requested node configuration is not available", "Memory specification can not be satisfied",
+           "Memory required by task is not available", "More processors requested than permitted",
+           "Node count specification invalid")
+
+
+@dataclass
+class Refusal:
+    name: str  # "rule NAME" or "group NAME"
+    said: str  # sbatch's words, when Snakemake's output has them
+    mem_mb: int = 0  # a lost group's members' memory and threads, added up (its job runs them side by side)
+    threads: int = 0
+
+
+def refused(output: str) -> list[Refusal]:
+    """Each job sbatch refused, from Snakemake's output: with sbatch's words,
+    or a group that never became a SLURM job, with its members' requests."""
+    found = {(f"{m[1]} {m[2]}"): Refusal(f"{m[1]} {m[2]}", m[3].strip()) for m in REFUSED.finditer(output)}
+    members = {m[1]: m[2] for m in GROUP_JOB.finditer(output)}
+    for group in dict.fromkeys(GROUP_LOST.findall(output)):
+        if f"group {group}" in found:
+            continue
+        block = members.get(group, "")
+        mem = sum(int(x) for x in re.findall(r"^\s+resources: .*?\bmem_mb=(\d+)", block, re.M))
+        threads = sum(int(x) for x in re.findall(r"^\s+threads: (\d+)", block, re.M)) or \
+            len(re.findall(r"^\s+(?:local)?rule \w+:", block, re.M))
+        found[f"group {group}"] = Refusal(f"group {group}", "", mem, threads)
+    return list(found.values())
+
+
 def audit(conf: dict, jobs: list, nonlocal_on_login: list[str] | None, submit_limit: int | None,
-          overhead_s: float, lag: Lag | None = None) -> Audit:
+          overhead_s: float, lag: Lag | None = None, nodes: dict[str, tuple[int, int]] | None = None,
+          refusals: list[Refusal] | None = None) -> Audit:
     """`jobs`: the policy run's (minihpc.runner.Job); `submit_limit`: the
     user's QOS MaxSubmitJobsPerUser (None: none); `overhead_s`: SLURM's own
     time for a job (prove.overhead); `lag`: the shared filesystem's, measured
-    under prove's slow-nfs fault (None: not measured)."""
+    under prove's slow-nfs fault (None: not measured); `nodes`: each compute
+    node's CPUs and memory (MiB); `refusals`: the jobs sbatch refused (refused())."""
     a = Audit()
     resources = a.changes.setdefault("set-resources", {})
     by_rule: dict[str, list] = {}
@@ -107,11 +152,25 @@ def audit(conf: dict, jobs: list, nonlocal_on_login: list[str] | None, submit_li
         _time(a, rule, js, resources)
         done = [j for j in js if j.state == "COMPLETED"]
         if done and max(j.elapsed_s for j in done) < overhead_s:
+            n = group_size(done, nodes or {})
+            group = (f", or group its jobs {n} at a time, as many as fit one node (`group: {rule}` and "
+                     f"`--group-components {rule}={n}`: one SLURM job, one overhead, for {n})") if n > 1 else ""
             a.add("tiny rules", FINDING, f"its jobs ran {max(j.elapsed_s for j in done)} s at most, less than SLURM's "
                   f"own {overhead_s:.0f} s for a job (Snakemake starting in the job, the plugin's first status "
                   "check)",
-                  f"run it on the login node: `localrules: {rule}` in the Snakefile (or `localrule: True`), or "
-                  f"group its jobs (`group: {rule}` and `--group-components {rule}=N`)", rule)
+                  f"run it on the login node: `localrules: {rule}` in the Snakefile (or `localrule: True`){group}",
+                  rule)
+    biggest = max(nodes.values(), default=None) if nodes else None
+    for r in refusals or []:
+        too_big = any(t in r.said for t in TOO_BIG) or bool(
+            biggest and r.mem_mb and (r.mem_mb > biggest[1] or r.threads > biggest[0]))
+        size = f" (the largest node: {biggest[0]} CPUs, {biggest[1]} MiB)" if biggest else ""
+        asks = f"; its jobs together ask {r.threads} CPUs and {r.mem_mb} MiB" if r.mem_mb else ""
+        a.add("node fit" if too_big else "submission", FINDING,
+              f"sbatch refused the {r.name} job: {r.said or 'it never became a SLURM job'}{asks}",
+              (f"it asks more than a node has{size}: fewer jobs in a group (`--group-components`), or smaller "
+               "requests (`threads`, `mem_mb`)") if too_big else "read sbatch's words: the job's partition, "
+              "account, QOS or requests", r.name.split(" ", 1)[1])
     if nonlocal_on_login:
         a.add("profile applied", FINDING, f"rules ran on the login node, outside SLURM: {', '.join(nonlocal_on_login)}",
               "the profile does not send them to SLURM: give it `executor: slurm`, and check the profile is the one "
@@ -155,6 +214,18 @@ def audit(conf: dict, jobs: list, nonlocal_on_login: list[str] | None, submit_li
     if not resources:
         del a.changes["set-resources"]
     return a
+
+
+def group_size(done: list, nodes: dict[str, tuple[int, int]]) -> int:
+    """How many of a rule's jobs fit one node together (by the CPUs and memory
+    each asked), on the smallest node they ran on, and no more than there were."""
+    cpus = max((int(j.cpus) for j in done if str(j.cpus).isdigit()), default=1) or 1
+    mem = max((mib(j.req_mem) for j in done if j.req_mem), default=0.0)
+    sizes = [nodes[j.node] for j in done if j.node in nodes]
+    if not sizes:
+        return 0
+    fit = min(min(c // cpus, int(m // mem) if mem else c // cpus) for c, m in sizes)
+    return max(0, min(fit, len(done)))
 
 
 def _resources(conf: dict) -> dict:

@@ -58,8 +58,10 @@ from minihpc.audit import (
     OK,
     PLUGIN_FIRST_CHECK_S,
     Check,
+    Refusal,
     audit,
     load_profile,
+    refused,
     setting,
     suggest,
 )
@@ -451,6 +453,7 @@ def prove(p: Plan, cluster: Cluster, out=sys.stdout, compare_with: list[str] | N
     what = {"policy": "through the profile" + (", staging through the storage" if staged else ""),
             "slurm": "through the profile without its storage settings"}
     local = "local executor on the login node, a node's cores"
+    said: dict[str, Tee] = {}
 
     def one(run: str, shown) -> tuple[Report, dict[str, Produced], tuple[dict[str, str], set[str]]]:
         rp = runs[run]
@@ -459,6 +462,7 @@ def prove(p: Plan, cluster: Cluster, out=sys.stdout, compare_with: list[str] | N
             rp = dataclasses.replace(rp, snakemake_args=["--cores", cores, "--workflow-profile", "none",
                                                          *rp.snakemake_args])
         t = time.monotonic()
+        shown = said[run] = Tee(shown)  # Snakemake's output, kept for the audit (the jobs sbatch refused)
         report = execute(rp, cluster, shown)
         remote = rp.remote(cluster.facts.shared)
         made = produced(snapshot(cluster, remote), synced)  # now: nothing later can change it
@@ -536,7 +540,8 @@ def prove(p: Plan, cluster: Cluster, out=sys.stdout, compare_with: list[str] | N
         proof.faults = [Outcome(n, why="the run through the profile failed without faults: no faulted run")
                         for n in faults.faults]
     checked = audit(conf, policy.jobs, policy.nonlocal_rules_on_login, submit_limit(cluster, conf),
-                    overhead(conf), injector.lag if injector else None)
+                    overhead(conf), injector.lag if injector else None, node_sizes(cluster),
+                    [ask_sbatch(cluster, conf, r) for r in refused(said["policy"].getvalue())])
     proof.audit = checked.checks + ([staging_check(cluster, policy)] if staged else [])
     if checked.changes:
         proof.suggested_diff, proof.suggested_profile = suggested(p.report_dir, conf, checked.changes)
@@ -647,6 +652,33 @@ def eio_failures(cluster: Cluster, report: Report, target: tuple[str, str] | Non
                    + "; do tail -c 65536 -- \"$f\" | grep -q 'Input/output error' && echo \"$f\"; done")
     seen = set(r.out.splitlines())
     return [i for i in ids if by_id[i] in seen]
+
+
+def node_sizes(cluster: Cluster) -> dict[str, tuple[int, int]]:
+    """Each compute node's CPUs and memory (MiB), as sinfo gives them (a site's too); {} if it does not answer."""
+    try:
+        rows = cluster.nodes()
+    except MinihpcError:
+        return {}
+    return {n["node"]: (int(n["cpus"]), int(n["mem"])) for n in rows if n["cpus"].isdigit() and n["mem"].isdigit()}
+
+
+def ask_sbatch(cluster: Cluster, conf: dict, r: Refusal) -> Refusal:
+    """A refused group whose words Snakemake's output lost: SLURM's own, from
+    `sbatch --test-only` (nothing is submitted) with its members' requests
+    added up, in the profile's partition and account."""
+    if r.said or not r.mem_mb:
+        return r
+    resources = setting(conf, "default-resources", {}) or {}
+    where = [f"--{opt}={resources[key]}" for key, opt in (("slurm_partition", "partition"),
+                                                          ("slurm_account", "account")) if resources.get(key)]
+    t = cluster.sh(shlex.join(["sbatch", "--test-only", *where, f"--mem={r.mem_mb}", f"--cpus-per-task={r.threads}",
+                               "--wrap", "true"]) + " 2>&1")
+    # It refuses with "allocation failure: <why>" (exit 1); it accepts with "Job N to start at ...".
+    said = [line.strip() for line in t.out.splitlines() if line.strip()]
+    if t.rc == 0 or not said:
+        return r
+    return dataclasses.replace(r, said=f"{clean(said[-1], 200)} (sbatch --test-only, its jobs' requests added up)")
 
 
 def submit_limit(cluster: Cluster, conf: dict) -> int | None:

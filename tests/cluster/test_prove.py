@@ -11,6 +11,8 @@
 - A profile asking too little memory for a rule at every retry: found, with
   a request that grows with the attempt, which then passes. Two proofs:
   about three minutes.
+- A group of jobs larger than any node: found, with SLURM's own refusal.
+  About 40 s.
 
 (The audit's findings and the suggested profile, with the EIO fault:
 test_shared_eio.py; every fault: `make test-action`, the Action's prove.)"""
@@ -184,3 +186,33 @@ def test_a_rule_killed_for_memory_at_every_attempt_is_found_and_the_suggested_re
                       ("COMPLETED", f"{base * len(hungry)}M")], hungry
     memory = next(c for c in proof["audit"] if c["area"] == "memory" and c["rule"] == "hungry")
     assert memory["verdict"] == ("note" if len(hungry) > 1 else "ok"), memory
+
+
+@pytest.mark.cost(45)
+def test_a_group_larger_than_any_node_is_found_with_slurms_words(tmp_path: Path, client: Client) -> None:
+    """The four parts grouped into one job at 2000 MiB each: no node holds
+    8000 MiB, sbatch refuses the group, and the SLURM plugin (2.8.0) loses
+    sbatch's words. The audit finds the group with its members' requests
+    added up and SLURM's own refusal (`sbatch --test-only`, nothing
+    submitted), and names the largest node. About a minute."""
+    wf = tmp_path / "prove"
+    shutil.copytree(PROVE_WORKFLOW, wf)
+    name = "test-prove-group"
+    since = client.now()
+    try:
+        r, proof = prove(wf, name, "--faults", "none", snakemake=[
+            "--groups", "part=g", "--group-components", "g=4", "--set-resources", "part:mem_mb=2000", "--keep-going"])
+    finally:
+        remove_proof(client, name)
+    assert r.returncode == 1 and proof["verdict"] == "fail", r.stdout[-3000:] + r.stderr
+    fit = [c for c in proof["audit"] if c["area"] == "node fit"]
+    biggest = max(int(n["mem"]) for n in client.nodes())
+    assert [(c["rule"], c["verdict"]) for c in fit] == [("g", "finding")], proof["audit"]
+    assert fit[0]["seen"] == ("sbatch refused the group g job: allocation failure: Memory required by task is not "
+                              "available (sbatch --test-only, its jobs' requests added up); its jobs together ask 4 "
+                              "CPUs and 8000 MiB"), fit[0]
+    assert f"(the largest node: 2 CPUs, {biggest} MiB)" in fit[0]["fix"], fit[0]
+    assert "1 profile finding(s): node fit (g)" in proof["summary"], proof["summary"]
+    jobs = client.sacct(since, ("JobID", "JobName", "WorkDir"))
+    assert not [j for j in jobs if j["WorkDir"].startswith(f"{client.facts.shared}/{name}.prove-policy")], \
+        "the group never ran: --test-only submitted nothing"

@@ -101,3 +101,77 @@ def test_a_failed_jobs_reason_includes_slurmstepds_memory_kill() -> None:
         "MemoryError: cannot allocate",
         "slurmstepd-c1: error: StepId=17.batch exceeded memory limit (664186880 > 209715200), being killed",
         "slurmstepd-c1: error: *** JOB 18 ON c2 CANCELLED AT 2026-12-06T16:25:24 DUE TO TIME LIMIT ***"]
+
+
+def test_a_tiny_rule_is_told_the_group_size_that_fits_its_node() -> None:
+    """2 CPUs and 3000 MiB on c1, 1 CPU and 1000 MiB a job: 2 fit (CPUs);
+    with 4 CPUs, 3 (memory); never more than the rule had jobs."""
+    tiny = [job("tiny", elapsed=2, job_id=str(i)) for i in range(5)]
+    fix = next(c.fix for c in audit(GOOD, tiny, [], None, 10, nodes={"c1": (2, 3000)}).checks
+               if c.area == "tiny rules")
+    assert "`--group-components tiny=2`" in fix and "localrules: tiny" in fix, fix
+    fix = next(c.fix for c in audit(GOOD, tiny, [], None, 10, nodes={"c1": (4, 3000)}).checks
+               if c.area == "tiny rules")
+    assert "`--group-components tiny=3`" in fix, fix
+    fix = next(c.fix for c in audit(GOOD, tiny[:1], [], None, 10, nodes={"c1": (8, 9000)}).checks
+               if c.area == "tiny rules")
+    assert "group" not in fix, "one job: nothing to group"
+
+
+# Snakemake's output when sbatch refuses a group's job (snakemake-executor-plugin-slurm 2.8.0).
+REFUSED_OUTPUT = """Error in group g:
+    message: SLURM sbatch failed. The error message was 'sbatch: error: Batch job submission failed: Requested \
+node configuration is not available'.
+    sbatch call:
+        sbatch --parsable --job-name x --mem 8000 --cpus-per-task=4
+Error in rule part:
+    message: SLURM-job '4' failed, SLURM status is: 'FAILED'. Reason: Unknown.
+"""
+
+
+# The plugin 2.8.0's: the group never became a SLURM job, and sbatch's words are lost
+# (a real run, 2026-12-06: --groups part=g --group-components g=4, mem_mb=2000 each).
+LOST_OUTPUT = """[Sun Dec  6 16:33:23 2026] Group job g (jobs in lexicogr. order):
+
+    [Sun Dec  6 16:33:23 2026]
+    rule part:
+        output: results/parts/2.txt
+        jobid: 4
+        resources: tmpdir=<TBD>, mem_mb=2000, mem=2 GB, mem_mib=1908, slurm_account=lab, runtime=30
+Shell command: seq 1 20 > results/parts/2.txt
+
+    [Sun Dec  6 16:33:23 2026]
+    rule part:
+        output: results/parts/3.txt
+        jobid: 5
+        resources: tmpdir=<TBD>, mem_mb=2000, mem=2 GB, mem_mib=1908, slurm_account=lab, runtime=30
+Shell command: seq 1 30 > results/parts/3.txt
+[Sun Dec  6 16:33:23 2026]
+Finished jobid: 6 (Rule: stamp)
+[Sun Dec  6 16:33:23 2026]
+    message: Error in group g
+    jobs:
+        rule part:
+            jobid: 4
+    Error in rule part:
+        message: None
+"""
+
+
+def test_a_group_that_never_became_a_slurm_job_is_found_with_its_members_requests() -> None:
+    from minihpc.audit import Refusal, refused
+    assert refused(LOST_OUTPUT) == [Refusal("group g", "", 4000, 2)]
+    a = audit(GOOD, [job("stamp")], [], None, 6, nodes={"c1": (2, 3000)}, refusals=refused(LOST_OUTPUT))
+    fit = next(c for c in a.checks if c.area == "node fit")
+    assert "never became a SLURM job; its jobs together ask 2 CPUs and 4000 MiB" in fit.seen, fit
+
+
+def test_a_job_sbatch_refused_for_its_size_names_the_largest_node() -> None:
+    from minihpc.audit import Refusal, refused
+    assert refused(REFUSED_OUTPUT) == [Refusal("group g", "sbatch: error: Batch job submission failed: Requested "
+                                                          "node configuration is not available")]
+    a = audit(GOOD, [job("part")], [], None, 6, nodes={"c1": (2, 3000), "c2": (2, 6000)},
+              refusals=refused(REFUSED_OUTPUT))
+    fit = next(c for c in a.checks if c.area == "node fit")
+    assert (fit.verdict, fit.rule) == (FINDING, "g") and "sbatch refused the group g job" in fit.seen
+    assert "(the largest node: 2 CPUs, 6000 MiB)" in fit.fix and "--group-components" in fit.fix
