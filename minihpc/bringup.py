@@ -68,7 +68,38 @@ def plan(env: Mapping[str, str]) -> Plan:
                            f"one cluster per machine: remove it with MINIHPC_STATE_DIR={state} minihpc destroy "
                            f"--yes, or use it with MINIHPC_STATE_DIR={state}")
     check_subnet(topology)
+    check_memory(topology)
     return Plan(topology, profile, int(raw))
+
+
+def host_memory_mb(meminfo: Path = Path("/proc/meminfo")) -> int | None:
+    """The host's MemTotal in MiB (every node's container sees it as its own), or None if unknown."""
+    try:
+        kib = next(int(line.split()[1]) for line in meminfo.read_text().splitlines() if line.startswith("MemTotal:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        return None
+    return kib // 1024
+
+
+def check_memory(t: Topology, host_mb: int | None = None) -> None:
+    """Refuse a node the host cannot hold: slurmd finds less memory than the
+    node declares and Slurm drains it ("Low RealMemory"), and no job asking
+    for it could run. Nodes that together declare more than the host has are
+    allowed (each job is held to its request; a workflow rarely fills every
+    node at once), and said."""
+    host_mb = host_memory_mb() if host_mb is None else host_mb
+    if host_mb is None:
+        return
+    biggest = max(t.node_mem(n) for n in t.names)
+    if biggest > host_mb:
+        fix = (f"give NODE_MEM_MB and BIGMEM_MB at most {host_mb}" if t.mem_mb > host_mb else
+               f"give BIGMEM_MB at most {host_mb} (unless given, it is twice NODE_MEM_MB)")
+        raise BadInput(f"a node of {biggest} MiB does not fit this host ({host_mb} MiB of memory): Slurm would "
+                       "drain it for low RealMemory", fix)
+    total = sum(t.node_mem(n) for n in t.names)
+    if total > host_mb:
+        say(f"note: the nodes declare {total} MiB together, this host has {host_mb} MiB: jobs that use it all at "
+            "once would exhaust the host")
 
 
 def _other_cluster() -> str | None:

@@ -4,7 +4,8 @@ nodes, the login node's published SSH port and the network's addresses.
 
 NODES, NODE_CPUS, NODE_MEM_MB, BIGMEM_MB, GPUS, SCRATCH_MB, SSH_PORT and
 SUBNET (from `minihpc up`'s flags or the environment) are checked here, once.
-The last node is the bigmem node (BIGMEM_MB of RealMemory), the first carries
+The last node is the bigmem node (BIGMEM_MB of RealMemory, by default twice
+NODE_MEM_MB), the first carries
 GPUS stand-in GPUs (0: none); with one node, c1 is both. SCRATCH_MB sizes the
 private tmpfs at /scratch on every compute node and on the login node.
 
@@ -21,8 +22,12 @@ from minihpc.facts import Facts
 from scratch import policy as scratch_policy
 
 MAX_NODES = 16
+MAX_MEM_MB = 1_048_576
+# The bigmem node has this many times a standard node's memory unless BIGMEM_MB says otherwise:
+# raising NODE_MEM_MB alone raises it too.
+BIGMEM_FACTOR = 2
 # The one place the cluster's default shape is written (the CLI's help reads it).
-DEFAULTS = {"NODES": 2, "NODE_CPUS": 2, "NODE_MEM_MB": 3000, "BIGMEM_MB": 6000, "GPUS": 2,
+DEFAULTS = {"NODES": 2, "NODE_CPUS": 2, "NODE_MEM_MB": 3000, "BIGMEM_MB": BIGMEM_FACTOR * 3000, "GPUS": 2,
             "SCRATCH_MB": scratch_policy.DEFAULT_MB, "SSH_PORT": 2222, "SUBNET": "10.213.0.0/24"}
 # Where SUBNET may be: the private ranges (Python's is_private also admits documentation ones).
 RFC1918 = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
@@ -58,16 +63,17 @@ class Topology:
             nodes=_int(env, "NODES", 1, MAX_NODES),
             cpus=_int(env, "NODE_CPUS", 1, 64),
             # Snakemake asks for at least 1000 MB per job: leave room for two.
-            mem_mb=_int(env, "NODE_MEM_MB", 2048, 1_048_576),
+            mem_mb=(mem := _int(env, "NODE_MEM_MB", 2048, MAX_MEM_MB)),
             scratch_mb=_int(env, "SCRATCH_MB", scratch_policy.MIN_MB, scratch_policy.MAX_MB),
-            bigmem_mb=_int(env, "BIGMEM_MB", 2048, 1_048_576),
+            bigmem_mb=_int(env, "BIGMEM_MB", 2048, MAX_MEM_MB, default=min(BIGMEM_FACTOR * mem, MAX_MEM_MB)),
             gpus=_int(env, "GPUS", 0, 16),
             ssh_port=_int(env, "SSH_PORT", 1024, 65535),
             subnet=_subnet(env),
         )
         if t.bigmem_mb <= t.mem_mb:
             raise TopologyError(f"BIGMEM_MB={t.bigmem_mb} is not above NODE_MEM_MB={t.mem_mb}; the bigmem node "
-                                f"must have more memory than the others (e.g. BIGMEM_MB={2 * t.mem_mb})")
+                                f"must have more memory than the others (e.g. BIGMEM_MB={BIGMEM_FACTOR * t.mem_mb}, "
+                                "or leave it out: twice NODE_MEM_MB)")
         return t
 
     @classmethod
@@ -104,8 +110,8 @@ class Topology:
         return self.bigmem_mb if name in self.bigmem_nodes else self.mem_mb
 
 
-def _int(env: dict[str, str], key: str, lo: int, hi: int) -> int:
-    default = DEFAULTS[key]
+def _int(env: dict[str, str], key: str, lo: int, hi: int, default: int | None = None) -> int:
+    default = DEFAULTS[key] if default is None else default
     raw = env.get(key, "").strip() or str(default)
     try:
         value = int(raw)

@@ -12,7 +12,8 @@ from minihpc.topology import DEFAULTS, MAX_NODES
 UP_KNOBS = {"nodes": ("NODES", f"compute nodes c1..cN, 1 to {MAX_NODES}"),
             "cpus": ("NODE_CPUS", "CPUs each node declares"),
             "mem_mb": ("NODE_MEM_MB", "RealMemory each standard node declares, MiB"),
-            "bigmem_mb": ("BIGMEM_MB", "RealMemory of the bigmem node (the last), MiB"),
+            "bigmem_mb": ("BIGMEM_MB", "RealMemory of the bigmem node (the last), MiB; twice NODE_MEM_MB unless "
+                                       "given"),
             "gpus": ("GPUS", "stand-in GPUs on the gpu node (the first), 0 for none"),
             "scratch_mb": ("SCRATCH_MB", "each node's private /scratch, MiB"),
             "ssh_port": ("SSH_PORT", "the login node's sshd, published on 127.0.0.1"),

@@ -35,6 +35,8 @@ CASES = [  # (environment, arguments, what stderr says)
     ({"NODE_CPUS": "0"}, ["up"], "NODE_CPUS=0 is out of range; allowed 1 to"),
     ({"NODE_MEM_MB": "100"}, ["up"], "NODE_MEM_MB=100 is out of range; allowed"),
     ({"BIGMEM_MB": "2500"}, ["up"], "BIGMEM_MB=2500 is not above NODE_MEM_MB=3000"),
+    # Bigger than this machine (a few tens of GiB): Slurm would drain it; the bigmem node is twice that.
+    ({"NODE_MEM_MB": "500000"}, ["up"], "a node of 1000000 MiB does not fit this host"),
     ({"GPUS": "99"}, ["up"], "GPUS=99 is out of range; allowed 0 to 16"),
     ({"SCRATCH_MB": "1"}, ["up"], "SCRATCH_MB=1 is out of range; allowed 16 to 65536"),
     ({"READY_TIMEOUT": "soon"}, ["up"], "READY_TIMEOUT='soon' is not a whole number; use e.g. READY_TIMEOUT=180"),

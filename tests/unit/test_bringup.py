@@ -49,3 +49,24 @@ def test_a_step_may_give_its_own_fix(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(MinihpcError, match=r"step 'ready' \(wait\) failed: not ready after 180 s: c1 \(starting\); "
                                            r"raise the limit with minihpc up --timeout$"):
         bringup.run(bringup.Plan(Topology.from_env({})))
+
+
+def test_a_node_the_host_cannot_hold_is_refused_and_more_than_it_has_together_is_said(capsys) -> None:
+    from minihpc.errors import BadInput
+    from minihpc.topology import Topology
+    bringup.check_memory(Topology.from_env({}), host_mb=24000)  # 3000 + 6000
+    assert capsys.readouterr().err == ""
+    with pytest.raises(BadInput, match=r"a node of 15200 MiB does not fit this host \(12000 MiB of memory\).*"
+                                       r"give BIGMEM_MB at most 12000 \(unless given, it is twice NODE_MEM_MB\)"):
+        bringup.check_memory(Topology.from_env({"NODE_MEM_MB": "7600"}), host_mb=12000)
+    with pytest.raises(BadInput, match="give NODE_MEM_MB and BIGMEM_MB at most 8000"):
+        bringup.check_memory(Topology.from_env({"NODE_MEM_MB": "9000", "BIGMEM_MB": "9500"}), host_mb=8000)
+    bringup.check_memory(Topology.from_env({"NODES": "4", "NODE_MEM_MB": "7200", "BIGMEM_MB": "7300"}),
+                         host_mb=24000)
+    assert "the nodes declare 28900 MiB together, this host has 24000 MiB" in capsys.readouterr().err
+
+
+def test_the_hosts_memory_is_read_from_meminfo(tmp_path) -> None:
+    (tmp_path / "meminfo").write_text("MemTotal:       24683772 kB\nMemFree: 1 kB\n")
+    assert bringup.host_memory_mb(tmp_path / "meminfo") == 24105
+    assert bringup.host_memory_mb(tmp_path / "absent") is None

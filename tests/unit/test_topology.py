@@ -182,3 +182,16 @@ def test_without_gpus_there_is_no_gpu_partition(tmp_path: Path) -> None:
     # One node is both the standard and the bigmem node.
     c1 = next(x for x in conf.splitlines() if x.startswith("NodeName=c1 "))
     assert " CPUs=2 RealMemory=6000 " in c1 and "PartitionName=bigmem Nodes=c1 " in conf
+
+
+def test_the_bigmem_node_follows_the_node_memory_unless_given() -> None:
+    """NODE_MEM_MB=7600 alone is a working cluster: the bigmem node gets twice
+    that. Given, BIGMEM_MB is checked as before."""
+    t = topology.Topology.from_env({"NODE_MEM_MB": "7600"})
+    assert (t.mem_mb, t.bigmem_mb) == (7600, 15200)
+    assert topology.Topology.from_env({}).bigmem_mb == topology.DEFAULTS["BIGMEM_MB"] == 6000
+    assert topology.Topology.from_env({"NODE_MEM_MB": "7600", "BIGMEM_MB": "9000"}).bigmem_mb == 9000
+    with pytest.raises(topology.TopologyError, match="BIGMEM_MB=7000 is not above NODE_MEM_MB=7600.*"
+                                                     "or leave it out: twice NODE_MEM_MB"):
+        topology.Topology.from_env({"NODE_MEM_MB": "7600", "BIGMEM_MB": "7000"})
+    assert topology.Topology.from_env({"NODE_MEM_MB": str(topology.MAX_MEM_MB - 1)}).bigmem_mb == topology.MAX_MEM_MB
