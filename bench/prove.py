@@ -10,7 +10,9 @@ directory; the figures are the wall times from the caller's side, medians
 over the repetitions, and their ratio, with prove's own runs as it timed
 them. Then one `prove` with every fault (--faults-reps of them): its wall
 time, and per fault when it landed in the faulted run and the time from
-there to its verdict (the run's end).
+there to its verdict (the run's end). Then one `prove` through a profile
+that stages through the nodes' scratch (--staging-reps of them: the four
+runs, one of them the profile without its storage settings).
 
 Writes bench/results/prove.json and prove.md (python -m bench.report prove
 renders them again). Needs the cluster (make cluster-up).
@@ -36,6 +38,7 @@ from minihpc.runner import execute, plan
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOW = ROOT / "tests/workflows/prove"
+STAGING_PROFILE = ROOT / "tests/workflows/prove-staging-profile"
 NAME = "bench-prove"
 
 
@@ -49,8 +52,8 @@ def timed_run(cluster: Cluster, wf: Path, report: Path) -> dict:
     return {"wall_s": round(wall, 1), "jobs": len(r.jobs)}
 
 
-def timed_prove(cluster: Cluster, wf: Path, report: Path, faults: str = "none") -> dict:
-    p = plan(str(wf), None, NAME, str(report), [], [], True, [])
+def timed_prove(cluster: Cluster, wf: Path, report: Path, faults: str = "none", profile: Path | None = None) -> dict:
+    p = plan(str(wf), str(profile) if profile else None, NAME, str(report), [], [], True, [])
     t = time.monotonic()
     proof = prove(p, cluster, io.StringIO(), faults=choose(faults, cluster.facts, site=False))
     wall = time.monotonic() - t
@@ -65,14 +68,15 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reps", type=int, default=2, help="repetitions of run and prove, alternating (default 2)")
     ap.add_argument("--faults-reps", type=int, default=1, help="proofs with every fault after them (default 1)")
+    ap.add_argument("--staging-reps", type=int, default=1, help="proofs through a staging profile (default 1)")
     a = ap.parse_args()
-    if a.reps < 1 or a.faults_reps < 0:
-        print(f"bench: --reps {a.reps} --faults-reps {a.faults_reps}: give 1 or more, and 0 or more",
-              file=sys.stderr)
+    if a.reps < 1 or a.faults_reps < 0 or a.staging_reps < 0:
+        print(f"bench: --reps {a.reps} --faults-reps {a.faults_reps} --staging-reps {a.staging_reps}: give 1 or "
+              "more, and 0 or more", file=sys.stderr)
         return 2
     cluster = Cluster.local()
     work = Path(tempfile.mkdtemp(prefix="bench-prove."))
-    samples: dict[str, list[dict]] = {"run": [], "prove": [], "faults": []}
+    samples: dict[str, list[dict]] = {"run": [], "prove": [], "faults": [], "staging": []}
     try:
         for i in range(a.reps):
             wf = work / f"wf-{i}"
@@ -86,6 +90,11 @@ def main() -> int:
             shutil.copytree(WORKFLOW, wf)
             samples["faults"].append(timed_prove(cluster, wf, work / f"faults-{i}", "default"))
             print(f"with every fault {i + 1}: prove {samples['faults'][-1]['wall_s']} s", flush=True)
+        for i in range(a.staging_reps):
+            wf = work / f"wf-staging-{i}"
+            shutil.copytree(WORKFLOW, wf)
+            samples["staging"].append(timed_prove(cluster, wf, work / f"staging-{i}", profile=STAGING_PROFILE))
+            print(f"through staging {i + 1}: prove {samples['staging'][-1]['wall_s']} s", flush=True)
     finally:
         cluster.sh(f"rm -rf {cluster.facts.shared}/{NAME} {cluster.facts.shared}/{NAME}.prove-*")
         shutil.rmtree(work, ignore_errors=True)
@@ -93,7 +102,8 @@ def main() -> int:
     result = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "workflow": "tests/workflows/prove",
               "reps": a.reps, "samples": samples, "median_s": med,
               "prove_over_run": round(med["prove"] / med["run"], 2),
-              "faults_over_run": round(med["faults"] / med["run"], 2) if "faults" in med else None}
+              "faults_over_run": round(med["faults"] / med["run"], 2) if "faults" in med else None,
+              "staging_over_run": round(med["staging"] / med["run"], 2) if "staging" in med else None}
     save_result("prove", result, markdown)
     return 0
 
@@ -104,6 +114,7 @@ def markdown(result: dict) -> str:
              p.get("policy_s", "")) for i, (s, p) in enumerate(zip(result["samples"]["run"],
                                                                    result["samples"]["prove"], strict=True), 1)]
     faulted = result["samples"].get("faults", [])
+    staged = result["samples"].get("staging", [])
     per_fault = [(name, o["verdict"], o["landed_s"], o["to_verdict_s"]) for f in faulted[:1]
                  for name, o in f["faults"].items()]
     return "\n".join([
@@ -120,11 +131,17 @@ def markdown(result: dict) -> str:
                   f.get("faults_s", "")) for i, f in enumerate(faulted, 1)]) + [""] if faulted else []),
         *(table(("fault (first proof with faults)", "verdict", "landed, s into the faulted run",
                  "from landing to the verdict, s"), per_fault) + [""] if per_fault else []),
+        *(table(("proof through a staging profile", "prove s", "prove / run", "reference-1 s", "reference-2 s",
+                 "slurm s", "policy s"),
+                [(i, f["wall_s"], f"{round(f['wall_s'] / med['run'], 2)}x", f.get("reference-1_s", ""),
+                  f.get("reference-2_s", ""), f.get("slurm_s", ""), f.get("policy_s", ""))
+                 for i, f in enumerate(staged, 1)]) + [""] if staged else []),
         "The references run side by side on the login node, so prove costs about one reference, the policy "
         "run, Snakemake's summary of each run and the comparison more than a run. With faults, one more run "
         "through the profile takes them all, in turn, and every verdict comes when that run ends: it waits for "
         "SLURM to mark the killed node down (SlurmdTimeout, 30 s, and the ping that notices) before the node's "
-        "jobs run again elsewhere.",
+        "jobs run again elsewhere. A profile that stages costs one run more: the run through it without its "
+        "storage settings, before the staged one.",
     ]) + "\n"
 
 

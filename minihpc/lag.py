@@ -45,15 +45,19 @@ class Lag:
 
 
 def measure(c: Cluster, options: list[str], samples: int, name: str = JOB_NAME, wait_s: int = 600,
-            stop: Callable[[], bool] = lambda: False) -> Lag:
+            stop: Callable[[], bool] = lambda: False, under: str | None = None) -> Lag:
     """`samples` jobs (sbatch `options` and one task each), one after
     another until `stop()`; each one's lag, or NaN if its file did not show
-    within `wait_s`."""
+    within `wait_s`. The files are written in `under` (made if need be; the
+    shared filesystem's top by default)."""
     lag = Lag()
+    where = under or c.facts.shared
+    if under:
+        c.sh(f"mkdir -p {shlex.quote(under)}")
     for i in range(samples):
         if stop():
             break
-        path = f"{c.facts.shared}/lag-{i}-{uuid.uuid4().hex[:8]}"
+        path = f"{where}/lag-{i}-{uuid.uuid4().hex[:8]}"
         # The name is decided here and the file written at the job's start.
         job = c.submit(f"python3 -c 'import time; print(time.time())' > {path}.w && mv {path}.w {path}",
                        [*options, "--nodes=1", "--ntasks=1"], name)

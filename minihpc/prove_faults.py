@@ -6,8 +6,10 @@ from the run and each judged by what it hit.
   from the start, so the run's jobs queue behind hers; it ends where the node
   is killed (else with the run);
 - slow-nfs[=PROFILE]: the shared filesystem runs PROFILE (lag-10: what a job
-  writes shows on the login node 10 s later) for the whole run, and jobs
-  beside the run measure the lag (minihpc.lag) for the audit's latency-wait;
+  writes shows on the login node 10 s later) for the whole run, its delay on
+  the run's own directory only (other users' files show as before), and jobs
+  beside the run measure the lag there (minihpc.lag) for the audit's
+  latency-wait;
 - eio: the first create or write of one output a SLURM job makes fails with
   EIO, once in all, whichever node does it (a cluster-wide rule: the job run
   again writes it, wherever it lands);
@@ -187,22 +189,24 @@ class Injector:
         f = self.cluster.facts
         self._in_service = {n for n, st in self.cluster.node_states().items() if in_service(st)}
         nfs: list[str] = []
+        own = f"{self.remote}"[len(f.shared):]  # the run's directory, as the client's rules name paths
         if "slow-nfs" in self.outcomes:
-            nfs.append(self.choice.slow_profile)
+            # Its delay on the run's own files only: other users' work keeps the filesystem it had.
+            nfs += [self.choice.slow_profile, "--set", f"delay_path={own}/*"]
         if "eio" in self.outcomes:
             if self.target is None:
                 self.outcomes["eio"].why = "no SLURM job of the policy run made an output to fail"
             else:
-                rel = f"{self.remote}/{self.target[0]}"[len(f.shared):]
-                nfs += ["--fault", f"EIO:op=create|write,path={rel},count=1,scope=cluster"]
+                nfs += ["--fault", f"EIO:op=create|write,path={own}/{self.target[0]},count=1,scope=cluster"]
         if nfs:
             self._prior_nfs = self.faults.active_nfs_profile()
             if nfs[0] == "--fault":
                 nfs.insert(0, self._prior_nfs)
             self.cluster.set_nfs_profile(*nfs)
             if "slow-nfs" in self.outcomes:
-                self._at("slow-nfs", f"the shared filesystem runs profile {self.choice.slow_profile} for the run")
-            if len(nfs) > 1:
+                self._at("slow-nfs", f"the shared filesystem runs profile {self.choice.slow_profile} for the run, "
+                                     "its delay on the run's own directory")
+            if "--fault" in nfs:
                 self._at("eio", f"the first create or write of {self.target[0]} fails with EIO (once, on any node)")
         if "busy" in self.outcomes:
             load = busy.start(self.cluster, BUSY_MINUTES, leave=f.cpus)
@@ -227,7 +231,9 @@ class Injector:
         self._threads.append(t)
 
     def _measure_lag(self) -> None:
-        self.lag = lag.measure(self.cluster, self.sbatch, LAG_SAMPLES, wait_s=LAG_WAIT_S, stop=self.stop.is_set)
+        # The probes write in the run's directory (its .minihpc: never compared), where the lag is.
+        self.lag = lag.measure(self.cluster, self.sbatch, LAG_SAMPLES, wait_s=LAG_WAIT_S, stop=self.stop.is_set,
+                               under=f"{self.remote}/.minihpc")
         self.outcomes["slow-nfs"].evidence += self.lag.evidence
 
     # -- during the run ------------------------------------------------------------

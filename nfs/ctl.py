@@ -45,7 +45,8 @@ def describe(p: Profile) -> str:
     cache = ("noac" if p.noac else f"acregmin={p.acregmin:g} acregmax={p.acregmax:g} "
              f"acdirmin={p.acdirmin:g} acdirmax={p.acdirmax:g}") + f" lookupcache={p.lookupcache}"
     parts = [f"profile: {p.name} ({p.digest})", f"  {p.description}" if p.description else "", f"  cache: {cache}",
-             f"  delay: {p.delay:g}s (directories {'too' if p.delay_dirs else 'exempt'})",
+             f"  delay: {p.delay:g}s{'' if p.delay_path == '*' else f' on {p.delay_path}'} "
+             f"(directories {'too' if p.delay_dirs else 'exempt'})",
              f"  latency: rtt={p.rtt_ms:g}ms jitter={p.jitter_ms:g}ms meta=+{p.meta_ms:g}ms "
              f"bandwidth={'unlimited' if not p.bandwidth_mbs else f'{p.bandwidth_mbs:g}MB/s'}"]
     parts += [f"  fault: {json.dumps(r.to_dict(), sort_keys=True)}" for r in p.faults]

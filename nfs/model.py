@@ -23,6 +23,7 @@ sleep, so the unit tests drive it with a fake clock.
 from __future__ import annotations
 
 import errno
+import fnmatch
 import os
 import posixpath
 import random
@@ -369,10 +370,15 @@ class NodeModel:
         del self._neg[path]
         return False
 
+    def _delayed(self, path: str) -> bool:
+        """Whether the profile's delay applies to `path` (its delay_path glob)."""
+        glob = self.profile.delay_path
+        return glob == "*" or fnmatch.fnmatchcase(path, glob)
+
     def _visible(self, path: str, a: Attrs | None, now: float) -> Attrs | None:
         """Apply the deterministic delay to what the server returned."""
         delay = self.profile.delay
-        if delay <= 0:
+        if delay <= 0 or not self._delayed(path):
             return a
         if a is None:
             # Deletions show at once: a file this node saw, deleted elsewhere,

@@ -42,6 +42,10 @@ class Profile:
     # Directories are exempt unless this is set: Snakemake's remote jobs wait
     # for a directory the submit host creates at submission (see lab/GUIDE.md).
     delay_dirs: bool = False
+    # Which paths the delay applies to (a glob, paths as under the mountpoint,
+    # as fault rules name them): "*" is all; `minihpc prove` lags only its own
+    # run's directory, so that other users' work keeps the filesystem it had.
+    delay_path: str = "*"
     # Latency, charged only when the model goes to the server.
     rtt_ms: float = 0.0
     jitter_ms: float = 0.0
@@ -59,6 +63,9 @@ class Profile:
                 raise ProfileError(f"{key}={getattr(self, key)} is negative; use 0 or more")
         if self.acregmin > self.acregmax or self.acdirmin > self.acdirmax:
             raise ProfileError("acregmin/acdirmin must not exceed acregmax/acdirmax")
+        if self.delay_path != "*" and not self.delay_path.startswith("/"):
+            raise ProfileError(f"delay_path={self.delay_path!r}: give '*' or a path under the mountpoint starting "
+                               "with '/', e.g. delay_path=/lab/results/*")
 
     @property
     def noac(self) -> bool:

@@ -348,3 +348,29 @@ def test_jitter_is_seeded_and_bounded(server, clock):
         runs.append(c.slept)
     assert runs[0] == runs[1]
     assert all(0.008 <= s <= 0.012 for s in runs[0]) and len(set(runs[0])) > 10
+
+
+def test_a_delay_on_a_path_lags_only_that_path(server, clock):
+    """delay_path: another node's new file under it stays invisible for D
+    seconds; one elsewhere shows at once (a proof's lag on its own run)."""
+    server.mkdir("/run")
+    server.mkdir("/other")
+    login = node(server, clock, named("delay-3").with_options(delay_path="/run/*"), "login")
+    server.write("/run/out", 1)
+    server.write("/other/out", 1)
+    assert login.stat("/other/out").size == 1
+    assert "out" in [e[0] for e in login.listdir("/other")]
+    with pytest.raises(FileNotFoundError):
+        login.stat("/run/out")
+    assert "out" not in [e[0] for e in login.listdir("/run")]
+    clock.t += 3
+    assert login.stat("/run/out").size == 1
+
+
+def test_a_delay_path_must_be_everything_or_absolute() -> None:
+    from nfs.ctl import describe
+    from nfs.profiles import ProfileError
+    with pytest.raises(ProfileError, match="delay_path='run/\\*': give '\\*' or a path under the mountpoint"):
+        named("lag-10").with_options(delay_path="run/*")
+    assert "delay: 10s on /run/* (directories exempt)" in describe(named("lag-10").with_options(delay_path="/run/*"))
+    assert "delay: 10s (directories exempt)" in describe(named("lag-10"))
