@@ -9,8 +9,8 @@
   and without: a file that records its own path differs through staging
   only. Four runs: about a minute and a half.
 - A profile asking too little memory for a rule at every retry: found, with
-  a request that grows with the attempt, which then passes. Two proofs:
-  about three minutes.
+  a request that grows with the attempt, which then passes. Two proofs of
+  that rule alone: about two and a half minutes.
 - A group of jobs larger than any node: found, with SLURM's own refusal.
   About 40 s.
 
@@ -140,7 +140,7 @@ def test_a_staging_profile_is_proven_with_its_staging_and_without_and_a_path_it_
     assert "| `results/cmdline.txt` | policy | cmdline | differs |" in md, md
 
 
-@pytest.mark.cost(200)
+@pytest.mark.cost(150)
 def test_a_rule_killed_for_memory_at_every_attempt_is_found_and_the_suggested_request_passes(
         tmp_path: Path, client: Client) -> None:
     """A profile asking too little memory for a rule, the same on every retry
@@ -152,7 +152,7 @@ def test_a_rule_killed_for_memory_at_every_attempt_is_found_and_the_suggested_re
     wf = tmp_path / "prove"
     shutil.copytree(PROVE_WORKFLOW, wf)
     name = "test-prove-hungry"
-    args = ["--config", "hungry=500", "--keep-going"]
+    args = ["results/hungry.txt", "--config", "hungry=500"]  # that rule alone: its attempts are the proof
     try:
         r, proof = prove(wf, name, "--profile", str(ROOT / "tests/workflows/prove-hungry-profile"), "--faults",
                          "none", snakemake=args)
@@ -170,7 +170,6 @@ def test_a_rule_killed_for_memory_at_every_attempt_is_found_and_the_suggested_re
         # Twice the 200 asked, or 1.5 x what the sampling saw it use before the kill, if more.
         grow = re.fullmatch(r"`mem_mb: (\d+)\*attempt` for hungry .*", memory["hungry"]["fix"])
         assert grow and int(grow[1]) >= 400, memory["hungry"]
-        assert memory["part"]["verdict"] == "ok", memory
         assert f"+    mem_mb: {grow[1]}*attempt" in proof["suggested_diff"], proof["suggested_diff"]
         r, proof = prove(wf, name, "--profile", ".minihpc/prove/suggested-profile", "--faults", "none",
                          snakemake=args)

@@ -79,7 +79,7 @@ def faults_of(proof: dict) -> dict[str, dict]:
     return {o["fault"]: o for o in proof["faults"]}
 
 
-@pytest.mark.cost(330)
+@pytest.mark.cost(300)
 def test_prove_fails_the_eio_and_the_lag_finds_what_the_profile_lacks_and_its_suggestion_passes(
         tmp_path: Path, client: Client, minihpc: Minihpc) -> None:
     """`minihpc prove` (tests/workflows/prove), with its EIO and slow-nfs
