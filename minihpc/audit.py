@@ -95,17 +95,19 @@ def elapsed_limit_s(limit: str) -> int | None:
 
 # What the SLURM plugin says when sbatch refuses a job, inside Snakemake's
 # "Error in rule|group NAME:" block (snakemake-executor-plugin-slurm).
-REFUSED = re.compile(r"^\s*Error in (rule|group) ([\w.-]+):\n(?:[^\n]*\n){0,8}?[^\n]*SLURM sbatch failed\. The "
-                     r"error message was '([^'\n]*)", re.M)
+# ([ \t]*, not \s*: the output is the workflow's, and \s* under re.M is quadratic on blank lines;
+# the lines skipped never start the next block.)
+REFUSED = re.compile(r"^[ \t]*Error in (rule|group) ([\w.-]+):\n(?:(?![ \t]*Error in )[^\n]*\n){0,8}?"
+                     r"[^\n]*SLURM sbatch failed\. The error message was '([^'\n]*)", re.M)
 # A group's job that failed without ever being a SLURM job: the plugin 2.8.0
 # says only "message: Error in group NAME" when sbatch refuses a group.
-GROUP_LOST = re.compile(r"^\s*message: Error in group ([\w.-]+)\s*$", re.M)
+GROUP_LOST = re.compile(r"^[ \t]*message: Error in group ([\w.-]+)[ \t]*$", re.M)
 # A group's members, as Snakemake lists them when it submits the group: indented, each
 # with its "Shell command:" line (not indented).
 GROUP_JOB = re.compile(r"^(?:\[[^\]]*\] )?Group job ([\w.-]+) \(jobs in lexicogr\. order\):\n"
                        r"((?:(?:[ \t][^\n]*|Shell command:[^\n]*)?\n)*)", re.M)
 # sbatch's words for a job no node (or partition) can hold.
-TOO_BIG = ("Requested node configuration is not available", "Memory specification can not be satisfied",
+TOO_BIG = ("Requested node configuration is not available", "can not be satisfied",
            "Memory required by task is not available", "More processors requested than permitted",
            "Node count specification invalid")
 
@@ -126,10 +128,11 @@ def refused(output: str) -> list[Refusal]:
     for group in dict.fromkeys(GROUP_LOST.findall(output)):
         if f"group {group}" in found:
             continue
-        block = members.get(group, "")
-        mem = sum(int(x) for x in re.findall(r"^\s+resources: .*?\bmem_mb=(\d+)", block, re.M))
-        threads = sum(int(x) for x in re.findall(r"^\s+threads: (\d+)", block, re.M)) or \
-            len(re.findall(r"^\s+(?:local)?rule \w+:", block, re.M))
+        # Each member: its memory, and its threads (Snakemake prints them only above 1). Added up:
+        # the most a group can ask (members that depend on each other ask less at once).
+        jobs = re.split(r"^[ \t]+(?:local)?rule [\w.-]+:[ \t]*$", members.get(group, ""), flags=re.M)[1:]
+        mem = sum(int(m[1]) for j in jobs if (m := re.search(r"^[ \t]+resources: .*?\bmem_mb=(\d+)", j, re.M)))
+        threads = sum(int(m[1]) if (m := re.search(r"^[ \t]+threads: (\d+)", j, re.M)) else 1 for j in jobs)
         found[f"group {group}"] = Refusal(f"group {group}", "", mem, threads)
     return list(found.values())
 
@@ -160,11 +163,12 @@ def audit(conf: dict, jobs: list, nonlocal_on_login: list[str] | None, submit_li
                   "check)",
                   f"run it on the login node: `localrules: {rule}` in the Snakefile (or `localrule: True`){group}",
                   rule)
-    biggest = max(nodes.values(), default=None) if nodes else None
     for r in refusals or []:
-        too_big = any(t in r.said for t in TOO_BIG) or bool(
-            biggest and r.mem_mb and (r.mem_mb > biggest[1] or r.threads > biggest[0]))
-        size = f" (the largest node: {biggest[0]} CPUs, {biggest[1]} MiB)" if biggest else ""
+        fits = any(r.threads <= c and r.mem_mb <= m for c, m in (nodes or {}).values())
+        too_big = any(t in r.said for t in TOO_BIG) or bool(nodes and r.mem_mb and not fits)
+        cpus, mem = (max(c for c, _ in nodes.values()), max(m for _, m in nodes.values())) if nodes else (0, 0)
+        size = "" if not nodes else (f" (the largest node: {cpus} CPUs, {mem} MiB)" if (cpus, mem) in nodes.values()
+                                     else f" (the most any node has: {cpus} CPUs; {mem} MiB)")
         asks = f"; its jobs together ask {r.threads} CPUs and {r.mem_mb} MiB" if r.mem_mb else ""
         a.add("node fit" if too_big else "submission", FINDING,
               f"sbatch refused the {r.name} job: {r.said or 'it never became a SLURM job'}{asks}",
@@ -240,22 +244,27 @@ def _memory(a: Audit, rule: str, js: list, resources: dict) -> None:
     used = max((mib(j.max_rss) for j in js if j.max_rss), default=0.0)
     asked = max((mib(j.req_mem) for j in js if j.req_mem), default=0.0)
     fits = max(MIN_SUGGESTED_MB, math.ceil(used * HEADROOM / MEM_STEP_MB) * MEM_STEP_MB)
-    seen = f"killed for memory: job(s) {', '.join(j.job_id for j in killed)} (MaxRSS {used:.0f} MiB of " \
+    # A job is the rule with its wildcards: its attempts are its SLURM jobs.
+    finished = {j.wildcards for j in js if j.state == "COMPLETED"}
+    lost = [j for j in killed if j.wildcards not in finished]  # killed at every attempt
+    seen = f"killed for memory: job(s) {', '.join(j.job_id for j in (lost or killed))} (MaxRSS {used:.0f} MiB of " \
            f"{asked:.0f} MiB asked)"
-    if killed and not any(j.state == "COMPLETED" for j in js):
+    if lost:
         # Killed at every request tried: the need is not known. Under a cgroup's limit a killed
         # job's MaxRSS is the limit; sampled (OverMemoryKill, as here) it may show more. Ask for
         # twice the most asked, or what fits the most seen if that is more, and more each retry.
         grow = f"{max(fits, math.ceil(2 * asked / MEM_STEP_MB) * MEM_STEP_MB)}*attempt"
-        a.add("memory", FINDING, seen + ", no job of the rule finished: what it needs is more than that",
+        a.add("memory", FINDING, seen + ", never finished: what it needs is more than that",
               f"`mem_mb: {grow}` for {rule} (set-resources; Snakemake evaluates it for each attempt), with "
               "`retries`", rule)
         resources.setdefault(rule, {})["mem_mb"] = grow
     elif killed:
-        # A later attempt finished (its request grew, or the use varies): the run survived it, at
-        # the cost of the killed attempts.
-        a.add("memory", NOTE, seen + "; a later attempt finished", f"`mem_mb: {fits}` for {rule} "
-              f"(set-resources: {HEADROOM}x the most a finished job used) spares the killed attempts", rule)
+        # A later attempt of each finished (its request grew, or the use varies): the run survived
+        # it, at the cost of the killed attempts.
+        done = max((mib(j.max_rss) for j in js if j.max_rss and j.state == "COMPLETED"), default=0.0)
+        spare = max(MIN_SUGGESTED_MB, math.ceil(done * HEADROOM / MEM_STEP_MB) * MEM_STEP_MB)
+        a.add("memory", NOTE, seen + "; a later attempt of the same job finished", f"`mem_mb: {spare}` for "
+              f"{rule} (set-resources: {HEADROOM}x the most a finished job used) spares the killed attempts", rule)
     elif used and asked > OVER_REQUEST * used and asked - used > 1000:
         a.add("memory", NOTE, f"asked {asked:.0f} MiB, used {used:.0f} MiB at most", f"`mem_mb: {fits}` for {rule} "
               f"({HEADROOM}x the most used) leaves the rest to other jobs", rule)

@@ -92,7 +92,7 @@ def check_memory(t: Topology, host_mb: int | None = None) -> None:
         return
     biggest = max(t.node_mem(n) for n in t.names)
     if biggest > host_mb:
-        fix = (f"give NODE_MEM_MB and BIGMEM_MB at most {host_mb}" if t.mem_mb > host_mb else
+        fix = (f"give NODE_MEM_MB below {host_mb} and BIGMEM_MB at most {host_mb}" if t.mem_mb >= host_mb else
                f"give BIGMEM_MB at most {host_mb} (unless given, it is twice NODE_MEM_MB)")
         raise BadInput(f"a node of {biggest} MiB does not fit this host ({host_mb} MiB of memory): Slurm would "
                        "drain it for low RealMemory", fix)

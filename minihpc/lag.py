@@ -59,7 +59,8 @@ def measure(c: Cluster, options: list[str], samples: int, name: str = JOB_NAME, 
             break
         path = f"{where}/lag-{i}-{uuid.uuid4().hex[:8]}"
         # The name is decided here and the file written at the job's start.
-        job = c.submit(f"python3 -c 'import time; print(time.time())' > {path}.w && mv {path}.w {path}",
+        q = shlex.quote(path)
+        job = c.submit(f"python3 -c 'import time; print(time.time())' > {q}.w && mv {q}.w {q}",
                        [*options, "--nodes=1", "--ntasks=1"], name)
         seen = c.sh(f"python3 -c {shlex.quote(POLL)} {shlex.quote(path)} {wait_s}", timeout=wait_s + 100)
         end = c.ended(job, min(300, wait_s + 60))

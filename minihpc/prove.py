@@ -83,6 +83,7 @@ from minihpc.runner import (
 )
 
 LOCAL_PROFILE = ROOT / "profiles/local"
+WORKFLOW_PROFILE = "workflow/profiles/default"  # Snakemake's own default workflow profile
 RUNS = ("reference-1", "reference-2", "policy")
 # The profile's settings that stage job IO through a storage plugin (and the
 # plugins' own, storage-NAME-*): what the `slurm` run leaves out.
@@ -200,9 +201,11 @@ def unstaged_profile(profile: Path, conf: dict, out: Path) -> Path:
 
 def staging_check(cluster: Cluster, report: Report) -> Check:
     """Whether the staged run's jobs stored their outputs through the storage
-    (each job's kept SLURM log says "Storing in storage:"): a profile that asks
-    for staging and a run that did not stage is the course's "storage plugin
-    not active"."""
+    (each job's kept SLURM log has Snakemake's line "Storing in storage: ..."
+    at a line's start): a profile that asks for staging and a run that did
+    not stage is the course's "storage plugin not active". (The log is the
+    job's, and a rule could print that line itself: this is the audit's
+    evidence, never the meaning's.)"""
     jobs = [j for j in report.jobs if j.state == "COMPLETED"]
     by_id = {PurePosixPath(x).stem: x for x in report.kept_logs}
     logs = [by_id[j.job_id] for j in jobs if j.job_id in by_id]
@@ -212,7 +215,7 @@ def staging_check(cluster: Cluster, report: Report) -> Check:
         return Check("staging", NOTE, f"none of the staged run's {len(jobs)} job(s) kept its SLURM log: staging "
                      "not shown", "`slurm-keep-successful-logs: true`")
     r = cluster.sh(f"cd {shlex.quote(report.remote)} && for f in " + " ".join(shlex.quote(x) for x in logs)
-                   + f"; do tail -c 262144 -- \"$f\" | grep -qF {shlex.quote(STORED)} && echo \"$f\"; done")
+                   + f"; do tail -c 262144 -- \"$f\" | grep -q {shlex.quote('^' + STORED + ' ')} && echo \"$f\"; done")
     staged = sum(x in set(r.out.splitlines()) for x in logs)
     seen = f"{staged} of {len(logs)} job(s) stored their outputs through the storage (their logs: '{STORED}')"
     if staged == len(logs):
@@ -445,11 +448,14 @@ def prove(p: Plan, cluster: Cluster, out=sys.stdout, compare_with: list[str] | N
     reports: dict[str, Report] = {}
     cores = str(cluster.facts.cpus)
     conf = load_profile(p.profile)
-    staged = stages(conf, p.snakemake_args)
-    if staged:
+    # Snakemake also reads the workflow's own profile, whose settings win over the profile's.
+    both = {**conf, **load_profile(p.workflow / WORKFLOW_PROFILE)}
+    staged = stages(both, p.snakemake_args)
+    if staged:  # the slurm run: both profiles' settings but storage, in one, and no workflow profile
         runs["slurm"] = dataclasses.replace(
-            runs["slurm"], profile=unstaged_profile(p.profile, conf, p.report_dir / "unstaged-profile"),
-            profile_remote=REMOTE_PROFILE, snakemake_args=unstaged_args(p.snakemake_args))
+            runs["slurm"], profile=unstaged_profile(p.profile, both, p.report_dir / "unstaged-profile"),
+            profile_remote=REMOTE_PROFILE,
+            snakemake_args=["--workflow-profile", "none", *unstaged_args(p.snakemake_args)])
     what = {"policy": "through the profile" + (", staging through the storage" if staged else ""),
             "slurm": "through the profile without its storage settings"}
     local = "local executor on the login node, a node's cores"

@@ -269,11 +269,12 @@ class Containers:
     def docker(self, *args: str, timeout: float = 120) -> str:
         return _run(["docker", *args], f"docker {' '.join(args)}", timeout)
 
-    def logs(self, service: str, tail: int | None = None, since: str | None = None, prefix: bool = True) -> str:
+    def logs(self, service: str, tail: int | None = None, since: str | None = None, prefix: bool = True,
+             timeout: float = 30) -> str:
         """A service's container log (what `minihpc logs SERVICE` shows)."""
-        args = [*(["--tail", str(tail)] if tail else []), *(["--since", since] if since else []),
+        args = [*(["--tail", str(tail)] if tail is not None else []), *(["--since", since] if since else []),
                 *([] if prefix else ["--no-log-prefix"])]
-        return self.compose("logs", "--no-color", *args, service, timeout=30)
+        return self.compose("logs", "--no-color", *args, service, timeout=timeout)
 
     def id(self, service: str) -> str:
         """The id of a service's container, running or not."""

@@ -58,7 +58,7 @@ class Cluster:
 
     def logs(self, service: str, since: str = "10m") -> str:
         """The service's container log (what `minihpc logs SERVICE` shows), its lines unprefixed."""
-        return containers.logs(service, since=since, prefix=False)
+        return containers.logs(service, since=since, prefix=False, timeout=300)
 
     def story(self, since: str = "10m") -> str:
         """What the controller and the nodes said about nodes and jobs going

@@ -67,7 +67,8 @@ def test_over_ssh_an_output_that_depends_on_where_it_ran_fails_a_job_cannot_rewr
         client.sh(f"rm -rf {work}/{name}.prove-*")
     assert r.returncode == 1 and proof["verdict"] == "fail", r.stdout[-3000:] + r.stderr
     assert copied[0] == copied[1] and copied[0] in client.facts.nodes, f"the job's copy landed: {copied}"
-    bad = [(f["path"], f["rule"], f["verdict"]) for f in proof["findings"] if f["verdict"] in ("differs", "missing")]
+    bad = [(f["path"], f["rule"], f["verdict"]) for f in proof["findings"]
+           if f["verdict"] in ("differs", "missing under the policy")]
     assert bad == [("results/where.txt", "where", "differs")], proof["findings"]
     assert "minihpc prove: FAIL: 1 file(s) differ under the policy: results/where.txt (where): differs" in r.stderr
     md = (wf / ".minihpc/prove/report.md").read_text()
@@ -112,13 +113,15 @@ def test_a_staging_profile_is_proven_with_its_staging_and_without_and_a_path_it_
         r, proof = prove(wf, name, "--profile", str(ROOT / "tests/workflows/prove-staging-profile"), "--faults",
                          "none", snakemake=["--config", "cmdline=1"])
         runs = {run: json.loads((wf / f".minihpc/prove/{run}/report.json").read_text()) for run in proof["runs"]}
+        assert all(len(runs[run]["kept_logs"]) >= 4 for run in ("slurm", "policy")), "each part job's log kept"
         stored = {run: client.sh(f"cd {runs[run]['remote']} && cat {' '.join(runs[run]['kept_logs'])} | "
-                                 "grep -c 'Storing in storage:' || true").out.strip() for run in ("slurm", "policy")}
+                                 "grep -c '^Storing in storage: ' || true").out.strip() for run in ("slurm", "policy")}
     finally:
         remove_proof(client, name)
     assert r.returncode == 1 and proof["verdict"] == "fail", r.stdout[-3000:] + r.stderr
     assert list(proof["runs"]) == ["reference-1", "reference-2", "slurm", "policy"], proof["runs"]
-    bad = [(f["path"], f["run"], f["verdict"]) for f in proof["findings"] if f["verdict"] in ("differs", "missing")]
+    bad = [(f["path"], f["run"], f["verdict"]) for f in proof["findings"]
+           if f["verdict"] in ("differs", "missing under the policy")]
     assert bad == [("results/cmdline.txt", "policy", "differs")], proof["findings"]
     cmdline = next(f for f in proof["findings"] if f["path"] == "results/cmdline.txt" and f["run"] == "policy")
     assert cmdline["rule"] == "cmdline" and cmdline["why"].endswith("staging changes it"), cmdline

@@ -5,9 +5,10 @@ and slow-nfs faults on a workflow's run, failed by a profile without retries
 and with a short latency-wait, survived with the profile the audit suggests.
 
 Side by side with other tests: a fault rule names one path of this file's
-own directories, and the NFS profile stays `off`, which every test beside it
-expects. These tests set the one list of fault rules, so they share this file
-(one group: one after the other, never at once)."""
+own directories, and the lag (lag-10) is on the proof's own run directory
+only (delay_path), so every test beside it sees the filesystem as `off`.
+These tests set the one NFS profile, so they share this file (one group:
+one after the other, never at once)."""
 
 from __future__ import annotations
 

@@ -44,7 +44,7 @@ def test_a_rule_killed_at_every_request_gets_one_that_grows_with_each_attempt() 
               [], None, 6)
     mem = next(c for c in a.checks if c.area == "memory")
     assert (mem.verdict, mem.rule) == (FINDING, "big") and "job(s) 9, 10, 11" in mem.seen
-    assert "no job of the rule finished" in mem.seen
+    assert "never finished" in mem.seen
     assert a.changes["set-resources"] == {"big": {"mem_mb": "400*attempt"}}
     assert mem.fix.startswith("`mem_mb: 400*attempt` for big")
     assert suggest(GOOD, a.changes)["set-resources"] == {"big": {"mem_mb": "400*attempt"}}
@@ -56,6 +56,20 @@ def test_a_rule_killed_at_every_request_gets_one_that_grows_with_each_attempt() 
         assert a.changes["set-resources"] == {"big": {"mem_mb": "1000*attempt"}}, "1.5 x 634, up to the next 100"
     a = audit(GOOD, [job("big", "FAILED", rss="100M", req="200M", error="ValueError: bad input")], [], None, 6)
     assert checks(a)[("memory", "big")] == OK, "failed for another reason"
+
+
+def test_a_job_killed_at_every_attempt_is_found_though_another_job_of_its_rule_finished() -> None:
+    """Attempts are a job's (its rule and wildcards): s=b killed twice is a
+    finding even though s=a finished; s=a's own kill, survived, is not."""
+    def attempt(wc: str, state: str, job_id: str) -> Job:
+        j = job("big", state, rss="300M" if state == "COMPLETED" else "500M", req="400M", job_id=job_id)
+        j.wildcards = wc
+        return j
+    a = audit(GOOD, [attempt("s=a", "FAILED", "1"), attempt("s=a", "COMPLETED", "2"),
+                     attempt("s=b", "FAILED", "3"), attempt("s=b", "FAILED", "4")], [], None, 6)
+    mem = next(c for c in a.checks if c.area == "memory")
+    assert mem.verdict == FINDING and "job(s) 3, 4" in mem.seen, mem
+    assert a.changes["set-resources"] == {"big": {"mem_mb": "800*attempt"}}
 
 
 def test_a_job_ended_by_its_time_limit_is_found_with_a_runtime_that_fits() -> None:
@@ -164,6 +178,20 @@ def test_a_group_that_never_became_a_slurm_job_is_found_with_its_members_request
     a = audit(GOOD, [job("stamp")], [], None, 6, nodes={"c1": (2, 3000)}, refusals=refused(LOST_OUTPUT))
     fit = next(c for c in a.checks if c.area == "node fit")
     assert "never became a SLURM job; its jobs together ask 2 CPUs and 4000 MiB" in fit.seen, fit
+
+
+def test_a_refusal_is_its_own_blocks_and_a_groups_threads_are_each_members() -> None:
+    """A failed rule's block before a refused one does not take its words; a
+    member's threads are 1 unless Snakemake prints them; blank lines cost nothing."""
+    from minihpc.audit import Refusal, refused
+    out = ("Error in rule a:\n    message: SLURM-job '4' failed\nError in rule b:\n    message: SLURM sbatch failed. "
+           "The error message was 'sbatch: error: CPU count per node can not be satisfied'.\n")
+    assert refused(out) == [Refusal("rule b", "sbatch: error: CPU count per node can not be satisfied")]
+    a = audit(GOOD, [], [], None, 6, nodes={"c1": (2, 3000)}, refusals=refused(out))
+    assert [c.area for c in a.checks if c.verdict == FINDING and c.rule == "b"] == ["node fit"]
+    mixed = LOST_OUTPUT.replace("        jobid: 4\n", "        jobid: 4\n        threads: 4\n", 1)
+    assert refused(mixed) == [Refusal("group g", "", 4000, 5)]
+    assert refused(" \n" * 200_000 + "x") == [], "linear in blank lines"
 
 
 def test_a_job_sbatch_refused_for_its_size_names_the_largest_node() -> None:

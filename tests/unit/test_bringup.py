@@ -59,7 +59,7 @@ def test_a_node_the_host_cannot_hold_is_refused_and_more_than_it_has_together_is
     with pytest.raises(BadInput, match=r"a node of 15200 MiB does not fit this host \(12000 MiB of memory\).*"
                                        r"give BIGMEM_MB at most 12000 \(unless given, it is twice NODE_MEM_MB\)"):
         bringup.check_memory(Topology.from_env({"NODE_MEM_MB": "7600"}), host_mb=12000)
-    with pytest.raises(BadInput, match="give NODE_MEM_MB and BIGMEM_MB at most 8000"):
+    with pytest.raises(BadInput, match="give NODE_MEM_MB below 8000 and BIGMEM_MB at most 8000"):
         bringup.check_memory(Topology.from_env({"NODE_MEM_MB": "9000", "BIGMEM_MB": "9500"}), host_mb=8000)
     bringup.check_memory(Topology.from_env({"NODES": "4", "NODE_MEM_MB": "7200", "BIGMEM_MB": "7300"}),
                          host_mb=24000)
