@@ -139,12 +139,15 @@ def refused(output: str) -> list[Refusal]:
 
 def audit(conf: dict, jobs: list, nonlocal_on_login: list[str] | None, submit_limit: int | None,
           overhead_s: float, lag: Lag | None = None, nodes: dict[str, tuple[int, int]] | None = None,
-          refusals: list[Refusal] | None = None) -> Audit:
+          refusals: list[Refusal] | None = None, resumed: tuple[bool, str] | None = None) -> Audit:
     """`jobs`: the policy run's (minihpc.runner.Job); `submit_limit`: the
     user's QOS MaxSubmitJobsPerUser (None: none); `overhead_s`: SLURM's own
     time for a job (prove.overhead); `lag`: the shared filesystem's, measured
     under prove's slow-nfs fault (None: not measured); `nodes`: each compute
-    node's CPUs and memory (MiB); `refusals`: the jobs sbatch refused (refused())."""
+    node's CPUs and memory (MiB); `refusals`: the jobs sbatch refused (refused());
+    `resumed`: after prove's session-lost fault, whether Snakemake refused
+    the resume for the files left incomplete, and what was seen (None: no
+    session was lost)."""
     a = Audit()
     resources = a.changes.setdefault("set-resources", {})
     by_rule: dict[str, list] = {}
@@ -205,6 +208,14 @@ def audit(conf: dict, jobs: list, nonlocal_on_login: list[str] | None, submit_li
             a.changes["latency-wait"] = lag.latency_wait
         else:
             a.add("latency-wait", OK, seen)
+    if resumed is not None:
+        refused, seen = resumed
+        if refused:
+            a.add("incomplete outputs", FINDING, seen, "`rerun-incomplete: true`, and on coming back after a lost "
+                  "session: `scancel --name=RUN_ID` its jobs (they run on) and `snakemake --unlock` (its lock stays)")
+            a.changes["rerun-incomplete"] = True
+        else:
+            a.add("incomplete outputs", OK, seen)
     jobs_at_once = setting(conf, "jobs")
     if submit_limit is not None and isinstance(jobs_at_once, int) and jobs_at_once > submit_limit:
         a.add("jobs", FINDING, f"`jobs: {jobs_at_once}` is above the QOS's limit of {submit_limit} submitted jobs "

@@ -75,16 +75,22 @@ from minihpc.runner import (
     Plan,
     Report,
     clean,
+    command,
+    environment,
     execute,
     never_synced,
     run_id,
+    run_jobs,
     say,
     snakemake_paths,
+    write_report,
 )
 
 LOCAL_PROFILE = ROOT / "profiles/local"
 WORKFLOW_PROFILE = "workflow/profiles/default"  # Snakemake's own default workflow profile
 RUNS = ("reference-1", "reference-2", "policy")
+RESUME_REFUSED = "the resume was refused"
+NOTHING_INCOMPLETE = "the resume refused nothing as incomplete"
 # The profile's settings that stage job IO through a storage plugin (and the
 # plugins' own, storage-NAME-*): what the `slurm` run leaves out.
 STORAGE_KEYS = ("default-storage-provider", "default-storage-prefix", "local-storage-prefix",
@@ -547,7 +553,8 @@ def prove(p: Plan, cluster: Cluster, out=sys.stdout, compare_with: list[str] | N
                         for n in faults.faults]
     checked = audit(conf, policy.jobs, policy.nonlocal_rules_on_login, submit_limit(cluster, conf),
                     overhead(conf), injector.lag if injector else None, node_sizes(cluster),
-                    [ask_sbatch(cluster, conf, r) for r in refused(said["policy"].getvalue())])
+                    [ask_sbatch(cluster, conf, r) for r in refused(said["policy"].getvalue())],
+                    lost_session(proof.faults))
     proof.audit = checked.checks + ([staging_check(cluster, policy)] if staged else [])
     if checked.changes:
         proof.suggested_diff, proof.suggested_profile = suggested(p.report_dir, conf, checked.changes)
@@ -634,9 +641,15 @@ def faulted(rp: Plan, cluster: Cluster, out, choice: Choice, conf: dict, synced:
     inj = Injector(cluster, choice, remote, target, sbatch)
     say(f"minihpc prove: run faults (through the profile, with {', '.join(choice.faults)}) in {remote}")
     tee = Tee(out)
-    inj.run_id = lambda: run_id(tee.getvalue())
+    inj.said_run_id = lambda: run_id(tee.getvalue(), last=True)
+    since = cluster.now()
     try:
-        inj.report = execute(rp, cluster, tee, before_run=inj.before, after_run=inj.after)
+        reports = [execute(rp, cluster, tee, before_run=inj.before, after_run=inj.first_run_ended)]
+        if inj.hung_up:
+            reports += resume(rp, cluster, tee, inj)
+            inj.after()  # the lost session's jobs cancelled, if they still ran: the first report is read again
+            reports[0].jobs = run_jobs(cluster, since, reports[0].run_id)
+        inj.report = merged(rp, reports)
     finally:
         inj.undone = inj.after()  # already done when Snakemake exited, unless something failed before
         inj.output = tee.getvalue()
@@ -644,6 +657,71 @@ def faulted(rp: Plan, cluster: Cluster, out, choice: Choice, conf: dict, synced:
     say(f"minihpc prove: run faults exited {inj.report.exit_code} after {inj.report.seconds} s; {len(made)} file(s) "
         "made")
     return inj, made
+
+
+def resume(rp: Plan, cluster: Cluster, out: Tee, inj: Injector) -> list[Report]:
+    """After session-lost: what its user does on coming back, at once: unlock
+    (a killed run's lock always stays) and run the same command again. If
+    Snakemake refuses the outputs the lost session left incomplete, that is the
+    fault's verdict (failed); minihpc then does what the fix says (cancel the
+    lost session's jobs, --rerun-incomplete) so the faults after it land."""
+    o = inj.outcomes["session-lost"]
+    again = dataclasses.replace(rp, fresh=False)
+    unlock = cluster.sh(environment(rp, cluster).activate() + command(again, "--unlock"),
+                        workdir=rp.remote(cluster.facts.shared), timeout=300)
+    o.evidence.append(f"snakemake --unlock, as after any killed run: exit {unlock.rc}")
+    say("minihpc prove: the session came back: the same command again, in the same directory")
+    start = len(out.getvalue())
+    reports = [execute(again, cluster, out)]
+    files = incomplete_files(out.getvalue()[start:])
+    if reports[-1].exit_code != 0 and files is not None:
+        o.verdict, o.fix = prove_faults.FAILED, prove_faults.FIX["session-lost"]
+        o.why = (f"{RESUME_REFUSED}: IncompleteFilesException for {len(files)} file(s) the lost session left "
+                 f"marked incomplete ({', '.join(files[:4])}{', ...' if len(files) > 4 else ''})")
+        o.evidence.append(inj.cancel_lost())
+        say("minihpc prove: the resume was refused (IncompleteFilesException); once more as the fix says: the lost "
+            "session's jobs cancelled, --rerun-incomplete")
+        reports.append(execute(dataclasses.replace(again, snakemake_args=[*rp.snakemake_args, "--rerun-incomplete"]),
+                               cluster, out))
+    else:
+        o.evidence.append(f"{NOTHING_INCOMPLETE} (exit {reports[-1].exit_code})")
+    return reports
+
+
+def lost_session(outcomes: list[Outcome]) -> tuple[bool, str] | None:
+    """For the audit: whether the resume after session-lost was refused for
+    what it left incomplete, and what was seen (None: no session was lost)."""
+    o = next((o for o in outcomes if o.fault == "session-lost" and o.at_s is not None), None)
+    if o is None:
+        return None
+    if o.verdict == prove_faults.FAILED and o.why.startswith(RESUME_REFUSED):
+        return True, o.why
+    return False, f"after the lost session the same command went on: {NOTHING_INCOMPLETE} (the fault: {o.verdict})"
+
+
+def incomplete_files(output: str) -> list[str] | None:
+    """The files Snakemake refused as incomplete (IncompleteFilesException), or None if it refused none."""
+    if "IncompleteFilesException:" not in output:
+        return None
+    _, found, listed = output.rpartition("\nIncomplete files:\n")
+    files = []
+    for line in listed.splitlines() if found else []:
+        if not line.strip():
+            break
+        files.append(clean(line.strip(), 200))
+    return files
+
+
+def merged(rp: Plan, reports: list[Report]) -> Report:
+    """One report for a run resumed after a lost session: every run's jobs
+    (sacct, by each one's run ID), the last one's exit code and picture."""
+    if len(reports) == 1:
+        return reports[0]
+    last = dataclasses.replace(reports[-1], command=reports[0].command,
+                               seconds=round(sum(r.seconds for r in reports), 1))
+    last.jobs = list({j.job_id: j for r in reports for j in r.jobs}.values())
+    write_report(rp.report_dir, last)
+    return last
 
 
 def eio_failures(cluster: Cluster, report: Report, target: tuple[str, str] | None) -> list[str]:

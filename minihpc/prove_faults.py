@@ -13,6 +13,14 @@ from the run and each judged by what it hit.
 - eio: the first create or write of one output a SLURM job makes fails with
   EIO, once in all, whichever node does it (a cluster-wide rule: the job run
   again writes it, wherever it lands);
+- session-lost: the run's Snakemake is hung up (SIGHUP, as a dropped SSH
+  session does) while one of its jobs runs: it dies without cleaning up, its
+  jobs run on, its lock and its outputs' incomplete markers stay. The user
+  comes back and runs the same command again at once (after `--unlock`,
+  which a killed run always needs): the profile decides whether that resume
+  runs again what was left incomplete or refuses (IncompleteFilesException);
+  refused, minihpc cancels the lost run's jobs and resumes with
+  --rerun-incomplete, as the fix says, so the faults after it still land;
 - slurmctld-restart: slurmctld restarts while one of the run's jobs runs
   (its batch step started on its node);
 - node-kill: then the node one of the run's jobs runs on is killed (a power
@@ -32,6 +40,7 @@ happens, every fault is undone before the run's files are read.
 from __future__ import annotations
 
 import re
+import shlex
 import threading
 import time
 from collections.abc import Callable
@@ -45,7 +54,7 @@ from minihpc.facts import Facts
 from minihpc.faults import Faults
 from minihpc.runner import Report, clean
 
-NAMES = ("busy", "slow-nfs", "eio", "slurmctld-restart", "node-kill")
+NAMES = ("busy", "slow-nfs", "eio", "session-lost", "slurmctld-restart", "node-kill")
 SLOW_NFS = "lag-10"
 SURVIVED, CHANGED, FAILED, NOT_APPLIED = "survived", "survived with different outputs", "failed", "not applied"
 # Each fails the proof: a fault the run gave no moment proved nothing (and a workflow could dodge one).
@@ -59,14 +68,22 @@ LAG_SAMPLES = 2
 LAG_WAIT_S = 120
 # How long SLURM may take to mark a killed node down (SlurmdTimeout is 30 s) and to have it back.
 NODE_DOWN_S, NODE_BACK_S = 180, 240
+# How long cancelled jobs of a lost session may take to leave the queue.
+LOST_JOBS_S = 60
+# How long session-lost waits, once a job runs, for one of the run's outputs to be being written.
+WRITING_WAIT_S = 20
 POLL_S = 1.0
 MISSING_FILES = re.compile(r"Missing files after \d+ seconds?\.[^\n]*")
+# A Snakemake process's command line (pgrep -f): the run's own is told by its working directory.
+SNAKEMAKE = "bin/snakemake( |$)"
 # What makes each fault survivable, when it was not.
 FIX = {
     "busy": "`jobs:` at most the QOS's submit limit, and `runtime` that covers a job's own work (queue time "
             "does not count)",
     "eio": "`retries: 2`: a job that failed on a write runs again",
     "node-kill": "`retries: 2` and `slurm-no-requeue: true`: the lost job runs again, on another node",
+    "session-lost": "`rerun-incomplete: true`: a resume after a lost session runs again what it left incomplete "
+                    "(first `scancel --name=RUN_ID` its jobs, which run on, and `snakemake --unlock`)",
     "slurmctld-restart": "`retries: 2`: a job step refused while slurmctld restarted runs again",
 }
 
@@ -166,13 +183,24 @@ class Injector:
         self._killed: str | None = None
         self._started = False
         self._threads: list[threading.Thread] = []
-        # The run's SLURM run ID once Snakemake has said it (prove.faulted reads its output).
-        self.run_id: Callable[[], str | None] = lambda: None
+        # The run's SLURM run ID once Snakemake has said it (prove.faulted reads its output): the
+        # last one said, once resumed, and None while the run that said it is a lost session's.
+        self.said_run_id: Callable[[], str | None] = lambda: None
+        # session-lost: whether the first Snakemake has exited, whether it was hung up (the lock
+        # orders the two), and the run IDs of lost sessions (their jobs run on until cancelled).
+        self._lock = threading.Lock()
+        self._first_over = False
+        self.hung_up = False
+        self.lost_ids: list[str] = []
         self._undone: list[str] | None = None
         # Filled by prove.faulted: the run's report, Snakemake's output, what could not be undone.
         self.report: Report | None = None
         self.output = ""
         self.undone: list[str] = []
+
+    def run_id(self) -> str | None:
+        rid = self.said_run_id()
+        return None if rid in self.lost_ids else rid
 
     @property
     def faults(self) -> Faults:
@@ -215,7 +243,8 @@ class Injector:
                              f"{f.total_cpus} CPUs, in QOS {busy.QOS}")
         if "slow-nfs" in self.outcomes:
             self._thread(self._measure_lag, ["slow-nfs"])
-        self._thread(self.during, [n for n in ("slurmctld-restart", "node-kill", "busy") if n in self.outcomes])
+        self._thread(self.during, [n for n in ("session-lost", "slurmctld-restart", "node-kill", "busy")
+                                   if n in self.outcomes])
 
     def _thread(self, fn: Callable[[], None], faults: list[str]) -> None:
         """`fn` beside the run; an error ends it and is said in the evidence
@@ -276,13 +305,82 @@ class Injector:
                     o.evidence.append(f"job {j['JobID']} of the run pending ({j['Reason']}) behind the load")
 
     def during(self) -> None:
-        if "slurmctld-restart" in self.outcomes:
+        if "session-lost" in self.outcomes:
+            self._hang_up()
+        if "slurmctld-restart" in self.outcomes and not self.stop.is_set():
             self._restart()
         if "node-kill" in self.outcomes and not self.stop.is_set():
             self._node_kill()
         while self._busy and not self.stop.is_set():  # the load's effect, noted until it ends with the run
             self._note_pending(self.jobs())
             self.stop.wait(POLL_S)
+
+    def writing(self) -> str | None:
+        """An output being written: one the run's Snakemake has marked
+        incomplete (.snakemake/incomplete names each by its path in base64)
+        that the login node already sees; None if none is, yet."""
+        script = ("cd .snakemake/incomplete 2>/dev/null || exit 0; for m in *; do "
+                  "f=$(printf %s \"$m\" | tr '_-' '/+' | base64 -d 2>/dev/null) || continue; "
+                  "[ -n \"$f\" ] && [ -e \"../../$f\" ] && { printf '%s\\n' \"$f\"; break; }; done; true")
+        found = self.cluster.sh(script, workdir=self.remote).out.strip()
+        return clean(found, 200) if found else None
+
+    def _hang_up(self) -> None:
+        o = self.outcomes["session-lost"]
+        job = self.moment()
+        if job is None:
+            o.why = "the run ended before one of its jobs ran"
+            return
+        # Better still while one of its outputs is being written (what a lost session leaves incomplete); a
+        # workflow whose jobs write only as they end gives no such moment, and is hung up all the same.
+        deadline, written = time.monotonic() + WRITING_WAIT_S, None
+        while not self.stop.is_set() and time.monotonic() < deadline and not (written := self.writing()):
+            self.stop.wait(POLL_S / 2)
+        rid, ran = self.run_id(), [j["JobID"] for j in self.jobs()]
+        # The run's own Snakemake (it works in the run's directory, or one under it: -d), and what it started
+        # on the login node.
+        find = (f"r={shlex.quote(self.remote)}; for p in $(pgrep -u \"$(id -u)\" -f {shlex.quote(SNAKEMAKE)}); do "
+                "case \"$(readlink /proc/$p/cwd)\" in \"$r\"|\"$r\"/*) echo $p;; esac; done; true")
+        with self._lock:
+            if self._first_over:
+                o.why = "the run ended before its Snakemake could be hung up"
+                return
+            pids = self.cluster.sh(find).out.split()
+            if not pids or not rid:
+                o.why = "the run's Snakemake was not found on the login node"
+                return
+            self.cluster.sh("for p in " + " ".join(pids) + "; do pkill -HUP -P $p; kill -HUP $p; done; true")
+            self.hung_up = True
+            self.lost_ids.append(rid)
+        o.hit = ran
+        self._at("session-lost", f"hung up the run's Snakemake (SIGHUP, pid {', '.join(pids)}) while job(s) "
+                                 f"{', '.join(ran)} of it were queued or ran"
+                                 + (f", {written} being written" if written else "")
+                                 + f"; its SLURM run {rid} went on without it")
+
+    def first_run_ended(self) -> None:
+        """The first Snakemake has exited: unless it was hung up (and is resumed), the run is over."""
+        with self._lock:
+            self._first_over = True
+            lost = self.hung_up
+        if not lost:
+            self.after()
+
+    def cancel_lost(self) -> str:
+        """Cancel the jobs of the lost sessions (they run on without their Snakemake) and wait until they
+        have left the queue; what was done, for the evidence."""
+        if not self.lost_ids:
+            return ""
+        names = ",".join(self.lost_ids)
+        self.cluster.sh(f"scancel -u \"$(id -un)\" --name={shlex.quote(names)}")
+        deadline = time.monotonic() + LOST_JOBS_S
+        while time.monotonic() < deadline:
+            left = self.cluster.sh(f"squeue -h -u \"$(id -un)\" --name={shlex.quote(names)} -o %i").out.split()
+            if not left:
+                return f"cancelled the lost session's jobs (scancel --name={names})"
+            time.sleep(1)
+        raise MinihpcError(f"the lost session's jobs (SLURM run {names}) were still queued {LOST_JOBS_S} s after "
+                           "scancel", "minihpc status; scancel them by hand")
 
     def _node_kill(self) -> None:
         o = self.outcomes["node-kill"]
@@ -355,7 +453,8 @@ class Injector:
         problems = []
         for t in self._threads:
             t.join(timeout=NODE_DOWN_S + NODE_BACK_S + 120)
-        steps: list[tuple[str, Callable[[], object]]] = [("the busy load", self._stop_busy)]
+        steps: list[tuple[str, Callable[[], object]]] = [("the busy load", self._stop_busy),
+                                                         ("the lost session's jobs", self.cancel_lost)]
         if self._killed and not self._started:
             node = self._killed
             steps.append((f"starting {node}", lambda: self.faults.apply("start", node)))
@@ -400,7 +499,10 @@ def in_service(state: str) -> bool:
 def owns(fault: str, job, eio_jobs: set[str]) -> bool:
     """Whether a job the fault hit was lost to that fault, by how it ended:
     one lost job is one fault's (a job the run cancelled as it failed is no
-    fault's)."""
+    fault's; a lost session's job is that fault's, cancelled or not, until
+    the resume has done its work)."""
+    if fault == "session-lost":
+        return job.state != "COMPLETED"
     if job.state.startswith("CANCELLED"):
         return False
     return {"node-kill": job.state == "NODE_FAIL",
@@ -421,6 +523,9 @@ def judge(inj: Injector, report: Report, output: str, differing: list[tuple[str,
     retries = setting(conf, "retries", setting(conf, "restart-times", 0)) or 0
     out = []
     for o in inj.outcomes.values():
+        if o.verdict == FAILED:  # judged as it happened (a resume refused)
+            out.append(o)
+            continue
         if o.fault == "eio" and o.at_s is not None:
             o.hit = failed_by_eio
             if not failed_by_eio:

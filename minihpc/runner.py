@@ -259,13 +259,13 @@ def execute(p: Plan, cluster: Cluster, out=sys.stdout, before_run: Callable[[], 
     if alive.rc != 0:
         raise MinihpcError(f"the cluster does not answer: {alive.out.strip()[:300]}", "bring it up: minihpc up")
     _claimable(cluster, remote)  # before an environment is made; _sync checks again as it writes
-    env = pyenv.provide(cluster, p.requirements, say) if p.requirements else pyenv.cluster_own(cluster)
+    env = environment(p, cluster)
     _sync(p, cluster, remote)
     compiled = compile_workflow(cluster, remote, p.snakemake_args)
     notices = deployment_notices(compiled, env)
     for n in notices:
         say(f"minihpc: {n}")
-    cmd = "snakemake --profile " + " ".join(shlex.quote(a) for a in [p.profile_remote, *p.snakemake_args])
+    cmd = command(p)
     since = cluster.now()
     if before_run is not None:
         before_run()
@@ -284,7 +284,7 @@ def execute(p: Plan, cluster: Cluster, out=sys.stdout, before_run: Callable[[], 
                     "the workflow's own" if p.profile_remote != REMOTE_PROFILE else str(p.profile),
                     cmd, rc, round(time.monotonic() - t, 1), run_id(output))
     report.environment, report.notices = asdict(env), notices
-    report.jobs = _jobs(cluster, since, report.run_id)
+    report.jobs = run_jobs(cluster, since, report.run_id)
     report.timeline = _timeline(cluster, p.report_dir, report.run_id)
     report.nonlocal_rules_on_login = on_login(output, declared_local(compiled))
     report.kept_logs = _logs(cluster, remote)
@@ -292,9 +292,19 @@ def execute(p: Plan, cluster: Cluster, out=sys.stdout, before_run: Callable[[], 
     try:
         report.fetched, report.fetch_refused = _fetch(p, cluster, remote)
     finally:
-        _write(p.report_dir, report)  # the run's report stands whatever came back
+        write_report(p.report_dir, report)  # the run's report stands whatever came back
     say_refused(report.fetch_refused)
     return report
+
+
+def environment(p: Plan, cluster: Cluster) -> pyenv.Env:
+    """The Python environment the run's Snakemake and jobs use (made once, then found)."""
+    return pyenv.provide(cluster, p.requirements, say) if p.requirements else pyenv.cluster_own(cluster)
+
+
+def command(p: Plan, *extra: str) -> str:
+    """The run's Snakemake command line (in its directory, its environment active)."""
+    return "snakemake --profile " + " ".join(shlex.quote(a) for a in [p.profile_remote, *p.snakemake_args, *extra])
 
 
 def say_refused(refused: list[str], at_most: int = 20) -> None:
@@ -345,12 +355,14 @@ def _sync(p: Plan, cluster: Cluster, remote: str) -> None:
                                "is the work directory writable?")
 
 
-def run_id(output: str) -> str | None:
-    m = re.search(r"SLURM run ID: ([0-9a-f-]{36})", output)
-    return m.group(1) if m else None
+def run_id(output: str, last: bool = False) -> str | None:
+    """The SLURM run ID Snakemake said (the first, or the `last` of several runs' output)."""
+    found = re.findall(r"SLURM run ID: ([0-9a-f-]{36})", output)
+    return (found[-1] if last else found[0]) if found else None
 
 
-def _jobs(cluster: Cluster, since: str, rid: str | None) -> list[Job]:
+def run_jobs(cluster: Cluster, since: str, rid: str | None) -> list[Job]:
+    """The jobs of SLURM run `rid` (sacct, since `since`), with their rules and what they used."""
     if rid is None:
         return []
     rows = [r for r in cluster.sacct(since, JOB_FIELDS) if r["JobName"] == rid]
@@ -682,7 +694,7 @@ def _environment_text(env: dict | None) -> list[str]:
             f"  - all it sees: {len(env['freeze'])} packages (report.json, environment.freeze)"]
 
 
-def _write(report_dir: Path, r: Report) -> None:
+def write_report(report_dir: Path, r: Report) -> None:
     report_dir.mkdir(parents=True, exist_ok=True)
     (report_dir / "report.json").write_text(json.dumps(asdict(r), indent=1) + "\n")
     lines = [f"# minihpc run: {Path(r.workflow).name}", "",

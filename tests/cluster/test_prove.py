@@ -13,6 +13,9 @@
   that rule alone: about two and a half minutes.
 - A group of jobs larger than any node: found, with SLURM's own refusal.
   About 40 s.
+- A lost login session (session-lost) under a profile without
+  `rerun-incomplete`: the resume is refused for the outputs left incomplete,
+  found, with the fix. Four runs: about two minutes.
 
 (The audit's findings and the suggested profile, with the EIO fault:
 test_shared_eio.py; every fault: `make test-action`, the Action's prove.)"""
@@ -166,7 +169,7 @@ def test_a_rule_killed_for_memory_at_every_attempt_is_found_and_the_suggested_re
         assert bad == [("results/hungry.txt", "hungry", "missing under the policy")], proof["findings"]
         # Killed by slurmstepd (OverMemoryKill: FAILED, not OUT_OF_MEMORY), its log says so.
         hungry = [(j["state"], j["req_mem"]) for j in first["jobs"] if j["rule"] == "hungry"]
-        assert hungry == [("FAILED", "200M")] * 3, hungry
+        assert hungry == [("FAILED", "200M")] * 2, hungry  # both attempts (retries: 1)
         assert all("exceeded memory limit" in j["error"] for j in first["jobs"] if j["rule"] == "hungry"), first
         memory = {c["rule"]: c for c in proof["audit"] if c["area"] == "memory"}
         assert memory["hungry"]["verdict"] == "finding", memory
@@ -218,3 +221,49 @@ def test_a_group_larger_than_any_node_is_found_with_slurms_words(tmp_path: Path,
     jobs = client.sacct(since, ("JobID", "JobName", "WorkDir"))
     assert not [j for j in jobs if j["WorkDir"].startswith(f"{client.facts.shared}/{name}.prove-policy")], \
         "the group never ran: --test-only submitted nothing"
+
+
+@pytest.mark.cost(120)
+def test_a_lost_session_leaves_outputs_incomplete_and_the_resume_refused_is_found_with_the_fix(
+        tmp_path: Path, client: Client) -> None:
+    """session-lost: the run's Snakemake hung up while a part's output is
+    being written. Its jobs run on; the same command again at once (after
+    --unlock) is refused for the outputs left incomplete, under a profile
+    without `rerun-incomplete`: the fault fails with that fix, and the audit
+    finds it. minihpc then does what the fix says (the lost jobs cancelled,
+    --rerun-incomplete), and the run's outputs are the reference's. (The
+    workflow's own profile, with `rerun-incomplete: true`, survives it with
+    every other fault: make test-action.)"""
+    wf = tmp_path / "prove"
+    shutil.copytree(PROVE_WORKFLOW, wf)
+    name = "test-prove-session"
+    try:
+        r, proof = prove(wf, name, "--profile", str(ROOT / "tests/workflows/prove-bare-profile"), "--faults",
+                         "session-lost")
+        faulted = json.loads((wf / ".minihpc/prove/faults/report.json").read_text())
+        queued = client.sh(f"squeue -h -u {client.facts.lab_user} -o '%i %Z'").out
+    finally:
+        remove_proof(client, name)
+    assert r.returncode == 1 and proof["verdict"] == "fail", r.stdout[-3000:] + r.stderr
+    (lost,) = proof["faults"]
+    assert lost["fault"] == "session-lost" and lost["verdict"] == "failed", lost
+    assert re.fullmatch(r"hung up the run's Snakemake \(SIGHUP, pid [\d, ]+\) while job\(s\) [\d, ]+ of it were "
+                        r"queued or ran, results/parts/\d\.txt being written; its SLURM run [0-9a-f-]{36} went on "
+                        r"without it", lost["did"]), lost["did"]
+    assert re.match(r"the resume was refused: IncompleteFilesException for \d file\(s\) the lost session left marked "
+                    r"incomplete \(results/parts/\d\.txt", lost["why"]), lost["why"]
+    assert lost["fix"].startswith("`rerun-incomplete: true`"), lost
+    assert "snakemake --unlock, as after any killed run: exit 0" in lost["evidence"], lost["evidence"]
+    assert any(e.startswith("cancelled the lost session's jobs (scancel --name=") for e in lost["evidence"]), lost
+    # Resumed as the fix says, the run finished with the reference's outputs, its jobs out of the queue.
+    assert proof["runs"]["faults"]["exit_code"] == 0 and proof["fault_findings"] == [], proof["runs"]
+    assert proof["undone"] == [] and f"/{name}.prove-" not in queued, queued
+    parts = {}
+    for j in faulted["jobs"]:
+        parts.setdefault(j["wildcards"], []).append(j["state"])
+    assert sorted(parts) == [f"i={i}" for i in range(4)] or sorted(parts) == [str(i) for i in range(4)], parts
+    assert all(states[-1] == "COMPLETED" for states in parts.values()), parts
+    assert any(s.startswith("CANCELLED") for states in parts.values() for s in states), "the lost jobs cancelled"
+    incomplete = next(c for c in proof["audit"] if c["area"] == "incomplete outputs")
+    assert incomplete["verdict"] == "finding" and incomplete["fix"].startswith("`rerun-incomplete: true`"), incomplete
+    assert "+rerun-incomplete: true" in proof["suggested_diff"].splitlines(), proof["suggested_diff"]

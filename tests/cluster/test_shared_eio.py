@@ -1,16 +1,19 @@
 """EIO injected on /shared, path by path: a job reading the file sees an I/O
 error; a workflow's job writing its output there fails alone, nothing
 downstream runs and nothing poisoned stays on /shared; `minihpc prove`'s EIO
-fault on a workflow's output, failed without retries and survived with them.
+and slow-nfs faults on a workflow's run, failed by a profile without retries
+and with a short latency-wait, survived with the profile the audit suggests.
 
 Side by side with other tests: a fault rule names one path of this file's
-own directories, and the NFS profile stays `off`, which every test beside it
-expects. These tests set the one list of fault rules, so they share this file
-(one group: one after the other, never at once)."""
+own directories, and the lag (lag-10) is on the proof's own run directory
+only (delay_path), so every test beside it sees the filesystem as `off`.
+These tests set the one NFS profile, so they share this file (one group:
+one after the other, never at once)."""
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -73,46 +76,62 @@ def test_eio_on_one_output_fails_that_job_and_poisons_nothing(cluster: Cluster, 
     assert run_ok(cluster.as_user("login"), f"cat {where}/results/total.txt").strip() == "4 parts, sum 6"
 
 
-def only_fault(proof: dict) -> dict:
-    assert [o["fault"] for o in proof["faults"]] == ["eio"], proof["faults"]
-    return proof["faults"][0]
+def faults_of(proof: dict) -> dict[str, dict]:
+    return {o["fault"]: o for o in proof["faults"]}
 
 
-@pytest.mark.cost(260)
-def test_prove_fails_the_eio_without_retries_finds_what_the_profile_lacks_and_its_suggestion_passes(
+@pytest.mark.cost(330)
+def test_prove_fails_the_eio_and_the_lag_finds_what_the_profile_lacks_and_its_suggestion_passes(
         tmp_path: Path, client: Client, minihpc: Minihpc) -> None:
-    """`minihpc prove` (tests/workflows/prove), with its EIO fault: a workflow
-    that keeps its meaning, through a profile as many are written. The meaning
-    holds; the EIO on one output fails its job for good (no retries), and the
-    audit finds what the profile lacks. The suggested profile, used as it is
-    written, then passes everything. The first proof goes through the pytest
-    fixture, the second through the CLI."""
+    """`minihpc prove` (tests/workflows/prove), with its EIO and slow-nfs
+    faults: a workflow that keeps its meaning, through a profile as many are
+    written (no retries, successful logs deleted, a 3 s latency-wait). The
+    meaning holds; the EIO on one output fails its job for good (no
+    retries); the lag (10 s, on the run's own directory), measured beside the
+    run, is longer than the profile waits, and the audit finds all three.
+    (Whether Snakemake also declares a part's output missing under the lag
+    depends on when the plugin's status check sees its job end: up to 25 s
+    later here. When it does, the fault has failed, with the same fix.) The
+    suggested profile, used as it is written, then passes, through the lag
+    again. The first proof goes through the pytest fixture, the second
+    through the CLI."""
     wf = tmp_path / "prove"
     shutil.copytree(PROVE_WORKFLOW, wf)
     name = "test-prove-good"
     try:
         verdict = minihpc.prove(wf, profile=str(ROOT / "tests/workflows/prove-bare-profile"), name=name,
-                                faults="eio").verdict
+                                faults="eio,slow-nfs", snakemake_args=["--keep-going"]).verdict
         proof = json.loads((wf / ".minihpc/prove/report.json").read_text())
         assert verdict == proof["verdict"] == "fail", proof["summary"]
         assert [f for f in proof["findings"] if f["verdict"] in ("differs", "missing under the policy")] == [], \
             proof["findings"]
         found = {c["area"]: c["fix"] for c in proof["audit"] if c["verdict"] == "finding"}
-        assert set(found) == {"retries", "logs"}, proof["audit"]
+        assert set(found) == {"retries", "logs", "latency-wait"}, proof["audit"]
+        faults = faults_of(proof)
+        assert list(faults) == ["slow-nfs", "eio"], proof["faults"]
         # The EIO landed on the first write of results/parts/3.txt; its job failed, never to run again.
-        eio = only_fault(proof)
+        eio = faults["eio"]
         assert eio["verdict"] == "failed" and eio["fix"].startswith("`retries: 2`"), eio
         assert "(part[3]) ended FAILED" in eio["why"] and "never run again (retries: 0)" in eio["why"], eio
+        # The lag, measured beside the run in its own directory, is longer than the 3 s the profile waits.
+        lag = faults["slow-nfs"]
+        assert any(re.search(r"lag (9|1[0-4])\.\d+ s", e) for e in lag["evidence"]), lag["evidence"]
+        wait = int(re.match(r"`latency-wait: (\d+)`", found["latency-wait"])[1])
+        assert 20 <= wait <= 35, found["latency-wait"]
+        if lag["verdict"] == "failed":
+            assert lag["why"].startswith("Missing files after 3 seconds") and lag["fix"] == f"`latency-wait: {wait}`"
+        else:
+            assert lag["verdict"] == "survived", lag
         assert proof["runs"]["faults"]["exit_code"] != 0 and proof["undone"] == [], proof["runs"]
         assert proof["runs"]["faults"]["timeline"] == "faults/timeline.svg", proof["runs"]
-        assert "1 fault(s) not survived or not proven: eio (failed)" in proof["summary"], proof["summary"]
+        assert "eio (failed)" in proof["summary"], proof["summary"]
         assert "retries: 2" in found["retries"] and "slurm-keep-successful-logs: true" in found["logs"]
-        assert "+retries: 2" in proof["suggested_diff"] and "+slurm-keep-successful-logs: true" in \
-            proof["suggested_diff"], proof["suggested_diff"]
-        # The timestamp compared by a command of the workflow's (both hold one), not by its size. (A
-        # profile with retries surviving the EIO, and every other fault: the Action's prove, make test-action.)
+        for line in ("+retries: 2", "+slurm-keep-successful-logs: true", "-latency-wait: 3", f"+latency-wait: {wait}"):
+            assert line in proof["suggested_diff"].splitlines(), proof["suggested_diff"]
+        # The timestamp compared by a command of the workflow's (both hold one), not by its size; the lag
+        # again, now survived. (Every fault, survived: the Action's prove, make test-action.)
         r, proof = prove(wf, name, "--profile", ".minihpc/prove/suggested-profile", "--compare",
-                         "python3 scripts/same_stamp.py", "--faults", "none")
+                         "python3 scripts/same_stamp.py", "--faults", "slow-nfs")
     finally:
         remove_proof(client, name)
     assert r.returncode == 0 and proof["verdict"] == "pass", r.stdout[-3000:] + r.stderr
@@ -123,7 +142,9 @@ def test_prove_fails_the_eio_without_retries_finds_what_the_profile_lacks_and_it
     assert {p: v for p, v in found.items() if p.startswith("logs/part_")} == {
         f"logs/part_{i}.log": ("part", "log") for i in range(4)}, "a log says where it ran: compared by existence"
     assert "minihpc prove: PASS: the workflow keeps its meaning under the policy: 5 file(s) identical, " \
-           "1 nondeterministic (compared by --compare); the profile fits what the run showed" in r.stderr
+           "1 nondeterministic (compared by --compare); it survived slow-nfs with the same outputs; the profile " \
+           "fits what the run showed" in r.stderr
+    assert faults_of(proof)["slow-nfs"]["verdict"] == "survived", proof["faults"]
     # The EIO's rule is gone, and the profile is as it was.
     assert client.root("minihpc-nfs show").out.splitlines()[0].startswith("profile: off "), "not restored"
     assert "fault:" not in client.root("minihpc-nfs show").out
@@ -132,6 +153,7 @@ def test_prove_fails_the_eio_without_retries_finds_what_the_profile_lacks_and_it
         stamp
     audit = {(c["area"], c["rule"]): c["verdict"] for c in proof["audit"]}
     assert audit[("memory", "part")] == audit[("runtime", "part")] == audit[("retries", "")] == "ok", audit
+    assert audit[("latency-wait", "")] == "ok", proof["audit"]
     assert "finding" not in audit.values() and proof["suggested_diff"] == "", audit
     # The references ran on the login node, the policy run's jobs on compute nodes.
     runs = {run: json.loads((wf / f".minihpc/prove/{run}/report.json").read_text()) for run in proof["runs"]}

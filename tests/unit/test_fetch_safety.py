@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from minihpc.errors import MinihpcError
-from minihpc.runner import Plan, _fetch, _write, matches, say_refused, unpack_outputs
+from minihpc.runner import Plan, _fetch, matches, say_refused, unpack_outputs, write_report
 from minihpc.runner import Report as RunReport
 
 PATTERNS = ["results/*.txt", "out/**/*.csv"]
@@ -136,7 +136,7 @@ def test_the_report_lists_what_was_refused_and_why(wf: Path) -> None:
     got, bad = unpack_outputs(stream(member("results/a.txt"), member(".git/hooks/post-checkout"),
                                      member("results/l.txt", kind=tarfile.SYMTYPE, link="/etc")), wf, PATTERNS)
     r = RunReport(str(wf), "/shared/wf", "p", "s", "snakemake", 0, 1.0, None, fetched=got, fetch_refused=bad)
-    _write(wf / ".minihpc", r)
+    write_report(wf / ".minihpc", r)
     md = (wf / ".minihpc/report.md").read_text()
     assert "Not fetched (refused):\n- .git/hooks/post-checkout: inside a control directory" in md
     assert "- results/l.txt: a symbolic link, not a regular file" in md

@@ -190,7 +190,7 @@ def test_a_fault_the_run_gave_no_moment_fails_the_proof() -> None:
 
 def test_on_one_node_the_default_leaves_out_what_needs_two_and_says_so() -> None:
     c = choose(None, ONE, site=False)
-    assert c.faults == ("slow-nfs", "eio", "slurmctld-restart") and c.left_out == ("busy", "node-kill")
+    assert c.faults == ("slow-nfs", "eio", "session-lost", "slurmctld-restart") and c.left_out == ("busy", "node-kill")
 
 
 @pytest.mark.parametrize(("nodelist", "first"), [("c1", "c1"), ("c[1-2]", "c1"), ("c[2,4]", "c2"), ("c10", "c10")])
@@ -203,3 +203,33 @@ def test_a_probe_whose_file_never_showed_is_a_finding_not_silence() -> None:
     lw = [c for c in a.checks if c.area == "latency-wait"]
     assert [c.verdict for c in lw] == [FINDING] and "1 of 2" in lw[0].seen
     assert Lag([4.0, math.nan]).worst == 4.0 and Lag([math.nan]).missing == 1
+
+
+def test_a_lost_sessions_jobs_are_its_until_the_resume_has_done_their_work() -> None:
+    inj = injector(session_lost=["11", "12"])
+    # One finished on its own, one was cancelled: the resume ran it again.
+    jobs = [job("11", "part", "0"), job("12", "part", "1", "CANCELLED by 1000"), job("21", "part", "1")]
+    assert judge(inj, report(jobs), "", [], GOOD, [])[0].verdict == SURVIVED
+    # The resume failed for another reason: the cancelled job's work was never done again.
+    out = judge(injector(session_lost=["11", "12"]), report(jobs[:2], rc=1), "", [], GOOD, [])[0]
+    assert out.verdict == FAILED and "job 12 (part[1]) ended CANCELLED" in out.why
+
+
+def test_a_resume_refused_stays_failed_whatever_the_run_did_after() -> None:
+    inj = injector(session_lost=["11"])
+    o = inj.outcomes["session-lost"]
+    o.verdict, o.why, o.fix = FAILED, "the resume was refused: ...", "`rerun-incomplete: true`"
+    out = judge(inj, report([job("11", "part", "0", "CANCELLED"), job("21", "part", "0")]), "", [], GOOD, [])[0]
+    assert (out.verdict, out.why) == (FAILED, "the resume was refused: ...")
+
+
+def test_the_run_id_is_the_last_said_and_none_while_it_is_a_lost_sessions() -> None:
+    from minihpc.runner import run_id
+    first, second = "0" * 8 + "-0000-0000-0000-" + "0" * 12, "1" * 8 + "-1111-1111-1111-" + "1" * 12
+    said = f"SLURM run ID: {first}\n...\nSLURM run ID: {second}\n"
+    assert run_id(said) == first and run_id(said, last=True) == second and run_id("none") is None
+    inj = injector()
+    inj.said_run_id = lambda: first
+    assert inj.run_id() == first
+    inj.lost_ids.append(first)
+    assert inj.run_id() is None

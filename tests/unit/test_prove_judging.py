@@ -245,3 +245,16 @@ def test_a_difference_is_put_down_to_staging_only_when_the_run_without_it_kept_t
         ("slurm", "out/a"): SAME, ("slurm", "out/b"): DIFFERS, ("slurm", "out/c"): SAME}
     assert by[("policy", "out/a")].why.endswith("staging changes it")
     assert by[("policy", "out/b")].why.endswith("not staging's doing")
+
+
+def test_the_files_a_refused_resume_names_are_read_from_snakemakes_words() -> None:
+    from minihpc.prove import incomplete_files
+    said = ("Building DAG of jobs...\nIncompleteFilesException:\nThe files below seem to be incomplete. If you are "
+            "sure ...\n\n    snakemake --cleanup-metadata <filenames>\n\nTo re-generate the files rerun your command "
+            "with the --rerun-incomplete flag.\nIncomplete files:\nresults/parts/0.txt\nresults/parts/1.txt\n\n"
+            "  Command: snakemake ...\n")
+    assert incomplete_files(said) == ["results/parts/0.txt", "results/parts/1.txt"]
+    assert incomplete_files("Incomplete files:\nx\n") is None, "no exception: nothing refused"
+    assert incomplete_files("IncompleteFilesException:\n") == []
+    # The workflow's own output may say anything before it: a long run of lines costs one pass.
+    assert incomplete_files("IncompleteFilesException:\n" * 20000 + "Incomplete files:\na\n") == ["a"]
