@@ -34,6 +34,10 @@ def _state() -> Path:
 STATE = _state()
 # Generated configs, secrets, the cluster's facts (cluster.json).
 RUN_DIR = STATE / ".run"
+# The nodes' Compose file in a run directory (minihpc.configs writes it, cluster/compose.sh
+# reads it): that it exists is what says a cluster was made from this state.
+NODES_FILE_NAME = "compose.nodes.yml"
+NODES_FILE = RUN_DIR / NODES_FILE_NAME
 # The lab's proofs (minihpc confirm).
 PROOF_DIR = STATE / ".proof"
 # Benchmark results: committed beside the scripts in a checkout.

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from minihpc import ROOT, RUN_DIR, configs, ready, tree_env
+from minihpc import NODES_FILE, NODES_FILE_NAME, ROOT, RUN_DIR, configs, ready, tree_env
 from minihpc.errors import BadInput, MinihpcError
 from minihpc.facts import LOGIN
 from minihpc.network import check_subnet
@@ -108,9 +108,9 @@ def _other_cluster() -> str | None:
     r = containers.ps('{{.Label "com.docker.compose.project.config_files"}}')
     if r.returncode != 0:  # no engine yet: the engine step starts one, and then nothing is there
         return None
-    ours = str(RUN_DIR / "compose.nodes.yml")
+    ours = str(NODES_FILE)
     for files in set(r.stdout.split()):
-        nodes = [f for f in files.split(",") if f.endswith("/compose.nodes.yml")]
+        nodes = [f for f in files.split(",") if f.endswith("/" + NODES_FILE_NAME)]
         if nodes and ours not in nodes:
             return nodes[0]
     return None
@@ -189,7 +189,7 @@ def secrets(s: State) -> str | None:
 
 
 def render(s: State) -> str | None:
-    s.was_running = (RUN_DIR / "compose.nodes.yml").exists() and containers.running("slurmctld")
+    s.was_running = NODES_FILE.exists() and containers.running("slurmctld")
     s.changed = configs.render(s.plan.topology, RUN_DIR, COMPOSE_FILE)
     return f"configuration {'rendered' if s.changed else 'unchanged'} in {RUN_DIR}"
 

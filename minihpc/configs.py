@@ -20,7 +20,7 @@ import json
 from pathlib import Path
 from string import Template
 
-from minihpc import policy
+from minihpc import NODES_FILE_NAME, policy
 from minihpc.facts import CLUSTER_NAME, SCRATCH, Facts
 from minihpc.topology import Topology
 from scratch import policy as scratch_policy
@@ -118,6 +118,6 @@ def render(t: Topology, run_dir: Path, compose_file: Path) -> bool:
     write_if_changed(etc / "scratch.env", scratch_policy.env_file(t.scratch_mb))
     write_if_changed(etc / "accounting.json", json.dumps(policy.accounting(), indent=1) + "\n")
     nodes = json.dumps(compose_nodes(t, compose_file), indent=2) + "\n"
-    changed |= write_if_changed(run_dir / "compose.nodes.yml", nodes)
+    changed |= write_if_changed(run_dir / NODES_FILE_NAME, nodes)
     facts(t).write(run_dir)
     return changed

@@ -5,13 +5,13 @@ from __future__ import annotations
 import sys
 from typing import NoReturn
 
-from minihpc import RUN_DIR
+from minihpc import NODES_FILE, RUN_DIR
 from minihpc.errors import BadInput, MinihpcError
 from minihpc.transport import containers
 
 
 def require_state() -> None:
-    if not (RUN_DIR / "compose.nodes.yml").exists():
+    if not NODES_FILE.exists():
         raise MinihpcError(f"no cluster state in {RUN_DIR}", "bring a cluster up first: minihpc up")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import shutil
 
-from minihpc import RUN_DIR
+from minihpc import NODES_FILE, RUN_DIR
 from minihpc.commands.common import compose, confirm
 
 
@@ -17,7 +17,7 @@ def add(sub: argparse._SubParsersAction) -> None:
 
 def destroy(a: argparse.Namespace) -> int:
     confirm("remove the cluster's containers, volumes (accounting database, shared files) and secrets?", a.yes)
-    if (RUN_DIR / "compose.nodes.yml").exists():
+    if NODES_FILE.exists():
         compose("down", "--remove-orphans", "--volumes")
     shutil.rmtree(RUN_DIR, ignore_errors=True)
     print(f"destroyed: containers, volumes and {RUN_DIR} removed (images kept)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from minihpc import RUN_DIR
+from minihpc import NODES_FILE, RUN_DIR
 from minihpc.commands.common import compose
 
 
@@ -14,7 +14,7 @@ def add(sub: argparse._SubParsersAction) -> None:
 
 
 def down(a: argparse.Namespace) -> int:
-    if not (RUN_DIR / "compose.nodes.yml").exists():
+    if not NODES_FILE.exists():
         print(f"down: no cluster state in {RUN_DIR} (nothing to stop)")
         return 0
     return compose("down", "--remove-orphans")
