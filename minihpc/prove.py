@@ -429,6 +429,15 @@ def compare(ref1: dict[str, Produced], ref2: dict[str, Produced], policy: dict[s
     return findings
 
 
+def changed(under_faults: list[Finding]) -> list[tuple[str, str]]:
+    """The files the faulted run made that differ from the references ((path,
+    rule)). A file it did not make is a lost job's, judged by how each job
+    ended (and failing the proof all the same), never a fault's changed output:
+    else a fault on the whole run (the lag) would be blamed for the file
+    another fault's job never wrote."""
+    return [(f.path, f.rule) for f in under_faults if f.verdict == DIFFERS]
+
+
 def attribute(staged: list[Finding], plain: list[Finding]) -> list[Finding]:
     """The staged run's findings and the unstaged (`slurm`) run's, each
     difference put down to staging (the run without it kept the file) or not."""
@@ -544,8 +553,7 @@ def prove(p: Plan, cluster: Cluster, out=sys.stdout, compare_with: list[str] | N
         proof.runs["faults"] = run_entry("faults", r, runs["faults"], len(made))
         under = compare(left["reference-1"], left.get("reference-2", {}), made, rules, logs, None)
         proof.fault_findings = [f for f in under if f.verdict in FAILING]
-        proof.faults = prove_faults.judge(injector, r, injector.output, [(f.path, f.rule) for f in
-                                          proof.fault_findings], conf,
+        proof.faults = prove_faults.judge(injector, r, injector.output, changed(proof.fault_findings), conf,
                                           eio_failures(cluster, r, injector.target))
         proof.undone = injector.undone
     elif faults and faults.faults:

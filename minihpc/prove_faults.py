@@ -514,7 +514,8 @@ def owns(fault: str, job, eio_jobs: set[str]) -> bool:
 def judge(inj: Injector, report: Report, output: str, differing: list[tuple[str, str]], conf: dict,
           failed_by_eio: list[str]) -> list[Outcome]:
     """Each fault's verdict from the run: its report (sacct), Snakemake's
-    output, the files that differ from the reference ((path, rule)), and the
+    output, the files made that differ from the reference ((path, rule): a
+    file missing is no fault's changed output, but a lost job's), and the
     failed jobs whose log shows the EIO. A job a fault hit that the run's
     report does not hold counts as lost: nothing shows it was done again."""
     done = {(j.rule, j.wildcards) for j in report.jobs if j.state == "COMPLETED"}

@@ -258,3 +258,10 @@ def test_the_files_a_refused_resume_names_are_read_from_snakemakes_words() -> No
     assert incomplete_files("IncompleteFilesException:\n") == []
     # The workflow's own output may say anything before it: a long run of lines costs one pass.
     assert incomplete_files("IncompleteFilesException:\n" * 20000 + "Incomplete files:\na\n") == ["a"]
+
+
+def test_under_faults_only_a_file_made_and_different_is_a_faults_changed_output() -> None:
+    from minihpc.prove import DIFFERS, MISSING, Finding, changed
+    found = [Finding("results/parts/3.txt", "part", MISSING, "the EIO's job never ran again"),
+             Finding("results/sum.txt", "total", MISSING, ""), Finding("results/x.txt", "x", DIFFERS, "")]
+    assert changed(found) == [("results/x.txt", "x")]
