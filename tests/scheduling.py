@@ -26,8 +26,6 @@ OWN_GROUP = {
     "changes_is_named": "site-check",
     "tests/cluster/test_run.py::test_a_snakefile_and_configfile_named_among_snakemakes_arguments_are_honoured":
         "run-snakefile",
-    "tests/cluster/test_prove.py::test_a_lost_session_leaves_outputs_incomplete_and_the_resume_refused_is_found_with_"
-    "the_fix": "prove-session",
 }
 
 
