@@ -146,7 +146,7 @@ def test_a_staging_profile_is_proven_with_its_staging_and_without_and_a_path_it_
     assert "| `results/cmdline.txt` | policy | cmdline | differs |" in md, md
 
 
-@pytest.mark.cost(190)
+@pytest.mark.cost(260)
 def test_a_rule_killed_for_memory_at_every_attempt_is_found_its_request_then_passes_and_a_lost_session_is_found(
         tmp_path: Path, client: Client) -> None:
     """A profile asking too little memory for a rule, the same on every retry
