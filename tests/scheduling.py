@@ -27,8 +27,8 @@ OWN_GROUP = {
     "tests/cluster/test_run.py::test_a_snakefile_and_configfile_named_among_snakemakes_arguments_are_honoured":
         "run-snakefile",
     # The longest of its file's: alone in its group, the scheduler can balance the rest around it.
-    "tests/cluster/test_prove.py::test_a_rule_killed_for_memory_at_every_attempt_is_found_its_request_then_passes_"
-    "and_a_lost_session_is_found": "prove-memory",
+    "tests/cluster/test_prove.py::test_a_rule_killed_for_memory_at_every_attempt_is_found_and_the_suggested_request_"
+    "passes": "prove-memory",
 }
 
 

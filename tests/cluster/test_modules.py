@@ -90,24 +90,27 @@ def mpi_pi(cluster: Cluster, launch: str) -> dict:
 @pytest.mark.cost(30)
 def test_mpi_ranks_run_on_both_nodes_through_srun_and_mpiexec_and_without_pmix_they_are_copies(
         cluster: Cluster) -> None:
+    # One CPU of each of two nodes at most: side by side with other proofs, never the whole cluster.
     nodes = cluster.compute_names[:2]
-    for ranks in (1, 2, 4):
-        result = mpi_pi(cluster, f"srun --mpi=pmix {JOB} --mem-per-cpu=200M -N {min(ranks, 2)} -n {ranks} mpi-pi")
+    for ranks in (1, 2):
+        result = mpi_pi(cluster, f"srun --mpi=pmix {JOB} --mem-per-cpu=200M -N {ranks} -n {ranks} mpi-pi")
         assert result["ranks"] == ranks and len(result["rank_nodes"]) == ranks, result
         assert result["error"] < 1e-9, result
-        if ranks > 1:
-            assert sorted(result["nodes"]) == sorted(nodes), result
+    assert sorted(result["rank_nodes"]) == sorted(nodes), result
     # The mistake a site sees most: the program started without MPI's launch (--mpi=none here; a program
     # run bare, outside srun or mpiexec, the same): N unrelated copies, each rank 0 of 1, each the whole work.
     out = run_ok(cluster.as_user(), f"module load mpi-demo 2>/dev/null; srun --mpi=none {JOB} --mem-per-cpu=200M "
-                                    "-N 2 -n 4 mpi-pi")
+                                    "-N 2 -n 2 mpi-pi")
     copies = [json.loads(x) for x in out.splitlines() if x.startswith("{")]
-    assert [c["ranks"] for c in copies] == [1, 1, 1, 1], out
+    assert [c["ranks"] for c in copies] == [1, 1], out
     # mpiexec inside an allocation: it starts its ranks through SLURM on every node given.
-    job, out = batch(cluster, "-N 2 -n 4 --mem-per-cpu=200M", "module load mpi-demo && mpiexec mpi-pi")
+    job, out = batch(cluster, "-N 2 -n 2 --mem-per-cpu=200M", "module load mpi-demo && mpiexec mpi-pi")
     result = json.loads(next(x for x in out.splitlines() if x.startswith("{")))
-    assert result["ranks"] == 4 and sorted(result["nodes"]) == sorted(nodes), result
+    assert result["ranks"] == 2 and sorted(result["rank_nodes"]) == sorted(nodes), result
     rows = run_ok(cluster.as_user(), f"sacct -n -P -X -j {job} -o NTasks,NNodes,NodeList,State; "
                                      f"sacct -n -P -j {job} -o JobID,NTasks,NodeList")
-    assert f"{job}|" not in rows or "COMPLETED" in rows, rows
-    assert re.search(r"\|2\|c\[1-2\]\|COMPLETED", rows), rows
+    # The allocation on both nodes; its steps on both too: the batch step on the first (mpiexec and its
+    # ranks there), a step srun started on the other (Open MPI's daemon, with its ranks there).
+    assert re.search(r"^\|2\|c\[1-2\]\|COMPLETED$", rows, re.M), rows
+    steps = dict(re.findall(rf"^{job}\.(\w+)\|1\|(c\d+)$", rows, re.M))
+    assert sorted(steps.values()) == sorted(nodes) and "batch" in steps, rows
