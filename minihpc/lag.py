@@ -60,8 +60,9 @@ def measure(c: Cluster, options: list[str], samples: int, name: str = JOB_NAME, 
         path = f"{where}/lag-{i}-{uuid.uuid4().hex[:8]}"
         # The name is decided here and the file written at the job's start.
         q = shlex.quote(path)
+        # Working where its file is: a probe is told by its directory (prove's: its run's), not only its name.
         job = c.submit(f"python3 -c 'import time; print(time.time())' > {q}.w && mv {q}.w {q}",
-                       [*options, "--nodes=1", "--ntasks=1"], name)
+                       [*options, "--nodes=1", "--ntasks=1"], name, chdir=where)
         seen = c.sh(f"python3 -c {shlex.quote(POLL)} {shlex.quote(path)} {wait_s}", timeout=wait_s + 100)
         end = c.ended(job, min(300, wait_s + 60))
         wrote = c.sh(f"cat {shlex.quote(path)}; rm -f {shlex.quote(path)}").out.strip()
