@@ -86,6 +86,13 @@ register_accounting() {
 
 run_slurmctld() {
   install -d -o slurm -g slurm /var/spool/slurmctld
+  # A new cluster's controller starts once slurmdbd holds its cluster, as the
+  # accounting it enforces comes from there (Compose only starts slurmdbd
+  # first). A restarted one starts at once, as a site's does, slurmdbd or not.
+  if [[ ! -e /var/spool/slurmctld/node_state ]]; then
+    wait_for "slurmdbd to hold the cluster's accounting" \
+      bash -c 'sacctmgr -n -P list cluster format=cluster | grep -q .'
+  fi
   exec slurmctld -D -i
 }
 
