@@ -192,6 +192,8 @@ start_sshd() {
 }
 
 run_login() {
+  # The software share's tree (minihpc modules add), root's: an empty share gets it here.
+  install -d -m 0755 -o root -g root /opt/site/local /opt/site/local/modulefiles /opt/site/local/software
   # Snakemake runs here, checked once per start: the healthcheck only looks for
   # this file (snakemake --version costs 1.2 s of CPU, and the healthcheck runs
   # every 2 s: a fifth of a 2-core host, all the time).

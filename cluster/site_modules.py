@@ -24,6 +24,7 @@ from pathlib import Path
 
 ROOT = Path("/opt/site")
 MODULES, SOFTWARE = ROOT / "modulefiles", ROOT / "software"
+LOCAL = ROOT / "local"  # minihpc.modules.LOCAL: the software share
 VENV = Path("/opt/minihpc/venv")
 # Open MPI's commands, as Debian installs them (the un-suffixed names are
 # removed from /usr/bin: without the module there is no mpiexec, as on a site).
@@ -115,11 +116,38 @@ def mpi_demo(mpi4py_version: str, script: Path) -> None:
                "  srun --mpi=pmix -n 4 mpi-pi     (inside an allocation: salloc, sbatch)")
 
 
+# Debian's /etc/profile.d/lmod.sh works out the same values in every login shell (a dozen commands,
+# 0.05 s of CPU each time: every command minihpc runs on a node is a login shell); they are written
+# down here once. Lmod's search path: the site's tree, then the added modules'. BASH_ENV gives batch
+# scripts and Snakemake's shell commands `module` too; MANPATH keeps the system's (the trailing colon).
+LOGIN_SHELL = """# minihpc: Debian's lmod.sh with what it works out at each login written down once
+# (cluster/site_modules.py, at image build)
+if [ -z "${{MODULEPATH_ROOT:-}}" ]; then
+  export USER="${{USER-${{LOGNAME}}}}"
+  export MODULEPATH_ROOT=/usr/share/modulefiles LMOD_sys=Linux
+  export MODULEPATH="${{MODULEPATH:+$MODULEPATH:}}{modulepath}"
+  [ -n "${{BASH_ENV:-}}" ] || export BASH_ENV=/usr/share/lmod/lmod/init/bash
+  export MANPATH="/usr/share/lmod/lmod/share/man:${{MANPATH:-}}"
+fi
+if [ -n "${{BASH_VERSION:-}}" ]; then
+  . /usr/share/lmod/lmod/init/bash >/dev/null
+else
+  . /usr/share/lmod/lmod/init/sh >/dev/null
+fi
+"""
+
+
+def login_shell() -> None:
+    write(Path("/etc/profile.d/lmod.sh"), LOGIN_SHELL.format(modulepath=f"{MODULES}:{LOCAL / 'modulefiles'}"))
+
+
 def main(argv: list[str]) -> int:
     os.umask(0o022)
-    # Lmod's search path in every shell (Debian's /etc/profile.d/lmod.sh reads it; it also sets
-    # BASH_ENV, so batch scripts and Snakemake's shell commands have `module` too): the site's tree only.
-    write(Path("/etc/lmod/modulespath"), f"# minihpc: the site's module tree (cluster/site_modules.py)\n{MODULES}\n")
+    # The added modules' tree (minihpc modules add) is on the software share every node mounts
+    # (docker-compose.yml): made here so that the path is there before the share is first mounted.
+    for d in (LOCAL / "modulefiles", LOCAL / "software"):
+        d.mkdir(parents=True, exist_ok=True)
+    login_shell()
     snakemake()
     scipy_stack()
     mpi = openmpi()

@@ -31,10 +31,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from minihpc.cluster import Cluster
+from minihpc.cluster import Cluster, Result
 from minihpc.errors import BadInput, MinihpcError
 
 DEFAULT_FILE = "requirements.txt"  # picked up at a workflow's root
@@ -520,46 +521,57 @@ def _download(req: Requirements, b: Base, into: Path) -> None:
 
 def _install(cluster: Cluster, req: Requirements, b: Base, name: str, build: str, tmp: Path, t0: float,
              say) -> None:
-    """Install offline on the login node from the wheels the host downloaded.
-    The host's pip evaluates environment markers (`; python_version >= "3.12"`)
-    for the host's own Python, so the login node's pip may need a package the
-    host skipped: it names it, the host downloads it, and the install is tried
-    again (a few rounds at most). The wheels go to this build's own staging
+    """Install offline on the login node from the wheels the host downloaded,
+    in rounds (offline_rounds). The wheels go to this build's own staging
     directory; the environment is made under the lock (_build_script)."""
     envs = envs_dir(cluster)
     env, stage = f"{envs}/{name}", f"{envs}/.build-{name}-{build}"
     (tmp / "install.txt").write_text("".join(f"{x}\n" for x in ("-c constraints.txt", *req.lines)))
     (tmp / "requirements.txt").write_text("".join(f"{x}\n" for x in req.lines))
     script = _build_script(req, b, env, stage, _lock(cluster, name), build, t0)
+
+    def attempt() -> Result:
+        r = cluster.put(stage, [(tmp, ".", lambda rel: rel == "download.txt")], fresh=True)
+        if r.rc != 0:
+            raise MinihpcError(f"could not copy the wheels to {stage}: {r.out.strip()[:300]}",
+                               "is the shared filesystem up? minihpc status")
+        return cluster.sh(script, timeout=LOCK_WAIT + 1800)
     try:
-        for attempt in range(ROUNDS):
-            r = cluster.put(stage, [(tmp, ".", lambda rel: rel == "download.txt")], fresh=True)
-            if r.rc != 0:
-                raise MinihpcError(f"could not copy the wheels to {stage}: {r.out.strip()[:300]}",
-                                   "is the shared filesystem up? minihpc status")
-            r = cluster.sh(script, timeout=LOCK_WAIT + 1800)
-            if r.rc == 0:
-                return
-            if r.rc == LOCK_TIMEOUT:
-                raise MinihpcError(f"another build of {name} held {_lock(cluster, name)} for {LOCK_WAIT} s",
-                                   "see what runs on the login node (minihpc env list shows it half-built), "
-                                   "then run again")
-            missing = re.search(r"No matching distribution found for (\S+)", r.out)
-            if missing is None or attempt == ROUNDS - 1:
-                raise MinihpcError(f"installing {req.source} on {cluster.facts.login} failed, and {env} was "
-                                   f"removed: pip: {_pip_says(r.out)}", "fix the requirement pip names, then run again")
-            # What the cluster says is not trusted: the name goes through the same check as the user's lines.
-            try:
-                need = requirement(missing.group(1), f"{cluster.facts.login}'s pip")
-            except BadInput as e:
-                raise MinihpcError(f"installing {req.source} failed, and the login node's pip asked for "
-                                   f"something that is not a plain requirement: {e.what}",
-                                   "fix the requirements, then run again") from None
-            say(f"minihpc: the login node's pip also needs {need}, which the host's pip skipped (it reads "
-                f"requirement markers for the host's Python): downloading it")
-            _download(Requirements(req.source, (need,), req.constraints), b, tmp)
+        r = offline_rounds(cluster, req, b, tmp, attempt, say)
     finally:
         cluster.sh(f"rm -rf {shlex.quote(stage)}")
+    if r.rc == LOCK_TIMEOUT:
+        raise MinihpcError(f"another build of {name} held {_lock(cluster, name)} for {LOCK_WAIT} s",
+                           "see what runs on the login node (minihpc env list shows it half-built), then run again")
+    if r.rc != 0:
+        raise MinihpcError(f"installing {req.source} on {cluster.facts.login} failed, and {env} was removed: pip: "
+                           f"{_pip_says(r.out)}", "fix the requirement pip names, then run again")
+
+
+def offline_rounds(cluster: Cluster, req: Requirements, b: Base, tmp: Path, attempt: Callable[[], Result],
+                   say) -> Result:
+    """Run `attempt` (an install on the login node, offline, from the wheels
+    in `tmp`) until it succeeds or fails for another reason than a missing
+    wheel; its last result. The host's pip evaluates environment markers
+    (`; python_version >= "3.12"`) for the host's own Python, so the login
+    node's pip may need a package the host skipped: it names it, the host
+    downloads it, and the install is tried again (a few rounds at most)."""
+    for n in range(ROUNDS):
+        r = attempt()
+        missing = re.search(r"No matching distribution found for (\S+)", r.out) if r.rc != 0 else None
+        if missing is None or n == ROUNDS - 1:
+            return r
+        # What the cluster says is not trusted: the name goes through the same check as the user's lines.
+        try:
+            need = requirement(missing.group(1), f"{cluster.facts.login}'s pip")
+        except BadInput as e:
+            raise MinihpcError(f"installing {req.source} failed, and the login node's pip asked for something "
+                               f"that is not a plain requirement: {e.what}", "fix the requirements, then run again"
+                               ) from None
+        say(f"minihpc: the login node's pip also needs {need}, which the host's pip skipped (it reads "
+            f"requirement markers for the host's Python): downloading it")
+        _download(Requirements(req.source, (need,), req.constraints), b, tmp)
+    return r
 
 
 def _build_script(req: Requirements, b: Base, env: str, stage: str, lock: str, build: str, t0: float) -> str:

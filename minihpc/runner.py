@@ -26,6 +26,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 
+import yaml
+
 from minihpc import ROOT, pyenv
 from minihpc.cluster import Cluster, UnsafeDir, largest_step_rss
 from minihpc.errors import BadInput, MinihpcError
@@ -48,11 +50,14 @@ FETCH_MAX_FILES = 20_000
 MAX_LOGS = 10_000
 REMOTE_PROFILE = ".minihpc/profile"  # where a profile from outside the workflow lands
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-# Asking Snakemake for software deployment this cluster does not have (in
-# Snakemake's arguments or the profile): refused before anything starts.
-DEPLOYMENT_ARGS = re.compile(r"^--(use-conda|use-envmodules)$|^--(sdm|software-deployment-method)(=|$)")
-DEPLOYMENT_KEYS = re.compile(r"^(use-conda|use-envmodules):\s*(true|yes|on)\b|"
-                             r"^(sdm|software-deployment-method):.*\b(conda|env-modules)\b", re.M | re.I)
+# Software deployment Snakemake may be asked for (in its arguments or the
+# profile): environment modules are on every node (Lmod); conda and apptainer
+# are not, and a run asking for them is refused before anything starts.
+ENV_MODULES = "env-modules"
+ABSENT_DEPLOYMENT = ("conda", "apptainer")
+USE_FLAGS = {"use-conda": "conda", "use-apptainer": "apptainer", "use-singularity": "apptainer",
+             "use-envmodules": ENV_MODULES}
+SDM_KEYS = ("sdm", "software-deployment-method")
 # A failed job's log: the lines that say why (a Python exception, Snakemake's RuleException).
 # A failed job's reason in its log: a Python error, or slurmstepd killing it for
 # memory ("StepId=7.batch exceeded memory limit (N > M), being killed": Slurm's
@@ -167,16 +172,51 @@ def _inside_workflow(workflow: Path, flag: str, rel: str, must_exist: bool) -> N
                        "directory")
 
 
-def _no_other_deployment(profile: Path, args: list[str]) -> None:
-    """Conda and environment modules are not on this cluster: a run that
-    asks for them would fail in every job, so it is refused before it starts."""
-    asked = [a for a in args if DEPLOYMENT_ARGS.match(a)]
+def deployment(profile: Path, args: list[str]) -> dict[str, str]:
+    """Each software deployment method the run asks Snakemake for (conda,
+    apptainer, env-modules), and where it asks: `--use-conda`,
+    `--sdm conda env-modules` or `--sdm=conda` among the arguments, or the
+    same keys in the profile (`use-conda: true`, `software-deployment-method:
+    [conda]`)."""
+    found: dict[str, str] = {}
+    i = 0
+    while i < len(args):
+        a = args[i]
+        i += 1
+        flag, eq, value = a.partition("=")
+        if flag.startswith("--") and flag[2:] in USE_FLAGS and not eq:
+            found.setdefault(USE_FLAGS[flag[2:]], a)
+        elif flag.startswith("--") and flag[2:] in SDM_KEYS:
+            values = [value] if eq else []
+            while not eq and i < len(args) and not args[i].startswith("-"):  # nargs="+", as Snakemake's
+                values.append(args[i])
+                i += 1
+            for v in values:
+                found.setdefault(v, f"{flag} {v}")
     for f in PROFILE_FILES:
-        if (profile / f).is_file():
-            asked += [m.group(0) for m in DEPLOYMENT_KEYS.finditer((profile / f).read_text())]
-    if asked:
-        raise BadInput(f"{asked[0]!r} asks for conda or environment modules, which this cluster does not have",
-                       "drop it and give the rules' packages as pip requirements: --requirements FILE or --pip PKG")
+        try:
+            conf = yaml.safe_load((profile / f).read_text()) if (profile / f).is_file() else None
+        except yaml.YAMLError:
+            continue  # Snakemake says what is wrong with it
+        for key, v in (conf.items() if isinstance(conf, dict) else ()):
+            key = str(key).replace("_", "-")
+            if key in USE_FLAGS and v is True:
+                found.setdefault(USE_FLAGS[key], f"{key}: true in the profile's {f}")
+            elif key in SDM_KEYS:
+                for x in (v if isinstance(v, list) else [v]):
+                    found.setdefault(str(x), f"{key}: {x} in the profile's {f}")
+    return found
+
+
+def _no_other_deployment(profile: Path, args: list[str]) -> None:
+    """Conda and apptainer are not on this cluster: a run that asks for them
+    would fail in every job, so it is refused before it starts."""
+    asked = deployment(profile, args)
+    for method in ABSENT_DEPLOYMENT:
+        if method in asked:
+            raise BadInput(f"{asked[method]!r} asks for {method}, which this cluster does not have",
+                           "drop it and give the rules' packages as pip requirements (--requirements FILE or "
+                           "--pip PKG), or load them as environment modules (envmodules: with --sdm env-modules)")
 
 
 def _profile(workflow: Path, given: str | None) -> Path:
@@ -262,7 +302,7 @@ def execute(p: Plan, cluster: Cluster, out=sys.stdout, before_run: Callable[[], 
     env = environment(p, cluster)
     _sync(p, cluster, remote)
     compiled = compile_workflow(cluster, remote, p.snakemake_args)
-    notices = deployment_notices(compiled, env)
+    notices = deployment_notices(compiled, env, ENV_MODULES in deployment(p.profile, p.snakemake_args))
     for n in notices:
         say(f"minihpc: {n}")
     cmd = command(p)
@@ -289,6 +329,9 @@ def execute(p: Plan, cluster: Cluster, out=sys.stdout, before_run: Callable[[], 
     report.nonlocal_rules_on_login = on_login(output, declared_local(compiled))
     report.kept_logs = _logs(cluster, remote)
     _why_failed(cluster, remote, report.jobs, report.kept_logs)
+    for n in modules_not_loaded(cluster, remote, report.jobs, report.kept_logs):
+        say(f"minihpc: {n}")
+        report.notices.append(n)
     try:
         report.fetched, report.fetch_refused = _fetch(p, cluster, remote)
     finally:
@@ -401,14 +444,19 @@ def compile_workflow(cluster: Cluster, remote: str, snakemake_args: list[str] = 
 
 
 def _rules_declaring(compiled: str, decorator: str) -> dict[str, str]:
-    """Each rule whose compiled form carries @workflow.DECORATOR(...), and its argument."""
-    found, rule = {}, None
-    for line in compiled.splitlines():
+    """Each rule whose compiled form carries @workflow.DECORATOR(...), and its
+    argument (on one line, or on the lines up to its closing parenthesis)."""
+    found, rule, lines = {}, None, compiled.splitlines()
+    for i, line in enumerate(lines):
         m = re.match(r"@workflow\.rule\(name='([^']+)'", line)
         if m:
             rule = m.group(1)
         elif line.startswith(f"@workflow.{decorator}(") and rule:
-            found[rule] = line[len(decorator) + 11:].rstrip(")").strip()
+            text, j = line[len(decorator) + 11:], i
+            while text.count("(") >= text.count(")") and j + 1 < len(lines):  # until its own ")" closes it
+                j += 1
+                text += " " + lines[j].strip()
+            found[rule] = " ".join(text.rsplit(")", 1)[0].split()).rstrip(",").strip()
     return found
 
 
@@ -425,21 +473,28 @@ def declared_local(compiled: str | None) -> set[str] | None:
         set(_rules_declaring(compiled, "norun"))
 
 
-def deployment_notices(compiled: str | None, env: pyenv.Env) -> list[str]:
+def deployment_notices(compiled: str | None, env: pyenv.Env, modules: bool) -> list[str]:
     """What to say, before anything is submitted, about `conda:` and
-    `envmodules:` directives: this cluster has neither, so Snakemake ignores
-    them and runs those rules in the run's one Python environment."""
+    `envmodules:` directives: conda is not on this cluster, so Snakemake
+    ignores them and runs those rules in the run's one Python environment;
+    modules are, but Snakemake loads them only when asked (`modules`)."""
     if compiled is None:
         return []
     notes = []
-    todo = (f"Their packages must be in {env.source}." if env.name.startswith(pyenv.PREFIX) else
-            "Give their packages as pip requirements: --requirements FILE or --pip PKG ...")
-    for decorator, what in (("conda", "conda: environments"), ("envmodules", "envmodules:")):
-        rules = _rules_declaring(compiled, decorator)
-        if rules:
-            notes.append(f"rule(s) {', '.join(sorted(rules))} declare {what} ({'; '.join(sorted(set(rules.values())))})"
-                         f", which this cluster does not have: Snakemake ignores them and runs these rules in the "
-                         f"run's Python environment ({env.name}, {env.path}). {todo}")
+    rules = _rules_declaring(compiled, "conda")
+    if rules:
+        todo = (f"Their packages must be in {env.source}." if env.name.startswith(pyenv.PREFIX) else
+                "Give their packages as pip requirements: --requirements FILE or --pip PKG ...")
+        notes.append(f"rule(s) {', '.join(sorted(rules))} declare conda: environments "
+                     f"({'; '.join(sorted(set(rules.values())))}), which this cluster does not have: Snakemake "
+                     f"ignores them and runs these rules in the run's Python environment ({env.name}, {env.path}). "
+                     f"{todo}")
+    rules = _rules_declaring(compiled, "envmodules")
+    if rules and not modules:
+        notes.append(f"rule(s) {', '.join(sorted(rules))} declare envmodules: "
+                     f"({'; '.join(sorted(set(rules.values())))}), which Snakemake loads only when asked: without "
+                     f"--sdm {ENV_MODULES} (or use-envmodules: true in the profile) their commands run without "
+                     "those modules")
     return notes
 
 
@@ -463,6 +518,26 @@ def _why_failed(cluster: Cluster, remote: str, jobs: list[Job], logs: list[str])
     for j in failed:
         lines = list(dict.fromkeys(m.group(0).strip() for m in ERROR_LINE.finditer(text.get(by_id[j.job_id], ""))))
         j.error = " | ".join(lines[:3])[:400]
+
+
+LMOD_ERROR = "Lmod has detected the following error:"
+
+
+def modules_not_loaded(cluster: Cluster, remote: str, jobs: list[Job], logs: list[str]) -> list[str]:
+    """The run's jobs whose `envmodules:` Lmod could not load, from their
+    kept logs. Snakemake runs `module load ...; COMMAND`: the command runs
+    all the same, and the job may even complete, without the module."""
+    by_id = {PurePosixPath(x).stem: x for x in logs}
+    mine = [by_id[j.job_id] for j in jobs if j.job_id in by_id]
+    if not mine:
+        return []
+    r = cluster.sh(f"cd {shlex.quote(remote)} && printf '%s\\0' " + " ".join(shlex.quote(x) for x in mine)
+                   + f" | xargs -0 grep -l -F -- {shlex.quote(LMOD_ERROR)} 2>/dev/null; true")
+    hit = {PurePosixPath(x).stem for x in r.out.split()}
+    return [f"job {j.job_id} (rule {j.rule}) {j.state}, but Lmod could not load one of its envmodules "
+            f"(\"{LMOD_ERROR}\" in {by_id[j.job_id]}): Snakemake runs `module load ...; COMMAND`, so the "
+            "command ran without it. Check the module's name and version with `module spider NAME`"
+            for j in jobs if j.job_id in hit]
 
 
 def on_login(output: str, local: set[str] | None) -> list[str] | None:

@@ -1,5 +1,5 @@
 """One module per verb (or per family of verbs that share a noun: `nfs`,
-`fault`, `site`, `busy`, `scratch`, `env`, `bench`, and the course's); each
+`modules`, `fault`, `site`, `busy`, `scratch`, `env`, `bench`, and the course's); each
 exposes `add(subparsers)`, which registers its verbs with a `run(args) -> int`
 handler. The logic lives outside them, in minihpc's modules."""
 
@@ -12,6 +12,7 @@ from minihpc.commands import (
     env,
     fault,
     logs,
+    modules,
     nfs,
     prove,
     run,
@@ -24,5 +25,5 @@ from minihpc.commands import (
 )
 
 # In the order `minihpc --help` lists them: the cluster's life first.
-VERBS = (up, down, destroy, status, shell, logs, run, prove, env, site, timeline, nfs, scratch, fault, busy, course,
-         bench)
+VERBS = (up, down, destroy, status, shell, logs, run, prove, env, modules, site, timeline, nfs, scratch, fault, busy,
+         course, bench)

@@ -321,6 +321,39 @@ def group_too_big(labs: Labs, prefix: str = "demo") -> Proof:
     return c
 
 
+MPI_OK, MPI_BAD = "results/mpi/pi.json", "results/mpi/pi_no_mpi.json"
+ENV_MODULES = "--sdm env-modules"  # Snakemake loads each rule's envmodules (the lab's profile does not)
+MPI_STEPS = "JobID,NTasks,NNodes,NodeList,State,ExitCode"
+
+
+def mpi_without_mpi(labs: Labs, prefix: str = "demo") -> Proof:
+    """An MPI rule without the `mpi` resource: the SLURM plugin runs the
+    job's Snakemake in a one-task step, and the rule's own srun cannot start
+    its ranks in it."""
+    c, lab = fresh(labs, "demo", f"{prefix}-mpi")
+    bad = run_rule(lab, "mpi_pi_no_mpi", f"{ENV_MODULES} -- {MPI_BAD}")
+    left = lab.sh("find results -type f 2>/dev/null | sort")
+    fixed = run_rule(lab, "mpi_pi", f"{ENV_MODULES} -- {MPI_OK}")
+    bad_steps = sacct_of(lab, bad.jobs, MPI_STEPS)
+    fixed_steps = sacct_of(lab, fixed.jobs, MPI_STEPS)
+    out = lab.read(MPI_OK) or ""
+    lab.proof("demo.mpi", bad.run, bad.log, bad_steps, fixed.run, lab.sh(f"cat {MPI_OK}"), fixed_steps)
+    c.exit("the rule without `mpi` fails", bad.run, zero=False)
+    c.says("signature: srun: error: Unable to create step for job N: More processors requested than permitted",
+           bad.log, "More processors requested than permitted")
+    rows = [r.split("|") for r in bad_steps.out.splitlines()[1:]]
+    c.check("...its allocation was on two nodes", [r[2] for r in rows if "." not in r[0]] == ["2"], tail(bad_steps))
+    c.check("...its one step a single task on one node (the job's Snakemake, srun -n1)",
+            [(r[1], r[2]) for r in rows if r[0].endswith(".0")] == [("1", "1")], tail(bad_steps))
+    c.check("...and left no output", left.out.strip() == "", tail(left))
+    c.exit('fix: mpi="srun" and {resources.mpi} -n {resources.tasks} in the command: the run succeeds', fixed.run)
+    c.says("...mpi-pi says two ranks, one on each node", out.replace(" ", ""), '"ranks":2,"nodes":["c1","c2"]')
+    rows = [r.split("|") for r in fixed_steps.out.splitlines()[1:]]
+    c.check("...and sacct shows its step .0 with both tasks on both nodes",
+            [(r[1], r[2], r[4]) for r in rows if r[0].endswith(".0")] == [("2", "2", "COMPLETED")], tail(fixed_steps))
+    return c
+
+
 DEMOS: dict[str, Demo] = {
     "demo-unwritable-scratch": Demo(
         "unwritable scratch prefix (permission error)",
@@ -394,4 +427,13 @@ DEMOS: dict[str, Demo] = {
         "members one after the other (its job step gets `--jobs 1`), so `--cores 1` packs a group into one CPU "
         "and loses nothing.",
         group_too_big),
+    "demo-mpi": Demo(
+        "an MPI rule without the `mpi` resource (its srun cannot start the ranks)",
+        'An MPI rule needs `mpi="srun"` (or `"mpiexec"`) and `tasks=N` in its resources, and its command must '
+        "launch through them: `{resources.mpi} -n {resources.tasks} PROGRAM`. Without `mpi` the SLURM plugin "
+        "still asks for the tasks (`--ntasks`), but runs the job's Snakemake with `srun -n1`: the rule's own "
+        "`srun -n 2` is a step inside a one-task step, and SLURM refuses it (`More processors requested than "
+        "permitted`). Check that the program's rank 0 reports the ranks you asked for, and that sacct shows the "
+        "job's step `.0` with them (`NTasks`, `NodeList`). `nodes=N` spreads the ranks over N nodes.",
+        mpi_without_mpi),
 }

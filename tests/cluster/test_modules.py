@@ -6,12 +6,28 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from support import Cluster, q, run_ok
 
+from minihpc import ROOT
+
 SITE_MODULES = ("mpi-demo", "mpi4py", "openmpi", "scipy-stack", "snakemake")
 JOB = "-A lab -p short -t 2"
+WORKFLOW = ROOT / "tests/workflows/modules"
+ADDED = "test-cowsay/1.0"
+SHARE = "/opt/site/local"
+
+
+def minihpc(*args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI, its messages and Snakemake's output in one stream."""
+    return subprocess.run([sys.executable, "-m", "minihpc", *args], cwd=ROOT, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, check=False, stdin=subprocess.DEVNULL, timeout=900)
 
 
 def batch(cluster: Cluster, options: str, script: str) -> tuple[str, str]:
@@ -114,3 +130,107 @@ def test_mpi_ranks_run_on_both_nodes_through_srun_and_mpiexec_and_without_pmix_t
     assert re.search(r"^\|2\|c\[1-2\]\|COMPLETED$", rows, re.M), rows
     steps = dict(re.findall(rf"^{job}\.(\w+)\|1\|(c\d+)$", rows, re.M))
     assert sorted(steps.values()) == sorted(nodes) and "batch" in steps, rows
+
+
+@pytest.fixture(scope="module")
+def added(cluster: Cluster) -> Iterator[subprocess.CompletedProcess[str]]:
+    """A module an administrator added from pip requirements (removed after)."""
+    minihpc("modules", "remove", ADDED)  # an earlier run's, if it was stopped: the share outlives `down`
+    yield minihpc("modules", "add", ADDED, "--requirements", str(WORKFLOW / "cowsay.txt"))
+    minihpc("modules", "remove", ADDED)
+
+
+@pytest.mark.cost(45)
+def test_a_module_added_from_requirements_is_on_every_node_at_once_and_no_users_to_change(
+        cluster: Cluster, added: subprocess.CompletedProcess[str]) -> None:
+    assert added.returncode == 0, added.stdout
+    assert re.search(rf"^added module {ADDED} in [\d.]+ s: cowsay==6.1;", added.stdout, re.M), added.stdout
+    assert re.search(rf"^{ADDED}\s+added\s+cowsay==6\.1 ", minihpc("modules", "list").stdout, re.M)
+    users = (cluster.lab_user, cluster.facts.other_user)
+    for user in users:
+        assert ADDED in run_ok(cluster.host("login", user), "module -t avail test-cowsay 2>&1").split()
+    # In a job on each node: importable, its command on PATH (the share, read-only there).
+    for node in cluster.compute_names:
+        _, out = batch(cluster, f"-w {node} --mem=200M", "module load test-cowsay && python3 -c 'import cowsay; "
+                                                         "print(cowsay.__file__)' && cowsay -t moo | grep -c moo "
+                                                         "&& hostname")
+        assert re.fullmatch(rf"{SHARE}/software/{ADDED}/lib/python3\.\d+/site-packages/cowsay/__init__\.py\n1\n"
+                            rf"{node}\n", out), (node, out)
+    # Root's: no user adds, changes or removes a module or its files, on the login node where it is built;
+    lib = f"{SHARE}/software/{ADDED}/lib"
+    for user in users:
+        for attempt in (f"touch {SHARE}/modulefiles/test-cowsay/2.0.lua", f"rm -f {SHARE}/modulefiles/{ADDED}.lua",
+                        f"mkdir {SHARE}/modulefiles/mine", f"echo 'import os' >> {lib}/python3*/site-packages/"
+                        "cowsay/__init__.py", f"mv {SHARE}/software/{ADDED} /tmp/x", f"ln -s /tmp {SHARE}/x"):
+            r = cluster.host("login", user).run(attempt)
+            assert r.rc != 0, (user, attempt, r.stdout)
+    assert cluster.host("login").run(f"test -f {SHARE}/modulefiles/{ADDED}.lua").rc == 0
+    # and on a compute node not even root can: the share is mounted read-only there.
+    r = cluster.host(cluster.compute_names[0]).run(f"touch {SHARE}/modulefiles/x.lua")
+    assert r.rc != 0 and "Read-only file system" in r.stdout + r.stderr, r
+
+
+def test_a_bad_module_name_or_one_that_would_shadow_is_refused_and_nothing_is_built(
+        cluster: Cluster, added: subprocess.CompletedProcess[str]) -> None:
+    assert added.returncode == 0, added.stdout
+    login = cluster.host("login")
+    listing = f"find {SHARE} /root -maxdepth 5 | sort"
+    before = run_ok(login, listing)
+    req = str(WORKFLOW / "cowsay.txt")
+    for args, says in ((["add", "x;touch /tmp/pwned", "-r", req], "is not a module name"),
+                       (["add", "../../etc/profile.d/x", "-r", req], "is not a module name"),
+                       (["add", "snakemake/99", "-r", req], "is one of the site's own modules"),
+                       (["add", ADDED, "-r", req], "is already there"),
+                       (["remove", "snakemake/9.27.1"], "is one of the site's own modules"),
+                       (["remove", "test-cowsay/9"], "no added module test-cowsay/9")):
+        r = minihpc("modules", *args)
+        assert r.returncode == 2 and says in r.stdout, (args, r.stdout)
+    assert run_ok(login, listing) == before
+    assert not login.exists("/tmp/pwned")
+
+
+def test_a_user_cannot_shadow_a_module_for_another_nor_change_what_they_load(cluster: Cluster) -> None:
+    alice, student = cluster.host("login", cluster.facts.other_user), cluster.as_user()
+    # Her own tree, first in her MODULEPATH: a `snakemake` that would run her code. For her alone.
+    mine = run_ok(alice, "rm -rf ~/mods && mkdir -p ~/mods/snakemake && printf 'prepend_path(\"PATH\", "
+                         "\"/tmp/alice-bin\")\\n' > ~/mods/snakemake/99.lua && module use ~/mods && "
+                         "module load snakemake 2>&1 && module -t list 2>&1")
+    assert "snakemake/99" in mine, mine
+    theirs = run_ok(student, "module load snakemake 2>&1; module -t list 2>&1; echo \"$MODULEPATH\"; "
+                             "command -v snakemake")
+    assert re.search(r"^snakemake/9\.[\d.]+$", theirs, re.M) and "99" not in theirs and "alice" not in theirs, theirs
+    # What every shell reads to find modules is root's.
+    for path in ("/etc/profile.d/lmod.sh", "/opt/site/modulefiles/snakemake/x.lua",
+                 "/usr/share/lmod/lmod/init/bash", f"{SHARE}/modulefiles/snakemake.lua"):
+        assert alice.run(f"touch {path}").rc != 0, path
+    run_ok(alice, "rm -rf ~/mods")
+
+
+@pytest.mark.cost(70)
+def test_an_envmodules_mpi_rule_runs_its_ranks_across_nodes_through_the_plugin_and_needs_the_flag(
+        cluster: Cluster, tmp_path: Path) -> None:
+    wf = tmp_path / "wf"
+    shutil.copytree(WORKFLOW, wf)
+    run = ("run", str(wf), "--name", "test-modules-run", "--fresh", "--profile", str(ROOT / "profiles/slurm"),
+           "--fetch", "results/pi.json", "--fetch", "logs/pi.log")
+    # With the flag: Snakemake loads each rule's modules. One Lmod does not know fails nothing: Snakemake runs
+    # `module load ...; COMMAND` and the command runs without it (minihpc names the job from its log).
+    r = minihpc(*run, "--", "all", "results/unknown.txt", "--sdm", "env-modules")
+    report = json.loads((wf / ".minihpc/report.json").read_text())
+    jobs = {j["rule"]: j for j in report["jobs"]}
+    assert r.returncode == 0 and [j["state"] for j in jobs.values()] == ["COMPLETED"] * 2, r.stdout
+    assert re.search(rf"job {jobs['unknown']['job_id']} \(rule unknown\) COMPLETED, but Lmod could not load",
+                     r.stdout), r.stdout
+    assert not any(f"job {jobs['pi']['job_id']} " in n for n in report["notices"]), report["notices"]
+    result = json.loads((wf / "results/pi.json").read_text())
+    assert result["ranks"] == 2 and sorted(result["rank_nodes"]) == sorted(cluster.compute_names[:2]), result
+    # The plugin asked SLURM for the ranks; srun ran them as one step on both nodes.
+    rows = run_ok(cluster.as_user(), f"sacct -n -P -j {jobs['pi']['job_id']} -o JobID,NTasks,NNodes,NodeList,State")
+    assert re.search(rf"^{jobs['pi']['job_id']}\.0\|2\|2\|c\[1-2\]\|COMPLETED$", rows, re.M), rows
+    # Without it, Snakemake ignores `envmodules:` (minihpc says so first) and the program is not there.
+    shutil.rmtree(wf / "results")  # fetched back above: the workflow directory is what the next run syncs
+    r = minihpc(*run)
+    assert r.returncode == 1 and "rule(s) pi, unknown declare envmodules: (" in r.stdout, r.stdout
+    report = json.loads((wf / ".minihpc/report.json").read_text())
+    assert [j["state"] for j in report["jobs"] if j["rule"] == "pi"] == ["FAILED"], report["jobs"]
+    assert "mpi-pi" in (wf / "logs/pi.log").read_text(), (wf / "logs/pi.log").read_text()

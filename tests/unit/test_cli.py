@@ -64,9 +64,13 @@ def test_every_make_target_has_a_verb() -> None:
      "minihpc: error: --no-requirements with --requirements or --pip; give one or the other"),
     (["run", "tests/workflows/pyreqs", "--requirements", "nope.txt"], "minihpc: error: --requirements nope.txt: "),
     (["run", "tests/workflows/pyreqs", "--", "--use-conda"],
-     "minihpc: error: '--use-conda' asks for conda or environment modules, which this cluster does not have; "
+     "minihpc: error: '--use-conda' asks for conda, which this cluster does not have; "
      "drop it and give the rules' packages as pip requirements"),
     (["env", "remove"], "minihpc: error: give environment names or --all, not both or neither"),
+    (["modules", "add", "x;id", "-r", "tests/workflows/modules/cowsay.txt"], "minihpc: error: 'x;id' is not a "
+     "module name"),
+    (["modules", "add", "x/1", "-r", "nope.txt"], "minihpc: error: --requirements nope.txt: no such file"),
+    (["modules", "remove", "x"], "minihpc: error: x: which version?"),
     (["site", "check", "nope.yaml"], "minihpc: error: no site file at nope.yaml; give the path of a site file"),
     (["run", "tests/workflows/pyreqs", "--site", "nope.yaml"], "minihpc: error: no site file at nope.yaml"),
     # The bare python3 has no matplotlib: said before the cluster is asked anything.

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from minihpc import pyenv
 from minihpc.errors import BadInput
 from minihpc.pyenv import Base, Requirements, name_of, requirements
-from minihpc.runner import plan
+from minihpc.runner import deployment, deployment_notices, plan
 
 BASE = Base("3.13.5", "/opt/minihpc/venv", "cp313", "/opt/minihpc/venv/lib/python3.13/site-packages",
             "lib/python3.13/site-packages", ["manylinux_2_41_x86_64"], ["snakemake==9.27.1"])
@@ -71,18 +72,39 @@ def test_bad_requirements_are_refused_with_the_fix(wf: Path, files, pip, none, c
     assert message in e.value.what and e.value.fix
 
 
-@pytest.mark.parametrize("args", [["--use-conda"], ["--sdm", "conda"], ["--software-deployment-method=env-modules"],
-                                  ["--use-envmodules"]])
-def test_asking_snakemake_for_conda_or_modules_is_refused(wf: Path, args: list[str]) -> None:
+@pytest.mark.parametrize("args", [["--use-conda"], ["--sdm", "conda"], ["--sdm", "env-modules", "conda"],
+                                  ["--software-deployment-method=apptainer"], ["--use-singularity"]])
+def test_asking_snakemake_for_conda_or_apptainer_is_refused(wf: Path, args: list[str]) -> None:
     with pytest.raises(BadInput) as e:
         plan(str(wf), None, None, None, [], [], False, args)
     assert "which this cluster does not have" in e.value.what and "--requirements FILE" in e.value.fix
+    assert "--sdm env-modules" in e.value.fix
 
 
-@pytest.mark.parametrize("line", ["use-conda: true", "software-deployment-method: [conda]", "sdm: env-modules"])
-def test_a_profile_asking_for_conda_or_modules_is_refused(wf: Path, line: str) -> None:
+@pytest.mark.parametrize("line", ["use-conda: true", "software-deployment-method: [env-modules, conda]",
+                                  "sdm: apptainer", "use_conda: yes"])
+def test_a_profile_asking_for_conda_or_apptainer_is_refused(wf: Path, line: str) -> None:
     (wf / "profiles/slurm").mkdir(parents=True)
     (wf / "profiles/slurm/config.yaml").write_text(f"executor: slurm\n{line}\n")
     with pytest.raises(BadInput) as e:
         plan(str(wf), None, None, None, [], [], False, [])
-    assert line.split(":")[0] in e.value.what
+    assert line.split(":")[0].replace("_", "-") in e.value.what
+
+
+@pytest.mark.parametrize("args, line", [(["--use-envmodules"], ""), (["--sdm", "env-modules", "-j", "2"], ""),
+                                        (["--sdm=env-modules"], ""), ([], "software-deployment-method: env-modules"),
+                                        ([], "use-envmodules: true")])
+def test_environment_modules_are_there_to_ask_for(wf: Path, args: list[str], line: str) -> None:
+    (wf / "profiles/slurm").mkdir(parents=True)
+    (wf / "profiles/slurm/config.yaml").write_text(f"executor: slurm\n{line}\n")
+    p = plan(str(wf), None, None, None, [], [], False, args)
+    assert set(deployment(p.profile, p.snakemake_args)) == {"env-modules"}
+
+
+def test_rules_with_envmodules_are_named_when_snakemake_is_not_asked_to_load_them() -> None:
+    compiled = ("@workflow.rule(name='pi', lineno=1, snakefile='S')\n@workflow.envmodules(\"mpi-demo\")\n"
+                "@workflow.shellcmd('mpi-pi')\n")
+    env = pyenv.Env("the cluster's own", "/opt/minihpc/venv", "no requirements")
+    said = deployment_notices(compiled, env, modules=False)
+    assert len(said) == 1 and "rule(s) pi declare envmodules:" in said[0] and "--sdm env-modules" in said[0], said
+    assert deployment_notices(compiled, env, modules=True) == []
