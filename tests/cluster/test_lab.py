@@ -74,7 +74,7 @@ def test_the_course_proofs_hold_under_another_users_load(cluster: Cluster, labs:
 # the login node's one main prefix take turns with the site check's staged
 # run instead: tests/scheduling.py.)
 ALONE_DEMOS = ("demo-scratch-full",)
-COST = {"demo-group-too-big": 65, "demo-unwritable-scratch": 25, "demo-prefix-mismatch": 55, "demo-mpi": 45}
+COST = {"demo-group-too-big": 65, "demo-unwritable-scratch": 25, "demo-prefix-mismatch": 55, "demo-mpi": 80}
 # demo-latency is Core 3's first half, checked by the same code
 # (cores.short_wait_fails): proven by Core 3 under load above.
 IN_A_CORE = {"demo-latency": "core3-latency"}
