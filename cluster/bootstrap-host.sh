@@ -74,6 +74,13 @@ start_dockerd() {
     if [[ -f /var/run/docker.pid ]] && ! kill -0 "$(cat /var/run/docker.pid)" 2>/dev/null; then
       rm -f /var/run/docker.pid
     fi
+    # ...and the containerd it started, orphaned when it was killed mid-restart: a new dockerd
+    # cannot reach it ("dial unix .../containerd.sock: timeout") and never answers.
+    if ! pgrep -x dockerd >/dev/null && pgrep -x containerd >/dev/null; then
+      log "stopping the containerd a dead dockerd left"
+      pkill -x containerd || true
+      sleep 2
+    fi
     pgrep -x dockerd >/dev/null || { log "starting dockerd (log: $DOCKERD_LOG)"; nohup dockerd >"$DOCKERD_LOG" 2>&1 & }
   fi
   local i

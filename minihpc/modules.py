@@ -145,6 +145,12 @@ def add(cluster: Cluster, spec: Spec, req: pyenv.Requirements, say=print) -> dic
     return meta
 
 
+def _open_lock() -> str:
+    """Shell that opens the tree's lock on descriptor 9, root's alone: a user
+    who could open it could flock it and stall every `modules add`."""
+    return f'old=$(umask); umask 077; exec 9>>{LOCAL}/.lock; umask "$old"; chmod 600 {LOCAL}/.lock'
+
+
 def _wheels(where: Path) -> bytes:
     """The staging files as a tar stream: wheels and the two lists, nothing else."""
     buf = io.BytesIO()
@@ -190,7 +196,7 @@ def build_script(spec: Spec, req: pyenv.Requirements, b: pyenv.Base, t0: float) 
     return f"""set -euo pipefail
 umask 022
 install -d -m 0755 {LOCAL_TREE} {LOCAL_SOFTWARE}
-exec 9>>{LOCAL}/.lock
+{_open_lock()}
 flock -w {LOCK_WAIT} 9 || {{ echo "minihpc: waited {LOCK_WAIT} s for the module tree's lock"; exit {LOCK_TIMEOUT}; }}
 [ ! -e {q_lua} ] || exit {EXISTS}
 stage=$(mktemp -d /root/.minihpc-module.XXXXXX)
@@ -229,7 +235,7 @@ def remove(cluster: Cluster, spec: Spec) -> Spec:
     lua = shlex.quote(f"{LOCAL_TREE}/{spec.name}/{spec.version}.lua")
     p = shlex.quote(f"{LOCAL_SOFTWARE}/{spec.name}/{spec.version}")
     # The modulefile first: from then on nobody loads it, and a half-removed module is not listed.
-    r = cluster.root(f"exec 9>>{LOCAL}/.lock; flock -w 60 9 || {{ echo 'the module tree is locked'; exit 1; }}; "
+    r = cluster.root(f"{_open_lock()}; flock -w 60 9 || {{ echo 'the module tree is locked'; exit 1; }}; "
                      f"rm -f {lua} && rm -rf {p} && rmdir --ignore-fail-on-non-empty "
                      f"{shlex.quote(f'{LOCAL_TREE}/{spec.name}')} {shlex.quote(f'{LOCAL_SOFTWARE}/{spec.name}')}")
     if r.rc != 0:
