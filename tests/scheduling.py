@@ -26,9 +26,9 @@ OWN_GROUP = {
     "changes_is_named": "site-check",
     "tests/cluster/test_run.py::test_a_snakefile_and_configfile_named_among_snakemakes_arguments_are_honoured":
         "run-snakefile",
-    # MPI jobs one at a time: Open MPI 5.0.7 launched by srun may crash in MPI_Init when another 2-node MPI
-    # step starts beside it (docs/modules.md, "Known"): the course's MPI demo takes turns with the module proofs.
-    "tests/cluster/test_lab.py::test_instructor_demo[demo-mpi]": "tests/cluster/test_modules.py",
+    # Two Snakemake runs through SLURM: in a group of its own, the rest of its file's proofs go beside it.
+    "tests/cluster/test_modules.py::test_an_envmodules_mpi_rule_runs_its_ranks_across_nodes_through_the_plugin_and_"
+    "needs_the_flag": "modules-run",
     # The longest of its file's: alone in its group, the scheduler can balance the rest around it.
     "tests/cluster/test_prove.py::test_a_rule_killed_for_memory_at_every_attempt_is_found_and_the_suggested_request_"
     "passes": "prove-memory",

@@ -333,9 +333,11 @@ def mpi_without_mpi(labs: Labs, prefix: str = "demo") -> Proof:
     c, lab = fresh(labs, "demo", f"{prefix}-mpi")
     bad = run_rule(lab, "mpi_pi_no_mpi", f"{ENV_MODULES} -- {MPI_BAD}")
     left = lab.sh("find results -type f 2>/dev/null | sort")
-    fixed = run_rule(lab, "mpi_pi", f"{ENV_MODULES} -- {MPI_OK}")
+    # A rank may die of Open MPI 5.0.7's crash in MPI_Init beside another MPI step (docs/modules.md): the
+    # fixed rule gets one more attempt, as a site's profile gives it (`retries`); its last is judged.
+    fixed = run_rule(lab, "mpi_pi", f"{ENV_MODULES} --retries 1 -- {MPI_OK}")
     bad_steps = sacct_of(lab, bad.jobs, MPI_STEPS)
-    fixed_steps = sacct_of(lab, fixed.jobs, MPI_STEPS)
+    fixed_steps = sacct_of(lab, fixed.jobs[-1:], MPI_STEPS)
     out = lab.read(MPI_OK) or ""
     lab.proof("demo.mpi", bad.run, bad.log, bad_steps, fixed.run, lab.sh(f"cat {MPI_OK}"), fixed_steps)
     c.exit("the rule without `mpi` fails", bad.run, zero=False)

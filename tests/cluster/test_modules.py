@@ -223,7 +223,7 @@ def test_a_user_cannot_shadow_a_module_for_another_nor_change_what_they_load(clu
     run_ok(alice, "rm -rf ~/mods")
 
 
-@pytest.mark.cost(70)
+@pytest.mark.cost(150)  # two runs through SLURM, 85 s alone, 190 s beside the others
 def test_an_envmodules_mpi_rule_runs_its_ranks_across_nodes_through_the_plugin_and_needs_the_flag(
         cluster: Cluster, tmp_path: Path) -> None:
     wf = tmp_path / "wf"
@@ -232,10 +232,11 @@ def test_an_envmodules_mpi_rule_runs_its_ranks_across_nodes_through_the_plugin_a
            "--fetch", "results/pi.json", "--fetch", "logs/pi.log")
     # With the flag: Snakemake loads each rule's modules. One Lmod does not know fails nothing: Snakemake runs
     # `module load ...; COMMAND` and the command runs without it (minihpc names the job from its log).
-    r = minihpc(*run, "--", "all", "results/unknown.txt", "--sdm", "env-modules")
+    # (--retries 1: a rank may die of Open MPI's MPI_Init crash beside another MPI step, docs/modules.md.)
+    r = minihpc(*run, "--", "all", "results/unknown.txt", "--sdm", "env-modules", "--retries", "1")
     report = json.loads((wf / ".minihpc/report.json").read_text())
     jobs = {j["rule"]: j for j in report["jobs"]}
-    assert r.returncode == 0 and [j["state"] for j in jobs.values()] == ["COMPLETED"] * 2, r.stdout
+    assert r.returncode == 0 and [j["state"] for j in jobs.values()] == ["COMPLETED"] * 2, r.stdout  # each's last
     assert re.search(rf"job {jobs['unknown']['job_id']} \(rule unknown\) COMPLETED, but Lmod could not load",
                      r.stdout), r.stdout
     assert not any(f"job {jobs['pi']['job_id']} " in n for n in report["notices"]), report["notices"]
