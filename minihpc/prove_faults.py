@@ -66,7 +66,7 @@ BUSY_MINUTES = 15
 LAG_SAMPLES = 2
 # How long a lag probe's file is waited for (a file that never shows is a finding) and its job's end.
 LAG_WAIT_S = 120
-# How long SLURM may take to mark a killed node down (SlurmdTimeout is 15 s) and to have it back.
+# How long SLURM may take to mark a killed node down (SlurmdTimeout is 30 s) and to have it back.
 NODE_DOWN_S, NODE_BACK_S = 180, 240
 # How long cancelled jobs of a lost session may take to leave the queue.
 LOST_JOBS_S = 60
