@@ -124,7 +124,7 @@ def add(cluster: Cluster, spec: Spec, req: pyenv.Requirements, say=print) -> dic
     t0 = time.time()
     with tempfile.TemporaryDirectory(prefix="minihpc-module-") as tmp:
         where = Path(tmp)
-        pyenv._download(req, b, where)
+        pyenv.download(req, b, where)
         (where / "requirements.txt").write_text("".join(f"{x}\n" for x in req.lines))
         script = build_script(spec, req, b, t0)
 
@@ -138,7 +138,7 @@ def add(cluster: Cluster, spec: Spec, req: pyenv.Requirements, say=print) -> dic
                            "see what runs on the login node, then try again")
     if r.rc != 0:
         raise MinihpcError(f"installing {req.source} as module {spec} failed, and nothing of it was left: pip: "
-                           f"{pyenv._pip_says(r.out)}", "fix the requirement pip names, then try again")
+                           f"{pyenv.pip_says(r.out)}", "fix the requirement pip names, then try again")
     meta = next((m for m in listing(cluster) if m["module"] == str(spec)), None)
     if meta is None or "packages" not in meta:
         raise MinihpcError(f"module {spec} was built but is not in {LOCAL_TREE}", "minihpc modules list")

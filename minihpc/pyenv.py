@@ -419,7 +419,7 @@ def provide(cluster: Cluster, req: Requirements, say=print) -> Env:
     t0 = time.time()
     build = secrets.token_hex(6)  # this build's own: its staging directory, and its mark in the metadata
     with tempfile.TemporaryDirectory(prefix="minihpc-wheels-") as tmp:
-        _download(req, b, Path(tmp))
+        download(req, b, Path(tmp))
         _install(cluster, req, b, name, build, Path(tmp), t0, say)
     meta = _check_dir_and_read(cluster, name)
     if meta is None:
@@ -471,7 +471,7 @@ def _check_dir_and_read(cluster: Cluster, name: str, wait: bool = False) -> dict
         return None
 
 
-def _pip_says(text: str, lines: list[str] | None = None) -> str:
+def pip_says(text: str, lines: list[str] | None = None) -> str:
     """pip's own ERROR lines (and, for a conflict, the first lines of its
     cause), with its references to our generated file put back as the
     requirement the user wrote."""
@@ -488,7 +488,7 @@ def _pip_says(text: str, lines: list[str] | None = None) -> str:
     return said
 
 
-def _download(req: Requirements, b: Base, into: Path) -> None:
+def download(req: Requirements, b: Base, into: Path) -> None:
     """The host's pip resolves and downloads wheels for the login node's
     Python and platform; nothing on the cluster is touched yet. The files it
     reads are written here from checked lines only (checked again: no line
@@ -508,7 +508,7 @@ def _download(req: Requirements, b: Base, into: Path) -> None:
     r = subprocess.run(argv, capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL, cwd=into)
     if r.returncode == 0:
         return
-    said = _pip_says(r.stderr + r.stdout, download)
+    said = pip_says(r.stderr + r.stdout, download)
     if "No module named pip" in r.stderr:
         raise MinihpcError(f"the host's Python ({sys.executable}) has no pip",
                            "install it (apt-get install python3-pip) or run minihpc from a venv")
@@ -545,7 +545,7 @@ def _install(cluster: Cluster, req: Requirements, b: Base, name: str, build: str
                            "see what runs on the login node (minihpc env list shows it half-built), then run again")
     if r.rc != 0:
         raise MinihpcError(f"installing {req.source} on {cluster.facts.login} failed, and {env} was removed: pip: "
-                           f"{_pip_says(r.out)}", "fix the requirement pip names, then run again")
+                           f"{pip_says(r.out)}", "fix the requirement pip names, then run again")
 
 
 def offline_rounds(cluster: Cluster, req: Requirements, b: Base, tmp: Path, attempt: Callable[[], Result],
@@ -570,7 +570,7 @@ def offline_rounds(cluster: Cluster, req: Requirements, b: Base, tmp: Path, atte
                                ) from None
         say(f"minihpc: the login node's pip also needs {need}, which the host's pip skipped (it reads "
             f"requirement markers for the host's Python): downloading it")
-        _download(Requirements(req.source, (need,), req.constraints), b, tmp)
+        download(Requirements(req.source, (need,), req.constraints), b, tmp)
     return r
 
 

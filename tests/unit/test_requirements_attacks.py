@@ -179,7 +179,7 @@ def test_no_code_of_the_workflow_runs_on_the_host(wf: Path, tmp_path: Path, monk
     # In-process: nothing reaches the download, nor any program at all.
     downloads: list[object] = []
     started: list[object] = []
-    monkeypatch.setattr(pyenv, "_download", lambda *a: downloads.append(a))
+    monkeypatch.setattr(pyenv, "download", lambda *a: downloads.append(a))
     monkeypatch.setattr(subprocess, "run", lambda *a, **k: started.append(a))
     monkeypatch.setattr(subprocess, "Popen", lambda *a, **k: started.append(a))
     with pytest.raises(BadInput):
@@ -194,7 +194,7 @@ def test_the_download_step_checks_every_line_again(wf: Path, tmp_path: Path, mon
     monkeypatch.setattr(subprocess, "run", lambda *a, **k: started.append(a))
     for bad in (Requirements("x", (f"evil @ file://{wf}",)), Requirements("x", ("ujson",), ("--index-url=http://x",))):
         with pytest.raises(BadInput):
-            pyenv._download(bad, BASE, tmp_path)
+            pyenv.download(bad, BASE, tmp_path)
     assert started == [] and not (tmp_path / "download.txt").exists()
 
 
@@ -220,7 +220,7 @@ class FakeCluster:
 def test_a_package_the_cluster_names_gets_the_same_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                          need: str) -> None:
     downloads: list[object] = []
-    monkeypatch.setattr(pyenv, "_download", lambda *a: downloads.append(a))
+    monkeypatch.setattr(pyenv, "download", lambda *a: downloads.append(a))
     cluster = FakeCluster(f"ERROR: No matching distribution found for {need}\n")
     with pytest.raises(MinihpcError) as e:
         pyenv._install(cluster, Requirements("x", ("ujson",)), BASE, "py-000000000000", "b", tmp_path, 0.0,  # type: ignore[arg-type]
