@@ -182,6 +182,14 @@ class Faults:
         self._root(f"scontrol update nodename={node} state=drain reason={shlex.quote(reason)}")
         return f"{node}: draining ({reason}); undo with minihpc fault resume {node}"
 
+    def mark_down(self, node: str, reason: str) -> str:
+        """Set a dead node DOWN now, as a site's node health check would, rather
+        than wait SlurmdTimeout for slurmctld to notice: its jobs end NODE_FAIL
+        either way, and it returns to service when its slurmd registers
+        (ReturnToService=2)."""
+        self._root(f"scontrol update nodename={node} state=down reason={shlex.quote(reason)}")
+        return f"{node}: marked down ({reason})"
+
     def _resume(self, node: str) -> str:
         self._root(f"scontrol update nodename={node} state=resume")
         return f"{node}: resumed"

@@ -475,6 +475,7 @@ def prove(p: Plan, cluster: Cluster, out=sys.stdout, compare_with: list[str] | N
             "slurm": "through the profile without its storage settings"}
     local = "local executor on the login node, a node's cores"
     said: dict[str, Tee] = {}
+    compiled: dict[str, str | None] = {}  # the workflow compiled once, for every run (the same sources)
 
     def one(run: str, shown) -> tuple[Report, dict[str, Produced], tuple[dict[str, str], set[str]]]:
         rp = runs[run]
@@ -484,7 +485,7 @@ def prove(p: Plan, cluster: Cluster, out=sys.stdout, compare_with: list[str] | N
                                                          *rp.snakemake_args])
         t = time.monotonic()
         shown = said[run] = Tee(shown)  # Snakemake's output, kept for the audit (the jobs sbatch refused)
-        report = execute(rp, cluster, shown)
+        report = execute(rp, cluster, shown, compiled_once=compiled)
         remote = rp.remote(cluster.facts.shared)
         made = produced(snapshot(cluster, remote), synced)  # now: nothing later can change it
         say(f"minihpc prove: run {run} exited {report.exit_code} after {round(time.monotonic() - t, 1)} s; "
@@ -544,7 +545,8 @@ def prove(p: Plan, cluster: Cluster, out=sys.stdout, compare_with: list[str] | N
     failed_faults = ""
     if faults and faults.faults and policy.exit_code == 0:
         try:
-            injector, made = faulted(runs["faults"], cluster, out, faults, conf, synced, rules, logs, policy)
+            injector, made = faulted(runs["faults"], cluster, out, faults, conf, synced, rules, logs, policy,
+                                     compiled)
         except MinihpcError as e:  # the proof so far is kept, and says why the faults were not proven
             injector, failed_faults = None, f"the faulted run could not be made: {e.what}"
             proof.faults = [Outcome(n, why=failed_faults) for n in faults.faults]
@@ -635,7 +637,8 @@ class Tee(io.StringIO):
 
 
 def faulted(rp: Plan, cluster: Cluster, out, choice: Choice, conf: dict, synced: dict[str, str],
-            rules: dict[str, str], logs: set[str], policy: Report) -> tuple[Injector, dict[str, Produced]]:
+            rules: dict[str, str], logs: set[str], policy: Report,
+            compiled_once: dict[str, str | None] | None = None) -> tuple[Injector, dict[str, Produced]]:
     """The run through the profile with the faults on it: its injector (with
     its report, output and what could not be undone) and what it made, read
     once every fault is undone."""
@@ -652,9 +655,10 @@ def faulted(rp: Plan, cluster: Cluster, out, choice: Choice, conf: dict, synced:
     inj.said_run_id = lambda: run_id(tee.getvalue(), last=True)
     since = cluster.now()
     try:
-        reports = [execute(rp, cluster, tee, before_run=inj.before, after_run=inj.first_run_ended)]
+        reports = [execute(rp, cluster, tee, before_run=inj.before, after_run=inj.first_run_ended,
+                           compiled_once=compiled_once)]
         if inj.hung_up:
-            reports += resume(rp, cluster, tee, inj)
+            reports += resume(rp, cluster, tee, inj, compiled_once)
             inj.after()  # the lost session's jobs cancelled, if they still ran: the first report is read again
             reports[0].jobs = run_jobs(cluster, since, reports[0].run_id)
         inj.report = merged(rp, reports)
@@ -667,7 +671,8 @@ def faulted(rp: Plan, cluster: Cluster, out, choice: Choice, conf: dict, synced:
     return inj, made
 
 
-def resume(rp: Plan, cluster: Cluster, out: Tee, inj: Injector) -> list[Report]:
+def resume(rp: Plan, cluster: Cluster, out: Tee, inj: Injector,
+           compiled_once: dict[str, str | None] | None = None) -> list[Report]:
     """After session-lost: what its user does on coming back, at once: unlock
     (a killed run's lock always stays) and run the same command again. If
     Snakemake refuses the outputs the lost session left incomplete, that is the
@@ -680,7 +685,7 @@ def resume(rp: Plan, cluster: Cluster, out: Tee, inj: Injector) -> list[Report]:
     o.evidence.append(f"snakemake --unlock, as after any killed run: exit {unlock.rc}")
     say("minihpc prove: the session came back: the same command again, in the same directory")
     start = len(out.getvalue())
-    reports = [execute(again, cluster, out)]
+    reports = [execute(again, cluster, out, compiled_once=compiled_once)]
     files = incomplete_files(out.getvalue()[start:])
     if reports[-1].exit_code != 0 and files is not None:
         o.verdict, o.fix = prove_faults.FAILED, prove_faults.FIX["session-lost"]
@@ -690,7 +695,7 @@ def resume(rp: Plan, cluster: Cluster, out: Tee, inj: Injector) -> list[Report]:
         say("minihpc prove: the resume was refused (IncompleteFilesException); once more as the fix says: the lost "
             "session's jobs cancelled, --rerun-incomplete")
         reports.append(execute(dataclasses.replace(again, snakemake_args=[*rp.snakemake_args, "--rerun-incomplete"]),
-                               cluster, out))
+                               cluster, out, compiled_once=compiled_once))
     else:
         o.evidence.append(f"{NOTHING_INCOMPLETE} (exit {reports[-1].exit_code})")
     return reports

@@ -24,11 +24,13 @@ from the run and each judged by what it hit.
 - slurmctld-restart: slurmctld restarts while one of the run's jobs runs
   (its batch step started on its node);
 - node-kill: then the node one of the run's jobs runs on is killed (a power
-  cut); once SLURM has the node down it is started again and waited for.
+  cut) and marked down at once, as a site's node health check would (SLURM
+  alone notices after SlurmdTimeout, 30 s or more: its jobs end NODE_FAIL
+  either way); it is started again and waited for.
 
 One run takes them all, in that order: a run per fault would cost the
-workflow five times over, and each fault's recovery (a node is down only
-after SlurmdTimeout) is paid once either way. Each fault ends with one
+workflow five times over, and each fault's recovery is paid once either
+way. Each fault ends with one
 verdict: survived (what it hit was run again and every output is the
 reference's), changed (it survived, but a file its work made differs: a
 failure of meaning), failed (its work was never done again: the reason from
@@ -66,8 +68,8 @@ BUSY_MINUTES = 15
 LAG_SAMPLES = 2
 # How long a lag probe's file is waited for (a file that never shows is a finding) and its job's end.
 LAG_WAIT_S = 120
-# How long SLURM may take to mark a killed node down (SlurmdTimeout is 30 s) and to have it back.
-NODE_DOWN_S, NODE_BACK_S = 180, 240
+# How long a killed node may take to show down (marked down at once) and to be back in service.
+NODE_DOWN_S, NODE_BACK_S = 60, 240
 # How long cancelled jobs of a lost session may take to leave the queue.
 LOST_JOBS_S = 60
 # How long session-lost waits, once a job runs, for one of the run's outputs to be being written.
@@ -396,6 +398,9 @@ class Injector:
         o.hit = hit or [job["JobID"]]
         self._at("node-kill", f"killed {node} while job(s) {', '.join(o.hit)} of the run ran there")
         t = time.monotonic()
+        # Down at once, as a health check would have it: what the profile is proven against is the jobs' end
+        # (NODE_FAIL, the same either way), not SlurmdTimeout's 30 s or more of waiting for slurmctld to notice.
+        o.evidence.append(self.faults.mark_down(node, "minihpc prove: node-kill"))
         down = self._node_state(node, lambda s: s.startswith("down"), NODE_DOWN_S)
         o.evidence.append(f"{node} {down} in sinfo {time.monotonic() - t:.0f} s after the kill")
         o.evidence.append(self.faults.apply("start", node))

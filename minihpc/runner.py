@@ -288,11 +288,14 @@ class Report:
 
 
 def execute(p: Plan, cluster: Cluster, out=sys.stdout, before_run: Callable[[], object] | None = None,
-            after_run: Callable[[], object] | None = None) -> Report:
+            after_run: Callable[[], object] | None = None,
+            compiled_once: dict[str, str | None] | None = None) -> Report:
     """Sync, run Snakemake streaming its output, then report. Returns the report
     (its exit_code is Snakemake's). `before_run` is called once the workflow
     is in place, just before Snakemake starts, and `after_run` as soon as it
-    has exited, before the run is read (prove's faults start and end there)."""
+    has exited, before the run is read (prove's faults start and end there).
+    `compiled_once`: runs of the same sources that share it (prove's) have
+    the workflow compiled by the first (a Snakemake start saved each)."""
     f = cluster.facts
     remote = p.remote(f.shared)
     alive = cluster.sh("true", timeout=60)
@@ -301,7 +304,13 @@ def execute(p: Plan, cluster: Cluster, out=sys.stdout, before_run: Callable[[], 
     _claimable(cluster, remote)  # before an environment is made; _sync checks again as it writes
     env = environment(p, cluster)
     _sync(p, cluster, remote)
-    compiled = compile_workflow(cluster, remote, p.snakemake_args)
+    key = ([v for flag, v in snakemake_paths(list(p.snakemake_args)) if flag == "--snakefile"] or [""])[-1]
+    if compiled_once is not None and key in compiled_once:
+        compiled = compiled_once[key]
+    else:
+        compiled = compile_workflow(cluster, remote, p.snakemake_args)
+        if compiled_once is not None:
+            compiled_once[key] = compiled
     notices = deployment_notices(compiled, env, ENV_MODULES in deployment(p.profile, p.snakemake_args))
     for n in notices:
         say(f"minihpc: {n}")
