@@ -138,10 +138,10 @@ def markdown(result: dict) -> str:
                  for i, f in enumerate(staged, 1)]) + [""] if staged else []),
         "The references run side by side on the login node, so prove costs about one reference, the policy "
         "run, Snakemake's summary of each run and the comparison more than a run. With faults, one more run "
-        "through the profile takes them all, in turn, and every verdict comes when that run ends: it waits for "
-        "SLURM to mark the killed node down (SlurmdTimeout, 30 s, and the ping that notices) before the node's "
-        "jobs run again elsewhere. A profile that stages costs one run more: the run through it without its "
-        "storage settings, before the staged one.",
+        "through the profile takes them all, in turn, and every verdict comes when that run ends; the lost "
+        "session's resume and the killed node's jobs run again (the node is marked down at once, as a health "
+        "check would, not after SlurmdTimeout) are most of its time over a run. A profile that stages costs one "
+        "run more: the run through it without its storage settings, before the staged one.",
     ]) + "\n"
 
 
