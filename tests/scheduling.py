@@ -29,6 +29,8 @@ OWN_GROUP = {
     # Two Snakemake runs through SLURM: in a group of its own, the rest of its file's proofs go beside it.
     "tests/cluster/test_modules.py::test_an_envmodules_mpi_rule_runs_its_ranks_across_nodes_through_the_plugin_and_"
     "needs_the_flag": "modules-run",
+    # It sets the NFS profile (its delay on its own probe files): it takes turns with the EIO proofs, which do too.
+    "tests/cluster/test_sitecheck.py::test_the_lag_proof_measures_the_lag_there_is": "tests/cluster/test_shared_eio.py",
     # The longest of its file's: alone in its group, the scheduler can balance the rest around it.
     "tests/cluster/test_prove.py::test_a_rule_killed_for_memory_at_every_attempt_is_found_and_the_suggested_request_"
     "passes": "prove-memory",

@@ -242,10 +242,16 @@ def finished_at(output: str) -> float | None:
 LAG_TARGET = "results/staged_demo.txt"
 
 
-def lag_on(lab: Lab) -> Result:
+def lag_on(lab: Lab, siblings: bool = False) -> Result:
     """The NFS delay of LAG s, on until the profile is switched off. The lab's
-    files, laid out before the switch, show on the compute nodes at once."""
-    return lab.client.set_nfs_profile(LAG_PROFILE, "--set", f"delay={LAG}")
+    files, laid out before the switch, show on the compute nodes at once.
+    The delay is on the lab's own directory only (with `siblings`, on every
+    directory whose name begins with the lab's too: LAB-wait): other labs and
+    other users' work on the cluster keep the filesystem they had, as on a
+    cluster a class shares."""
+    own = lab.workdir[len(lab.client.facts.shared):]  # as the client's rules name paths
+    return lab.client.set_nfs_profile(LAG_PROFILE, "--set", f"delay={LAG}",
+                                      "--set", f"delay_path={own}{'*' if siblings else ''}/*")
 
 
 def short_wait(lab: Lab) -> Result:
@@ -286,7 +292,7 @@ def core3_latency(labs: Labs, prefix: str = "core3") -> Proof:
     waits.reset()
     target = LAG_TARGET
     try:
-        lag = lag_on(lab)
+        lag = lag_on(lab, siblings=True)  # this lab's and the long run's (waits) directories
         # The long run goes beside the short one, its wait beside the short
         # run's failure and the wait for what arrives after it: its own
         # directory, its own job, the same delay.

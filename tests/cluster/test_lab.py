@@ -50,7 +50,8 @@ def test_a_run_interrupted_with_its_node_leaves_its_output_incomplete(cluster: C
     assert_passed(interrupted_run(labs, prefix="test-core2"))
 
 
-# Alone: the load holds every CPU but one, and Core 3's latency lesson switches the NFS profile.
+# Alone: the load holds every CPU but one, and Core 3's latency lesson switches the NFS profile (its delay on
+# its own directories; the profile's caching for everyone).
 @pytest.mark.alone
 def test_the_course_proofs_hold_under_another_users_load(cluster: Cluster, labs: Labs) -> None:
     """Executor selection, log retention and latency-wait proven while the
@@ -59,9 +60,12 @@ def test_the_course_proofs_hold_under_another_users_load(cluster: Cluster, labs:
     there."""
     checks: list = []
 
+    # Side by side: each judges only its own labs' jobs (by working directory), and Core 3's delay is on its
+    # own directories.
     def proofs() -> None:
-        for name in UNDER_LOAD:
-            checks.extend(RUNS[name](labs, prefix=f"test-{name}-busy").checks)
+        with ThreadPoolExecutor(len(UNDER_LOAD)) as pool:
+            for proof in pool.map(lambda name: RUNS[name](labs, prefix=f"test-{name}-busy"), UNDER_LOAD):
+                checks.extend(proof.checks)
     load = under_load(cluster.client, proofs)
     core = Proof("busy")
     core.checks = checks + load.checks

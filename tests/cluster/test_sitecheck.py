@@ -208,11 +208,15 @@ def test_run_site_runs_your_workflow_there_with_its_requirements(site_file: Path
         client.sh(f"chmod -R u+w {q(work)}/.envs 2>/dev/null; rm -rf {q(work)}/.envs {q(work)}/test-site-run")
 
 
-@pytest.mark.alone  # it switches every node's NFS client profile
+# Side by side: the delay is on the check's probe files only (it writes them at the top of its session's
+# directory, WORK_DIR/check-*/lag-*); it takes turns with the EIO proofs, which set the NFS profile too
+# (tests/scheduling.py).
+@pytest.mark.cost(40)
 def test_the_lag_proof_measures_the_lag_there_is(site_file: Path, client: Client) -> None:
     """Under the NFS profile lag-10 (set here, as the site's own filesystem would be), the check measures
     about 10 s and says what --latency-wait covers it."""
-    client.set_nfs_profile("lag-10")
+    probes = load(site_file).work_dir[len(client.facts.shared):] + "/check-*/lag-*"  # as the client's rules name paths
+    client.set_nfs_profile("lag-10", "--set", f"delay_path={probes}")
     try:
         r = minihpc("site", "check", str(site_file), "--only", "lag", timeout=300)
     finally:
