@@ -44,8 +44,8 @@ def test_every_core_is_proven_somewhere() -> None:
     assert set(RUNS) == {*SIDE_BY_SIDE, *UNDER_LOAD, *OVER_SSH, "core3-staging"} - set(DEMOS), sorted(RUNS)
 
 
-# Alone: it kills every process of the lab user's on the job's node, other tests' jobs' too.
-@pytest.mark.alone
+# Side by side: it kills the processes of its own job only, and judges only its own job and directory.
+@pytest.mark.cost(45)
 def test_a_run_interrupted_with_its_node_leaves_its_output_incomplete(cluster: Cluster, labs: Labs) -> None:
     assert_passed(interrupted_run(labs, prefix="test-core2"))
 
