@@ -19,7 +19,8 @@ from minihpc.transport import containers
 DIR = "/shared/nfs-proof"
 
 
-# Its tests are alone: it switches every node's NFS client profile (to off, before and after).
+# It switches every node's NFS client profile (to off, before and after): its tests are alone, or take turns
+# with the others that set it.
 @pytest.fixture
 def proof_dir(cluster: Cluster, client: Client) -> Iterator[str]:
     client.set_nfs_profile("off")
@@ -67,12 +68,14 @@ def _appearance_delay(cluster: Cluster, path: str) -> float:
     return seen - written
 
 
-@pytest.mark.alone
+# Side by side: its delay is on its own directory; it takes turns with the other tests that set the NFS
+# profile (prove's EIO proofs: tests/scheduling.py).
+@pytest.mark.cost(15)
 def test_deterministic_delay_hides_a_jobs_output_from_login_for_d_seconds(cluster: Cluster, proof_dir: str,
                                                                         client: Client) -> None:
     started = {s: cluster.inspect(s)["State"]["StartedAt"] for s in ("login", "c1")}
     off = _appearance_delay(cluster, f"{proof_dir}/off.txt")
-    client.set_nfs_profile("delay-3", "--set", "delay=6")
+    client.set_nfs_profile("delay-3", "--set", "delay=6", "--set", f"delay_path={proof_dir[len('/shared'):]}/*")
     delayed = _appearance_delay(cluster, f"{proof_dir}/delayed.txt")
     assert run_ok(cluster.host("c1"), f"cat {proof_dir}/delayed.txt").strip(), "c1 sees its own write at once"
     assert off < 1.5, f"profile off: visible on login after {off:.2f}s"
