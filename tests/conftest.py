@@ -9,7 +9,7 @@ import time
 from typing import TYPE_CHECKING
 
 import pytest
-from scheduling import DEFAULT_COST, group_of, start_order
+from scheduling import DEFAULT_COST, MADE_GROUPS, group_of, start_order
 from support import Cluster
 
 from minihpc import ROOT
@@ -71,7 +71,14 @@ def pytest_collection_modifyitems_in_group_order(config: pytest.Config, items: l
         mark = item.get_closest_marker("cost")
         cost[group_of(item.nodeid)] = cost.get(group_of(item.nodeid), 0) + (mark.args[0] if mark else DEFAULT_COST)
     rank = {g: i for i, g in enumerate(start_order(cost, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))}
-    items.sort(key=lambda item: rank[group_of(item.nodeid)])  # stable: a group's order is kept
+
+    # A group made in tests/scheduling.py (its tests take turns, in any order) runs its longest first: a process
+    # is handed its next group while it still holds two tests, and the next group waits less behind two short
+    # ones than behind a long one. A file's own group keeps the file's order (stable sort).
+    def key(item: pytest.Item) -> tuple[int, float]:
+        g, mark = group_of(item.nodeid), item.get_closest_marker("cost")
+        return rank[g], -(mark.args[0] if mark else DEFAULT_COST) if g in MADE_GROUPS else 0
+    items.sort(key=key)
 
 
 # The fixture other projects use to test their workflows; the cluster tests use it too.
