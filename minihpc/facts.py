@@ -66,6 +66,11 @@ class Facts:
         """Where the shared filesystem is mounted: the login node and every compute node."""
         return [self.login, *self.nodes]
 
+    def on_mount(self, path: str) -> str:
+        """A path under the shared filesystem as the NFS client's rules name it
+        (fault paths, delay_path): from the export's root, which every node shares."""
+        return path[len(self.shared):]
+
     def write(self, run_dir: Path) -> None:
         run_dir.mkdir(parents=True, exist_ok=True)
         tmp = run_dir / f".{FILE}.tmp"

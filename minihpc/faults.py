@@ -211,8 +211,7 @@ class Faults:
 
     def _nfs_eio(self, path: str, ops: str, count: int | None) -> str:
         from nfs.faults import FaultError, FaultRule
-        # The client's rules name paths within its export, as every node shares it.
-        rel = path[len(self.facts.shared):]
+        rel = self.facts.on_mount(path)
         spec = f"EIO:op={ops},path={rel}," + (f"count={count}" if count else "probability=1")
         try:
             FaultRule.parse(spec)

@@ -219,7 +219,7 @@ class Injector:
         f = self.cluster.facts
         self._in_service = {n for n, st in self.cluster.node_states().items() if in_service(st)}
         nfs: list[str] = []
-        own = f"{self.remote}"[len(f.shared):]  # the run's directory, as the client's rules name paths
+        own = f.on_mount(self.remote)  # the run's directory
         if "slow-nfs" in self.outcomes:
             # Its delay on the run's own files only: other users' work keeps the filesystem it had.
             nfs += [self.choice.slow_profile, "--set", f"delay_path={own}/*"]

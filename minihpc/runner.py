@@ -304,13 +304,7 @@ def execute(p: Plan, cluster: Cluster, out=sys.stdout, before_run: Callable[[], 
     _claimable(cluster, remote)  # before an environment is made; _sync checks again as it writes
     env = environment(p, cluster)
     _sync(p, cluster, remote)
-    key = ([v for flag, v in snakemake_paths(list(p.snakemake_args)) if flag == "--snakefile"] or [""])[-1]
-    if compiled_once is not None and key in compiled_once:
-        compiled = compiled_once[key]
-    else:
-        compiled = compile_workflow(cluster, remote, p.snakemake_args)
-        if compiled_once is not None:
-            compiled_once[key] = compiled
+    compiled = compile_workflow(cluster, remote, p.snakemake_args, compiled_once)
     notices = deployment_notices(compiled, env, ENV_MODULES in deployment(p.profile, p.snakemake_args))
     for n in notices:
         say(f"minihpc: {n}")
@@ -442,14 +436,21 @@ def _timeline(cluster: Cluster, report_dir: Path, rid: str | None) -> str:
     return paths[-1].name
 
 
-def compile_workflow(cluster: Cluster, remote: str, snakemake_args: list[str] = ()) -> str | None:
+def compile_workflow(cluster: Cluster, remote: str, snakemake_args: list[str] = (),
+                     once: dict[str, str | None] | None = None) -> str | None:
     """Snakemake's own translation of the Snakefile (the one the arguments
     name, if any) into Python (what every rule declares, includes resolved);
-    None if it fails."""
-    snakefile = [f"--snakefile {shlex.quote(v)}" for flag, v in snakemake_paths(list(snakemake_args))
-                 if flag == "--snakefile"][-1:]
-    r = cluster.sh(f"cd {shlex.quote(remote)} && snakemake --print-compilation {' '.join(snakefile)}")
-    return r.out if r.rc == 0 else None
+    None if it fails. `once`: kept there by the Snakefile named, for the next
+    run of the same sources."""
+    snakefile = " ".join([f"--snakefile {shlex.quote(v)}" for flag, v in snakemake_paths(list(snakemake_args))
+                          if flag == "--snakefile"][-1:])
+    if once is not None and snakefile in once:
+        return once[snakefile]
+    r = cluster.sh(f"cd {shlex.quote(remote)} && snakemake --print-compilation {snakefile}")
+    compiled = r.out if r.rc == 0 else None
+    if once is not None:
+        once[snakefile] = compiled
+    return compiled
 
 
 def _rules_declaring(compiled: str, decorator: str) -> dict[str, str]:

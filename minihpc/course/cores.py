@@ -252,7 +252,7 @@ def lag_on(lab: Lab, siblings: bool = False) -> Result:
     directory whose name begins with the lab's too: LAB-wait): other labs and
     other users' work on the cluster keep the filesystem they had, as on a
     cluster a class shares."""
-    own = lab.workdir[len(lab.client.facts.shared):]  # as the client's rules name paths
+    own = lab.client.facts.on_mount(lab.workdir)
     return lab.client.set_nfs_profile(LAG_PROFILE, "--set", f"delay={LAG}",
                                       "--set", f"delay_path={own}{'*' if siblings else ''}/*")
 

@@ -75,7 +75,7 @@ def test_deterministic_delay_hides_a_jobs_output_from_login_for_d_seconds(cluste
                                                                         client: Client) -> None:
     started = {s: cluster.inspect(s)["State"]["StartedAt"] for s in ("login", "c1")}
     off = _appearance_delay(cluster, f"{proof_dir}/off.txt")
-    client.set_nfs_profile("delay-3", "--set", "delay=6", "--set", f"delay_path={proof_dir[len('/shared'):]}/*")
+    client.set_nfs_profile("delay-3", "--set", "delay=6", "--set", f"delay_path={client.facts.on_mount(proof_dir)}/*")
     delayed = _appearance_delay(cluster, f"{proof_dir}/delayed.txt")
     assert run_ok(cluster.host("c1"), f"cat {proof_dir}/delayed.txt").strip(), "c1 sees its own write at once"
     assert off < 1.5, f"profile off: visible on login after {off:.2f}s"

@@ -44,7 +44,7 @@ def proof_dir(cluster: Cluster, client: Client) -> Iterator[str]:
 def test_an_injected_eio_reaches_the_job_as_an_io_error(cluster: Cluster, proof_dir: str, client: Client) -> None:
     user = cluster.as_user()
     run_ok(user, f"echo payload > {proof_dir}/input.txt")
-    rel = proof_dir[len(cluster.facts.shared):]
+    rel = cluster.facts.on_mount(proof_dir)
     client.set_nfs_profile("off", "--fault", f"EIO:op=read,path={rel}/input.txt,node=c1,probability=1")
     r = user.run(f"sbatch --wait -w c1 -o {proof_dir}/job.out --wrap 'cat {proof_dir}/input.txt'")
     out = run_ok(user, f"cat {proof_dir}/job.out")

@@ -215,7 +215,7 @@ def test_run_site_runs_your_workflow_there_with_its_requirements(site_file: Path
 def test_the_lag_proof_measures_the_lag_there_is(site_file: Path, client: Client) -> None:
     """Under the NFS profile lag-10 (set here, as the site's own filesystem would be), the check measures
     about 10 s and says what --latency-wait covers it."""
-    probes = load(site_file).work_dir[len(client.facts.shared):] + "/check-*/lag-*"  # as the client's rules name paths
+    probes = client.facts.on_mount(load(site_file).work_dir) + "/check-*/lag-*"
     client.set_nfs_profile("lag-10", "--set", f"delay_path={probes}")
     try:
         r = minihpc("site", "check", str(site_file), "--only", "lag", timeout=300)
