@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # The one way this project calls Docker Compose: both topology files, the run
 # directory (generated configs and secrets; the minihpc CLI exports
-# MINIHPC_RUN_DIR) and the image tag derived from the image inputs, so every
-# caller sees the same cluster.
+# MINIHPC_RUN_DIR), the cluster's Slurm release (release.env there, written by
+# minihpc/configs.py: which Debian base and which images) and the image tag
+# derived from the image inputs and that release, so every caller sees the
+# same cluster.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 MINIHPC_RUN_DIR=${MINIHPC_RUN_DIR:-$root/.run}
+release_env=$MINIHPC_RUN_DIR/release.env
+[[ -f $release_env ]] || { echo "compose: no $release_env: bring the cluster up with minihpc up" >&2; exit 2; }
+# shellcheck source=/dev/null
+. "$release_env"
 MINIHPC_TAG=$("$root/cluster/image-tag.sh")
-export MINIHPC_RUN_DIR MINIHPC_TAG
+export MINIHPC_RUN_DIR MINIHPC_TAG SUITE BASE_IMAGE RELEASE_PACKAGES
 exec docker compose --project-directory "$root" -f "$root/docker-compose.yml" -f "$MINIHPC_RUN_DIR/compose.nodes.yml" "$@"

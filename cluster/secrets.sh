@@ -8,7 +8,7 @@
 # would otherwise own the munge key as the lab user on every node.
 set -euo pipefail
 dir=${1:?usage: secrets.sh <secrets-dir>}
-BASE_IMAGE=${BASE_IMAGE:-minihpc/debian:trixie}
+BASE_IMAGE=${BASE_IMAGE:?set by minihpc up: the base image of the Slurm release it runs}
 log() { printf 'secrets: %s\n' "$*" >&2; }
 umask 077
 mkdir -p "$dir"

@@ -21,9 +21,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from minihpc import NODES_FILE, NODES_FILE_NAME, ROOT, RUN_DIR, configs, ready, tree_env
+from minihpc import NODES_FILE, NODES_FILE_NAME, ROOT, RUN_DIR, configs, policy, ready, releases, tree_env
 from minihpc.errors import BadInput, MinihpcError
-from minihpc.facts import LOGIN
+from minihpc.facts import LOGIN, Facts
 from minihpc.network import check_subnet
 from minihpc.topology import Topology, TopologyError
 from minihpc.transport import containers
@@ -38,6 +38,8 @@ class Plan:
 
     topology: Topology
     nfs_profile: str = ""
+    release: releases.Release = field(default_factory=releases.default)
+    enforcement: policy.Enforcement = field(default_factory=policy.Enforcement)
     ready_timeout: int = READY_TIMEOUT
     started: float = field(default_factory=time.time)
 
@@ -67,9 +69,37 @@ def plan(env: Mapping[str, str]) -> Plan:
         raise MinihpcError(f"a minihpc cluster made from another state directory is on this machine ({state})",
                            f"one cluster per machine: remove it with MINIHPC_STATE_DIR={state} minihpc destroy "
                            f"--yes, or use it with MINIHPC_STATE_DIR={state}")
+    enforcement = policy.Enforcement.from_env(dict(env))
+    release = check_release(env.get("SLURM_RELEASE", ""))
     check_subnet(topology)
     check_memory(topology)
-    return Plan(topology, profile, int(raw))
+    return Plan(topology, profile, release=release, enforcement=enforcement, ready_timeout=int(raw))
+
+
+def check_release(raw: str) -> releases.Release:
+    """The release asked for; a cluster made from this state keeps its own
+    (Slurm upgrades its state and database two releases at most, and never
+    back), so another is refused before anything changes."""
+    made = Facts.read(RUN_DIR).slurm if NODES_FILE.exists() else None
+    if not raw.strip() and made:
+        return releases.named(made)
+    release = releases.named(raw)
+    if made and made != release.slurm:
+        jobs = _jobs_in_queue()
+        held = f", with {jobs} job(s) queued or running" if jobs else ""
+        raise BadInput(f"--slurm {release.slurm}: this cluster runs Slurm {made}{held}, and a cluster keeps its "
+                       "release (Slurm upgrades its state two releases at most, and never back); nothing was changed",
+                       f"leave --slurm out to keep {made}, or make a new cluster: minihpc destroy --yes (removes its "
+                       f"jobs, accounting and /shared), then minihpc up --slurm {release.slurm}")
+    return release
+
+
+def _jobs_in_queue() -> int:
+    """Jobs the controller holds (0 when it is not running)."""
+    if not containers.running("slurmctld"):
+        return 0
+    r = containers.exec("slurmctld", "squeue", "-h", "-o", "%i", timeout=30)
+    return len(r.stdout.split()) if r.returncode == 0 else 0
 
 
 def host_memory_mb(meminfo: Path = Path("/proc/meminfo")) -> int | None:
@@ -141,9 +171,10 @@ def say(line: str) -> None:
     print(f"cluster-up: {line}", file=sys.stderr, flush=True)
 
 
-def _script(name: str, *args: str) -> None:
+def _script(name: str, *args: str, env: Mapping[str, str] | None = None) -> None:
     """Run one of the tree's scripts, its output passed through; raise on failure."""
-    r = subprocess.run([str(ROOT / "cluster" / name), *args], env=tree_env(), stdin=subprocess.DEVNULL, check=False)
+    r = subprocess.run([str(ROOT / "cluster" / name), *args], env={**tree_env(), **(env or {})},
+                       stdin=subprocess.DEVNULL, check=False)
     if r.returncode != 0:
         raise _Failed(f"cluster/{name} exited {r.returncode} (its lines above say why)")
 
@@ -178,25 +209,31 @@ def engine(s: State) -> str | None:
     return "docker engine started"
 
 
+def _base(s: State) -> dict[str, str]:
+    return {"SUITE": s.plan.release.debian, "BASE_IMAGE": s.plan.release.base_image}
+
+
 def base_image(s: State) -> str | None:
-    _script("base-image.sh")
+    _script("base-image.sh", env=_base(s))
     return None
 
 
 def secrets(s: State) -> str | None:
-    _script("secrets.sh", str(RUN_DIR / "secrets"))
+    _script("secrets.sh", str(RUN_DIR / "secrets"), env=_base(s))
     return None
 
 
 def render(s: State) -> str | None:
     s.was_running = NODES_FILE.exists() and containers.running("slurmctld")
-    s.changed = configs.render(s.plan.topology, RUN_DIR, COMPOSE_FILE)
-    return f"configuration {'rendered' if s.changed else 'unchanged'} in {RUN_DIR}"
+    s.changed = configs.render(s.plan.topology, RUN_DIR, COMPOSE_FILE, s.plan.release, s.plan.enforcement)
+    r, e = s.plan.release, s.plan.enforcement
+    return (f"configuration {'rendered' if s.changed else 'unchanged'} in {RUN_DIR} "
+            f"(Slurm {r.packaged}, Debian {r.debian}; enforcing {', '.join(e.names) or 'no limits'})")
 
 
 def images(s: State) -> str | None:
-    tag = subprocess.run([str(ROOT / "cluster/image-tag.sh")], capture_output=True, text=True,
-                         check=True).stdout.strip()
+    tag = subprocess.run([str(ROOT / "cluster/image-tag.sh")], capture_output=True, text=True, check=True,
+                         env=tree_env()).stdout.strip()
     if containers.have_images(f"minihpc/slurm:{tag}", f"minihpc/db:{tag}"):
         return None
     say(f"building images minihpc/{{db,slurm}}:{tag} (layers are cached; a cold build takes a few minutes)")

@@ -3,11 +3,12 @@ local cluster's policy into the run directory (git-ignored):
 
     <run>/etc/slurm.conf       minihpc/conf/slurm.conf with its node, partition and priority lines
     <run>/etc/gres.conf        the GPU node's stand-in GPUs (minihpc/conf/gres.conf)
-    <run>/etc/cgroup.conf      minihpc/conf/cgroup.conf as it is
+    <run>/etc/cgroup.conf      minihpc/conf/cgroup.conf with the release's CgroupPlugin line
     <run>/etc/scratch.env      each node's scratch size, for its health check
     <run>/etc/accounting.json  accounts, users and QOS, applied by slurmdbd
     <run>/compose.nodes.yml    one Compose service per compute node, merged over docker-compose.yml
     <run>/cluster.json         the facts every consumer reads (minihpc.facts)
+    <run>/release.env          the Slurm release's base and image tag, for cluster/compose.sh
 
 The etc/ files are mounted read-only at /etc/minihpc/slurm on every node.
 The static text lives in the templates; only what the values decide is
@@ -22,6 +23,7 @@ from string import Template
 
 from minihpc import NODES_FILE_NAME, policy
 from minihpc.facts import CLUSTER_NAME, SCRATCH, Facts
+from minihpc.releases import Release, default
 from minihpc.topology import Topology
 from scratch import policy as scratch_policy
 
@@ -59,16 +61,41 @@ def node_line(t: Topology, name: str) -> str:
             f"TmpDisk={t.scratch_mb}{gres} State=UNKNOWN")
 
 
-def slurm_conf(t: Topology, tuned: bool = True) -> str:
-    return _template(
+def slurm_conf(t: Topology, tuned: bool = True, release: Release | None = None,
+               enforcement: policy.Enforcement | None = None) -> str:
+    return _for_release(release or default(), _template(
         "slurm.conf", nodes_n=t.nodes, cpus=t.cpus, mem_mb=t.mem_mb, bigmem_mb=t.bigmem_mb, gpus=t.gpus,
-        cluster_name=CLUSTER_NAME, acct_gather_s=ACCT_GATHER_S, def_mem_per_cpu=t.mem_mb // t.cpus,
+        cluster_name=CLUSTER_NAME, acct_gather_s=ACCT_GATHER_S, **(enforcement or policy.Enforcement()).conf(t),
         throughput=("\n".join(f"{k}={v}" for k, v in THROUGHPUT.items()) if tuned
                     else "# untuned (bench/throughput.py)"),
         scratch=SCRATCH,
         node_lines="\n".join(node_line(t, n) for n in t.names),
         partition_lines="\n".join(p.conf() for p in policy.partitions(t)),
-        priority_lines="\n".join(f"{k}={v}" for k, v in policy.PRIORITY.items()))
+        priority_lines="\n".join(f"{k}={v}" for k, v in policy.PRIORITY.items())))
+
+
+def _for_release(r: Release, text: str) -> str:
+    """slurm.conf as release r reads it: each key r changes (Release.conf) replaced or left out."""
+    out = []
+    for line in text.splitlines():
+        key = line.partition("=")[0]
+        if not line.startswith("#") and key in r.conf:
+            if r.conf[key]:
+                out.append(r.conf[key])
+            continue
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def cgroup_conf(r: Release) -> str:
+    return _template("cgroup.conf", cgroup_plugin=r.cgroup_conf)
+
+
+def release_env(r: Release) -> str:
+    """What cluster/compose.sh needs of the release: which base and which images."""
+    return (f"# Written by minihpc (minihpc/configs.py): Slurm {r.packaged} from Debian {r.debian}.\n"
+            f"SUITE={r.debian}\nBASE_IMAGE={r.base_image}\nRELEASE_TAG={r.tag}\n"
+            f"RELEASE_PACKAGES='{' '.join(r.packages)}'\n")
 
 
 def gres_conf(t: Topology) -> str:
@@ -92,8 +119,10 @@ def compose_nodes(t: Topology, compose_file: Path) -> dict:
             "networks": {"default": {"ipam": {"config": [{"subnet": t.subnet, "gateway": t.gateway}]}}}}
 
 
-def facts(t: Topology) -> Facts:
-    return Facts(nodes=t.names, cpus=t.cpus, mem_mb=t.mem_mb, scratch_mb=t.scratch_mb,
+def facts(t: Topology, release: Release | None = None, enforcement: policy.Enforcement | None = None) -> Facts:
+    e = enforcement or policy.Enforcement()
+    return Facts(slurm=(release or default()).slurm, enforce=e.names, def_mem_per_cpu=e.mem_per_cpu(t),
+                 nodes=t.names, cpus=t.cpus, mem_mb=t.mem_mb, scratch_mb=t.scratch_mb,
                  node_mem_mb={n: t.node_mem(n) for n in t.names}, gpus={n: t.gpus for n in t.gpu_nodes},
                  partitions=[p.name for p in policy.partitions(t)], ssh_port=t.ssh_port,
                  subnet=t.subnet, addresses=t.addresses)
@@ -109,15 +138,18 @@ def write_if_changed(path: Path, text: str) -> bool:
     return True
 
 
-def render(t: Topology, run_dir: Path, compose_file: Path) -> bool:
+def render(t: Topology, run_dir: Path, compose_file: Path, release: Release | None = None,
+           enforcement: policy.Enforcement | None = None) -> bool:
     """Write the cluster's configuration; whether anything Slurm or Compose reads changed."""
+    release = release or default()
     etc = run_dir / "etc"
-    changed = write_if_changed(etc / "slurm.conf", slurm_conf(t))
-    changed |= write_if_changed(etc / "cgroup.conf", (TEMPLATES / "cgroup.conf").read_text())
+    changed = write_if_changed(etc / "slurm.conf", slurm_conf(t, release=release, enforcement=enforcement))
+    changed |= write_if_changed(etc / "cgroup.conf", cgroup_conf(release))
+    changed |= write_if_changed(run_dir / "release.env", release_env(release))
     changed |= write_if_changed(etc / "gres.conf", gres_conf(t))
     write_if_changed(etc / "scratch.env", scratch_policy.env_file(t.scratch_mb))
     write_if_changed(etc / "accounting.json", json.dumps(policy.accounting(), indent=1) + "\n")
     nodes = json.dumps(compose_nodes(t, compose_file), indent=2) + "\n"
     changed |= write_if_changed(run_dir / NODES_FILE_NAME, nodes)
-    facts(t).write(run_dir)
+    facts(t, release, enforcement).write(run_dir)
     return changed

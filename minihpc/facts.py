@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from minihpc.errors import MinihpcError
+from minihpc.releases import DEFAULT as DEFAULT_RELEASE
 from scratch.policy import MOUNT as SCRATCH
 
 CLUSTER_NAME = "minihpc"
@@ -32,6 +33,12 @@ class Facts:
     # Each node's RealMemory (bigmem nodes have more than mem_mb) and its
     # stand-in GPUs; the site's partitions, the default first.
     node_mem_mb: dict[str, int] = field(default_factory=dict)
+    # The cluster's Slurm release (minihpc.releases); a cluster.json from
+    # before releases were a knob ran the default.
+    slurm: str = DEFAULT_RELEASE
+    # What it enforces (minihpc.policy.ENFORCEABLE) and a job's memory per CPU without --mem.
+    enforce: list[str] = field(default_factory=lambda: ["memory", "time"])
+    def_mem_per_cpu: int = 0
     gpus: dict[str, int] = field(default_factory=dict)
     partitions: list[str] = field(default_factory=list)
     cluster_name: str = CLUSTER_NAME

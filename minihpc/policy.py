@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from minihpc.errors import BadInput
 from minihpc.facts import CLUSTER_NAME, LAB_ACCOUNT, LAB_USER, OTHER_ACCOUNT, OTHER_USER
 
 if TYPE_CHECKING:
@@ -52,6 +53,59 @@ def partitions(t: Topology) -> list[Partition]:
     if t.gpus:  # jobs ask with --gpus=N or --gres=gpu:N (the plugin's gpu and gres resources)
         parts.append(Partition("gpu", t.gpu_nodes, "1-00:00:00", std))
     return parts
+
+
+# What a site may enforce or not (minihpc up --enforce), and what enforcing it does.
+ENFORCEABLE = {
+    "memory": "a step whose RSS exceeds its --mem is killed (JobAcctGatherParams=OverMemoryKill)",
+    "time": "a job past its time limit is ended TIMEOUT (OverTimeLimit=0; off: OverTimeLimit=UNLIMITED)",
+}
+
+
+@dataclass(frozen=True)
+class Enforcement:
+    """What this cluster enforces, as a site chooses: memory and time limits
+    (both on by default; a site without them runs jobs past their requests),
+    and the memory a job gets per CPU when it asks for none (None: a
+    standard node's memory over its CPUs)."""
+
+    memory: bool = True
+    time: bool = True
+    def_mem_per_cpu: int | None = None
+
+    @classmethod
+    def from_env(cls, env: dict[str, str]) -> Enforcement:
+        raw = env.get("ENFORCE", "").strip()
+        names = [] if raw == "none" else [n.strip() for n in (raw or ",".join(ENFORCEABLE)).split(",")]
+        unknown = [n for n in names if n not in ENFORCEABLE]
+        if unknown or not all(names) or len(set(names)) != len(names):
+            raise BadInput(f"--enforce {raw!r}: {', '.join(map(repr, unknown)) or 'an empty or repeated name'} is not "
+                           "something minihpc enforces",
+                           f"give a comma-separated list of {', '.join(ENFORCEABLE)}, or none (the default: "
+                           f"{','.join(ENFORCEABLE)})")
+        mem = env.get("DEF_MEM_PER_CPU", "").strip()
+        if mem and not (mem.isdigit() and 100 <= int(mem) <= 1_048_576):
+            raise BadInput(f"--def-mem-per-cpu {mem!r} is not a whole number of MiB from 100 to 1048576",
+                           "give e.g. --def-mem-per-cpu 1000, or leave it out (a standard node's memory over its CPUs)")
+        return cls(memory="memory" in names, time="time" in names, def_mem_per_cpu=int(mem) if mem else None)
+
+    @property
+    def names(self) -> list[str]:
+        return [n for n in ENFORCEABLE if getattr(self, n)]
+
+    def mem_per_cpu(self, t: Topology) -> int:
+        return self.def_mem_per_cpu or t.mem_mb // t.cpus
+
+    def conf(self, t: Topology) -> dict[str, str]:
+        """slurm.conf's enforcement lines, by template placeholder."""
+        return {
+            "memory_enforcement": ("JobAcctGatherParams=OverMemoryKill" if self.memory else
+                                   "# Not enforced here (minihpc up --enforce): a step may use more than its --mem."),
+            "time_enforcement": ("OverTimeLimit=0" if self.time else
+                                 "# Not enforced here (minihpc up --enforce): a job runs past its time limit.\n"
+                                 "OverTimeLimit=UNLIMITED"),
+            "def_mem_per_cpu": str(self.mem_per_cpu(t)),
+        }
 
 
 def default_partition(t: Topology) -> Partition:

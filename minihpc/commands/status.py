@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from minihpc import releases
 from minihpc.cluster import Cluster
 from minihpc.commands.common import compose, require_state
 from minihpc.errors import MinihpcError
+from minihpc.facts import Facts
 from minihpc.ready import service_health
 
 
@@ -32,6 +34,15 @@ def table(rows: list[dict[str, str]], columns: list[tuple[str, str]]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells)
 
 
+def site_lines(f: Facts) -> str:
+    """The cluster's Slurm and what it enforces, and what that release cannot give that the default does."""
+    r = releases.named(f.slurm)
+    lines = [f"Slurm {r.packaged} (Debian {r.debian_version}, {r.debian}; Python {r.python}); enforcing: "
+             f"{', '.join(f.enforce) or 'no limits'}; a job without --mem gets {f.def_mem_per_cpu} MiB per CPU"]
+    lines += [f"  not on this release: {what} ({why})" for what, why in r.lacks]
+    return "\n".join(lines)
+
+
 def status(a: argparse.Namespace) -> int:
     require_state()
     # Each service's healthcheck run now (Docker's own column would show its last probe, up to 30 s old).
@@ -39,6 +50,7 @@ def status(a: argparse.Namespace) -> int:
                 [("SERVICE", "service"), ("HEALTH", "health")]))
     client = Cluster.local()
     login = client.facts.login
+    print(f"\n{site_lines(client.facts)}")
     try:
         print(f"\n{table(client.nodes(), NODE_COLUMNS)}\n\n{table(client.partitions(), PARTITION_COLUMNS)}"
               f"\n\n{table(client.qos(), QOS_COLUMNS)}")

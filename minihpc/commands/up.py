@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from minihpc import bringup
+from minihpc import bringup, policy, releases
 from minihpc.topology import DEFAULTS, MAX_NODES
 
 # up's sizing flags: the environment knob each overrides, and what it sizes.
@@ -24,7 +24,8 @@ def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("up", help="bring the cluster up (or resize it) and wait until it is ready",
                        description="Bring the cluster up, or resize a running one, and return when every node is "
                                    "idle and sacct answers. Defaults come from NODES, NODE_CPUS, NODE_MEM_MB, "
-                                   "BIGMEM_MB, GPUS, SCRATCH_MB, SSH_PORT, SUBNET, NFS_PROFILE and READY_TIMEOUT "
+                                   "BIGMEM_MB, GPUS, SCRATCH_MB, SSH_PORT, SUBNET, NFS_PROFILE, ENFORCE, "
+                                   "DEF_MEM_PER_CPU, SLURM_RELEASE and READY_TIMEOUT "
                                    "in the environment. Each step says what it did; a failing one names itself.")
     for flag, (name, what) in UP_KNOBS.items():
         p.add_argument(f"--{flag.replace('_', '-')}", type=int, default=None,
@@ -33,6 +34,18 @@ def add(sub: argparse._SubParsersAction) -> None:
                    help=f"the cluster's private IPv4 network, each service at a fixed address in it (default "
                         f"{DEFAULTS['SUBNET']}; env SUBNET)")
     p.add_argument("--nfs-profile", default=None, help="NFS client profile to set (see minihpc nfs list)")
+    p.add_argument("--enforce", metavar="LIMITS", default=None,
+                   help="what the site enforces, comma-separated, or none: "
+                        + "; ".join(f"{k}: {v}" for k, v in policy.ENFORCEABLE.items())
+                        + f" (default {','.join(policy.ENFORCEABLE)}; env ENFORCE)")
+    p.add_argument("--def-mem-per-cpu", metavar="MB", default=None,
+                   help="memory per CPU of a job that asks for none, MiB (default: a standard node's memory over its "
+                        "CPUs; env DEF_MEM_PER_CPU)")
+    p.add_argument("--slurm", metavar="RELEASE", default=None,
+                   help="the Slurm release, built from its Debian release's packages: "
+                        + ", ".join(f"{r.slurm} ({r.packaged}, Debian {r.debian_version})"
+                                    for r in releases.RELEASES.values())
+                        + f" (default {releases.DEFAULT}, or the running cluster's; env SLURM_RELEASE)")
     p.set_defaults(run=up)
 
 
@@ -45,5 +58,8 @@ def up(a: argparse.Namespace) -> int:
         env["SUBNET"] = a.subnet
     if a.nfs_profile is not None:
         env["NFS_PROFILE"] = a.nfs_profile
+    for flag, name in (("slurm", "SLURM_RELEASE"), ("enforce", "ENFORCE"), ("def_mem_per_cpu", "DEF_MEM_PER_CPU")):
+        if getattr(a, flag) is not None:
+            env[name] = getattr(a, flag)
     bringup.run(bringup.plan(env))  # everything checked before anything starts
     return 0

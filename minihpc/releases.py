@@ -1,0 +1,74 @@
+"""The Slurm releases minihpc runs, each built from one Debian release's own
+packages, and the one place that knows how they differ.
+
+`minihpc up --slurm 22.05|24.11|26.05` (env SLURM_RELEASE) picks one; a
+cluster keeps its release until it is destroyed. Every difference the
+rendered configuration or the image follows is written here, with where it
+comes from; a feature a release cannot give is in `lacks`, which `minihpc
+status` and docs/versions.md show.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from minihpc.errors import BadInput
+
+
+@dataclass(frozen=True)
+class Release:
+    slurm: str  # the major release, as --slurm names it
+    packaged: str  # the exact version Debian packages
+    debian: str  # the Debian release (suite) the image is built from
+    debian_version: str
+    python: str  # the image's Python, which Snakemake runs on
+    # cgroup.conf's lines: how this release runs without cgroup control.
+    cgroup_conf: str = "CgroupPlugin=disabled"
+    # Debian packages this release's image needs beyond the others'.
+    packages: tuple[str, ...] = ()
+    # slurm.conf lines this release drops or changes: key -> line, or "" to leave the key out.
+    conf: dict[str, str] = field(default_factory=dict)
+    # What this release cannot give that the default does: (feature, why).
+    lacks: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def tag(self) -> str:
+        """The images' tag suffix: one set of images per release, side by side."""
+        return f"slurm{self.slurm}"
+
+    @property
+    def base_image(self) -> str:
+        return f"minihpc/debian:{self.debian}"
+
+
+RELEASES = {r.slurm: r for r in (
+    Release(
+        slurm="22.05", packaged="22.05.8", debian="bookworm", debian_version="12", python="3.11",
+        # 22.05's slurmd always loads a cgroup plugin (cgroup_g_init in slurmd.c);
+        # "disabled" only exists from 23.02 (src/interfaces/cgroup.c).
+        cgroup_conf="CgroupPlugin=autodetect",
+        # Debian 12's mpi/pmix plugin dlopens pmix2/lib/libpmix.so, a name only
+        # libpmix-dev gives; without it every srun fails: "Invalid MPI type 'pmix'".
+        packages=("libpmix-dev",),
+    ),
+    Release(slurm="24.11", packaged="24.11.5", debian="trixie", debian_version="13", python="3.13"),
+    Release(slurm="26.05", packaged="26.05.5", debian="forky", debian_version="14 (testing)", python="3.14"),
+)}
+DEFAULT = "24.11"
+# Every Debian release an image is built from (cluster/lock.sh pins Python for each).
+SUITES = tuple(r.debian for r in RELEASES.values())
+
+
+def named(raw: str) -> Release:
+    """The release `--slurm` names: a major (22.05) or its exact packaged version."""
+    value = raw.strip() or DEFAULT
+    for r in RELEASES.values():
+        if value in (r.slurm, r.packaged):
+            return r
+    raise BadInput(f"--slurm {value!r} is not a Slurm release minihpc builds",
+                   "give one of " + ", ".join(f"{r.slurm} (Debian {r.debian_version}: {r.packaged})"
+                                              for r in RELEASES.values()) + f"; the default is {DEFAULT}")
+
+
+def default() -> Release:
+    return RELEASES[DEFAULT]
