@@ -33,7 +33,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 
 .DEFAULT_GOAL := help
-.PHONY: help bootstrap cluster-up destroy lab confirm pressure test test-unit test-action lint lock bench bench-prove bench-mpi docs
+.PHONY: help bootstrap cluster-up destroy lab confirm pressure test smoke test-unit test-action lint lock bench bench-prove bench-mpi docs
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -69,6 +69,10 @@ $(VENV)/.installed: tests/requirements.txt
 test: bootstrap $(VENV)/.installed ## bring the cluster up and run the whole test suite (host-only tests beside it)
 	tests/run-suite.sh $(PY) $(PYTEST_ARGS)
 
+smoke: bootstrap $(VENV)/.installed ## the capabilities on another Slurm release, SLURM=22.05|26.05: its cluster up, the tests marked smoke
+	@[ -n "$(SLURM)" ] || { echo "smoke: name the release with SLURM=, e.g. make smoke SLURM=22.05 (make test runs the default's whole suite)" >&2; exit 2; }
+	tests/run-smoke.sh $(PY) $(SLURM) $(PYTEST_ARGS)
+
 test-unit: $(VENV)/.installed ## unit and integration tests only (no cluster needed)
 	$(PY) -m pytest -m "not cluster" $(PYTEST_ARGS) tests
 
@@ -81,8 +85,8 @@ lint: $(VENV)/.installed ## ruff and shellcheck
 	$(VENV)/bin/ruff check minihpc cluster tests bench nfs scratch
 	shellcheck cluster/*.sh tests/run-suite.sh .ci/run
 
-lock: ## re-resolve cluster/requirements.lock from cluster/requirements.in
-	cluster/lock.sh
+lock: $(VENV)/.installed ## re-resolve cluster/locks/ (the cluster's Python, per Debian release) from cluster/requirements.in and scipy-stack.in
+	cluster/lock.sh $$($(PY) -c 'from minihpc.releases import SUITES; print(*SUITES)')
 
 bench: $(VENV)/.installed ## one benchmark, BENCH=cluster|nfs|staging|faults|throughput|suite|prove -> bench/results/ (BENCH=report: the .md again from the JSON)
 	@[ -n "$(BENCH)" ] || { echo "bench: name one with BENCH=<name>, e.g. make bench BENCH=nfs; see $(MINIHPC) bench --help" >&2; exit 2; }

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Measure bring-up and idle memory of the default cluster.
+"""Measure bring-up and idle memory of the default cluster, or of another
+Slurm release's (--slurm 22.05: results in cluster-22.05.json).
 
-cold:  no minihpc images and no build cache -> `minihpc up` ready
+cold:  no minihpc image of the release (its Debian base included) and no build cache -> `minihpc up` ready
 warm:  images present, cluster destroyed (fresh volumes) -> ready
 restart: after `minihpc down` (volumes kept) -> ready
 resize: a running cluster 2 -> 3 nodes and back (`minihpc up --nodes 3`, then `--nodes 2`) -> ready
@@ -24,6 +25,7 @@ import time
 from pathlib import Path
 
 from bench.report import against, heading, listed, save, table
+from minihpc import releases
 from minihpc.transport import containers
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,8 +53,10 @@ def timed_up(*flags: str) -> float:
     return time.monotonic() - t
 
 
-def remove_images() -> None:
-    ids = sh("docker", "images", "-q", "--filter", "reference=minihpc/*").split()
+def remove_images(release: releases.Release) -> None:
+    """The release's images and its Debian base (other releases' stay), and every build cache."""
+    ids = sh("docker", "images", "-q", "--filter", f"reference=minihpc/*:*-{release.tag}", "--filter",
+             f"reference={release.base_image}").split()
     if ids:
         sh("docker", "rmi", "-f", *sorted(set(ids)))
     sh("docker", "builder", "prune", "-af")
@@ -91,16 +95,18 @@ def main() -> int:
     ap.add_argument("--warm-runs", type=int, default=3)
     ap.add_argument("--cold-runs", type=int, default=1)
     ap.add_argument("--idle-settle", type=float, default=IDLE_SETTLE_S)
+    ap.add_argument("--slurm", default=releases.DEFAULT, help="the Slurm release (minihpc up --slurm)")
     args = ap.parse_args()
+    release = releases.named(args.slurm)
 
     cold, warm, restart, grow, shrink = [], [], [], [], []
     for _ in range(args.cold_runs):
         sh(sys.executable, "-m", "minihpc", "destroy", "--yes")
-        remove_images()
-        cold.append(timed_up())
+        remove_images(release)
+        cold.append(timed_up("--slurm", release.slurm))
     for _ in range(args.warm_runs):
         sh(sys.executable, "-m", "minihpc", "destroy", "--yes")
-        warm.append(timed_up())
+        warm.append(timed_up("--slurm", release.slurm))
     for _ in range(args.warm_runs):
         sh(sys.executable, "-m", "minihpc", "down")
         restart.append(timed_up())
@@ -115,6 +121,8 @@ def main() -> int:
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"cpus": os.cpu_count(), "kernel": platform.release()},
         "nodes": 2,
+        "slurm": release.packaged,
+        "debian": release.debian,
         "cold_up_s": summary(cold),
         "warm_up_s": summary(warm),
         "restart_up_s": summary(restart),
@@ -124,8 +132,16 @@ def main() -> int:
         "idle_cpu_cores": cpu,
         "targets": {"warm_up_s": 20, "cold_up_s": 300, "idle_rss_mib": 1536, "resize_s": 5},
     }
-    save("cluster", result, markdown, indent=2)
+    save(_saved_as(result)[1] or "cluster", result, markdown, indent=2)
     return 0
+
+
+def _saved_as(result: dict) -> tuple[str, str]:
+    """Another release's results: the script's --slurm and the name they are saved under."""
+    major = result.get("slurm", "")[:5]
+    if not major or major == releases.DEFAULT:
+        return "", ""
+    return f"--slurm {major}", f"cluster-{major}"
 
 
 def markdown(result: dict) -> str:
@@ -145,10 +161,12 @@ def markdown(result: dict) -> str:
     m = result["machine"]
     return "\n".join([
         *heading("Cluster bring-up", "cluster", result,
-                 f"The default cluster ({result['nodes']} nodes) on a machine of {m['cpus']} CPUs (kernel "
+                 f"The default cluster ({result['nodes']} nodes"
+                 + (f", Slurm {result['slurm']} from Debian {result['debian']}" if "slurm" in result else "")
+                 + f") on a machine of {m['cpus']} CPUs (kernel "
                  f"{m['kernel']}): each bring-up timed until `minihpc up` reports the cluster ready, then the "
                  "resident memory of the idle cluster once it has settled "
-                 f"(`--idle-settle`, {IDLE_SETTLE_S:g} s by default)."),
+                 f"(`--idle-settle`, {IDLE_SETTLE_S:g} s by default).", *_saved_as(result)),
         *table(("figure", "median", "samples", "target"), rows), "",
         "Idle RSS by container:", "",
         *table(("container", "MiB"), sorted(rss["per_container"].items(), key=lambda kv: -kv[1])),

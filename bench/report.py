@@ -29,11 +29,14 @@ def table(head: Sequence[str], rows: Iterable[Sequence[object]]) -> list[str]:
             *("| " + " | ".join(str(c) for c in row) + " |" for row in rows)]
 
 
-def heading(title: str, bench: str, result: dict, what: str) -> list[str]:
-    """The page's title, what was measured, and the command and date that measured it."""
+def heading(title: str, bench: str, result: dict, what: str, args: str = "", name: str = "") -> list[str]:
+    """The page's title, what was measured, and the command and date that measured it
+    (`args`: the script's own, for a result saved under another `name` than the bench's)."""
+    run = f"`python -m bench.{SCRIPTS[bench]}{' ' + args if args else ''}`"
+    how = f"`make bench BENCH={bench}` ({run})" if not args else run
     return [f"# {title}", "", what, "",
-            f"Measured by `make bench BENCH={bench}` (`python -m bench.{SCRIPTS[bench]}`) at {result['when']}; "
-            f"every figure below is from [{bench}.json]({bench}.json).", ""]
+            f"Measured by {how} at {result['when']}; every figure below is from "
+            f"[{name or bench}.json]({name or bench}.json).", ""]
 
 
 def listed(samples: Iterable[object]) -> str:

@@ -77,6 +77,13 @@ def scipy_stack() -> None:
                "Python: python3 (the cluster's).")
 
 
+def launcher() -> str:
+    """How this image's Slurm starts MPI ranks: srun through PMIx where Debian's
+    Slurm has mpi/pmix, else Open MPI's own mpiexec in the allocation (Debian
+    14's Slurm has no mpi/pmix; minihpc/releases.py)."""
+    return "srun --mpi=pmix" if list(Path("/usr/lib").glob("*/slurm-wlm/mpi_pmix.so")) else "mpiexec"
+
+
 def openmpi() -> str:
     version = dpkg_version("openmpi-bin")
     bin_dir = SOFTWARE / "openmpi" / version / "bin"
@@ -86,10 +93,12 @@ def openmpi() -> str:
         if real.exists():
             (bin_dir / cmd).symlink_to(real)
             Path(f"/usr/bin/{cmd}").unlink(missing_ok=True)  # Debian's alternative: only the module gives it
-    modulefile("openmpi", version, "Open MPI (Debian's), launched by srun --mpi=pmix or by mpiexec in an allocation",
+    how = "srun --mpi=pmix PROGRAM (or mpiexec PROGRAM)" if launcher() != "mpiexec" else (
+        "mpiexec PROGRAM (this Slurm has no mpi/pmix: srun alone starts unrelated copies)")
+    modulefile("openmpi", version, f"Open MPI (Debian's), launched by {launcher()} in an allocation",
                f'family("mpi")\nprepend_path("PATH", "{bin_dir}")\n'
                'prepend_path("MANPATH", "/usr/share/man")\n',
-               f"Open MPI {version}. In a SLURM allocation: srun --mpi=pmix PROGRAM (or mpiexec PROGRAM):\n"
+               f"Open MPI {version}. In a SLURM allocation: {how}:\n"
                "one rank per task, across the allocation's nodes.")
     return version
 
@@ -113,7 +122,7 @@ def mpi_demo(mpi4py_version: str, script: Path) -> None:
                f'depends_on("mpi4py/{mpi4py_version}")\nprepend_path("PATH", "{bin_dir}")\n',
                "mpi-pi [INTERVALS]: pi by the midpoint rule, its strips dealt to the ranks; rank 0 prints the "
                "ranks, the node of each, pi, its error and the seconds it took.\n"
-               "  srun --mpi=pmix -n 4 mpi-pi     (inside an allocation: salloc, sbatch)")
+               f"  {launcher()} -n 4 mpi-pi     (inside an allocation: salloc, sbatch)")
 
 
 # Debian's /etc/profile.d/lmod.sh works out the same values in every login shell (a dozen commands,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -232,11 +233,18 @@ def render(s: State) -> str | None:
 
 
 def images(s: State) -> str | None:
+    return build_images(s.plan.release, RUN_DIR)
+
+
+def build_images(release: releases.Release, run_dir: Path) -> str | None:
+    """Build the release's images from the files rendered in run_dir, unless
+    images of the same inputs are there; what was built, or None."""
     tag = subprocess.run([str(ROOT / "cluster/image-tag.sh")], capture_output=True, text=True, check=True,
-                         env=tree_env()).stdout.strip()
+                         env={**os.environ, "MINIHPC_RUN_DIR": str(run_dir)}).stdout.strip()
     if containers.have_images(f"minihpc/slurm:{tag}", f"minihpc/db:{tag}"):
         return None
-    say(f"building images minihpc/{{db,slurm}}:{tag} (layers are cached; a cold build takes a few minutes)")
+    say(f"building images minihpc/{{db,slurm}}:{tag} of Slurm {release.packaged} (layers are cached; a cold build "
+        "takes a few minutes)")
     pipconf = str(ROOT / "cluster/pipconf.sh")
     ca = subprocess.run([pipconf, "ca"], capture_output=True, text=True, check=False)
     if ca.returncode != 0:
@@ -245,7 +253,10 @@ def images(s: State) -> str | None:
     for line in subprocess.run([pipconf, "args"], capture_output=True, text=True, check=True).stdout.splitlines():
         key, _, value = line.partition("=")
         build[key] = value
-    _compose("build", "db", "slurmctld", env={**os.environ, **build})
+    try:
+        containers.compose_shown("build", "db", "slurmctld", env={**os.environ, **build}, run_dir=run_dir)
+    except MinihpcError as e:
+        raise _Failed(f"{e.what} ({e.fix})") from None
     return f"images minihpc/{{db,slurm}}:{tag} built"
 
 
@@ -301,13 +312,30 @@ FIXES = {"engine": "start a Docker engine (make bootstrap), then minihpc up agai
 DEFAULT_FIX = "see the lines above; minihpc logs shows every service"
 
 
+def build(release: releases.Release) -> None:
+    """`minihpc build`: the release's images, ready for `up --slurm`, with no
+    cluster started or changed (its files are rendered in a directory of its own)."""
+    def images_apart(s: State) -> str:
+        with tempfile.TemporaryDirectory(prefix="minihpc-build.") as d:
+            configs.render(s.plan.topology, Path(d), COMPOSE_FILE, release)
+            return build_images(release, Path(d)) or f"images of Slurm {release.packaged}: there already"
+    state = State(Plan(Topology.from_env({}), release=release))
+    for step in [*(s for s in STEPS if s.name in ("engine", "base image")),
+                 Step("images", "build the release's images unless their inputs are unchanged", images_apart)]:
+        _act(step, state)
+
+
+def _act(step: Step, state: State) -> None:
+    try:
+        did = step.act(state)
+    except _Failed as e:
+        raise StepFailed(step, str(e), e.fix or FIXES.get(step.name, DEFAULT_FIX)) from None
+    if did:
+        say(did)
+
+
 def run(p: Plan) -> None:
     """Bring the cluster to the plan, step by step."""
     state = State(p)
     for step in STEPS:
-        try:
-            did = step.act(state)
-        except _Failed as e:
-            raise StepFailed(step, str(e), e.fix or FIXES.get(step.name, DEFAULT_FIX)) from None
-        if did:
-            say(did)
+        _act(step, state)

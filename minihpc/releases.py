@@ -10,6 +10,7 @@ status` and docs/versions.md show.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from minihpc.errors import BadInput
@@ -52,7 +53,15 @@ RELEASES = {r.slurm: r for r in (
         packages=("libpmix-dev",),
     ),
     Release(slurm="24.11", packaged="24.11.5", debian="trixie", debian_version="13", python="3.13"),
-    Release(slurm="26.05", packaged="26.05.5", debian="forky", debian_version="14 (testing)", python="3.14"),
+    Release(
+        slurm="26.05", packaged="26.05.5", debian="forky", debian_version="14 (testing)", python="3.14",
+        # Debian 14 builds Slurm without mpi/pmix (no mpi_pmix*.so in forky's
+        # Contents-amd64): MpiDefault=pmix would fail every srun, the SLURM
+        # plugin's job step included. Its Open MPI (6) speaks PMIx only.
+        conf={"MpiDefault": "MpiDefault=none"},
+        lacks=(("MPI ranks started by srun (--mpi=pmix)",
+                "Debian 14's Slurm has no mpi/pmix plugin; srun starts unrelated copies"),),
+    ),
 )}
 DEFAULT = "24.11"
 # Every Debian release an image is built from (cluster/lock.sh pins Python for each).
@@ -72,3 +81,18 @@ def named(raw: str) -> Release:
 
 def default() -> Release:
     return RELEASES[DEFAULT]
+
+
+def nearest(version: str) -> tuple[Release, bool]:
+    """The release minihpc builds nearest to a site's Slurm version (e.g.
+    23.11.4), and whether it is that site's own major release."""
+    m = re.match(r"(\d+)\.(\d+)", version.strip())
+    if not m:
+        raise ValueError(f"not a Slurm version: {version!r}")
+    months = int(m[1]) * 12 + int(m[2])
+
+    def distance(r: Release) -> tuple[int, int]:
+        y, mo = map(int, r.slurm.split("."))
+        return abs(y * 12 + mo - months), -(y * 12 + mo)  # equally near: the newer
+    best = min(RELEASES.values(), key=distance)
+    return best, best.slurm == f"{m[1]}.{m[2]}"

@@ -35,7 +35,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from minihpc import PROOF_DIR, course, proofs
+from minihpc import PROOF_DIR, course, proofs, releases
 from minihpc import lag as lag_of
 from minihpc.cluster import Cluster
 from minihpc.errors import BadInput
@@ -122,6 +122,40 @@ def _work_dir(site: Site, c: Cluster) -> None:
     if owner != site.user:
         raise BadInput(f"site file {site.path}: work_dir: {site.work_dir} belongs to {owner}, not {site.user}",
                        "give a directory of your own: the check creates and removes files under it")
+
+
+# The site's Slurm and Snakemake stack, read on its login node: Snakemake's
+# plugins from the Python that runs its `snakemake` (the shebang's).
+PLUGINS = ("snakemake-executor-plugin-slurm", "snakemake-executor-plugin-slurm-jobstep",
+           "snakemake-storage-plugin-fs")
+VERSIONS_PROBE = ("sinfo --version; echo snakemake $(snakemake --version); sm=$(command -v snakemake); "
+                  "$(head -n 1 \"$sm\" | sed 's/^#!//') - <<'EOF'\n"
+                  "import importlib.metadata as m\n"
+                  f"for d in {PLUGINS!r}:\n"
+                  "    try:\n        print(d, m.version(d))\n"
+                  "    except m.PackageNotFoundError:\n        print(d, '-')\n"
+                  "EOF")
+
+
+def versions(c: Cluster) -> dict[str, str]:
+    """The site's versions: slurm, snakemake and each plugin ('-' where none is installed)."""
+    found = dict(line.split(None, 1) for line in c.sh(VERSIONS_PROBE, timeout=90).out.splitlines()
+                 if len(line.split()) == 2)
+    # sinfo --version: "slurm 24.11.5", or "slurm-wlm 26.05.5" (Debian's newer builds)
+    slurm = next((v for k, v in found.items() if k in ("slurm", "slurm-wlm")), "-")
+    return {"slurm": slurm, **{k: found.get(k, "-") for k in ("snakemake", *PLUGINS)}}
+
+
+def reproduce(v: dict[str, str]) -> str:
+    """What the site runs, and the `minihpc up` line that brings up the nearest cluster here."""
+    said = ", ".join(f"{k} {v[k]}" for k in v)
+    try:
+        release, same = releases.nearest(v["slurm"])
+    except ValueError:
+        return f"site versions: {said}\nreproduce here: minihpc up (the site's Slurm version was not readable)"
+    note = "" if same else (f" (the nearest release minihpc builds: {', '.join(releases.RELEASES)}; the site's "
+                            f"{v['slurm']} is not among them)")
+    return f"site versions: {said}\nreproduce here: minihpc up --slurm {release.slurm}{note}"
 
 
 def connect(site: Site, session: bool = True) -> Cluster:
@@ -237,6 +271,8 @@ def check(site: Site, names: list[str] | None = None) -> int:
     c = connect(site)
     print(f"site: {site.user}@{site.host}:{site.port}, partition {site.partition} "
           f"({len(c.facts.nodes)} nodes: {' '.join(c.facts.nodes)}), work in {c.facts.shared}", flush=True)
+    found = versions(c)
+    print(reproduce(found), flush=True)
     limit_jobs = ("", "")
 
     def course_proof(name: str) -> Callable[[], Proof]:
@@ -266,7 +302,8 @@ def check(site: Site, names: list[str] | None = None) -> int:
     print(proofs.table(checks))
     evidence = proofs.write_evidence(checks, PROOFS)
     (PROOFS / "site.json").write_text(json.dumps({"host": site.host, "user": site.user, "partition":
-                                                  site.partition, "nodes": c.facts.nodes}, indent=1) + "\n")
+                                                  site.partition, "nodes": c.facts.nodes, "versions": found},
+                                                 indent=1) + "\n")
     return proofs.verdict(checks, evidence)
 
 

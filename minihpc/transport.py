@@ -253,11 +253,14 @@ class Containers:
         """`docker compose ARGS` on this cluster; its output, or an error with Compose's own message."""
         return _run([*_COMPOSE, *args], f"docker compose {' '.join(args)}", timeout)
 
-    def compose_shown(self, *args: str, env: dict[str, str] | None = None, check: bool = True) -> int:
+    def compose_shown(self, *args: str, env: dict[str, str] | None = None, check: bool = True,
+                      run_dir: Path | None = None) -> int:
         """`docker compose ARGS` with its output on the terminal (progress a
         user watches, or what they asked to see); its exit code, or, if
-        `check`, an error naming the command when it failed."""
-        rc = subprocess.run([*_COMPOSE, *args], env=env, stdin=subprocess.DEVNULL, check=False).returncode
+        `check`, an error naming the command when it failed. `run_dir`: files
+        rendered elsewhere than this cluster's (minihpc build's own)."""
+        cmd = _COMPOSE if run_dir is None else ["/usr/bin/env", f"MINIHPC_RUN_DIR={run_dir}", _COMPOSE[-1]]
+        rc = subprocess.run([*cmd, *args], env=env, stdin=subprocess.DEVNULL, check=False).returncode
         if check and rc != 0:
             raise MinihpcError(f"docker compose {args[0]} exited {rc}", "its lines above say why")
         return rc

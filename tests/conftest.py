@@ -23,6 +23,8 @@ if TYPE_CHECKING:  # imported by pytest itself, as a plugin (so its asserts are 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "cluster: needs the live cluster (make cluster-up)")
     config.addinivalue_line("markers", "alone: changes or needs the whole cluster; run with no other test beside it")
+    config.addinivalue_line("markers", "smoke: a capability proven on every Slurm release (make smoke SLURM=...), "
+                                       "not only the default")
     config.addinivalue_line("markers", "cost(seconds): about how long the test takes on the cluster (default "
                                        f"{DEFAULT_COST} s); side by side, the costliest groups start first")
 

@@ -5,6 +5,7 @@ handler. The logic lives outside them, in minihpc's modules."""
 
 from minihpc.commands import (
     bench,
+    build,
     busy,
     course,
     destroy,
@@ -25,5 +26,5 @@ from minihpc.commands import (
 )
 
 # In the order `minihpc --help` lists them: the cluster's life first.
-VERBS = (up, down, destroy, status, shell, logs, run, prove, env, modules, site, timeline, nfs, scratch, fault, busy,
-         course, bench)
+VERBS = (up, build, down, destroy, status, shell, logs, run, prove, env, modules, site, timeline, nfs, scratch, fault,
+         busy, course, bench)

@@ -9,6 +9,7 @@ import pytest
 from support import Cluster, eventually, q, run_ok
 
 
+@pytest.mark.smoke
 def test_munge_credential_from_login_decodes_everywhere(cluster: Cluster) -> None:
     cred = run_ok(cluster.host("login"), "munge -n").strip()
     assert cred.startswith("MUNGE:")
@@ -53,6 +54,7 @@ def _owner(host, name: str) -> set[str]:
     return {r[0] for r in rows if len(r) > 1 and r[1].rsplit("/", 1)[-1] == name}
 
 
+@pytest.mark.smoke
 def test_every_daemon_runs_as_its_user(cluster: Cluster) -> None:
     expected = dict(DAEMON_USERS)
     for node in cluster.compute_names:
@@ -73,6 +75,7 @@ def test_sinfo_shows_exactly_the_nodes_idle(cluster: Cluster) -> None:
     assert rows == sorted((n, "idle", str(f.cpus), str(f.node_mem_mb[n])) for n in cluster.compute_names)
 
 
+@pytest.mark.smoke
 @pytest.mark.cost(90)
 def test_sbatch_and_srun_as_lab_user_are_accounted(cluster: Cluster) -> None:
     lab = cluster.as_user()
@@ -103,6 +106,7 @@ def test_lab_user_is_the_same_on_every_node(cluster: Cluster) -> None:
     assert re.fullmatch(r"student:x:1000:1000::/home/student:/bin/bash", next(iter(ids.values())))
 
 
+@pytest.mark.smoke
 def test_lab_user_association_for_the_plugin(cluster: Cluster) -> None:
     out = run_ok(cluster.as_user(), "sacctmgr -n -P show assoc user=student format=cluster,account,user")
     assert out.split() == ["minihpc|lab|student"]

@@ -44,6 +44,16 @@ def test_every_core_is_proven_somewhere() -> None:
     assert set(RUNS) == {*SIDE_BY_SIDE, *UNDER_LOAD, *OVER_SSH, "core3-staging"} - set(DEMOS), sorted(RUNS)
 
 
+@pytest.mark.smoke
+@pytest.mark.cost(35)
+@pytest.mark.parametrize("name", ["core1", "core3-staging"])
+def test_a_core_as_a_learner_runs_it(labs: Labs, name: str) -> None:
+    """Executor selection and log retention (Core 1), and staging to
+    node-local scratch (Core 3), on a quiet cluster as the module has a
+    learner run them: on every Slurm release minihpc builds (make smoke)."""
+    assert_passed(RUNS[name](labs, prefix=f"test-{name}-plain"))
+
+
 # Side by side: it kills the processes of its own job only, and judges only its own job and directory.
 @pytest.mark.cost(45)
 def test_a_run_interrupted_with_its_node_leaves_its_output_incomplete(cluster: Cluster, labs: Labs) -> None:

@@ -64,6 +64,7 @@ def submit(client: Client) -> Iterator[Callable[..., tuple[int, str]]]:
                what="the test's jobs to leave the queue")
 
 
+@pytest.mark.smoke
 def test_partitions_are_the_sites(client: Client) -> None:
     f = client.facts
     want = {p.name: p for p in policy.partitions(Topology.from_facts(f))}
@@ -80,6 +81,7 @@ def test_partitions_are_the_sites(client: Client) -> None:
     assert all(f.node_mem_mb[n] > f.mem_mb for n in want["bigmem"].nodes)
 
 
+@pytest.mark.smoke
 def test_memory_beyond_the_default_partition_is_refused_and_bigmem_takes_it(client: Client) -> None:
     rc, out = sbatch(client, f"--mem={BIG_MB}")
     assert rc != 0 and "Memory required by task is not available" in out, out
@@ -90,6 +92,7 @@ def test_memory_beyond_the_default_partition_is_refused_and_bigmem_takes_it(clie
     assert client.facts.node_mem_mb[row["NodeList"]] >= BIG_MB, row
 
 
+@pytest.mark.smoke
 def test_time_beyond_the_default_partition_is_refused_and_long_takes_it(client: Client) -> None:
     rc, out = sbatch(client, "-t 5:00:00")
     assert rc != 0 and "Requested time limit is invalid (missing or exceeds some limit)" in out, out
@@ -99,6 +102,7 @@ def test_time_beyond_the_default_partition_is_refused_and_long_takes_it(client: 
     assert (row["State"], row["Partition"], row["Timelimit"]) == ("COMPLETED", "long", "05:00:00"), row
 
 
+@pytest.mark.smoke
 def test_gpus_are_scheduled_and_accounted(client: Client) -> None:
     f = client.facts
     [(node, count)] = f.gpus.items()
@@ -126,6 +130,7 @@ def test_the_account_tree_holds_both_users(client: Client) -> None:
         assert (sorted(r["QOS"].split(",")), r["DefaultQOS"]) == (allowed[u], policy.DEFAULT_QOS)
 
 
+@pytest.mark.smoke
 def test_debug_qos_limits_each_user(client: Client, submit: Callable[..., tuple[int, str]]) -> None:
     first = submit("--qos=debug -t 5", "sleep 60")
     second = submit("--qos=debug -t 5", "sleep 60")

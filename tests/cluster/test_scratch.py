@@ -11,6 +11,7 @@ from minihpc.errors import MinihpcError
 from scratch import policy
 
 
+@pytest.mark.smoke
 def test_each_node_has_its_own_scratch_of_the_declared_size(cluster: Cluster, client: Client) -> None:
     tmp_disk = run_ok(cluster.host("login"), "sinfo -h -N -o '%N %d'").split()
     declared = dict(zip(tmp_disk[::2], tmp_disk[1::2], strict=True))

@@ -92,3 +92,24 @@ def test_each_release_has_its_own_image_tag(tmp_path: Path) -> None:
         assert out.endswith(f"-{r.tag}")
         tags.add(out.split("-")[0])
     assert len(tags) == len(releases.RELEASES)  # the release's packages are part of the hash
+
+
+@pytest.mark.parametrize(("version", "release", "same"), [
+    ("22.05.8", "22.05", True), ("26.05.5", "26.05", True), ("23.11.4", "24.11", False), ("25.05.1", "24.11", False),
+    ("25.11.0", "26.05", False), ("21.08.8", "22.05", False)])
+def test_a_sites_slurm_is_matched_to_the_nearest_release_built_here(version: str, release: str, same: bool) -> None:
+    r, exact = releases.nearest(version)
+    assert (r.slurm, exact) == (release, same)
+
+
+def test_the_site_check_prints_the_line_that_reproduces_the_site() -> None:
+    from minihpc.sitecheck import reproduce
+    v = {"slurm": "23.11.4", "snakemake": "8.30.0", "snakemake-executor-plugin-slurm": "0.15.1",
+         "snakemake-executor-plugin-slurm-jobstep": "0.2.1", "snakemake-storage-plugin-fs": "-"}
+    assert reproduce(v).splitlines() == [
+        "site versions: slurm 23.11.4, snakemake 8.30.0, snakemake-executor-plugin-slurm 0.15.1, "
+        "snakemake-executor-plugin-slurm-jobstep 0.2.1, snakemake-storage-plugin-fs -",
+        "reproduce here: minihpc up --slurm 24.11 (the nearest release minihpc builds: 22.05, 24.11, 26.05; the "
+        "site's 23.11.4 is not among them)"]
+    assert reproduce({**v, "slurm": "-"}).endswith("reproduce here: minihpc up (the site's Slurm version was not "
+                                                   "readable)")

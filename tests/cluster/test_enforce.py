@@ -1,0 +1,84 @@
+"""A site that enforces less: `minihpc up --enforce none --def-mem-per-cpu N`
+on the running cluster, and what a job is then allowed, seen as the lab user
+(a step over its memory request completes, a job outlives its time limit, a
+job without --mem gets N MiB per CPU); then `minihpc up` gives the defaults
+back. test_limits.py proves the enforcing cluster.
+
+Alone (every job on the cluster is under the changed rules), and about 100 s:
+Slurm checks time limits every 30 s, so a job with a one-minute limit must
+still run at 95 s to show that none was enforced."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+import time
+
+import pytest
+from support import ended
+
+from minihpc import ROOT, RUN_DIR
+from minihpc.cluster import Cluster as Client
+from minihpc.facts import Facts
+
+pytestmark = pytest.mark.alone
+
+DIR = "/shared/test-enforce"
+HOLD = "import sys, time; b = bytearray(300 * 2**20); b[::4096] = b'x' * len(b[::4096]); time.sleep(8)"
+# Past a one-minute limit and the next two of slurmctld's 30-s checks.
+OUTLIVE_S = 95
+
+
+def up(*flags: str) -> str:
+    r = subprocess.run([sys.executable, "-m", "minihpc", "up", *flags], cwd=ROOT, capture_output=True, text=True,
+                       timeout=600, check=False)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r.stderr
+
+
+def facts() -> Facts:
+    """The facts as `up` wrote them last (the client's own were read when it was made)."""
+    return Facts.read(RUN_DIR)
+
+
+def config(client: Client) -> dict[str, str]:
+    lines = client.sh("scontrol show config").out.splitlines()
+    return {k.strip(): v.strip() for k, _, v in (line.partition("=") for line in lines) if v}
+
+
+def submit(client: Client, name: str, sbatch: str, cmd: str) -> str:
+    r = client.sh(f"sbatch --parsable -J {name} -o {DIR}/{name}.out {sbatch} --wrap {shlex.quote(cmd)}", workdir=DIR)
+    assert r.rc == 0, r.out
+    return r.out.strip().splitlines()[-1]
+
+
+def test_a_site_without_memory_or_time_enforcement_lets_jobs_past_their_requests(client: Client) -> None:
+    client.sh(f"rm -rf {DIR} && mkdir -p {DIR}")
+    try:
+        said = up("--enforce", "none", "--def-mem-per-cpu", "700")
+        assert "enforcing no limits" in said, said
+        c = config(client)
+        assert "OverMemoryKill" not in c.get("JobAcctGatherParams", ""), c
+        assert c["OverTimeLimit"] == "UNLIMITED" and c["DefMemPerCPU"] == "700", c
+        assert (facts().enforce, facts().def_mem_per_cpu) == ([], 700)
+
+        hog = submit(client, "hog", "--mem=100M", f"python3 -c {shlex.quote(HOLD)}")
+        late = submit(client, "late", "--mem=100M -t 1", f"sleep {OUTLIVE_S + 30}")
+        nomem = submit(client, "nomem", "-c 1", "true")
+        r = ended(client, hog, ("JobID", "State", "MaxRSS", "ReqMem"), timeout=120)
+        assert r[hog]["State"] == "COMPLETED", r
+        assert client.sh(f"grep -c 'Exceeded job memory limit' {DIR}/hog.out").out.strip() == "0"
+        assert ended(client, nomem, ("JobID", "ReqMem"), timeout=60)[nomem]["ReqMem"] == "700M"
+        started = time.monotonic()
+        while time.monotonic() - started < OUTLIVE_S:
+            time.sleep(5)
+        row = client.sh(f"squeue -h -j {late} -o '%T %M %l'").out.split()
+        assert row[:1] == ["RUNNING"] and row[2] == "1:00", f"job {late} past its one-minute limit: {row}"
+    finally:
+        client.sh(f"scancel -u {client.facts.lab_user} -n late")
+        said = up()
+    assert "enforcing memory, time" in said, said
+    c = config(client)
+    assert "OverMemoryKill" in c["JobAcctGatherParams"] and c["OverTimeLimit"].split()[0] == "0", c
+    assert facts().enforce == ["memory", "time"]
