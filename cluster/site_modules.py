@@ -97,7 +97,10 @@ def openmpi() -> str:
         "mpiexec PROGRAM (this Slurm has no mpi/pmix: srun alone starts unrelated copies)")
     modulefile("openmpi", version, f"Open MPI (Debian's), launched by {launcher()} in an allocation",
                f'family("mpi")\nprepend_path("PATH", "{bin_dir}")\n'
-               'prepend_path("MANPATH", "/usr/share/man")\n',
+               'prepend_path("MANPATH", "/usr/share/man")\n'
+               # The nodes talk over their one network, eth0: Open MPI 6.0.0rc2 (Debian 14)
+               # finds no "reachable pairing" between nodes' interfaces unless told.
+               'setenv("OMPI_MCA_btl_tcp_if_include", "eth0")\n',
                f"Open MPI {version}. In a SLURM allocation: {how}:\n"
                "one rank per task, across the allocation's nodes.")
     return version
