@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from support import Cluster, eventually, q, run_ok
 
-from minihpc import PROOF_DIR
+from minihpc import PROOF_DIR, releases
 from minihpc.cluster import Cluster as Client
 from minihpc.sitecheck import JOB_NAME
 from minihpc.sitefile import load
@@ -97,6 +97,10 @@ def test_the_site_check_passes_over_ssh_alone(site_file: Path, no_docker, client
     each = [int(s) for s in re.findall(r"^  \S+: \d+/\d+ checks passed in (\d+) s$", r.stdout, re.M)]
     assert len(each) == 7 and sum(each) > took, f"the proofs ran side by side: {each} in {took:.0f} s"
     assert not calls.exists(), f"the site path ran docker: {calls.read_text()}"
+    # Its versions, read over SSH, and the line that brings the same up here.
+    release = releases.named(client.facts.slurm)
+    assert re.search(rf"^site versions: slurm {re.escape(release.packaged)}, snakemake \d", r.stdout, re.M), r.stdout
+    assert f"\nreproduce here: minihpc up --slurm {release.slurm}\n" in r.stdout, r.stdout[:2000]
     proofs = PROOF_DIR / "site"
     checks = (proofs / "checks.txt").read_text()
     assert "[FAIL]" not in checks and checks.count("[PASS]") >= 30, checks[:3000]
