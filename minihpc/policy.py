@@ -77,7 +77,7 @@ class Enforcement:
     def from_env(cls, env: dict[str, str]) -> Enforcement:
         raw = env.get("ENFORCE", "").strip()
         names = [] if raw == "none" else [n.strip() for n in (raw or ",".join(ENFORCEABLE)).split(",")]
-        unknown = [n for n in names if n not in ENFORCEABLE]
+        unknown = [n for n in names if n and n not in ENFORCEABLE]
         if unknown or not all(names) or len(set(names)) != len(names):
             raise BadInput(f"--enforce {raw!r}: {', '.join(map(repr, unknown)) or 'an empty or repeated name'} is not "
                            "something minihpc enforces",

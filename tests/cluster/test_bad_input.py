@@ -42,6 +42,13 @@ CASES = [  # (environment, arguments, what stderr says)
     ({"READY_TIMEOUT": "soon"}, ["up"], "READY_TIMEOUT='soon' is not a whole number; use e.g. READY_TIMEOUT=180"),
     ({"READY_TIMEOUT": "3"}, ["up"], "--timeout 3 is too short; give the cluster at least 10 s"),
     ({"NFS_PROFILE": "fast"}, ["up"], "no NFS profile 'fast'; choose one of: off, linux"),
+    ({}, ["up", "--slurm", "23.02"], "--slurm '23.02' is not a Slurm release minihpc builds; give one of 22.05"),
+    # The running cluster keeps its release: another is refused, with the way to make a new one.
+    ({}, ["up", "--slurm", "22.05"], "a cluster keeps its release (Slurm upgrades its state two releases at most"),
+    ({}, ["build", "--slurm", "9"], "--slurm '9' is not a Slurm release minihpc builds"),
+    ({}, ["up", "--enforce", "memory,cpu"], "--enforce 'memory,cpu': 'cpu' is not something minihpc enforces; give a "
+                                            "comma-separated list of memory, time, or none"),
+    ({"DEF_MEM_PER_CPU": "5"}, ["up"], "--def-mem-per-cpu '5' is not a whole number of MiB from 100 to 1048576"),
     ({}, ["nfs", "set", "nope"], "no NFS profile 'nope'; choose one of: off"),
     ({}, ["nfs", "set", "off", "--set", "delay"], "--set 'delay': use key=value, e.g. --set delay=5"),
     ({}, ["nfs", "set", "off", "--set", "speed=9"], "unknown profile setting 'speed'; settable: acdirmax"),
