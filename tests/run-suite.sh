@@ -68,7 +68,7 @@ keep_logs() {
 if [[ $rc -eq 0 ]]; then
   t=$(now)
   shared_rc=0
-  "$py" -m pytest -m "cluster and not alone" -n "${SHARED_WORKERS:-5}" --dist loadscope --no-loadscope-reorder "$@" tests || shared_rc=$?
+  "$py" -m pytest -m "cluster and not alone and not smoke_only" -n "${SHARED_WORKERS:-5}" --dist loadscope --no-loadscope-reorder "$@" tests || shared_rc=$?
   phase "cluster tests, side by side" "$t"
   keep_logs side-by-side "$shared_rc"
   [[ $shared_rc -eq 0 ]] || rc=$shared_rc
@@ -76,7 +76,7 @@ if [[ $rc -eq 0 ]]; then
   t=$(now)
   alone_rc=0
   PYTHONPATH=. "$py" tests/quiesce.py || alone_rc=1
-  "$py" -m pytest -m "cluster and alone" "$@" tests || alone_rc=$?
+  "$py" -m pytest -m "cluster and alone and not smoke_only" "$@" tests || alone_rc=$?
   phase "cluster tests, alone" "$t"
   keep_logs alone "$alone_rc"
   [[ $alone_rc -eq 0 ]] || rc=$alone_rc

@@ -22,7 +22,6 @@ OWN_GROUP = {
     # as the site check's staged run does: in its group, they take turns with it.
     "tests/cluster/test_lab.py::test_instructor_demo[demo-unwritable-scratch]": "site-check",
     "tests/cluster/test_lab.py::test_instructor_demo[demo-prefix-mismatch]": "site-check",
-    "tests/cluster/test_lab.py::test_a_core_as_a_learner_runs_it[core3-staging]": "site-check",
     "tests/cluster/test_prove.py::test_a_staging_profile_is_proven_with_its_staging_and_without_and_a_path_it_"
     "changes_is_named": "site-check",
     "tests/cluster/test_run.py::test_a_snakefile_and_configfile_named_among_snakemakes_arguments_are_honoured":

@@ -192,7 +192,10 @@ def interrupted_run(labs: Labs, prefix: str = "core2") -> Proof:
     while time.monotonic() < deadline and lab.read("results/poison.txt") != "PARTIAL\n":
         time.sleep(2)
     # The login session is lost: Snakemake dies without cleaning up.
-    kill = lab.sh("kill -9 -- -$(cat hang.pid); squeue --me -h -o '%i %N'")
+    # Its job is the running one from this lab's directory: the user's other jobs (other labs side by side, a
+    # class's other learners) may be queued or running beside it.
+    kill = lab.sh("kill -9 -- -$(cat hang.pid); squeue --me -h -t RUNNING -o '%i %N %Z' | "
+                  "awk -v d=\"$(pwd -P)\" '$3 == d {print $1, $2; exit}'")
     job, node = (kill.out.split() + ["", ""])[:2]
     # ...and so does the node: every process of the job on it, at once (the job's own Snakemake with them).
     # Only the job's: the lab user's other work on the node (other labs, a class's other learners) lives on.

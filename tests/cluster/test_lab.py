@@ -46,12 +46,20 @@ def test_every_core_is_proven_somewhere() -> None:
 
 @pytest.mark.smoke
 @pytest.mark.cost(35)
-@pytest.mark.parametrize("name", ["core1", "core3-staging"])
-def test_a_core_as_a_learner_runs_it(labs: Labs, name: str) -> None:
-    """Executor selection and log retention (Core 1), and staging to
-    node-local scratch (Core 3), on a quiet cluster as the module has a
-    learner run them: on every Slurm release minihpc builds (make smoke)."""
-    assert_passed(RUNS[name](labs, prefix=f"test-{name}-plain"))
+def test_core1_as_a_learner_runs_it(labs: Labs) -> None:
+    """Executor selection and log retention on a quiet cluster, as the module
+    has a learner run them: on every Slurm release minihpc builds (make smoke)."""
+    assert_passed(RUNS["core1"](labs, prefix="test-core1-plain"))
+
+
+# Alone: it judges every node's scratch (no file of the user's left anywhere).
+@pytest.mark.smoke_only  # make test proves it after an engine restart (test_durability.py)
+@pytest.mark.smoke
+@pytest.mark.alone
+def test_core3_staging_as_a_learner_runs_it(labs: Labs) -> None:
+    """Staging to node-local scratch, as the module has a learner run it, on
+    the other Slurm releases (make smoke)."""
+    assert_passed(RUNS["core3-staging"](labs, prefix="test-core3-staging-plain"))
 
 
 # Side by side: it kills the processes of its own job only, and judges only its own job and directory.

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from support import Cluster, run_ok
 
+from minihpc import releases
+
 LAB_UID = 1000
 
 
@@ -56,7 +58,8 @@ def test_secrets_made_by_a_non_root_host_user_are_handed_to_root(cluster: Cluste
         os.chown(work, LAB_UID, LAB_UID)
         r = subprocess.run(["setpriv", f"--reuid={LAB_UID}", f"--regid={LAB_UID}", f"--groups={docker_gid}",
                             str(work / "secrets.sh"), str(work / "secrets")], capture_output=True, text=True,
-                           check=False, timeout=120, env={"PATH": os.environ["PATH"], "HOME": str(work)})
+                           check=False, timeout=120, env={"PATH": os.environ["PATH"], "HOME": str(work),
+                                                          "BASE_IMAGE": releases.named(cluster.facts.slurm).base_image})
         assert r.returncode == 0, r.stderr
         assert "handing the secrets to root" in r.stderr
         for name, size in (("munge_key", 1024), ("db_password", None), ("ssh_host_ed25519_key", None)):
