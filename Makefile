@@ -88,9 +88,9 @@ lint: $(VENV)/.installed ## ruff and shellcheck
 lock: $(VENV)/.installed ## re-resolve cluster/locks/ (the cluster's Python, per Debian release) from cluster/requirements.in and scipy-stack.in
 	cluster/lock.sh $$($(PY) -c 'from minihpc.releases import SUITES; print(*SUITES)')
 
-bench: $(VENV)/.installed ## one benchmark, BENCH=cluster|nfs|staging|faults|throughput|suite|prove -> bench/results/ (BENCH=report: the .md again from the JSON)
+bench: $(VENV)/.installed ## one benchmark, BENCH=cluster|nfs|staging|faults|throughput|suite|prove|plugin -> bench/results/ (BENCH=cluster SLURM=22.05: another release's; BENCH=plugin ENFORCE=none; BENCH=report: the .md again from the JSON)
 	@[ -n "$(BENCH)" ] || { echo "bench: name one with BENCH=<name>, e.g. make bench BENCH=nfs; see $(MINIHPC) bench --help" >&2; exit 2; }
-	$(PY) -m minihpc bench $(BENCH) $(if $(filter suite,$(BENCH)),report $(if $(NAME),--name $(NAME)))
+	$(PY) -m minihpc bench $(BENCH) $(if $(filter suite,$(BENCH)),report $(if $(NAME),--name $(NAME))) $(if $(and $(filter cluster,$(BENCH)),$(SLURM)),--slurm $(SLURM)) $(if $(and $(filter plugin,$(BENCH)),$(ENFORCE)),--enforce $(ENFORCE))
 
 bench-prove: $(VENV)/.installed ## what a proof costs: minihpc prove against one plain run -> bench/results/prove.json
 	$(PY) -m minihpc bench prove

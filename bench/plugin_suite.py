@@ -73,7 +73,8 @@ def outcomes(junit: str) -> list[dict]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--enforce", required=True, help="what the cluster enforces for the run (minihpc up --enforce)")
+    ap.add_argument("--enforce", default="memory,time",
+                    help="what the cluster enforces for the run (minihpc up --enforce; default memory,time)")
     a = ap.parse_args()
     subprocess.run([sys.executable, "-m", "minihpc", "up", "--enforce", a.enforce], cwd=ROOT, check=True)
     c = Cluster.local()
