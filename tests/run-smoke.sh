@@ -14,7 +14,7 @@ release=${2:?usage: tests/run-smoke.sh PYTHON RELEASE [PYTEST ARGS...] (e.g. 22.
 shift 2
 "$py" -m minihpc up --slurm "$release" || exit $?
 rc=0
-"$py" -m pytest -m "cluster and smoke and not alone" -n "${SMOKE_WORKERS:-4}" --dist loadscope \
+"$py" -m pytest -m "cluster and smoke and not alone" -n "${SMOKE_WORKERS:-5}" --dist loadscope \
   --no-loadscope-reorder "$@" tests || rc=$?
 PYTHONPATH=. "$py" tests/quiesce.py || rc=1
 "$py" -m pytest -m "cluster and smoke and alone" "$@" tests || rc=$?

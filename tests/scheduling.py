@@ -33,6 +33,8 @@ OWN_GROUP = {
     "tests/cluster/test_sitecheck.py::test_the_lag_proof_measures_the_lag_there_is": "tests/cluster/test_shared_eio.py",
     "tests/cluster/test_nfs.py::test_deterministic_delay_hides_a_jobs_output_from_login_for_d_seconds":
         "tests/cluster/test_shared_eio.py",
+    # It judges every node's scratch, where test_scratch.py writes a file: they take turns (make smoke).
+    "tests/cluster/test_lab.py::test_core3_staging_as_a_learner_runs_it": "tests/cluster/test_scratch.py",
     # The longest of its file's: alone in its group, the scheduler can balance the rest around it.
     "tests/cluster/test_prove.py::test_a_rule_killed_for_memory_at_every_attempt_is_found_and_the_suggested_request_"
     "passes": "prove-memory",

@@ -174,11 +174,15 @@ def job_rows(client: Client, job_id: str, fields: tuple[str, ...]) -> dict[str, 
 
 def ended(client: Client, job_id: str, fields: tuple[str, ...] = (), timeout: float = 120
           ) -> dict[str, dict[str, str]]:
-    """job_rows() once the job is neither pending nor running."""
+    """job_rows() once the job is neither pending nor running, and its own
+    record is in: a job row without its partition was put together from its
+    steps' records (seen on Slurm 22.05 under load: a short job's step reached
+    slurmdbd before the job's end did), its own fields still empty."""
     def done() -> dict[str, dict[str, str]] | None:
-        rows = job_rows(client, job_id, fields)
-        state = rows.get(job_id, {}).get("State", "")
-        return rows if state not in ("", "PENDING", "RUNNING", "COMPLETING") else None
+        rows = job_rows(client, job_id, (*fields, "Partition"))
+        job = rows.get(job_id, {})
+        ended = job.get("State", "") not in ("", "PENDING", "RUNNING", "COMPLETING")
+        return rows if ended and job.get("Partition") else None
     return eventually(done, timeout=timeout, interval=2, what=f"job {job_id} to end")
 
 

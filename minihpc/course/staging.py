@@ -75,15 +75,16 @@ def snapshot(client: Cluster, nodes: list[str]) -> Snapshot:
 
 
 def running_job(lab: Lab, timeout: float = 180) -> tuple[str, str]:
-    """(job id, node) of the lab user's first running SLURM job."""
+    """(job id, node) of the first running SLURM job from the lab's directory
+    (the user's other jobs, other labs side by side, may run beside it)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        r = lab.client.sh("squeue --me -h -t RUNNING -o '%i %N'")
-        if r.out.split():
-            job, node = r.out.split()[:2]
-            return job, node
+        rows = [x.split() for x in lab.client.sh("squeue --me -h -t RUNNING -o '%i %N %Z'").out.splitlines()]
+        mine = [(job, node) for job, node, wd in (r for r in rows if len(r) == 3) if wd == lab.workdir]
+        if mine:
+            return mine[0]
         time.sleep(1)
-    raise TimeoutError(f"no job of {LAB_USER} started running within {timeout:.0f} s")
+    raise TimeoutError(f"no job of {LAB_USER} from {lab.workdir} started running within {timeout:.0f} s")
 
 
 def wait_for_file(client: Cluster, node: str, path: str, timeout: float) -> bool:

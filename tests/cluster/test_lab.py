@@ -52,10 +52,13 @@ def test_core1_as_a_learner_runs_it(labs: Labs) -> None:
     assert_passed(RUNS["core1"](labs, prefix="test-core1-plain"))
 
 
-# Alone: it judges every node's scratch (no file of the user's left anywhere).
-@pytest.mark.smoke_only  # make test proves it after an engine restart (test_durability.py)
+# It judges every node's scratch (no file of the user's left anywhere): in make smoke no other test stages
+# through scratch, and the one that writes there takes turns with it (tests/scheduling.py). In make test
+# the site check and the staging demos do: there it is proven alone, after an engine restart
+# (test_durability.py).
+@pytest.mark.smoke_only
 @pytest.mark.smoke
-@pytest.mark.alone
+@pytest.mark.cost(55)
 def test_core3_staging_as_a_learner_runs_it(labs: Labs) -> None:
     """Staging to node-local scratch, as the module has a learner run it, on
     the other Slurm releases (make smoke)."""
