@@ -50,8 +50,9 @@ def against(value: float, target: float, *, most: bool = False, unit: str = "") 
 
 
 def module(name: str) -> ModuleType:
-    """The bench module that wrote bench/results/<name>.json (suite-NAME: bench.suite)."""
-    return importlib.import_module(f"bench.{SCRIPTS['suite' if name.startswith('suite-') else name]}")
+    """The bench module that wrote bench/results/<name>.json (BENCH-VARIANT, e.g. suite-after or
+    cluster-22.05: BENCH's)."""
+    return importlib.import_module(f"bench.{SCRIPTS[name.split('-')[0]]}")
 
 
 def render(name: str, results: Path = BENCH_RESULTS) -> str:
@@ -71,8 +72,7 @@ def save(name: str, result: dict, markdown: Callable[[dict], str], indent: int =
 
 def names(results: Path = BENCH_RESULTS) -> list[str]:
     """Every result there is a renderer for."""
-    return sorted(p.stem for p in results.glob("*.json")
-                  if p.stem in SCRIPTS or p.stem.startswith("suite-"))
+    return sorted(p.stem for p in results.glob("*.json") if p.stem.split("-")[0] in SCRIPTS)
 
 
 def main(argv: list[str] | None = None) -> int:
