@@ -157,7 +157,10 @@ def assert_kept(cluster: Cluster, kept: dict[str, str]) -> None:
     continue from the controller's saved state; then the file is removed."""
     user = cluster.as_user("login")
     assert run_ok(user, f"sha256sum {kept['mark']}").split()[0] == kept["sum"]
-    assert run_ok(user, f"sacct -n -X -P -j {kept['job']} -o State").strip() == "COMPLETED"
+    # Accounting is delivered to slurmdbd asynchronously: a job that ended just before the cluster went down
+    # is sent again by slurmctld once it is back, and may reach sacct a moment after `up` returns.
+    eventually(lambda: run_ok(user, f"sacct -n -X -P -j {kept['job']} -o State").strip() == "COMPLETED" or None,
+               timeout=60, interval=2, what=f"job {kept['job']} COMPLETED in accounting")
     after = run_ok(user, "sbatch --parsable --wait -o /dev/null --chdir /tmp --wrap true").strip()
     assert int(after) > int(kept["job"]), "the controller's state (next job id) must survive"
     run_ok(user, f"rm -rf $(dirname {kept['mark']})")
