@@ -180,9 +180,10 @@ def _script(name: str, *args: str, env: Mapping[str, str] | None = None) -> None
         raise _Failed(f"cluster/{name} exited {r.returncode} (its lines above say why)")
 
 
-def _compose(*args: str, env: Mapping[str, str] | None = None) -> None:
+def _compose(*args: str, env: Mapping[str, str] | None = None, run_dir: Path | None = None) -> None:
     try:
-        containers.compose_shown(*args, env=dict(env) if env else None)  # compose.sh is given the run directory
+        # compose.sh is given the run directory: this cluster's, or the one `run_dir` names
+        containers.compose_shown(*args, env=dict(env) if env else None, run_dir=run_dir)
     except MinihpcError as e:
         raise _Failed(f"{e.what} ({e.fix})") from None
 
@@ -253,10 +254,7 @@ def build_images(release: releases.Release, run_dir: Path) -> str | None:
     for line in subprocess.run([pipconf, "args"], capture_output=True, text=True, check=True).stdout.splitlines():
         key, _, value = line.partition("=")
         build[key] = value
-    try:
-        containers.compose_shown("build", "db", "slurmctld", env={**os.environ, **build}, run_dir=run_dir)
-    except MinihpcError as e:
-        raise _Failed(f"{e.what} ({e.fix})") from None
+    _compose("build", "db", "slurmctld", env={**os.environ, **build}, run_dir=run_dir)
     return f"images minihpc/{{db,slurm}}:{tag} built"
 
 
