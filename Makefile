@@ -69,9 +69,9 @@ $(VENV)/.installed: tests/requirements.txt
 test: bootstrap $(VENV)/.installed ## bring the cluster up and run the whole test suite (host-only tests beside it)
 	tests/run-suite.sh $(PY) $(PYTEST_ARGS)
 
-smoke: bootstrap $(VENV)/.installed ## the capabilities on another Slurm release, SLURM=22.05|26.05: its cluster up, the tests marked smoke
-	@[ -n "$(SLURM)" ] || { echo "smoke: name the release with SLURM=, e.g. make smoke SLURM=22.05 (make test runs the default's whole suite)" >&2; exit 2; }
-	tests/run-smoke.sh $(PY) $(SLURM) $(PYTEST_ARGS)
+smoke: bootstrap $(VENV)/.installed ## the capabilities on another Slurm release, SLURM=22.05|26.05, or another Snakemake stack, SNAKEMAKE=8.30.0: its cluster up, the tests marked smoke (or stack)
+	@[ -n "$(SLURM)$(SNAKEMAKE)" ] || { echo "smoke: name the release with SLURM=, e.g. make smoke SLURM=22.05, or the stack with SNAKEMAKE=, e.g. SNAKEMAKE=8.30.0 (make test runs the default's whole suite)" >&2; exit 2; }
+	tests/run-smoke.sh $(PY) "$(SLURM)" "$(SNAKEMAKE)" $(PYTEST_ARGS)
 
 test-unit: $(VENV)/.installed ## unit and integration tests only (no cluster needed)
 	$(PY) -m pytest -m "not cluster" $(PYTEST_ARGS) tests
@@ -85,8 +85,8 @@ lint: $(VENV)/.installed ## ruff and shellcheck
 	$(VENV)/bin/ruff check minihpc cluster tests bench nfs scratch
 	shellcheck cluster/*.sh tests/run-suite.sh .ci/run
 
-lock: $(VENV)/.installed ## re-resolve cluster/locks/ (the cluster's Python, per Debian release) from cluster/requirements.in and scipy-stack.in
-	cluster/lock.sh $$($(PY) -c 'from minihpc.releases import SUITES; print(*SUITES)')
+lock: $(VENV)/.installed ## re-resolve cluster/locks/ (the cluster's Python, per Snakemake stack and Debian release; LOCKS= names some) from minihpc/stacks.py and scipy-stack.in
+	$(PY) -m minihpc.stacks $(LOCKS)
 
 bench: $(VENV)/.installed ## one benchmark, BENCH=cluster|nfs|staging|faults|throughput|suite|prove|plugin -> bench/results/ (BENCH=cluster SLURM=22.05: another release's; BENCH=plugin ENFORCE=none; BENCH=report: the .md again from the JSON)
 	@[ -n "$(BENCH)" ] || { echo "bench: name one with BENCH=<name>, e.g. make bench BENCH=nfs; see $(MINIHPC) bench --help" >&2; exit 2; }

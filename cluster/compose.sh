@@ -13,5 +13,5 @@ release_env=$MINIHPC_RUN_DIR/release.env
 # shellcheck source=/dev/null
 . "$release_env"
 MINIHPC_TAG=$("$root/cluster/image-tag.sh")
-export MINIHPC_RUN_DIR MINIHPC_TAG SUITE BASE_IMAGE RELEASE_PACKAGES
+export MINIHPC_RUN_DIR MINIHPC_TAG SUITE BASE_IMAGE RELEASE_PACKAGES LOCK
 exec docker compose --project-directory "$root" -f "$root/docker-compose.yml" -f "$MINIHPC_RUN_DIR/compose.nodes.yml" "$@"

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from minihpc import NODES_FILE, NODES_FILE_NAME, ROOT, RUN_DIR, configs, policy, ready, releases, tree_env
+from minihpc import NODES_FILE, NODES_FILE_NAME, ROOT, RUN_DIR, configs, policy, ready, releases, stacks, tree_env
 from minihpc.errors import BadInput, MinihpcError
 from minihpc.facts import LOGIN, Facts
 from minihpc.network import check_subnet
@@ -40,6 +40,7 @@ class Plan:
     topology: Topology
     nfs_profile: str = ""
     release: releases.Release = field(default_factory=releases.default)
+    stack: stacks.Stack = field(default_factory=stacks.default)
     enforcement: policy.Enforcement = field(default_factory=policy.Enforcement)
     ready_timeout: int = READY_TIMEOUT
     started: float = field(default_factory=time.time)
@@ -72,9 +73,10 @@ def plan(env: Mapping[str, str]) -> Plan:
                            f"--yes, or use it with MINIHPC_STATE_DIR={state}")
     enforcement = policy.Enforcement.from_env(dict(env))
     release = check_release(env.get("SLURM_RELEASE", ""))
+    stack = check_stack(env, release)
     check_subnet(topology)
     check_memory(topology)
-    return Plan(topology, profile, release=release, enforcement=enforcement, ready_timeout=int(raw))
+    return Plan(topology, profile, release=release, stack=stack, enforcement=enforcement, ready_timeout=int(raw))
 
 
 def check_release(raw: str) -> releases.Release:
@@ -93,6 +95,33 @@ def check_release(raw: str) -> releases.Release:
                        f"leave --slurm out to keep {made}, or make a new cluster: minihpc destroy --yes (removes its "
                        f"jobs, accounting and /shared), then minihpc up --slurm {release.slurm}")
     return release
+
+
+# The knobs that pin the Snakemake stack (minihpc.stacks), as `up`'s flags name them.
+STACK_KNOBS = {"snakemake": "SNAKEMAKE_VERSION", "slurm_plugin": "SLURM_PLUGIN_VERSION",
+               "fs_plugin": "FS_PLUGIN_VERSION"}
+
+
+def stack_asked(env: Mapping[str, str], release: releases.Release) -> stacks.Stack:
+    """The stack the knobs pin, built for this release, or BadInput naming the sets that would work."""
+    return stacks.choose(**{k: env.get(name, "") for k, name in STACK_KNOBS.items()}, suite=release.debian)
+
+
+def check_stack(env: Mapping[str, str], release: releases.Release) -> stacks.Stack:
+    """The Snakemake stack asked for; a cluster keeps the one its images were
+    built with, as it keeps its release (another is refused, nothing changed)."""
+    made = Facts.read(RUN_DIR).stack if NODES_FILE.exists() else None
+    if made and not any(env.get(name, "").strip() for name in STACK_KNOBS.values()):
+        return made
+    stack = stack_asked(env, release)
+    if made and made != stack:
+        jobs = _jobs_in_queue()
+        held = f", with {jobs} job(s) queued or running" if jobs else ""
+        raise BadInput(f"{stack.describe()}: this cluster runs {made.describe()}{held}, and a cluster keeps the "
+                       "stack its images were built with; nothing was changed",
+                       f"leave the version flags out to keep it, or make a new cluster: minihpc destroy --yes "
+                       f"(removes its jobs, accounting and /shared), then minihpc up --snakemake {stack.snakemake}")
+    return stack
 
 
 def _jobs_in_queue() -> int:
@@ -227,25 +256,28 @@ def secrets(s: State) -> str | None:
 
 def render(s: State) -> str | None:
     s.was_running = NODES_FILE.exists() and containers.running("slurmctld")
-    s.changed = configs.render(s.plan.topology, RUN_DIR, COMPOSE_FILE, s.plan.release, s.plan.enforcement)
+    s.changed = configs.render(s.plan.topology, RUN_DIR, COMPOSE_FILE, s.plan.release, s.plan.enforcement,
+                               s.plan.stack)
     r, e = s.plan.release, s.plan.enforcement
+    stack = "" if s.plan.stack.default else f"; {s.plan.stack.describe()}"
     return (f"configuration {'rendered' if s.changed else 'unchanged'} in {RUN_DIR} "
-            f"(Slurm {r.packaged}, Debian {r.debian}; enforcing {', '.join(e.names) or 'no limits'})")
+            f"(Slurm {r.packaged}, Debian {r.debian}{stack}; enforcing {', '.join(e.names) or 'no limits'})")
 
 
 def images(s: State) -> str | None:
-    return build_images(s.plan.release, RUN_DIR)
+    return build_images(s.plan.release, RUN_DIR, s.plan.stack)
 
 
-def build_images(release: releases.Release, run_dir: Path) -> str | None:
+def build_images(release: releases.Release, run_dir: Path, stack: stacks.Stack | None = None) -> str | None:
     """Build the release's images from the files rendered in run_dir, unless
     images of the same inputs are there; what was built, or None."""
     tag = subprocess.run([str(ROOT / "cluster/image-tag.sh")], capture_output=True, text=True, check=True,
                          env={**os.environ, "MINIHPC_RUN_DIR": str(run_dir)}).stdout.strip()
     if containers.have_images(f"minihpc/slurm:{tag}", f"minihpc/db:{tag}"):
         return None
-    say(f"building images minihpc/{{db,slurm}}:{tag} of Slurm {release.packaged} (layers are cached; a cold build "
-        "takes a few minutes)")
+    with_stack = "" if stack is None or stack.default else f" with {stack.describe()}"
+    say(f"building images minihpc/{{db,slurm}}:{tag} of Slurm {release.packaged}{with_stack} (layers are cached; a "
+        "cold build takes a few minutes)")
     pipconf = str(ROOT / "cluster/pipconf.sh")
     ca = subprocess.run([pipconf, "ca"], capture_output=True, text=True, check=False)
     if ca.returncode != 0:
@@ -310,14 +342,14 @@ FIXES = {"engine": "start a Docker engine (make bootstrap), then minihpc up agai
 DEFAULT_FIX = "see the lines above; minihpc logs shows every service"
 
 
-def build(release: releases.Release) -> None:
+def build(release: releases.Release, stack: stacks.Stack) -> None:
     """`minihpc build`: the release's images, ready for `up --slurm`, with no
     cluster started or changed (its files are rendered in a directory of its own)."""
     def images_apart(s: State) -> str:
         with tempfile.TemporaryDirectory(prefix="minihpc-build.") as d:
-            configs.render(s.plan.topology, Path(d), COMPOSE_FILE, release)
-            return build_images(release, Path(d)) or f"images of Slurm {release.packaged}: there already"
-    state = State(Plan(Topology.from_env({}), release=release))
+            configs.render(s.plan.topology, Path(d), COMPOSE_FILE, release, stack=stack)
+            return build_images(release, Path(d), stack) or f"images of Slurm {release.packaged}: there already"
+    state = State(Plan(Topology.from_env({}), release=release, stack=stack))
     for step in [*(s for s in STEPS if s.name in ("engine", "base image")),
                  Step("images", "build the release's images unless their inputs are unchanged", images_apart)]:
         _act(step, state)

@@ -21,7 +21,7 @@ import json
 from pathlib import Path
 from string import Template
 
-from minihpc import NODES_FILE_NAME, policy
+from minihpc import NODES_FILE_NAME, policy, stacks
 from minihpc.facts import CLUSTER_NAME, SCRATCH, Facts
 from minihpc.releases import Release, default
 from minihpc.topology import Topology
@@ -91,11 +91,14 @@ def cgroup_conf(r: Release) -> str:
     return _template("cgroup.conf", cgroup_plugin=r.cgroup_conf)
 
 
-def release_env(r: Release) -> str:
-    """What cluster/compose.sh needs of the release: which base and which images."""
-    return (f"# Written by minihpc (minihpc/configs.py): Slurm {r.packaged} from Debian {r.debian}.\n"
-            f"SUITE={r.debian}\nBASE_IMAGE={r.base_image}\nRELEASE_TAG={r.tag}\n"
-            f"RELEASE_PACKAGES='{' '.join(r.packages)}'\n")
+def release_env(r: Release, stack: stacks.Stack | None = None) -> str:
+    """What cluster/compose.sh needs of the release and the Snakemake stack:
+    which base, which pinned Python (cluster/locks/LOCK.lock) and which images."""
+    stack = stack or stacks.default()
+    return (f"# Written by minihpc (minihpc/configs.py): Slurm {r.packaged} from Debian {r.debian}, "
+            f"{stack.describe()}.\n"
+            f"SUITE={r.debian}\nBASE_IMAGE={r.base_image}\nLOCK={stack.lock(r.debian)}\n"
+            f"RELEASE_TAG={r.tag}{stack.tag}\nRELEASE_PACKAGES='{' '.join(r.packages)}'\n")
 
 
 def gres_conf(t: Topology) -> str:
@@ -119,9 +122,12 @@ def compose_nodes(t: Topology, compose_file: Path) -> dict:
             "networks": {"default": {"ipam": {"config": [{"subnet": t.subnet, "gateway": t.gateway}]}}}}
 
 
-def facts(t: Topology, release: Release | None = None, enforcement: policy.Enforcement | None = None) -> Facts:
+def facts(t: Topology, release: Release | None = None, enforcement: policy.Enforcement | None = None,
+          stack: stacks.Stack | None = None) -> Facts:
     e = enforcement or policy.Enforcement()
-    return Facts(slurm=(release or default()).slurm, enforce=e.names, def_mem_per_cpu=e.mem_per_cpu(t),
+    s = stack or stacks.default()
+    return Facts(slurm=(release or default()).slurm, snakemake=s.snakemake, slurm_plugin=s.slurm_plugin,
+                 fs_plugin=s.fs_plugin, enforce=e.names, def_mem_per_cpu=e.mem_per_cpu(t),
                  nodes=t.names, cpus=t.cpus, mem_mb=t.mem_mb, scratch_mb=t.scratch_mb,
                  node_mem_mb={n: t.node_mem(n) for n in t.names}, gpus={n: t.gpus for n in t.gpu_nodes},
                  partitions=[p.name for p in policy.partitions(t)], ssh_port=t.ssh_port,
@@ -139,17 +145,17 @@ def write_if_changed(path: Path, text: str) -> bool:
 
 
 def render(t: Topology, run_dir: Path, compose_file: Path, release: Release | None = None,
-           enforcement: policy.Enforcement | None = None) -> bool:
+           enforcement: policy.Enforcement | None = None, stack: stacks.Stack | None = None) -> bool:
     """Write the cluster's configuration; whether anything Slurm or Compose reads changed."""
     release = release or default()
     etc = run_dir / "etc"
     changed = write_if_changed(etc / "slurm.conf", slurm_conf(t, release=release, enforcement=enforcement))
     changed |= write_if_changed(etc / "cgroup.conf", cgroup_conf(release))
-    changed |= write_if_changed(run_dir / "release.env", release_env(release))
+    changed |= write_if_changed(run_dir / "release.env", release_env(release, stack))
     changed |= write_if_changed(etc / "gres.conf", gres_conf(t))
     write_if_changed(etc / "scratch.env", scratch_policy.env_file(t.scratch_mb))
     write_if_changed(etc / "accounting.json", json.dumps(policy.accounting(), indent=1) + "\n")
     nodes = json.dumps(compose_nodes(t, compose_file), indent=2) + "\n"
     changed |= write_if_changed(run_dir / NODES_FILE_NAME, nodes)
-    facts(t, release, enforcement).write(run_dir)
+    facts(t, release, enforcement, stack).write(run_dir)
     return changed

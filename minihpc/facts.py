@@ -8,6 +8,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from minihpc import stacks
 from minihpc.errors import MinihpcError
 from minihpc.releases import DEFAULT as DEFAULT_RELEASE
 from scratch.policy import MOUNT as SCRATCH
@@ -36,6 +37,10 @@ class Facts:
     # The cluster's Slurm release (minihpc.releases); a cluster.json from
     # before releases were a knob ran the default.
     slurm: str = DEFAULT_RELEASE
+    # Its Snakemake stack (minihpc.stacks): the versions its images were built with.
+    snakemake: str = field(default_factory=lambda: stacks.default().snakemake)
+    slurm_plugin: str = field(default_factory=lambda: stacks.default().slurm_plugin)
+    fs_plugin: str = field(default_factory=lambda: stacks.default().fs_plugin)
     # What it enforces (minihpc.policy.ENFORCEABLE) and a job's memory per CPU without --mem.
     enforce: list[str] = field(default_factory=lambda: ["memory", "time"])
     def_mem_per_cpu: int = 0
@@ -62,6 +67,10 @@ class Facts:
     @property
     def slurm_services(self) -> list[str]:
         return [*self.daemons, self.login, *self.nodes]
+
+    @property
+    def stack(self) -> stacks.Stack:
+        return stacks.choose(self.snakemake, self.slurm_plugin, self.fs_plugin)
 
     @property
     def total_cpus(self) -> int:

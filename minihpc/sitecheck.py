@@ -35,7 +35,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from minihpc import PROOF_DIR, course, proofs, releases
+from minihpc import PROOF_DIR, course, proofs, releases, stacks
 from minihpc import lag as lag_of
 from minihpc.cluster import Cluster
 from minihpc.errors import BadInput
@@ -153,9 +153,20 @@ def reproduce(v: dict[str, str]) -> str:
         release, same = releases.nearest(v["slurm"])
     except ValueError:
         return f"site versions: {said}\nreproduce here: minihpc up (the site's Slurm version was not readable)"
-    note = "" if same else (f" (the nearest release minihpc builds: {', '.join(releases.RELEASES)}; the site's "
-                            f"{v['slurm']} is not among them)")
-    return f"site versions: {said}\nreproduce here: minihpc up --slurm {release.slurm}{note}"
+    notes = [] if same else [f"the nearest Slurm minihpc builds ({', '.join(releases.RELEASES)}); the site's "
+                             f"{v['slurm']} is not among them"]
+    flags = f"--slurm {release.slurm}"
+    if v.get("snakemake", "-") != "-":
+        stack, exact = stacks.nearest(v["snakemake"])
+        if release.debian not in stack.suites:  # not pinned for that release: the release's own default
+            stack, exact = stacks.default(), False
+        if not stack.default:
+            flags += f" {stack.flags()}"
+        if not exact:
+            notes.append(f"the nearest pinned Snakemake ({stack.snakemake}; the sets: "
+                         f"{', '.join(s.snakemake for s in stacks.STACKS)}); the site's {v['snakemake']} is not "
+                         "among them")
+    return f"site versions: {said}\nreproduce here: minihpc up {flags}" + (f" ({'; '.join(notes)})" if notes else "")
 
 
 def connect(site: Site, session: bool = True) -> Cluster:

@@ -23,10 +23,14 @@ if TYPE_CHECKING:  # imported by pytest itself, as a plugin (so its asserts are 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "cluster: needs the live cluster (make cluster-up)")
     config.addinivalue_line("markers", "alone: changes or needs the whole cluster; run with no other test beside it")
+    config.addinivalue_line("markers", "engine: restarts the Docker engine; run first in the alone phase, before "
+                                       "anything else uses the engine beside it (tests/run-suite.sh)")
     config.addinivalue_line("markers", "smoke: a capability proven on every Slurm release (make smoke SLURM=...), "
                                        "not only the default")
-    config.addinivalue_line("markers", "smoke_only: run by make smoke only; make test proves the same on the "
-                                       "default elsewhere, in a stronger form (the marker's comment says where)")
+    config.addinivalue_line("markers", "stack: what a Snakemake stack changes, proven on every pinned set (make smoke "
+                                       "SNAKEMAKE=...), not only the default")
+    config.addinivalue_line("markers", "smoke_only: run by make smoke only (either kind); make test proves the same "
+                                       "on the default elsewhere, in a stronger form (the marker's comment says where)")
     config.addinivalue_line("markers", "cost(seconds): about how long the test takes on the cluster (default "
                                        f"{DEFAULT_COST} s); side by side, the costliest groups start first")
 

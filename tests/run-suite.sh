@@ -12,6 +12,13 @@
 # the first phase left. Fails if any part fails; a failing first phase still
 # lets the second run. Usage: run-suite.sh PYTHON [PYTEST ARGS...]
 #
+# PREBUILD (.ci/run sets it): `minihpc build` flag sets, ';'-separated, of
+# the clusters a run brings up after this one (other Slurm releases and
+# Snakemake stacks): their images are built beside the alone phase, niced,
+# once the tests that restart the Docker engine (marker `engine`) are done;
+# the phase waits on SLURM, and its cores are two thirds idle. A build that
+# fails is said, not failed: the smoke builds it again.
+#
 # The run's timeline goes to .suite/ (phases, each test's start and end,
 # the Slurm jobs): bench/suite.py report turns it into where the time went.
 set -uo pipefail
@@ -39,10 +46,26 @@ start_host() {
     rc=$?; phase "host tests" "$t"; exit $rc ) &
   host=$!
 }
+prebuilt=
+start_prebuild() {
+  [[ -n ${PREBUILD:-} ]] || return 0
+  ( IFS=';'
+    for flags in $PREBUILD; do
+      [[ -n $flags ]] || continue
+      t=$(now)
+      IFS=' ' read -ra args <<<"$flags"
+      nice -n 19 "$py" -m minihpc build "${args[@]}" >>"$suite/prebuild.log" 2>&1 </dev/null ||
+        echo "run-suite: minihpc build $flags failed (see $suite/prebuild.log; the smoke builds it)" >&2
+      phase "prebuild ${flags}" "$t"
+    done ) &
+  prebuilt=$!
+}
 # Its pytest too (nice execs it: the subshell's child), not only the subshell.
 stop_host() {
   [[ -z $host ]] || pkill -TERM -P "$host" 2>/dev/null
-  kill ${host:+"$host"} "$cpu" 2>/dev/null; [[ -z $host ]] || wait "$host" 2>/dev/null; rm -f "$log"
+  [[ -z $prebuilt ]] || pkill -TERM -P "$prebuilt" 2>/dev/null
+  kill ${host:+"$host"} ${prebuilt:+"$prebuilt"} "$cpu" 2>/dev/null; [[ -z $host ]] || wait "$host" 2>/dev/null
+  rm -f "$log"
 }
 trap stop_host EXIT
 trap 'exit 143' TERM
@@ -76,7 +99,14 @@ if [[ $rc -eq 0 ]]; then
   t=$(now)
   alone_rc=0
   PYTHONPATH=. "$py" tests/quiesce.py || alone_rc=1
-  "$py" -m pytest -m "cluster and alone and not smoke_only" "$@" tests || alone_rc=$?
+  # The tests that restart the Docker engine first, then the others beside the prebuild.
+  # (5: a filter left none of one half, which is no failure.)
+  for half in "engine" "not engine"; do
+    r=0
+    "$py" -m pytest -m "cluster and alone and $half and not smoke_only" "$@" tests || r=$?
+    [[ $r -eq 0 || $r -eq 5 ]] || alone_rc=$r
+    [[ $half != engine ]] || start_prebuild
+  done
   phase "cluster tests, alone" "$t"
   keep_logs alone "$alone_rc"
   [[ $alone_rc -eq 0 ]] || rc=$alone_rc
@@ -87,6 +117,12 @@ fi
 wait "$host"
 host_rc=$?
 host=  # reaped: its pid may be another process's by the time the EXIT trap runs
+if [[ -n $prebuilt ]]; then
+  t=$(now)
+  wait "$prebuilt"
+  prebuilt=
+  phase "waiting for the prebuild" "$t"
+fi
 printf '\n== host-only tests (unit, integration), run beside the alone phase ==\n'
 cat "$log"
 printf '\n== where the time went (bench/suite.py report) ==\n'

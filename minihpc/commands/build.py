@@ -7,6 +7,7 @@ import argparse
 import os
 
 from minihpc import bringup, releases
+from minihpc.commands.up import add_stack_flags, stack_env
 
 
 def add(sub: argparse._SubParsersAction) -> None:
@@ -17,9 +18,11 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--slurm", metavar="RELEASE", default=None,
                    help=f"the release: {', '.join(releases.RELEASES)} (default {releases.DEFAULT}; env "
                         "SLURM_RELEASE)")
+    add_stack_flags(p)
     p.set_defaults(run=build)
 
 
 def build(a: argparse.Namespace) -> int:
-    bringup.build(releases.named(a.slurm if a.slurm is not None else os.environ.get("SLURM_RELEASE", "")))
+    release = releases.named(a.slurm if a.slurm is not None else os.environ.get("SLURM_RELEASE", ""))
+    bringup.build(release, bringup.stack_asked(stack_env(a, dict(os.environ)), release))
     return 0

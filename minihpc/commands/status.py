@@ -37,8 +37,9 @@ def table(rows: list[dict[str, str]], columns: list[tuple[str, str]]) -> str:
 def site_lines(f: Facts) -> str:
     """The cluster's Slurm and what it enforces, and what that release cannot give that the default does."""
     r = releases.named(f.slurm)
-    lines = [f"Slurm {r.packaged} (Debian {r.debian_version}, {r.debian}; Python {r.python}); enforcing: "
-             f"{', '.join(f.enforce) or 'no limits'}; a job without --mem gets {f.def_mem_per_cpu} MiB per CPU"]
+    lines = [f"Slurm {r.packaged} (Debian {r.debian_version}, {r.debian}; Python {r.python}); {f.stack.describe()}; "
+             f"enforcing: {', '.join(f.enforce) or 'no limits'}; a job without --mem gets {f.def_mem_per_cpu} MiB "
+             "per CPU"]
     lines += [f"  not on this release: {what} ({why})" for what, why in r.lacks]
     return "\n".join(lines)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from minihpc import bringup, policy, releases
+from minihpc import bringup, policy, releases, stacks
 from minihpc.topology import DEFAULTS, MAX_NODES
 
 # up's sizing flags: the environment knob each overrides, and what it sizes.
@@ -25,7 +25,8 @@ def add(sub: argparse._SubParsersAction) -> None:
                        description="Bring the cluster up, or resize a running one, and return when every node is "
                                    "idle and sacct answers. Defaults come from NODES, NODE_CPUS, NODE_MEM_MB, "
                                    "BIGMEM_MB, GPUS, SCRATCH_MB, SSH_PORT, SUBNET, NFS_PROFILE, ENFORCE, "
-                                   "DEF_MEM_PER_CPU, SLURM_RELEASE and READY_TIMEOUT "
+                                   "DEF_MEM_PER_CPU, SLURM_RELEASE, SNAKEMAKE_VERSION, SLURM_PLUGIN_VERSION, "
+                                   "FS_PLUGIN_VERSION and READY_TIMEOUT "
                                    "in the environment. Each step says what it did; a failing one names itself.")
     for flag, (name, what) in UP_KNOBS.items():
         p.add_argument(f"--{flag.replace('_', '-')}", type=int, default=None,
@@ -46,7 +47,24 @@ def add(sub: argparse._SubParsersAction) -> None:
                         + ", ".join(f"{r.slurm} ({r.packaged}, Debian {r.debian_version})"
                                     for r in releases.RELEASES.values())
                         + f" (default {releases.DEFAULT}, or the running cluster's; env SLURM_RELEASE)")
+    add_stack_flags(p)
     p.set_defaults(run=up)
+
+
+def add_stack_flags(p: argparse.ArgumentParser) -> None:
+    """--snakemake, --slurm-plugin, --fs-plugin: the pinned set (minihpc.stacks) holding every version given."""
+    sets = "; ".join(s.describe() for s in stacks.STACKS)
+    for flag, name in bringup.STACK_KNOBS.items():
+        p.add_argument(f"--{flag.replace('_', '-')}", metavar="VERSION", default=None,
+                       help=f"pick the pinned Snakemake set with this version (env {name}); the sets: {sets}"
+                       if flag == "snakemake" else f"the same, by this plugin's version (env {name})")
+
+
+def stack_env(a: argparse.Namespace, env: dict[str, str]) -> dict[str, str]:
+    for flag, name in bringup.STACK_KNOBS.items():
+        if getattr(a, flag) is not None:
+            env[name] = getattr(a, flag)
+    return env
 
 
 def up(a: argparse.Namespace) -> int:
@@ -61,5 +79,5 @@ def up(a: argparse.Namespace) -> int:
     for flag, name in (("slurm", "SLURM_RELEASE"), ("enforce", "ENFORCE"), ("def_mem_per_cpu", "DEF_MEM_PER_CPU")):
         if getattr(a, flag) is not None:
             env[name] = getattr(a, flag)
-    bringup.run(bringup.plan(env))  # everything checked before anything starts
+    bringup.run(bringup.plan(stack_env(a, env)))  # everything checked before anything starts
     return 0

@@ -46,6 +46,14 @@ CASES = [  # (environment, arguments, what stderr says)
     # The running cluster keeps its release: another is refused, with the way to make a new one.
     ({}, ["up", "--slurm", "22.05"], "a cluster keeps its release (Slurm upgrades its state two releases at most"),
     ({}, ["build", "--slurm", "9"], "--slurm '9' is not a Slurm release minihpc builds"),
+    # A pair pip cannot install together (Snakemake 8's storage interface <4; fs 1.1 needs >=4.1).
+    ({}, ["up", "--snakemake", "8.30.0", "--fs-plugin", "1.1.3"],
+     "--snakemake 8.30.0 with --fs-plugin 1.1.3: no set minihpc pins has these versions together; give one of the "
+     "sets known to work together: --snakemake 9.27.1"),
+    ({"SLURM_PLUGIN_VERSION": "1.9.2"}, ["build"], "--slurm-plugin 1.9.2: no set minihpc pins has it"),
+    # The running cluster keeps its stack (its images were built with it).
+    ({}, ["up", "--snakemake", "8.30.0"], "and a cluster keeps the stack its images were built with; nothing was "
+                                          "changed; leave the version flags out to keep it"),
     ({}, ["up", "--enforce", "memory,cpu"], "--enforce 'memory,cpu': 'cpu' is not something minihpc enforces; give a "
                                             "comma-separated list of memory, time, or none"),
     ({"DEF_MEM_PER_CPU": "5"}, ["up"], "--def-mem-per-cpu '5' is not a whole number of MiB from 100 to 1048576"),

@@ -20,8 +20,8 @@ from minihpc.course.labctl import Labs
 from minihpc.faults import Faults
 from scratch import policy
 
-# Alone: it restarts nodes, the Docker engine and the whole cluster, and drains a node.
-pytestmark = pytest.mark.alone
+# Alone: it restarts nodes, the Docker engine and the whole cluster, and drains a node. Engine: first.
+pytestmark = [pytest.mark.alone, pytest.mark.engine]
 
 STAGED = """\
 rule all:

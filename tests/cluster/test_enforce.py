@@ -1,12 +1,15 @@
-"""A site that enforces less: `minihpc up --enforce none --def-mem-per-cpu N`
-on the running cluster, and what a job is then allowed, seen as the lab user
-(a step over its memory request completes, a job outlives its time limit, a
-job without --mem gets N MiB per CPU); then `minihpc up` gives the defaults
-back. test_limits.py proves the enforcing cluster.
+"""A site that enforces less, seen as the lab user: on a cluster brought up
+with `--enforce none --def-mem-per-cpu 700` (make smoke SNAKEMAKE=..., whose
+cluster stands for such a site, as the SLURM plugin's own CI cluster is) a
+step over its memory request completes, a job outlives its time limit and a
+job without --mem gets 700 MiB per CPU; then `minihpc up` gives the running
+cluster the defaults back. test_limits.py proves the enforcing cluster.
 
-Alone (every job on the cluster is under the changed rules), and about 100 s:
-Slurm checks time limits every 30 s, so a job with a one-minute limit must
-still run at 95 s to show that none was enforced."""
+Run by make smoke only (the make test cluster enforces, and changing that
+would change every other test's rules): side by side with that smoke's other
+tests, whose jobs never reach a limit, and about 100 s of it waiting (Slurm
+checks time limits every 30 s, so a job with a one-minute limit must still
+run at 95 s to show that none was enforced)."""
 
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ from minihpc import ROOT, RUN_DIR
 from minihpc.cluster import Cluster as Client
 from minihpc.facts import Facts
 
-pytestmark = pytest.mark.alone
+pytestmark = [pytest.mark.stack, pytest.mark.smoke_only]
 
 DIR = "/shared/test-enforce"
 HOLD = "import sys, time; b = bytearray(300 * 2**20); b[::4096] = b'x' * len(b[::4096]); time.sleep(8)"
@@ -54,18 +57,18 @@ def submit(client: Client, name: str, sbatch: str, cmd: str) -> str:
 
 
 def test_a_site_without_memory_or_time_enforcement_lets_jobs_past_their_requests(client: Client) -> None:
+    f = facts()
+    assert (f.enforce, f.def_mem_per_cpu) == ([], 700), \
+        f"a cluster enforcing {f.enforce} ({f.def_mem_per_cpu} MiB per CPU): make smoke SNAKEMAKE=... brings it up " \
+        "with --enforce none --def-mem-per-cpu 700"
+    c = config(client)
+    assert "OverMemoryKill" not in c.get("JobAcctGatherParams", ""), c
+    assert c["OverTimeLimit"] == "UNLIMITED" and c["DefMemPerCPU"] == "700", c
     client.sh(f"rm -rf {DIR} && mkdir -p {DIR}")
+    hog = submit(client, "hog", "--mem=100M", f"python3 -c {shlex.quote(HOLD)}")
+    late = submit(client, "late", "--mem=100M -t 1", f"sleep {OUTLIVE_S + 30}")
+    nomem = submit(client, "nomem", "-c 1", "true")
     try:
-        said = up("--enforce", "none", "--def-mem-per-cpu", "700")
-        assert "enforcing no limits" in said, said
-        c = config(client)
-        assert "OverMemoryKill" not in c.get("JobAcctGatherParams", ""), c
-        assert c["OverTimeLimit"] == "UNLIMITED" and c["DefMemPerCPU"] == "700", c
-        assert (facts().enforce, facts().def_mem_per_cpu) == ([], 700)
-
-        hog = submit(client, "hog", "--mem=100M", f"python3 -c {shlex.quote(HOLD)}")
-        late = submit(client, "late", "--mem=100M -t 1", f"sleep {OUTLIVE_S + 30}")
-        nomem = submit(client, "nomem", "-c 1", "true")
         r = ended(client, hog, ("JobID", "State", "MaxRSS", "ReqMem"), timeout=120)
         assert r[hog]["State"] == "COMPLETED", r
         assert client.sh(f"grep -c 'Exceeded job memory limit' {DIR}/hog.out").out.strip() == "0"
@@ -76,9 +79,14 @@ def test_a_site_without_memory_or_time_enforcement_lets_jobs_past_their_requests
         row = client.sh(f"squeue -h -j {late} -o '%T %M %l'").out.split()
         assert row[:1] == ["RUNNING"] and row[2] == "1:00", f"job {late} past its one-minute limit: {row}"
     finally:
-        client.sh(f"scancel -u {client.facts.lab_user} -n late")
-        said = up()
+        client.sh(f"scancel {late}")
+
+
+# Alone: it changes the rules every job on the cluster runs under.
+@pytest.mark.alone
+def test_up_gives_a_running_cluster_the_enforcement_defaults_back(client: Client) -> None:
+    said = up()
     assert "enforcing memory, time" in said, said
     c = config(client)
     assert "OverMemoryKill" in c["JobAcctGatherParams"] and c["OverTimeLimit"].split()[0] == "0", c
-    assert facts().enforce == ["memory", "time"]
+    assert c["DefMemPerCPU"] == str(facts().def_mem_per_cpu) and facts().enforce == ["memory", "time"]

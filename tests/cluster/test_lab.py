@@ -44,6 +44,7 @@ def test_every_core_is_proven_somewhere() -> None:
     assert set(RUNS) == {*SIDE_BY_SIDE, *UNDER_LOAD, *OVER_SSH, "core3-staging"} - set(DEMOS), sorted(RUNS)
 
 
+@pytest.mark.stack
 @pytest.mark.smoke
 @pytest.mark.cost(35)
 def test_core1_as_a_learner_runs_it(labs: Labs) -> None:
@@ -56,6 +57,7 @@ def test_core1_as_a_learner_runs_it(labs: Labs) -> None:
 # through scratch, and the one that writes there takes turns with it (tests/scheduling.py). In make test
 # the site check and the staging demos do: there it is proven alone, after an engine restart
 # (test_durability.py).
+@pytest.mark.stack
 @pytest.mark.smoke_only
 @pytest.mark.smoke
 @pytest.mark.cost(55)

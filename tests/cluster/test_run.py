@@ -38,6 +38,7 @@ def run(tmp_path_factory: pytest.TempPathFactory, cluster: Cluster) -> Iterator[
 
 
 @pytest.mark.smoke
+@pytest.mark.stack
 @pytest.mark.cost(110)  # with the module's run
 def test_the_exit_code_is_snakemakes(run) -> None:
     wf, r = run
@@ -47,6 +48,7 @@ def test_the_exit_code_is_snakemakes(run) -> None:
 
 
 @pytest.mark.smoke
+@pytest.mark.stack
 def test_the_report_matches_sacct_and_jobs_ran_on_compute_nodes(run, client: Client) -> None:
     wf, _ = run
     report = json.loads((wf / ".minihpc/report.json").read_text())
@@ -99,6 +101,7 @@ def test_a_profile_that_sends_nothing_to_slurm_is_caught(tmp_path: Path, client:
 
 
 @pytest.mark.smoke
+@pytest.mark.stack
 def test_outputs_come_back_and_the_workflow_lands_owned_by_the_lab_user(run, client: Client) -> None:
     wf, _ = run
     report = json.loads((wf / ".minihpc/report.json").read_text())

@@ -98,9 +98,11 @@ def test_the_site_check_passes_over_ssh_alone(site_file: Path, no_docker, client
     assert len(each) == 7 and sum(each) > took, f"the proofs ran side by side: {each} in {took:.0f} s"
     assert not calls.exists(), f"the site path ran docker: {calls.read_text()}"
     # Its versions, read over SSH, and the line that brings the same up here.
-    release = releases.named(client.facts.slurm)
-    assert re.search(rf"^site versions: slurm {re.escape(release.packaged)}, snakemake \d", r.stdout, re.M), r.stdout
-    assert f"\nreproduce here: minihpc up --slurm {release.slurm}\n" in r.stdout, r.stdout[:2000]
+    release, stack = releases.named(client.facts.slurm), client.facts.stack
+    assert re.search(rf"^site versions: slurm {re.escape(release.packaged)}, snakemake {re.escape(stack.snakemake)}, "
+                     rf"snakemake-executor-plugin-slurm {re.escape(stack.slurm_plugin)}, ", r.stdout, re.M), r.stdout
+    up = " ".join(["minihpc up --slurm", release.slurm, stack.flags()]).rstrip()
+    assert f"\nreproduce here: {up}\n" in r.stdout, r.stdout[:2000]
     proofs = PROOF_DIR / "site"
     checks = (proofs / "checks.txt").read_text()
     assert "[FAIL]" not in checks and checks.count("[PASS]") >= 30, checks[:3000]

@@ -27,19 +27,8 @@ def test_a_release_is_named_by_its_major_or_its_packaged_version() -> None:
                             "is 24.11")
 
 
-def _made(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, release: str, jobs: int) -> Path:
-    """A cluster made from this state, on `release`, with `jobs` in its queue."""
-    run = tmp_path / ".run"
-    configs.render(Topology.from_env({}), run, ROOT / "docker-compose.yml", releases.named(release))
-    monkeypatch.setattr(bringup, "RUN_DIR", run)
-    monkeypatch.setattr(bringup, "NODES_FILE", run / "compose.nodes.yml")
-    monkeypatch.setattr(bringup, "_jobs_in_queue", lambda: jobs)
-    return run
-
-
-def test_a_cluster_keeps_its_release_and_another_is_refused_with_nothing_changed(
-        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    run = _made(monkeypatch, tmp_path, "22.05", jobs=3)
+def test_a_cluster_keeps_its_release_and_another_is_refused_with_nothing_changed(made) -> None:
+    run = made(releases.named("22.05"), jobs=3)
     before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
     assert bringup.check_release("").slurm == "22.05"  # up without --slurm: the cluster's own
     assert bringup.check_release("22.05.8").slurm == "22.05"
@@ -66,7 +55,7 @@ def test_the_rendered_files_follow_the_release(tmp_path: Path) -> None:
         assert r.cgroup_conf in (run / "etc/cgroup.conf").read_text().splitlines()
         env = dict(line.split("=", 1) for line in (run / "release.env").read_text().splitlines()
                    if not line.startswith("#"))
-        assert env == {"SUITE": r.debian, "BASE_IMAGE": r.base_image, "RELEASE_TAG": r.tag,
+        assert env == {"SUITE": r.debian, "BASE_IMAGE": r.base_image, "LOCK": r.debian, "RELEASE_TAG": r.tag,
                        "RELEASE_PACKAGES": f"'{' '.join(r.packages)}'"}
         assert (run / "cluster.json").read_text().count(f'"slurm": "{r.slurm}"') == 1
     assert "CgroupPlugin=autodetect" in (tmp_path / "22.05/etc/cgroup.conf").read_text()
@@ -109,7 +98,13 @@ def test_the_site_check_prints_the_line_that_reproduces_the_site() -> None:
     assert reproduce(v).splitlines() == [
         "site versions: slurm 23.11.4, snakemake 8.30.0, snakemake-executor-plugin-slurm 0.15.1, "
         "snakemake-executor-plugin-slurm-jobstep 0.2.1, snakemake-storage-plugin-fs -",
-        "reproduce here: minihpc up --slurm 24.11 (the nearest release minihpc builds: 22.05, 24.11, 26.05; the "
-        "site's 23.11.4 is not among them)"]
+        "reproduce here: minihpc up --slurm 24.11 --snakemake 8.30.0 (the nearest Slurm minihpc builds (22.05, "
+        "24.11, 26.05); the site's 23.11.4 is not among them)"]
+    # A Snakemake pinned only for another release: that release's default set, said.
+    assert reproduce({**v, "slurm": "22.05.8", "snakemake": "8.27.1"}).endswith(
+        "reproduce here: minihpc up --slurm 22.05 (the nearest pinned Snakemake (9.27.1; the sets: 9.27.1, 8.30.0); "
+        "the site's 8.27.1 is not among them)")
+    assert reproduce({**v, "slurm": "24.11.5", "snakemake": "9.27.1"}).endswith("reproduce here: minihpc up --slurm "
+                                                                               "24.11")
     assert reproduce({**v, "slurm": "-"}).endswith("reproduce here: minihpc up (the site's Slurm version was not "
                                                    "readable)")
