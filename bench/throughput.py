@@ -32,10 +32,11 @@ import time
 from pathlib import Path
 
 from bench.report import heading, save, table
-from minihpc import RUN_DIR
+from minihpc import RUN_DIR, releases
 from minihpc.cluster import Cluster
 from minihpc.configs import slurm_conf, write_if_changed
 from minihpc.course.labctl import Lab, Labs
+from minihpc.policy import Enforcement
 from minihpc.timeline import stamp
 from minihpc.topology import Topology
 
@@ -64,7 +65,9 @@ def cpu_seconds() -> float:
 
 def reconfigure(cluster: Cluster, tuned: bool) -> None:
     """Render slurm.conf with or without the tuning and make every daemon read it."""
-    conf = slurm_conf(Topology.from_facts(cluster.facts), tuned=tuned)
+    f = cluster.facts  # the cluster's own release and enforcement: only the tuning changes
+    conf = slurm_conf(Topology.from_facts(f), tuned=tuned, release=releases.named(f.slurm),
+                      enforcement=Enforcement.from_facts(f))
     write_if_changed(RUN_DIR / "etc" / "slurm.conf", conf)
     r = cluster.root("scontrol reconfigure", node="slurmctld")
     if r.rc != 0:

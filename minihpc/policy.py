@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from minihpc.errors import BadInput
-from minihpc.facts import CLUSTER_NAME, LAB_ACCOUNT, LAB_USER, OTHER_ACCOUNT, OTHER_USER
+from minihpc.facts import CLUSTER_NAME, LAB_ACCOUNT, LAB_USER, OTHER_ACCOUNT, OTHER_USER, Facts
 
 if TYPE_CHECKING:
     from minihpc.topology import Topology
@@ -88,6 +88,11 @@ class Enforcement:
             raise BadInput(f"--def-mem-per-cpu {mem!r} is not a whole number of MiB from 100 to 1048576",
                            "give e.g. --def-mem-per-cpu 1000, or leave it out (a standard node's memory over its CPUs)")
         return cls(memory="memory" in names, time="time" in names, def_mem_per_cpu=int(mem) if mem else None)
+
+    @classmethod
+    def from_facts(cls, f: Facts) -> Enforcement:
+        """What a running cluster was brought up enforcing (its facts)."""
+        return cls(memory="memory" in f.enforce, time="time" in f.enforce, def_mem_per_cpu=f.def_mem_per_cpu or None)
 
     @property
     def names(self) -> list[str]:

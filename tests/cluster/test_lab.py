@@ -44,6 +44,8 @@ def test_every_core_is_proven_somewhere() -> None:
     assert set(RUNS) == {*SIDE_BY_SIDE, *UNDER_LOAD, *OVER_SSH, "core3-staging"} - set(DEMOS), sorted(RUNS)
 
 
+# make test proves Core 1 under the other user's load (alone, below) and in the commissioning sequence.
+@pytest.mark.smoke_only
 @pytest.mark.stack
 @pytest.mark.smoke
 @pytest.mark.cost(35)

@@ -50,3 +50,10 @@ def test_slurm_conf_enforces_what_was_asked() -> None:
 def test_the_facts_say_what_is_enforced() -> None:
     f = configs.facts(Topology.from_env({}), enforcement=Enforcement(memory=False, time=True))
     assert (f.enforce, f.def_mem_per_cpu) == (["time"], 1500)
+
+
+def test_a_running_clusters_enforcement_is_read_back_from_its_facts() -> None:
+    t = Topology.from_env({})
+    for e in (Enforcement(), Enforcement(memory=False, time=False, def_mem_per_cpu=700), Enforcement(time=False)):
+        back = Enforcement.from_facts(configs.facts(t, enforcement=e))
+        assert back.conf(t) == e.conf(t) and back.names == e.names
