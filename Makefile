@@ -83,7 +83,7 @@ test-action: $(VENV)/.installed ## run action.yml as a GitHub runner would, inst
 
 lint: $(VENV)/.installed ## ruff and shellcheck
 	$(VENV)/bin/ruff check minihpc cluster tests bench nfs scratch
-	shellcheck cluster/*.sh tests/run-suite.sh .ci/run
+	shellcheck -x cluster/*.sh tests/run-suite.sh tests/run-smoke.sh tests/keep-logs.sh .ci/run
 
 lock: $(VENV)/.installed ## re-resolve cluster/locks/ (the cluster's Python, per Snakemake stack and Debian release; LOCKS= names some) from minihpc/stacks.py and scipy-stack.in
 	$(PY) -m minihpc.stacks $(LOCKS)

@@ -12,6 +12,8 @@
 # Usage: run-smoke.sh PYTHON RELEASE|"" SNAKEMAKE|"" [PYTEST ARGS...]
 set -uo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=tests/keep-logs.sh
+. tests/keep-logs.sh
 usage="usage: tests/run-smoke.sh PYTHON RELEASE|'' SNAKEMAKE|'' [PYTEST ARGS...] (e.g. '' 22.05 '')"
 [[ $# -ge 3 ]] || { echo "$usage" >&2; exit 2; }
 py=$1 release=$2 snakemake=$3
@@ -22,13 +24,17 @@ up=() marker=smoke
 # (as the SLURM plugin's own CI cluster), which test_enforce.py proves.
 [[ -z $snakemake ]] || { up+=(--snakemake "$snakemake" --enforce none --def-mem-per-cpu 700); marker=stack; }
 [[ ${#up[@]} -gt 0 ]] || { echo "$usage: name a release or a Snakemake" >&2; exit 2; }
+# The daemons' logs, as make test keeps them: .suite/smoke-<release or stack>/.
+suite=.suite/smoke-${release:-$snakemake}
+rm -rf "$suite" && mkdir -p "$suite"
 "$py" -m minihpc up "${up[@]}" || exit $?
 rc=0
 "$py" -m pytest -m "cluster and $marker and not alone" -n "${SMOKE_WORKERS:-5}" --dist loadscope \
   --no-loadscope-reorder "$@" tests || rc=$?
+keep_logs side-by-side "$rc"
 PYTHONPATH=. "$py" tests/quiesce.py || rc=1
 alone=0
 "$py" -m pytest -m "cluster and $marker and alone" "$@" tests || alone=$?
 # 5: none is marked both (pytest's "no tests collected"), which is no failure.
-[[ $alone -eq 0 || $alone -eq 5 ]] || rc=$alone
+[[ $alone -eq 0 || $alone -eq 5 ]] || { rc=$alone; keep_logs alone "$alone"; }
 exit "$rc"

@@ -23,6 +23,8 @@
 # the Slurm jobs): bench/suite.py report turns it into where the time went.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=tests/keep-logs.sh
+. tests/keep-logs.sh
 py=${1:?usage: tests/run-suite.sh PYTHON [PYTEST ARGS...]}
 shift
 
@@ -75,18 +77,6 @@ rc=0
 t=$(now)
 python3 -m minihpc up || rc=$?
 phase "bring-up" "$t"
-# What the daemons said during a phase, kept in .suite/ (the alone phase
-# recreates containers, and their logs with them); on a failure, the lines
-# about nodes and jobs going wrong are printed, for a cause that was the
-# cluster's (a CI run keeps only its output).
-keep_logs() {
-  cluster/compose.sh logs --no-color --timestamps >"$suite/logs-$1.txt" 2>&1 || true
-  if [[ $2 -ne 0 ]]; then
-    printf '\n== the cluster during the failed phase (%s): nodes and jobs going wrong ==\n' "$1"
-    grep -E 'NODE_FAIL|not responding|DOWN|[Dd]rain|Kill task|[Uu]nkillable|[Ll]aunch|timed out|requeue|[Pp]rolog|[Ee]pilog|scratchdir:|nodecheck:|error' \
-      "$suite/logs-$1.txt" | tail -n 120
-  fi
-}
 
 if [[ $rc -eq 0 ]]; then
   t=$(now)

@@ -120,14 +120,16 @@ def run_ok(host: Node, cmd: str) -> str:
     return r.stdout
 
 
-def eventually(fn: Callable[[], T], timeout: float = 60, interval: float = 1.0, what: str = "") -> T:
-    """Poll fn until it returns a truthy value; fail with its last value."""
+def eventually(fn: Callable[[], T], timeout: float = 60, interval: float = 1.0,
+               what: str | Callable[[], str] = "") -> T:
+    """Poll fn until it returns a truthy value; fail with its last value.
+    `what` may be a callable, to say the state at the timeout, not at the start."""
     deadline = time.monotonic() + timeout
     value = fn()
     while not value and time.monotonic() < deadline:
         time.sleep(interval)
         value = fn()
-    assert value, f"timed out after {timeout}s waiting for {what or fn}"
+    assert value, f"timed out after {timeout}s waiting for {(what() if callable(what) else what) or fn}"
     return value
 
 

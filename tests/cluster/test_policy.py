@@ -137,7 +137,7 @@ def test_debug_qos_limits_each_user(client: Client, submit: Callable[..., tuple[
     assert first[0] == 0 and second[0] == 0, (first, second)
     # One running per user; the other waits for it.
     eventually(lambda: queue(client).get(second[1], ("", "", ""))[2] == "QOSMaxJobsPerUserLimit", timeout=START_S,
-               what=f"job {second[1]} to pend with QOSMaxJobsPerUserLimit: {queue(client)}")
+               what=lambda: f"job {second[1]} to pend with QOSMaxJobsPerUserLimit: {queue(client)}")
     assert queue(client)[first[1]][1] == "RUNNING"
     # A third is refused at sbatch.
     rc, out = submit("--qos=debug -t 5")
@@ -146,7 +146,7 @@ def test_debug_qos_limits_each_user(client: Client, submit: Callable[..., tuple[
     rc, theirs = submit("--qos=debug -t 5", "sleep 60", user=client.facts.other_user)
     assert rc == 0, theirs
     eventually(lambda: queue(client).get(theirs, ("", "", ""))[1] == "RUNNING", timeout=START_S,
-               what=f"{client.facts.other_user}'s debug job to run: {queue(client)}")
+               what=lambda: f"{client.facts.other_user}'s debug job to run: {queue(client)}")
     # With the lab user's two debug jobs gone, the next is judged on its time alone.
     client.sh(f"scancel {first[1]} {second[1]}")
     eventually(lambda: not {first[1], second[1]} & set(queue(client)), timeout=30)
@@ -161,14 +161,14 @@ def test_another_users_higher_priority_job_goes_first(client: Client, submit: Ca
     rc, blocker = submit(whole, "sleep 300", user=f.other_user)
     assert rc == 0, blocker
     eventually(lambda: queue(client).get(blocker, ("", "", ""))[1] == "RUNNING", timeout=60,
-               what=f"the blocker to run: {queue(client)}")
+               what=lambda: f"the blocker to run: {queue(client)}")
     rc, mine = submit(whole, "sleep 2")
     assert rc == 0, mine
     # Submitted after mine, but in the debug QOS: QOS outweighs everything else.
     rc, theirs = submit(f"{whole} --qos=debug", "sleep 2", user=f.other_user)
     assert rc == 0, theirs
     eventually(lambda: (queue(client)[mine][2], queue(client)[theirs][2]) == ("Priority", "Resources"),
-               timeout=60, what=f"mine to pend for Priority behind theirs: {queue(client)}")
+               timeout=60, what=lambda: f"mine to pend for Priority behind theirs: {queue(client)}")
     fields = ("id", "user", "priority", "age", "fairshare", "qos")
     prio = {r["id"]: r for r in parse_sacct(client.sh("sprio -h -o '%i|%u|%Y|%A|%F|%Q'").out, fields)}
     assert int(prio[theirs]["qos"]) == policy.PRIORITY["PriorityWeightQOS"], prio
