@@ -183,6 +183,7 @@ class State:
     plan: Plan
     was_running: bool = False  # a controller was running before this `up`
     changed: bool = False  # the rendered configuration differs from the last
+    nodes_before: list[str] | None = None  # the running cluster's nodes, before this `up`
 
 
 @dataclass(frozen=True)
@@ -256,6 +257,7 @@ def secrets(s: State) -> str | None:
 
 def render(s: State) -> str | None:
     s.was_running = NODES_FILE.exists() and containers.running("slurmctld")
+    s.nodes_before = Facts.read(RUN_DIR).nodes if s.was_running else None
     s.changed = configs.render(s.plan.topology, RUN_DIR, COMPOSE_FILE, s.plan.release, s.plan.enforcement,
                                s.plan.stack)
     r, e = s.plan.release, s.plan.enforcement
@@ -300,6 +302,13 @@ def start_containers(s: State) -> str | None:
 def reconfigure(s: State) -> str | None:
     if not (s.was_running and s.changed):
         return None
+    if not s.plan.release.reconfigure_resizes and s.nodes_before != s.plan.topology.names:
+        # Its controller reads a new node count only at start (minihpc/releases.py); the
+        # reconfigure after it has every slurmd read the new configuration too.
+        _compose("restart", "slurmctld")
+        ready.wait_healthy(["slurmctld"], s.plan.ready_timeout)
+        _exec("slurmctld", "scontrol", "reconfigure")
+        return f"node count changed: slurmctld restarted (Slurm {s.plan.release.slurm}), then scontrol reconfigure"
     _exec("slurmctld", "scontrol", "reconfigure")
     return "topology changed: scontrol reconfigure"
 

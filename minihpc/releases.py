@@ -31,6 +31,8 @@ class Release:
     conf: dict[str, str] = field(default_factory=dict)
     # What this release cannot give that the default does: (feature, why).
     lacks: tuple[tuple[str, str], ...] = ()
+    # Whether `scontrol reconfigure` takes a new node count, or slurmctld must restart for it.
+    reconfigure_resizes: bool = True
 
     @property
     def tag(self) -> str:
@@ -51,6 +53,10 @@ RELEASES = {r.slurm: r for r in (
         # Debian 12's mpi/pmix plugin dlopens pmix2/lib/libpmix.so, a name only
         # libpmix-dev gives; without it every srun fails: "Invalid MPI type 'pmix'".
         packages=("libpmix-dev",),
+        # 22.05's slurmctld exits on a reconfigure that changes the node count:
+        # "fatal: MaxNodeCount has changed (2->3) during reconfig, slurmctld must
+        # be restarted" (up --nodes 3 here); 23.11 and later restart themselves.
+        reconfigure_resizes=False,
     ),
     Release(slurm="24.11", packaged="24.11.5", debian="trixie", debian_version="13", python="3.13"),
     Release(

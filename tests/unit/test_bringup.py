@@ -70,3 +70,20 @@ def test_the_hosts_memory_is_read_from_meminfo(tmp_path) -> None:
     (tmp_path / "meminfo").write_text("MemTotal:       24683772 kB\nMemFree: 1 kB\n")
     assert bringup.host_memory_mb(tmp_path / "meminfo") == 24105
     assert bringup.host_memory_mb(tmp_path / "absent") is None
+
+
+@pytest.mark.parametrize(("slurm", "before", "did"), [
+    ("22.05", ["c1", "c2"], ["compose restart slurmctld", "healthy slurmctld", "scontrol reconfigure"]),
+    ("22.05", ["c1", "c2", "c3"], ["scontrol reconfigure"]),  # the same nodes: enforcement, limits
+    ("24.11", ["c1", "c2"], ["scontrol reconfigure"])])
+def test_a_release_that_cannot_resize_by_reconfigure_restarts_its_controller(
+        monkeypatch: pytest.MonkeyPatch, slurm: str, before: list[str], did: list[str]) -> None:
+    from minihpc import releases
+    done: list[str] = []
+    monkeypatch.setattr(bringup, "_compose", lambda *a, **k: done.append("compose " + " ".join(a)))
+    monkeypatch.setattr(bringup, "_exec", lambda service, *argv: done.append(" ".join(argv)) or "")
+    monkeypatch.setattr(bringup.ready, "wait_healthy", lambda services, timeout: done.append("healthy " + services[0]))
+    state = bringup.State(bringup.Plan(Topology.from_env({"NODES": "3"}), release=releases.named(slurm)),
+                          was_running=True, changed=True, nodes_before=before)
+    bringup.reconfigure(state)
+    assert done == did
