@@ -12,6 +12,8 @@ release_env=$MINIHPC_RUN_DIR/release.env
 [[ -f $release_env ]] || { echo "compose: no $release_env: bring the cluster up with minihpc up" >&2; exit 2; }
 # shellcheck source=/dev/null
 . "$release_env"
+# A release.env from before Snakemake stacks has no LOCK: that cluster runs the default set.
+LOCK=${LOCK:-$SUITE}
 MINIHPC_TAG=$("$root/cluster/image-tag.sh")
 export MINIHPC_RUN_DIR MINIHPC_TAG SUITE BASE_IMAGE RELEASE_PACKAGES LOCK
 exec docker compose --project-directory "$root" -f "$root/docker-compose.yml" -f "$MINIHPC_RUN_DIR/compose.nodes.yml" "$@"

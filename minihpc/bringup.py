@@ -111,8 +111,13 @@ def check_stack(env: Mapping[str, str], release: releases.Release) -> stacks.Sta
     """The Snakemake stack asked for; a cluster keeps the one its images were
     built with, as it keeps its release (another is refused, nothing changed)."""
     made = Facts.read(RUN_DIR).stack if NODES_FILE.exists() else None
-    if made and not any(env.get(name, "").strip() for name in STACK_KNOBS.values()):
-        return made
+    given = {k: env.get(name, "").strip() for k, name in STACK_KNOBS.items()}
+    if made and not made.pinned:
+        raise BadInput(f"this cluster was built with {made.describe()}, which this minihpc no longer pins; nothing "
+                       "was changed", "use the minihpc that made it, or make a new cluster: minihpc destroy --yes "
+                       "(removes its jobs, accounting and /shared), then minihpc up")
+    if made and all(getattr(made, k) == v for k, v in given.items() if v):
+        return made  # no version given, or only versions the cluster's own set holds
     stack = stack_asked(env, release)
     if made and made != stack:
         jobs = _jobs_in_queue()
@@ -183,7 +188,6 @@ class State:
     plan: Plan
     was_running: bool = False  # a controller was running before this `up`
     changed: bool = False  # the rendered configuration differs from the last
-    nodes_before: list[str] | None = None  # the running cluster's nodes, before this `up`
 
 
 @dataclass(frozen=True)
@@ -257,7 +261,6 @@ def secrets(s: State) -> str | None:
 
 def render(s: State) -> str | None:
     s.was_running = NODES_FILE.exists() and containers.running("slurmctld")
-    s.nodes_before = Facts.read(RUN_DIR).nodes if s.was_running else None
     s.changed = configs.render(s.plan.topology, RUN_DIR, COMPOSE_FILE, s.plan.release, s.plan.enforcement,
                                s.plan.stack)
     r, e = s.plan.release, s.plan.enforcement
@@ -300,17 +303,28 @@ def start_containers(s: State) -> str | None:
 
 
 def reconfigure(s: State) -> str | None:
-    if not (s.was_running and s.changed):
+    if not s.was_running:
         return None
-    if not s.plan.release.reconfigure_resizes and s.nodes_before != s.plan.topology.names:
+    if not s.plan.release.reconfigure_resizes and _controller_nodes() != set(s.plan.topology.names):
         # Its controller reads a new node count only at start (minihpc/releases.py); the
-        # reconfigure after it has every slurmd read the new configuration too.
+        # reconfigure after it has every slurmd read the new configuration too. Asked of
+        # slurmctld, not of the last rendering: an `up` that failed half-way is redone.
         _compose("restart", "slurmctld")
-        ready.wait_healthy(["slurmctld"], s.plan.ready_timeout)
+        try:
+            ready.wait_healthy(["slurmctld"], s.plan.ready_timeout)
+        except MinihpcError as e:
+            raise _Failed(e.what, e.fix) from None
         _exec("slurmctld", "scontrol", "reconfigure")
         return f"node count changed: slurmctld restarted (Slurm {s.plan.release.slurm}), then scontrol reconfigure"
+    if not s.changed:
+        return None
     _exec("slurmctld", "scontrol", "reconfigure")
     return "topology changed: scontrol reconfigure"
+
+
+def _controller_nodes() -> set[str]:
+    """The nodes the running controller knows."""
+    return set(_exec("slurmctld", "sinfo", "-h", "-N", "-o", "%N").split())
 
 
 def wait(s: State) -> str | None:
@@ -357,7 +371,9 @@ def build(release: releases.Release, stack: stacks.Stack) -> None:
     def images_apart(s: State) -> str:
         with tempfile.TemporaryDirectory(prefix="minihpc-build.") as d:
             configs.render(s.plan.topology, Path(d), COMPOSE_FILE, release, stack=stack)
-            return build_images(release, Path(d), stack) or f"images of Slurm {release.packaged}: there already"
+            with_stack = "" if stack.default else f" with {stack.describe()}"
+            return (build_images(release, Path(d), stack)
+                    or f"images of Slurm {release.packaged}{with_stack}: there already")
     state = State(Plan(Topology.from_env({}), release=release, stack=stack))
     for step in [*(s for s in STEPS if s.name in ("engine", "base image")),
                  Step("images", "build the release's images unless their inputs are unchanged", images_apart)]:

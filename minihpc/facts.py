@@ -70,7 +70,7 @@ class Facts:
 
     @property
     def stack(self) -> stacks.Stack:
-        return stacks.choose(self.snakemake, self.slurm_plugin, self.fs_plugin)
+        return stacks.recorded(self.snakemake, self.slurm_plugin, self.fs_plugin)
 
     @property
     def total_cpus(self) -> int:

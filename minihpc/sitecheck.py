@@ -158,14 +158,23 @@ def reproduce(v: dict[str, str]) -> str:
     flags = f"--slurm {release.slurm}"
     if v.get("snakemake", "-") != "-":
         stack, exact = stacks.nearest(v["snakemake"])
-        if release.debian not in stack.suites:  # not pinned for that release: the release's own default
+        if release.debian not in stack.suites:
+            if exact:
+                notes.append(f"Snakemake {stack.snakemake} is pinned here for Slurm "
+                             f"{', '.join(r.slurm for r in releases.RELEASES.values() if r.debian in stack.suites)}"
+                             " only")
             stack, exact = stacks.default(), False
-        if not stack.default:
-            flags += f" {stack.flags()}"
-        if not exact:
+        elif not exact:
             notes.append(f"the nearest pinned Snakemake ({stack.snakemake}; the sets: "
                          f"{', '.join(s.snakemake for s in stacks.STACKS)}); the site's {v['snakemake']} is not "
                          "among them")
+        if not stack.default:
+            flags += f" {stack.flags()}"
+        # The plugins decide what a profile may say (slurm-no-requeue is 2.8.0's): a difference is said.
+        for package, ours in (("snakemake-executor-plugin-slurm", stack.slurm_plugin),
+                              ("snakemake-storage-plugin-fs", stack.fs_plugin)):
+            if v.get(package, "-") not in ("-", ours):
+                notes.append(f"the site's {package} is {v[package]}, this set's {ours}")
     return f"site versions: {said}\nreproduce here: minihpc up {flags}" + (f" ({'; '.join(notes)})" if notes else "")
 
 

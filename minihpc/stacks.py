@@ -32,7 +32,12 @@ class Stack:
 
     @property
     def default(self) -> bool:
-        return self is STACKS[0]
+        return self == STACKS[0]
+
+    @property
+    def pinned(self) -> bool:
+        """Whether this minihpc still pins the set (a cluster's facts may name one it no longer does)."""
+        return self in STACKS
 
     def lock(self, suite: str) -> str:
         """The lock file's name in cluster/locks/ (without .lock) for this stack on a Debian release."""
@@ -49,8 +54,8 @@ class Stack:
                           f"snakemake-storage-plugin-fs=={self.fs_plugin}", *COMMON)) + "\n"
 
     def describe(self) -> str:
-        return (f"Snakemake {self.snakemake} (slurm plugin {self.slurm_plugin}, jobstep {self.jobstep_plugin}, "
-                f"fs plugin {self.fs_plugin})")
+        jobstep = f", jobstep {self.jobstep_plugin}" if self.jobstep_plugin else ""  # a cluster's facts lack it
+        return f"Snakemake {self.snakemake} (slurm plugin {self.slurm_plugin}{jobstep}, fs plugin {self.fs_plugin})"
 
     def flags(self) -> str:
         """The `minihpc up` flags that pick this stack ("" for the default)."""
@@ -103,9 +108,11 @@ def choose(snakemake: str = "", slurm_plugin: str = "", fs_plugin: str = "", sui
     return matching[0]
 
 
-def named(snakemake: str) -> Stack:
-    """The stack a cluster's facts name by its Snakemake version."""
-    return choose(snakemake)
+def recorded(snakemake: str, slurm_plugin: str, fs_plugin: str) -> Stack:
+    """The stack a cluster's facts name: the pinned set with those versions,
+    or, if this minihpc no longer pins it, the versions as they were."""
+    found = [s for s in STACKS if (s.snakemake, s.slurm_plugin, s.fs_plugin) == (snakemake, slurm_plugin, fs_plugin)]
+    return found[0] if found else Stack(snakemake, slurm_plugin, "", fs_plugin, suites=())
 
 
 def nearest(version: str) -> tuple[Stack, bool]:
@@ -123,18 +130,22 @@ def lock_all(which: list[str]) -> None:
     """`make lock`: cluster/lock.sh for every stack on every Debian release it
     is pinned for (or only the locks named, e.g. trixie-snakemake8.30.0)."""
     import subprocess
+    import sys
     import tempfile
     from pathlib import Path
 
     from minihpc import ROOT
-    pairs = [(suite, s) for s in STACKS for suite in s.suites if not which or s.lock(suite) in which]
-    if not pairs:
-        raise BadInput(f"no lock is named {' '.join(which)}",
-                       "name one of " + ", ".join(s.lock(suite) for s in STACKS for suite in s.suites))
+    known = {s.lock(suite): (suite, s) for s in STACKS for suite in s.suites}
+    unknown = [w for w in which if w not in known]
+    if unknown:
+        sys.exit(f"lock: no lock is named {' '.join(unknown)}; name some of {', '.join(known)} (LOCKS=...), or none "
+                 "for all")
+    pairs = [known[w] for w in which] or list(known.values())
     for suite, s in pairs:
         with tempfile.NamedTemporaryFile("w", suffix=".in") as reqs:
             reqs.write(s.requirements())
             reqs.flush()
+            Path(reqs.name).chmod(0o644)  # read by the container, whoever the engine runs it as
             subprocess.run([str(Path(ROOT) / "cluster/lock.sh"), suite, s.lock(suite), reqs.name], check=True)
 
 

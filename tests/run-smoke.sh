@@ -18,6 +18,9 @@ usage="usage: tests/run-smoke.sh PYTHON RELEASE|'' SNAKEMAKE|'' [PYTEST ARGS...]
 [[ $# -ge 3 ]] || { echo "$usage" >&2; exit 2; }
 py=$1 release=$2 snakemake=$3
 shift 3
+# Versions only (they name a directory below; minihpc up says which there are).
+[[ $release =~ ^[0-9.]*$ && $snakemake =~ ^[0-9.]*$ ]] ||
+  { echo "run-smoke: SLURM=$release SNAKEMAKE=$snakemake: give versions, e.g. SLURM=22.05 or SNAKEMAKE=8.30.0" >&2; exit 2; }
 up=() marker=smoke
 [[ -z $release ]] || up+=(--slurm "$release")
 # A stack's cluster stands for another site: one that enforces no limits
@@ -25,7 +28,7 @@ up=() marker=smoke
 [[ -z $snakemake ]] || { up+=(--snakemake "$snakemake" --enforce none --def-mem-per-cpu 700); marker=stack; }
 [[ ${#up[@]} -gt 0 ]] || { echo "$usage: name a release or a Snakemake" >&2; exit 2; }
 # The daemons' logs, as make test keeps them: .suite/smoke-<release or stack>/.
-suite=.suite/smoke-${release:-$snakemake}
+suite=.suite/smoke-${release}${release:+${snakemake:+-}}${snakemake}
 rm -rf "$suite" && mkdir -p "$suite"
 "$py" -m minihpc up "${up[@]}" || exit $?
 rc=0

@@ -14,9 +14,10 @@
 #
 # PREBUILD (.ci/run sets it): `minihpc build` flag sets, ';'-separated, of
 # the clusters a run brings up after this one (other Slurm releases and
-# Snakemake stacks): their images are built beside the alone phase, niced,
-# once the tests that restart the Docker engine (marker `engine`) are done;
-# the phase waits on SLURM, and its cores are two thirds idle. A build that
+# Snakemake stacks): their images are built beside the alone phase, once the
+# tests that restart the Docker engine (marker `engine`) are done; the phase
+# waits on SLURM, and its cores are two thirds idle. (The client and
+# debootstrap are niced; the engine's build steps are not.) A build that
 # fails is said, not failed: the smoke builds it again.
 #
 # The run's timeline goes to .suite/ (phases, each test's start and end,
@@ -49,24 +50,28 @@ start_host() {
   host=$!
 }
 prebuilt=
+# Each build within PREBUILD_LIMIT s: a build that hangs is stopped and said, and the smoke builds it.
 start_prebuild() {
   [[ -n ${PREBUILD:-} ]] || return 0
-  ( IFS=';'
+  ( set -f; IFS=';'
     for flags in $PREBUILD; do
-      [[ -n $flags ]] || continue
-      t=$(now)
       IFS=' ' read -ra args <<<"$flags"
-      nice -n 19 "$py" -m minihpc build "${args[@]}" >>"$suite/prebuild.log" 2>&1 </dev/null ||
-        echo "run-suite: minihpc build $flags failed (see $suite/prebuild.log; the smoke builds it)" >&2
+      [[ ${#args[@]} -gt 0 ]] || continue
+      t=$(now)
+      nice -n 19 timeout -k 10 "${PREBUILD_LIMIT:-900}" "$py" -m minihpc build "${args[@]}" \
+        >>"$suite/prebuild.log" 2>&1 </dev/null ||
+        echo "run-suite: minihpc build $flags failed or passed ${PREBUILD_LIMIT:-900} s (see $suite/prebuild.log;" \
+             "the smoke builds it)" >&2
       phase "prebuild ${flags}" "$t"
     done ) &
   prebuilt=$!
 }
-# Its pytest too (nice execs it: the subshell's child), not only the subshell.
+# The prebuild's loop before its build (else it starts the next), and the host
+# tests' pytest too (nice execs it: the subshell's child), not only the subshell.
 stop_host() {
+  [[ -z $prebuilt ]] || { kill "$prebuilt" 2>/dev/null; pkill -TERM -P "$prebuilt" 2>/dev/null; }
   [[ -z $host ]] || pkill -TERM -P "$host" 2>/dev/null
-  [[ -z $prebuilt ]] || pkill -TERM -P "$prebuilt" 2>/dev/null
-  kill ${host:+"$host"} ${prebuilt:+"$prebuilt"} "$cpu" 2>/dev/null; [[ -z $host ]] || wait "$host" 2>/dev/null
+  kill ${host:+"$host"} "$cpu" 2>/dev/null; [[ -z $host ]] || wait "$host" 2>/dev/null
   rm -f "$log"
 }
 trap stop_host EXIT

@@ -129,7 +129,12 @@ def eventually(fn: Callable[[], T], timeout: float = 60, interval: float = 1.0,
     while not value and time.monotonic() < deadline:
         time.sleep(interval)
         value = fn()
-    assert value, f"timed out after {timeout}s waiting for {(what() if callable(what) else what) or fn}"
+    if not value and callable(what):
+        try:
+            what = what()
+        except Exception as e:  # noqa: BLE001 - the timeout is the failure; how it was said is secondary
+            what = f"(what was waited for could not be said: {e!r})"
+    assert value, f"timed out after {timeout}s waiting for {what or fn}"
     return value
 
 

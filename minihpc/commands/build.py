@@ -11,10 +11,11 @@ from minihpc.commands.up import add_stack_flags, stack_env
 
 
 def add(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("build", help="build a Slurm release's images without starting anything",
-                       description="Build (or find, if their inputs are unchanged) the images of a Slurm release, so "
-                                   "that minihpc up --slurm RELEASE starts at once. Starts, stops and changes no "
-                                   "cluster.")
+    p = sub.add_parser("build", help="build a Slurm release's images (and a Snakemake stack's) without starting "
+                                     "anything",
+                       description="Build (or find, if their inputs are unchanged) the images of a Slurm release and "
+                                   "Snakemake stack, so that minihpc up --slurm RELEASE [--snakemake VERSION] starts "
+                                   "at once. Starts, stops and changes no cluster.")
     p.add_argument("--slurm", metavar="RELEASE", default=None,
                    help=f"the release: {', '.join(releases.RELEASES)} (default {releases.DEFAULT}; env "
                         "SLURM_RELEASE)")

@@ -72,18 +72,25 @@ def test_the_hosts_memory_is_read_from_meminfo(tmp_path) -> None:
     assert bringup.host_memory_mb(tmp_path / "absent") is None
 
 
-@pytest.mark.parametrize(("slurm", "before", "did"), [
-    ("22.05", ["c1", "c2"], ["compose restart slurmctld", "healthy slurmctld", "scontrol reconfigure"]),
-    ("22.05", ["c1", "c2", "c3"], ["scontrol reconfigure"]),  # the same nodes: enforcement, limits
-    ("24.11", ["c1", "c2"], ["scontrol reconfigure"])])
+@pytest.mark.parametrize(("slurm", "before", "changed", "did"), [
+    ("22.05", ["c1", "c2"], True, ["sinfo -h -N -o %N", "compose restart slurmctld", "healthy slurmctld",
+                                   "scontrol reconfigure"]),
+    # An up that failed half-way left the files rendered: the controller still has two nodes.
+    ("22.05", ["c1", "c2"], False, ["sinfo -h -N -o %N", "compose restart slurmctld", "healthy slurmctld",
+                                    "scontrol reconfigure"]),
+    ("22.05", ["c1", "c2", "c3"], True, ["sinfo -h -N -o %N", "scontrol reconfigure"]),  # the same nodes
+    ("22.05", ["c1", "c2", "c3"], False, ["sinfo -h -N -o %N"]),
+    ("24.11", ["c1", "c2"], True, ["scontrol reconfigure"])])
 def test_a_release_that_cannot_resize_by_reconfigure_restarts_its_controller(
-        monkeypatch: pytest.MonkeyPatch, slurm: str, before: list[str], did: list[str]) -> None:
+        monkeypatch: pytest.MonkeyPatch, slurm: str, before: list[str], changed: bool, did: list[str]) -> None:
     from minihpc import releases
     done: list[str] = []
     monkeypatch.setattr(bringup, "_compose", lambda *a, **k: done.append("compose " + " ".join(a)))
-    monkeypatch.setattr(bringup, "_exec", lambda service, *argv: done.append(" ".join(argv)) or "")
+    # sinfo -N lists a node once per partition it is in.
+    monkeypatch.setattr(bringup, "_exec", lambda service, *argv: done.append(" ".join(argv)) or
+                        "\n".join(n for n in before for _ in range(2)))
     monkeypatch.setattr(bringup.ready, "wait_healthy", lambda services, timeout: done.append("healthy " + services[0]))
     state = bringup.State(bringup.Plan(Topology.from_env({"NODES": "3"}), release=releases.named(slurm)),
-                          was_running=True, changed=True, nodes_before=before)
+                          was_running=True, changed=changed)
     bringup.reconfigure(state)
     assert done == did

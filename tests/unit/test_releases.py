@@ -99,12 +99,16 @@ def test_the_site_check_prints_the_line_that_reproduces_the_site() -> None:
         "site versions: slurm 23.11.4, snakemake 8.30.0, snakemake-executor-plugin-slurm 0.15.1, "
         "snakemake-executor-plugin-slurm-jobstep 0.2.1, snakemake-storage-plugin-fs -",
         "reproduce here: minihpc up --slurm 24.11 --snakemake 8.30.0 (the nearest Slurm minihpc builds (22.05, "
-        "24.11, 26.05); the site's 23.11.4 is not among them)"]
+        "24.11, 26.05); the site's 23.11.4 is not among them; the site's snakemake-executor-plugin-slurm is 0.15.1, "
+        "this set's 2.8.0)"]
     # A Snakemake pinned only for another release: that release's default set, said.
-    assert reproduce({**v, "slurm": "22.05.8", "snakemake": "8.27.1"}).endswith(
-        "reproduce here: minihpc up --slurm 22.05 (the nearest pinned Snakemake (9.27.1; the sets: 9.27.1, 8.30.0); "
-        "the site's 8.27.1 is not among them)")
-    assert reproduce({**v, "slurm": "24.11.5", "snakemake": "9.27.1"}).endswith("reproduce here: minihpc up --slurm "
-                                                                               "24.11")
+    assert reproduce({**v, "slurm": "22.05.8", "snakemake": "8.30.0"}).endswith(
+        "reproduce here: minihpc up --slurm 22.05 (Snakemake 8.30.0 is pinned here for Slurm 24.11 only; the site's "
+        "snakemake-executor-plugin-slurm is 0.15.1, this set's 2.8.0)")
+    assert reproduce({**v, "slurm": "24.11.5", "snakemake": "8.27.1", "snakemake-executor-plugin-slurm": "2.8.0"}) \
+        .endswith("reproduce here: minihpc up --slurm 24.11 --snakemake 8.30.0 (the nearest pinned Snakemake (8.30.0; "
+                  "the sets: 9.27.1, 8.30.0); the site's 8.27.1 is not among them)")
+    assert reproduce({**v, "slurm": "24.11.5", "snakemake": "9.27.1", "snakemake-executor-plugin-slurm": "2.8.0",
+                      "snakemake-storage-plugin-fs": "1.1.3"}).endswith("reproduce here: minihpc up --slurm 24.11")
     assert reproduce({**v, "slurm": "-"}).endswith("reproduce here: minihpc up (the site's Slurm version was not "
                                                    "readable)")

@@ -97,3 +97,31 @@ def test_the_plan_refuses_a_bad_pair_before_anything_starts(monkeypatch: pytest.
     with pytest.raises(BadInput, match="pinned for Slurm 24.11"):
         bringup.plan({"SNAKEMAKE_VERSION": "8.30.0", "SLURM_RELEASE": "22.05"})
     assert bringup.plan({"SNAKEMAKE_VERSION": "8.30.0"}).stack is stacks.choose("8.30.0")
+
+
+def test_a_version_the_clusters_own_set_holds_keeps_it(made) -> None:
+    old = stacks.choose("8.30.0")
+    made(stack=old)
+    # 2.8.0 is in both sets; the first (9.27.1) would be picked without a cluster, but this one holds it.
+    assert bringup.check_stack({"SLURM_PLUGIN_VERSION": "2.8.0"}, releases.default()) is old
+
+
+def test_a_cluster_of_a_set_no_longer_pinned_says_so_and_is_not_changed(made) -> None:
+    run = made()
+    facts = (run / "cluster.json").read_text().replace('"fs_plugin": "1.1.3"', '"fs_plugin": "1.0.0"')
+    (run / "cluster.json").write_text(facts)
+    assert not Facts.read(run).stack.pinned and "fs plugin 1.0.0" in Facts.read(run).stack.describe()
+    with pytest.raises(BadInput) as e:
+        bringup.check_stack({}, releases.default())
+    assert e.value.what == ("this cluster was built with Snakemake 9.27.1 (slurm plugin 2.8.0, fs plugin 1.0.0), "
+                            "which this minihpc no longer pins; nothing was changed")
+
+
+def test_a_release_env_from_before_stacks_gives_the_default_lock(tmp_path: Path) -> None:
+    """compose.sh and the image tag read a release.env without LOCK as the default set's."""
+    env = configs.release_env(releases.default())
+    old = "".join(line + "\n" for line in env.splitlines() if not line.startswith("LOCK="))
+    configs.write_if_changed(tmp_path / "release.env", old)
+    script = f'. {tmp_path}/release.env; LOCK=${{LOCK:-$SUITE}}; echo "$LOCK"'
+    assert subprocess.run(["bash", "-c", script], capture_output=True, text=True).stdout.strip() == "trixie"
+    assert "LOCK=${LOCK:-$SUITE}" in (ROOT / "cluster/compose.sh").read_text()
