@@ -88,13 +88,18 @@ def check_release(raw: str) -> releases.Release:
         return releases.named(made)
     release = releases.named(raw)
     if made and made != release.slurm:
-        jobs = _jobs_in_queue()
-        held = f", with {jobs} job(s) queued or running" if jobs else ""
-        raise BadInput(f"--slurm {release.slurm}: this cluster runs Slurm {made}{held}, and a cluster keeps its "
-                       "release (Slurm upgrades its state two releases at most, and never back); nothing was changed",
-                       f"leave --slurm out to keep {made}, or make a new cluster: minihpc destroy --yes (removes its "
-                       f"jobs, accounting and /shared), then minihpc up --slurm {release.slurm}")
+        raise _kept(f"--slurm {release.slurm}", f"Slurm {made}", "its release (Slurm upgrades its state two releases "
+                    "at most, and never back)", f"leave --slurm out to keep {made}", f"--slurm {release.slurm}")
     return release
+
+
+def _kept(asked: str, runs: str, keeps: str, keep: str, flags: str) -> BadInput:
+    """The refusal of a change a cluster cannot take (its release, its stack), naming the jobs it holds."""
+    jobs = _jobs_in_queue()
+    held = f", with {jobs} job(s) queued or running" if jobs else ""
+    return BadInput(f"{asked}: this cluster runs {runs}{held}, and a cluster keeps {keeps}; nothing was changed",
+                    f"{keep}, or make a new cluster: minihpc destroy --yes (removes its jobs, accounting and /shared), "
+                    f"then minihpc up {flags}")
 
 
 # The knobs that pin the Snakemake stack (minihpc.stacks), as `up`'s flags name them.
@@ -120,12 +125,8 @@ def check_stack(env: Mapping[str, str], release: releases.Release) -> stacks.Sta
         return made  # no version given, or only versions the cluster's own set holds
     stack = stack_asked(env, release)
     if made and made != stack:
-        jobs = _jobs_in_queue()
-        held = f", with {jobs} job(s) queued or running" if jobs else ""
-        raise BadInput(f"{stack.describe()}: this cluster runs {made.describe()}{held}, and a cluster keeps the "
-                       "stack its images were built with; nothing was changed",
-                       f"leave the version flags out to keep it, or make a new cluster: minihpc destroy --yes "
-                       f"(removes its jobs, accounting and /shared), then minihpc up --snakemake {stack.snakemake}")
+        raise _kept(stack.describe(), made.describe(), "the stack its images were built with",
+                    "leave the version flags out to keep it", f"--snakemake {stack.snakemake}")
     return stack
 
 
