@@ -7,7 +7,7 @@ import argparse
 import os
 
 from minihpc import bringup, releases
-from minihpc.commands.up import add_stack_flags, stack_env
+from minihpc.commands.up import add_stack_flags, given
 
 
 def add(sub: argparse._SubParsersAction) -> None:
@@ -25,5 +25,5 @@ def add(sub: argparse._SubParsersAction) -> None:
 
 def build(a: argparse.Namespace) -> int:
     release = releases.named(a.slurm if a.slurm is not None else os.environ.get("SLURM_RELEASE", ""))
-    bringup.build(release, bringup.stack_asked(stack_env(a, dict(os.environ)), release))
+    bringup.build(release, bringup.stack_asked(given(a, dict(os.environ)), release))
     return 0

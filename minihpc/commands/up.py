@@ -60,8 +60,13 @@ def add_stack_flags(p: argparse.ArgumentParser) -> None:
                        if flag == "snakemake" else f"the same, by this plugin's version (env {name})")
 
 
-def stack_env(a: argparse.Namespace, env: dict[str, str]) -> dict[str, str]:
-    for flag, name in bringup.STACK_KNOBS.items():
+# up's other flags given as text: the environment knob each overrides.
+TEXT_KNOBS = {"slurm": "SLURM_RELEASE", "enforce": "ENFORCE", "def_mem_per_cpu": "DEF_MEM_PER_CPU"}
+
+
+def given(a: argparse.Namespace, env: dict[str, str], knobs: dict[str, str] = bringup.STACK_KNOBS) -> dict[str, str]:
+    """env with each flag given (by its attribute) set as its knob."""
+    for flag, name in knobs.items():
         if getattr(a, flag) is not None:
             env[name] = getattr(a, flag)
     return env
@@ -76,8 +81,5 @@ def up(a: argparse.Namespace) -> int:
         env["SUBNET"] = a.subnet
     if a.nfs_profile is not None:
         env["NFS_PROFILE"] = a.nfs_profile
-    for flag, name in (("slurm", "SLURM_RELEASE"), ("enforce", "ENFORCE"), ("def_mem_per_cpu", "DEF_MEM_PER_CPU")):
-        if getattr(a, flag) is not None:
-            env[name] = getattr(a, flag)
-    bringup.run(bringup.plan(stack_env(a, env)))  # everything checked before anything starts
+    bringup.run(bringup.plan(given(a, given(a, env, TEXT_KNOBS))))  # everything checked before anything starts
     return 0
