@@ -42,19 +42,27 @@ def say(text: str) -> None:
         pass
 
 
+def status(text: str) -> tuple[int, int]:
+    """(real uid, parent pid) from a /proc/PID/status. The real uid, not the
+    effective one (the owner /proc shows): slurmstepd, root, takes the job
+    user's effective uid for a moment to open their files, and must never read
+    as theirs (an epilog that killed another job's slurmstepd so ended it
+    NODE_FAIL, "missing from batch node")."""
+    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    return int(fields["Uid"].split()[0]), int(fields["PPid"])
+
+
 def procs() -> dict[int, tuple[int, int]]:
-    """Every process: (owner uid, parent pid)."""
+    """Every process: (real uid, parent pid)."""
     out = {}
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
         try:
-            uid = os.stat(f"/proc/{name}").st_uid
-            with open(f"/proc/{name}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
+            with open(f"/proc/{name}/status") as f:
+                out[int(name)] = status(f.read())
+        except (OSError, KeyError, IndexError, ValueError):
             continue  # gone meanwhile
-        out[int(name)] = (uid, ppid)
     return out
 
 
@@ -117,9 +125,10 @@ def other_jobs_here(uid: int, job: str) -> bool | None:
         fields = line.split()
         if len(fields) >= 2 and fields[1] != job and fields[0].isdigit():
             try:
-                if os.stat(f"/proc/{fields[0]}").st_uid == uid:
-                    return True
-            except OSError:
+                with open(f"/proc/{fields[0]}/status") as f:
+                    if status(f.read())[0] == uid:
+                        return True
+            except (OSError, KeyError, IndexError, ValueError):
                 continue
     return False
 

@@ -63,3 +63,16 @@ def test_without_slurmds_list_the_process_table_says_whether_another_job_runs() 
     assert not epilog.runs_another_job(USER, "7", alone, stepd)
     # Another user's job is not the user's.
     assert not epilog.runs_another_job(USER + 1, "7", TABLE, stepd)
+
+
+def test_a_process_is_its_real_uids_not_the_effective_one_proc_shows() -> None:
+    # slurmstepd of another job, root, for a moment with the user's effective uid (to open their
+    # files): /proc's owner then reads 1000, and its parent is init (it is daemonised).
+    stepd_status = "Name:\tslurmstepd\nPPid:\t1\nUid:\t0\t1000\t0\t1000\nGid:\t0\t1000\t0\t1000\n"
+    assert epilog.status(stepd_status) == (0, 1)
+    table = {**TABLE, 50: epilog.status(stepd_status)}
+    # Root: never a target of the user's epilog, and what it starts is another job's.
+    assert table[50][0] != USER
+    assert epilog.another_jobs(51, "7", {**table, 51: (USER, 50)}, {**STEPDS, 50: "9"}.get)
+    # A setuid program the user ran is theirs (real uid), whatever its effective uid.
+    assert epilog.status("PPid:\t30\nUid:\t1000\t0\t0\t0\n") == (USER, 30)
