@@ -32,7 +32,7 @@ suite=.suite/smoke-${release}${release:+${snakemake:+-}}${snakemake}
 rm -rf "$suite" && mkdir -p "$suite"
 "$py" -m minihpc up "${up[@]}" || exit $?
 rc=0
-"$py" -m pytest -m "cluster and $marker and not alone" -n "${SMOKE_WORKERS:-5}" --dist loadscope \
+"$py" -m pytest -m "cluster and $marker and not alone" -n "${SMOKE_WORKERS:-7}" --dist loadscope \
   --no-loadscope-reorder "$@" tests || rc=$?
 keep_logs side-by-side "$rc"
 PYTHONPATH=. "$py" tests/quiesce.py || rc=1

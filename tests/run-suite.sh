@@ -86,7 +86,7 @@ phase "bring-up" "$t"
 if [[ $rc -eq 0 ]]; then
   t=$(now)
   shared_rc=0
-  "$py" -m pytest -m "cluster and not alone and not smoke_only" -n "${SHARED_WORKERS:-5}" --dist loadscope --no-loadscope-reorder "$@" tests || shared_rc=$?
+  "$py" -m pytest -m "cluster and not alone and not smoke_only" -n "${SHARED_WORKERS:-7}" --dist loadscope --no-loadscope-reorder "$@" tests || shared_rc=$?
   phase "cluster tests, side by side" "$t"
   keep_logs side-by-side "$shared_rc"
   [[ $shared_rc -eq 0 ]] || rc=$shared_rc
