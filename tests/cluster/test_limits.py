@@ -175,13 +175,23 @@ def test_the_epilog_spares_other_users_and_other_jobs(client: Client) -> None:
     job on the node, it ends every process of theirs there, whatever job id
     its environment claims (a job's environment is its own to forge); the
     processes of another job that runs there are spared
-    (test_isolation.py proves that with a real job)."""
+    (test_isolation.py proves that with a real job), and so is a root process
+    holding the user's effective uid, as slurmstepd does for a moment to open
+    their files (it is theirs by its real uid, root)."""
     f, node = client.facts, client.facts.nodes[0]
     theirs = f"env SLURM_JOB_ID=424242 setsid sleep {STRAY_S + 2} </dev/null >/dev/null 2>&1 & echo started"
     mine = f"env SLURM_JOB_ID=424243 setsid sleep {STRAY_S + 3} </dev/null >/dev/null 2>&1 & echo started"
+    # Root, the lab user's effective uid, dumpable again (so /proc shows it as theirs), as slurmstepd.
+    stepd_like = (f"setsid python3 -c 'import ctypes, os, time; os.seteuid({f.lab_uid}); "
+                  f"ctypes.CDLL(None).prctl(4, 1, 0, 0, 0); time.sleep({STRAY_S + 4})' </dev/null >/dev/null 2>&1 & "
+                  "echo started")
     try:
         assert "started" in client.sh(theirs, node=node, user=f.other_user).out
         assert "started" in client.sh(mine, node=node).out
+        assert "started" in client.root(stepd_like, node=node).out
+        eventually(lambda: client.root(f"stat -c %U /proc/$(pgrep -f '[t]ime.sleep.{STRAY_S + 4}')",
+                                       node=node).out.strip() == f.lab_user,
+                   timeout=10, what="/proc showing the root process as the lab user's, as it shows slurmstepd")
         as_user = client.sh(f"SLURM_JOB_ID=424242 SLURM_JOB_UID={f.other_uid} /usr/local/sbin/minihpc-epilog",
                             node=node)
         assert as_user.rc == 0, as_user.out
@@ -193,5 +203,9 @@ def test_the_epilog_spares_other_users_and_other_jobs(client: Client) -> None:
         assert for_job.rc == 0, for_job.out
         assert client.root(f"pgrep -u {f.lab_user} -f 'sleep {STRAY_S + 3}'", node=node).rc != 0, \
             "a process claiming a job that does not run here is a stray like any other"
+        assert client.root(f"pgrep -f '[t]ime.sleep.{STRAY_S + 4}'", node=node).rc == 0, \
+            "a root process holding the lab user's effective uid is not theirs to kill"
     finally:
-        client.root(f"pkill -f 'sleep {STRAY_S + 2}'; pkill -f 'sleep {STRAY_S + 3}'; true", node=node)
+        # Each pattern bracketed, so that it matches not this shell's own command line (pkill would end it).
+        client.root(f"pkill -f '[s]leep {STRAY_S + 2}'; pkill -f '[s]leep {STRAY_S + 3}'; "
+                    f"pkill -f '[t]ime.sleep.{STRAY_S + 4}'; true", node=node)
