@@ -60,5 +60,27 @@ def main(path: str) -> int:
     return 0
 
 
+def applied(path: str) -> int:
+    """0 once slurmdbd holds what main() writes last: every user's QOS and
+    default QOS, so the QOS limits written before them too. A new cluster's
+    slurmctld starts only then (entrypoint.sh): it loads the accounting when
+    it starts, and a change made while it starts can miss it (slurmdbd's push
+    refused, "update cluster: Connection refused"; on Slurm 22.05 the debug
+    QOS once had no MaxJobsPerUser in slurmctld, and two debug jobs ran)."""
+    want = json.load(open(path))
+    for u in want["users"]:
+        rows = sacctmgr("list", "assoc", f"user={u['name']}", f"cluster={want['cluster']}",
+                        f"account={u['account']}", "format=QOS,DefaultQOS").splitlines()
+        qos, _, default = (rows[0] if rows else "").partition("|")
+        if sorted(qos.split(",")) != sorted(u["qos"]) or default != u["default_qos"]:
+            print(f"accounting: {u['name']} not yet as declared ({rows})", file=sys.stderr)
+            return 1
+    return 0
+
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else "/etc/minihpc/slurm/accounting.json"))
+    # --applied: check only (slurmctld's entrypoint waits on it); else apply.
+    args = sys.argv[1:]
+    check = args[:1] == ["--applied"]
+    path = (args[1:] if check else args)[:1] or ["/etc/minihpc/slurm/accounting.json"]
+    sys.exit(applied(path[0]) if check else main(path[0]))

@@ -89,9 +89,10 @@ run_slurmctld() {
   # A new cluster's controller starts once slurmdbd holds its cluster, as the
   # accounting it enforces comes from there (Compose only starts slurmdbd
   # first). A restarted one starts at once, as a site's does, slurmdbd or not.
+  # All of it, not only the cluster's row: a QOS limit written while it starts can miss it (accounting.py).
   if [[ ! -e /var/spool/slurmctld/node_state ]]; then
     wait_for "slurmdbd to hold the cluster's accounting" \
-      bash -c 'sacctmgr -n -P list cluster format=cluster | grep -q .'
+      python3 /usr/local/lib/minihpc/accounting.py --applied "$CONF_SRC/accounting.json"
   fi
   exec slurmctld -D -i
 }
