@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 import pytest
 from support import Cluster, run_ok, started_containers
@@ -85,26 +87,51 @@ CASES = [  # (environment, arguments, what stderr says)
 ]
 
 
-@pytest.mark.parametrize(("env", "args", "message"), CASES, ids=[" ".join([*(f"{k}={v}" for k, v in e.items()), *a])
-                                                               for e, a, _ in CASES])
-def test_bad_input_is_refused_and_changes_nothing(cluster: Cluster, env: dict[str, str], args: list[str],
-                                                  message: str) -> None:
-    # The cluster as the case before left it, once it was judged unchanged (the cases run one after another,
-    # alone): one look at it per case, not two.
-    before = LAST.get("state") or (containers(), shared_sum(cluster))
-    LAST.clear()
-    r = subprocess.run([sys.executable, "-m", "minihpc", *args], cwd=ROOT, env={**os.environ, **env},
-                       capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120, check=False)
+def refuse(env: dict[str, str], args: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "minihpc", *args], cwd=ROOT, env={**os.environ, **env},
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120, check=False)
+
+
+@dataclass
+class Refused:
+    """What each case's command did (by case index), and the cases that changed the cluster."""
+
+    results: list[subprocess.CompletedProcess[str]]
+    changed: set[int] = field(default_factory=set)
+    unexplained: bool = False  # the cases together changed it, and none did when run again alone
+
+
+@pytest.fixture(scope="module")
+def refused(cluster: Cluster) -> Refused:
+    """Every case's command, four at a time (each only reads and refuses: they
+    cannot disturb one another), the cluster judged before and after all of
+    them. Changed, each case runs again alone, judged on its own, to name
+    the one that did it."""
+    before = (containers(), shared_sum(cluster))
+    with ThreadPoolExecutor(4) as pool:
+        seen = Refused(list(pool.map(lambda case: refuse(case[0], case[1]), CASES)))
+    state = (containers(), shared_sum(cluster))
+    if state != before:
+        for i, (env, args, _) in enumerate(CASES):
+            refuse(env, args)
+            now = (containers(), shared_sum(cluster))
+            if now != state:
+                seen.changed.add(i)
+            state = now
+        seen.unexplained = not seen.changed
+    return seen
+
+
+@pytest.mark.parametrize(("case", "message"), [(i, m) for i, (_, _, m) in enumerate(CASES)],
+                         ids=[" ".join([*(f"{k}={v}" for k, v in e.items()), *a]) for e, a, _ in CASES])
+def test_bad_input_is_refused_and_changes_nothing(refused: Refused, case: int, message: str) -> None:
+    r = refused.results[case]
     assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
     lines = r.stderr.strip().splitlines()
     assert lines[-1].startswith("minihpc: error: ") and message in lines[-1], r.stderr
     assert "Traceback" not in r.stderr
-    after = (containers(), shared_sum(cluster))
-    assert after == before, "a refused command changed the cluster"
-    LAST["state"] = after
-
-
-LAST: dict[str, tuple[list[str], str]] = {}
+    assert case not in refused.changed, "this refused command changed the cluster (run again alone, it did again)"
+    assert not refused.unexplained, "the refused commands together changed the cluster (none did run again alone)"
 
 
 def test_make_destroy_asks_and_without_a_terminal_refuses(cluster: Cluster) -> None:
