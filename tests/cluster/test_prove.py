@@ -14,6 +14,11 @@
 - A group of jobs larger than any node: found, with SLURM's own refusal.
   About 40 s.
 
+The staging and group proofs apply no fault and judge no job's length, so
+the workflow's parts take 1 s there (`--config part_seconds=1`), not the
+10 s a fault needs to land on one (the site proof's audit judges jobs
+shorter than SLURM's overhead: its parts keep their 10 s).
+
 (The audit's findings and the suggested profile, with the EIO fault:
 test_shared_eio.py; every fault: `make test-action`, the Action's prove.)"""
 
@@ -113,7 +118,7 @@ def test_a_staging_profile_is_proven_with_its_staging_and_without_and_a_path_it_
     name = "test-prove-staging"
     try:
         r, proof = prove(wf, name, "--profile", str(ROOT / "tests/workflows/prove-staging-profile"), "--faults",
-                         "none", snakemake=["--config", "cmdline=1"])
+                         "none", snakemake=["--config", "cmdline=1", "part_seconds=1"])
         runs = {run: json.loads((wf / f".minihpc/prove/{run}/report.json").read_text()) for run in proof["runs"]}
         assert all(len(runs[run]["kept_logs"]) >= 4 for run in ("slurm", "policy")), "each part job's log kept"
         stored = {run: client.sh(f"cd {runs[run]['remote']} && cat {' '.join(runs[run]['kept_logs'])} | "
@@ -205,7 +210,8 @@ def test_a_group_larger_than_any_node_is_found_with_slurms_words(tmp_path: Path,
     since = client.now()
     try:
         r, proof = prove(wf, name, "--faults", "none", snakemake=[
-            "--groups", "part=g", "--group-components", "g=4", "--set-resources", "part:mem_mb=2000", "--keep-going"])
+            "--groups", "part=g", "--group-components", "g=4", "--set-resources", "part:mem_mb=2000", "--keep-going",
+            "--config", "part_seconds=1"])
     finally:
         remove_proof(client, name)
     assert r.returncode == 1 and proof["verdict"] == "fail", r.stdout[-3000:] + r.stderr
