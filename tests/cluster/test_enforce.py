@@ -19,7 +19,7 @@ import sys
 import time
 
 import pytest
-from support import ended
+from support import ended, eventually
 
 from minihpc import ROOT, RUN_DIR
 from minihpc.cluster import Cluster as Client
@@ -69,13 +69,15 @@ def test_a_site_without_memory_or_time_enforcement_lets_jobs_past_their_requests
     late = submit(client, "late", "--mem=100M -t 1", f"sleep {OUTLIVE_S + 30}")
     nomem = submit(client, "nomem", "-c 1", "true")
     try:
+        # Counted from when it is first seen running (so it has run at least that long), while the others end.
+        eventually(lambda: client.sh(f"squeue -h -j {late} -o %T").out.strip() == "RUNNING", timeout=60,
+                   interval=1, what=f"job {late} running")
+        started = time.monotonic()
         r = ended(client, hog, ("JobID", "State", "MaxRSS", "ReqMem"), timeout=120)
         assert r[hog]["State"] == "COMPLETED", r
         assert client.sh(f"grep -c 'Exceeded job memory limit' {DIR}/hog.out").out.strip() == "0"
         assert ended(client, nomem, ("JobID", "ReqMem"), timeout=60)[nomem]["ReqMem"] == "700M"
-        started = time.monotonic()
-        while time.monotonic() - started < OUTLIVE_S:
-            time.sleep(5)
+        time.sleep(max(0.0, OUTLIVE_S - (time.monotonic() - started)))
         row = client.sh(f"squeue -h -j {late} -o '%T %M %l'").out.split()
         assert row[:1] == ["RUNNING"] and row[2] == "1:00", f"job {late} past its one-minute limit: {row}"
     finally:

@@ -6,7 +6,7 @@ import re
 import secrets
 
 import pytest
-from support import Cluster, eventually, q, run_ok
+from support import Cluster, eventually, q, run_ok, sbatch_waited
 
 
 @pytest.mark.smoke
@@ -80,7 +80,7 @@ def test_sinfo_shows_exactly_the_nodes_idle(cluster: Cluster) -> None:
 def test_sbatch_and_srun_as_lab_user_are_accounted(cluster: Cluster) -> None:
     lab = cluster.as_user()
     assert run_ok(lab, "id -un").strip() == cluster.lab_user
-    out = run_ok(lab, "cd /tmp && sbatch --parsable --wait -N1 -w c1 -o /dev/null --wrap 'hostname'")
+    out = run_ok(lab, "cd /tmp && " + sbatch_waited("-N1 -w c1 -o /dev/null --wrap 'hostname'"))
     batch_id = out.strip().split(";")[0]
     # A name of its own to find it by in sacct: other tests' jobs of the lab user may be named hostname too.
     name = f"test-srun-{secrets.token_hex(4)}"

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import Cluster, run_ok
+from support import Cluster, run_ok, sbatch_waited
 
 from minihpc.cluster import Cluster as Client
 
@@ -58,7 +58,7 @@ def test_a_workflow_that_takes_over_the_login_shell_controls_nothing_minihpc_run
     assert client.sh("echo ok").out == "ok\n"
     assert client.sh("command -v sacct tar snakemake").out.split() == [
         "/usr/bin/sacct", "/usr/bin/tar", "/opt/minihpc/venv/bin/snakemake"]
-    job = client.sh("sbatch --parsable --wait -o /dev/null --chdir /tmp --wrap true").out.strip()
+    job = client.sh(sbatch_waited("-o /dev/null --chdir /tmp --wrap true")).out.strip()
     assert job.isdigit(), job
     rows = [r for r in client.sacct("now-10minutes", ("JobID", "State")) if r["JobID"] == job]
     assert rows == [{"JobID": job, "State": "COMPLETED"}], rows

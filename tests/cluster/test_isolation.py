@@ -6,7 +6,7 @@ ends. Each attack runs as an unprivileged user."""
 from __future__ import annotations
 
 import pytest
-from support import Cluster, eventually, run_ok
+from support import Cluster, eventually, run_ok, sbatch_waited
 
 from minihpc.cluster import Cluster as Client
 from scratch import policy
@@ -67,8 +67,8 @@ def test_a_process_that_hides_its_job_id_ends_with_the_users_last_job_on_the_nod
                          f"--wrap 'sleep {other_s}'").strip()
     try:
         eventually(lambda: alive(other_s), timeout=60, what="the other job running")
-        run_ok(user, f"sbatch --wait -w {node} -n1 -o /dev/null --chdir /tmp --wrap "
-                     f"'env -u SLURM_JOB_ID setsid sleep {hidden_s} & sleep 1'")
+        run_ok(user, sbatch_waited(f"-w {node} -n1 -o /dev/null --chdir /tmp --wrap "
+                                   f"'env -u SLURM_JOB_ID setsid sleep {hidden_s} & sleep 1'"))
         assert alive(hidden_s), "the stray was started"
         assert alive(other_s), "another running job's processes were killed"
     finally:

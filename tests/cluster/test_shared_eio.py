@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import PROVE_WORKFLOW, Cluster, prove, remove_proof, run_ok
+from support import PROVE_WORKFLOW, Cluster, prove, remove_proof, run_ok, sbatch_waited
 
 from minihpc import ROOT
 from minihpc.cluster import Cluster as Client
@@ -46,7 +46,7 @@ def test_an_injected_eio_reaches_the_job_as_an_io_error(cluster: Cluster, proof_
     run_ok(user, f"echo payload > {proof_dir}/input.txt")
     rel = cluster.facts.on_mount(proof_dir)
     client.set_nfs_profile("off", "--fault", f"EIO:op=read,path={rel}/input.txt,node=c1,probability=1")
-    r = user.run(f"sbatch --wait -w c1 -o {proof_dir}/job.out --wrap 'cat {proof_dir}/input.txt'")
+    r = user.run(sbatch_waited(f"-w c1 -o {proof_dir}/job.out --wrap 'cat {proof_dir}/input.txt'"))
     out = run_ok(user, f"cat {proof_dir}/job.out")
     assert r.rc != 0 and "Input/output error" in out, out
     jobid = r.stdout.split()[-1]
