@@ -183,14 +183,14 @@ def faulted(bigger: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         try:
             for name, step in steps:
                 seen.steps[name] = step()
-        finally:  # whatever failed, leave no fault behind, and let the run end
+        finally:  # whatever failed, let the run end and leave no fault behind (the run's fan-in goes on meanwhile)
+            cluster.as_user("login").run(f"touch {gate}")
             for node in cluster.compute_names:
                 for undo in ("reconnect", "start"):
                     try:
                         faults.apply(undo, node)
                     except Exception:  # noqa: BLE001 - not cut / not down: nothing to undo
                         pass
-            cluster.as_user("login").run(f"touch {gate}")
         seen.report = run.result(timeout=900)
     shared = cluster.as_user("login")
     ids = ",".join(j.job_id for j in seen.report.jobs)
