@@ -4,8 +4,9 @@ The evidence comes from the nodes' own filesystems, read as root while the job
 runs and after it: the job's inputs and outputs under its per-job prefix on
 the node that runs it and on no other, the output on the shared filesystem
 afterwards, and the job's scratch emptied. The same rule run through
-profiles/slurm is the contrast: its shards go to /shared and scratch stays
-empty (the module's "storage plugin not active" signature).
+profiles/slurm, beside it in a lab of its own, is the contrast: its shards go
+to /shared and scratch stays empty (the module's "storage plugin not active"
+signature).
 
 On a site (on_site, `minihpc site check`) the evidence comes from steps of
 the site's user, no root: the same staged run through the site's scratch.
@@ -107,6 +108,11 @@ def core3_staging(labs: Labs, prefix: str = "core3") -> Proof:
     client = labs.client
     nodes = ["login", *client.facts.nodes]
     lab.proof("core3.staging.profile", lab.sh("cat profiles/slurm-staging/config.yaml"))
+    # The contrast, the same rule without staging (its shards go to /shared), runs beside the staged run,
+    # in a lab of its own: its job writes nothing to any scratch, and every node's scratch is read again
+    # once both have ended.
+    _, plain = fresh(labs, "core3", f"{prefix}-staging-direct")
+    direct_proc = plain.spawn(f"snakemake {SLURM} -- {TARGET}")
 
     # The staged run, watched from outside while its job holds on its node.
     proc = lab.spawn(f"snakemake {STAGING} --config staging_hold={HOLD} -- {TARGET}")
@@ -114,6 +120,7 @@ def core3_staging(labs: Labs, prefix: str = "core3") -> Proof:
         job, node = running_job(lab)
     except TimeoutError as e:
         run = lab.collect(proc)
+        plain.collect(direct_proc)
         lab.proof("core3.staging.run", run)
         c.check("the staged job starts running on a compute node", False, f"{e}\n{run.out[-600:]}")
         return c
@@ -133,13 +140,12 @@ def core3_staging(labs: Labs, prefix: str = "core3") -> Proof:
               f"{TARGET} on the shared filesystem while the job ran: {'yes' if shared_during else 'no'}\n",
               after.text("after the run"), left_dirs, log, lab.sh(f"cat {TARGET}"))
 
-    # The contrast: the same rule without staging. Its shards go to /shared.
-    lab.sh("mv results results.staged")
-    direct = lab.snakemake(f"{SLURM} -- {TARGET}")
+    # The contrast, once it has ended too.
+    direct = plain.collect(direct_proc)
     direct_after = snapshot(client, nodes)
     direct_ids = submitted_ids(direct.out)
-    direct_log = lab.sh(f"grep -h '^shard_work:' {shard_log(direct_ids[-1] if direct_ids else '0')}")
-    same = lab.sh(f"cmp results.staged/staging/summary.txt {TARGET} && echo identical")
+    direct_log = plain.sh(f"grep -h '^shard_work:' {shard_log(direct_ids[-1] if direct_ids else '0')}")
+    same = lab.sh(f"cmp {TARGET} {plain.workdir}/{TARGET} && echo identical")
     lab.proof("core3.staging.direct", direct, direct_log, direct_after.text("after the run without staging"), same)
 
     mine = during.under(prefix_dir)
@@ -162,7 +168,7 @@ def core3_staging(labs: Labs, prefix: str = "core3") -> Proof:
     c.check("after the job its scratch holds no file (Snakemake removed its local copies)",
             after.under(prefix_dir)[node] == [], str(after.under(prefix_dir)))
     c.exit("without staging the run exits 0", direct)
-    c.check("...its job worked on /shared", worked_in(direct_log.out) == f"{lab.workdir}/{TARGET}.shards",
+    c.check("...its job worked on /shared", worked_in(direct_log.out) == f"{plain.workdir}/{TARGET}.shards",
             direct_log.out)
     c.check("...and left every node's scratch empty", not any(direct_after.by_node.values()),
             direct_after.text("after the run without staging"))
