@@ -197,7 +197,7 @@ def latency_too_short(labs: Labs, prefix: str = "demo") -> Proof:
     try:
         lag = lag_on(lab)
         short = short_wait(lab)
-        after, arrived = arrived_after_lag(lab)
+        after, arrived = arrived_after_lag(lab, short)
     finally:
         off = labs.client.set_nfs_profile("off")
     lab.proof("demo.latency", lag, short, f"# {LAG + 1} s later, on the login node:\n", after, off)
