@@ -12,19 +12,12 @@ waits for a job the test releases):
 - the database down across a status check: the SLURM plugin loses track of
   its jobs and Snakemake waits forever (plugin issue #207), which
   `minihpc fault stop-snakemake` ends and a rerun repairs.
-
-The faults need two more nodes, and the run and the outage run on them: the
-resize (NODES changed on the running cluster, both ways) is proven here too,
-first and last, keeping what users made through both and the faults between.
 (EIO injected on one output: tests/cluster/test_shared_eio.py.)
 """
 
 from __future__ import annotations
 
 import io
-import json
-import os
-import shutil
 import subprocess
 import sys
 import time
@@ -36,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from support import Cluster, assert_kept, eventually, keep, run_ok
+from support import Cluster, eventually, run_ok
 
 from minihpc import ROOT
 from minihpc.cluster import Cluster as Client
@@ -46,7 +39,7 @@ from minihpc.pytest_plugin import Minihpc
 from minihpc.runner import Report, execute, plan
 from minihpc.transport import containers
 
-# Alone: it resizes the cluster (and proves the resize), cuts and kills nodes, restarts the daemons, stops the
+# Alone: it resizes the cluster, cuts and kills nodes, restarts the daemons, stops the
 # database and signals every Snakemake on the login node.
 pytestmark = pytest.mark.alone
 
@@ -152,77 +145,22 @@ def in_background(faults: Faults, fn: Callable[..., Report], *args: object, **kw
             raise
 
 
-def cluster_up(cluster: Cluster, nodes: int) -> subprocess.CompletedProcess[str]:
-    """`make cluster-up` with NODES changed: the running cluster reconciled to that many nodes."""
-    return subprocess.run(["make", "-C", str(cluster.root), "cluster-up"], env={**os.environ, "NODES": str(nodes)},
-                          capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=600, check=False)
-
-
-def idle_nodes(cluster: Cluster) -> list[str]:
-    out = run_ok(cluster.as_user(), "sinfo -h -N -o '%N %t'")
-    # A node in several partitions has a row in each.
-    return sorted({n for n, state in (line.split() for line in out.splitlines()) if state == "idle"})
-
-
-@dataclass
-class Resized:
-    """The cluster grown by two nodes, what a user had made before, and the way back."""
-
-    kept: dict[str, str]
-    grown: subprocess.CompletedProcess[str]
-    shrunk: subprocess.CompletedProcess[str] | None = None
+def up(nodes: int) -> None:
+    r = subprocess.run([sys.executable, "-m", "minihpc", "up", "--nodes", str(nodes)], cwd=ROOT, text=True,
+                       capture_output=True, stdin=subprocess.DEVNULL, timeout=600, check=False)
+    assert r.returncode == 0, r.stdout + r.stderr
 
 
 @pytest.fixture(scope="module")
-def resized(cluster: Cluster) -> Iterator[Resized]:
-    """Two more nodes (NODES changed on the running cluster: the resize the
-    first and last tests below judge): the plugin excludes a node whose job
-    ended NODE_FAIL from every later submission of the run, so after two node
-    faults the rest of the run (the parts lost with them, run again) keeps
-    two nodes. Back to the cluster's size by the last test, else here."""
-    kept = keep(cluster, "resize")
-    state = Resized(kept, cluster_up(cluster, cluster.nodes + 2))
+def bigger(cluster: Cluster) -> Iterator[Cluster]:
+    """Two more nodes: the plugin excludes a node whose job ended NODE_FAIL
+    from every later submission of the run, so after two node faults the
+    rest of the run (the parts lost with them, run again) keeps two nodes."""
+    up(cluster.nodes + 2)
     try:
-        yield state
+        yield Cluster(cluster.root, Client.local())
     finally:
-        if state.shrunk is None:
-            state.shrunk = cluster_up(cluster, cluster.nodes)
-
-
-@pytest.fixture(scope="module")
-def bigger(cluster: Cluster, resized: Resized) -> Cluster:
-    assert resized.grown.returncode == 0, resized.grown.stdout + resized.grown.stderr
-    return Cluster(cluster.root, Client.local())
-
-
-def test_nodes_added_to_a_running_cluster_join_idle_and_run_an_mpi_rank_on_every_cpu(
-        cluster: Cluster, bigger: Cluster, tmp_path: Path) -> None:
-    """NODES raised on a running cluster reconciles it: the new nodes are
-    idle in sinfo, a job step spans every node, and the site's modules work
-    there too: an MPI program with a rank on every CPU of every node, through
-    srun and as an `envmodules:` rule with `mpi` and `tasks` through the SLURM
-    plugin (tests/workflows/modules)."""
-    nodes = bigger.compute_names
-    assert len(nodes) == cluster.nodes + 2 and idle_nodes(bigger) == sorted(nodes)
-    assert sorted(run_ok(bigger.as_user(), f"srun -N{len(nodes)} hostname").split()) == sorted(nodes)
-    ranks = bigger.facts.cpus * len(nodes)
-    out = run_ok(bigger.as_user(), f"module load mpi-demo 2>/dev/null && srun -A lab -p short -t 2 "
-                                   f"--mem-per-cpu=200M -N{len(nodes)} -n{ranks} mpi-pi")
-    result = json.loads(out)
-    assert result["ranks"] == ranks and sorted(set(result["rank_nodes"])) == nodes, result
-    assert all(result["rank_nodes"].count(n) == bigger.facts.cpus for n in nodes), result
-    wf = tmp_path / "wf"
-    shutil.copytree(ROOT / "tests/workflows/modules", wf)
-    r = subprocess.run([sys.executable, "-m", "minihpc", "run", str(wf), "--name", "test-scaling-mpi", "--fresh",
-                        "--profile", str(ROOT / "profiles/slurm"), "--fetch", "results/pi.json", "--",
-                        "--sdm", "env-modules", "--config", f"tasks={ranks}", f"nodes={len(nodes)}"], cwd=ROOT,
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False, timeout=600)
-    assert r.returncode == 0, r.stdout
-    result = json.loads((wf / "results/pi.json").read_text())
-    assert result["ranks"] == ranks and sorted(set(result["rank_nodes"])) == nodes, result
-    job = json.loads((wf / ".minihpc/report.json").read_text())["jobs"][0]["job_id"]
-    rows = run_ok(bigger.as_user(), f"sacct -n -P -j {job} -o JobID,NTasks,NNodes,State")
-    assert f"{job}.0|{ranks}|{len(nodes)}|COMPLETED" in rows.split(), rows
+        up(cluster.nodes)
 
 
 @pytest.fixture(scope="module")
@@ -382,18 +320,3 @@ def test_the_database_down_across_a_status_check_loses_the_run_until_stopped_and
                           ["--rerun-incomplete", "--config", "parts=2", "seconds=1"]), cluster.client, io.StringIO())
     assert second.exit_code == 0
     assert run_ok(user, f"cat {cluster.facts.shared}/test-faults-db/results/total.txt").strip() == "2 parts, sum 1"
-
-
-# Last: the faults' run and the database outage above ran on the grown cluster.
-def test_nodes_taken_away_leave_no_container_and_the_cluster_keeps_what_users_made(
-        cluster: Cluster, resized: Resized) -> None:
-    """NODES lowered again: the nodes added are gone (their containers too),
-    the rest idle, and files on /shared, accounting and job ids kept through
-    both resizes (and the faults between them)."""
-    resized.shrunk = cluster_up(cluster, cluster.nodes)
-    assert resized.shrunk.returncode == 0, resized.shrunk.stdout + resized.shrunk.stderr
-    assert idle_nodes(cluster) == sorted(cluster.compute_names)
-    for extra in range(cluster.nodes + 1, cluster.nodes + 3):
-        gone = containers.ps("{{.ID}}", f"label=com.docker.compose.service=c{extra}")
-        assert gone.returncode == 0 and gone.stdout.strip() == "", gone.stderr
-    assert_kept(cluster, resized.kept)
