@@ -86,10 +86,11 @@ register_accounting() {
 
 run_slurmctld() {
   install -d -o slurm -g slurm /var/spool/slurmctld
-  # A new cluster's controller starts once slurmdbd holds its cluster, as the
-  # accounting it enforces comes from there (Compose only starts slurmdbd
-  # first). A restarted one starts at once, as a site's does, slurmdbd or not.
-  # All of it, not only the cluster's row: a QOS limit written while it starts can miss it (accounting.py).
+  # A new cluster's controller starts once slurmdbd holds all of its accounting,
+  # which it enforces from there (Compose only starts slurmdbd first): not only
+  # the cluster's row, as a QOS limit written while it starts can miss it
+  # (accounting.py --applied). A restarted one starts at once, as a site's
+  # does, slurmdbd or not.
   if [[ ! -e /var/spool/slurmctld/node_state ]]; then
     wait_for "slurmdbd to hold the cluster's accounting" \
       python3 /usr/local/lib/minihpc/accounting.py --applied "$CONF_SRC/accounting.json"

@@ -52,18 +52,19 @@ def status(text: str) -> tuple[int, int]:
     return int(fields["Uid"].split()[0]), int(fields["PPid"])
 
 
+def proc_status(pid: int | str) -> tuple[int, int] | None:
+    """status() of a process, or None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return status(f.read())
+    except (OSError, KeyError, IndexError, ValueError):
+        return None
+
+
 def procs() -> dict[int, tuple[int, int]]:
     """Every process: (real uid, parent pid)."""
-    out = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/status") as f:
-                out[int(name)] = status(f.read())
-        except (OSError, KeyError, IndexError, ValueError):
-            continue  # gone meanwhile
-    return out
+    seen = {int(name): proc_status(name) for name in os.listdir("/proc") if name.isdigit()}
+    return {pid: st for pid, st in seen.items() if st is not None}  # None: gone meanwhile
 
 
 def exec_session(pid: int, table: dict[int, tuple[int, int]]) -> bool:
@@ -124,12 +125,9 @@ def other_jobs_here(uid: int, job: str) -> bool | None:
     for line in r.stdout.splitlines()[1:]:
         fields = line.split()
         if len(fields) >= 2 and fields[1] != job and fields[0].isdigit():
-            try:
-                with open(f"/proc/{fields[0]}/status") as f:
-                    if status(f.read())[0] == uid:
-                        return True
-            except (OSError, KeyError, IndexError, ValueError):
-                continue
+            st = proc_status(fields[0])
+            if st is not None and st[0] == uid:
+                return True
     return False
 
 

@@ -2,6 +2,8 @@
 (What it kills, on real nodes: tests/cluster/test_limits.py, test_isolation.py.)"""
 
 import importlib.util
+import os
+import subprocess
 from pathlib import Path
 
 _spec = importlib.util.spec_from_file_location("epilog", Path(__file__).resolve().parents[2] / "cluster/epilog.py")
@@ -76,3 +78,10 @@ def test_a_process_is_its_real_uids_not_the_effective_one_proc_shows() -> None:
     assert epilog.another_jobs(51, "7", {**table, 51: (USER, 50)}, {**STEPDS, 50: "9"}.get)
     # A setuid program the user ran is theirs (real uid), whatever its effective uid.
     assert epilog.status("PPid:\t30\nUid:\t1000\t0\t0\t0\n") == (USER, 30)
+
+
+def test_proc_status_reads_a_live_process_and_none_once_it_is_gone() -> None:
+    assert epilog.proc_status(os.getpid()) == (os.getuid(), os.getppid())
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    assert epilog.proc_status(gone.pid) is None
