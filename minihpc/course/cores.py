@@ -248,6 +248,17 @@ def finished_at(output: str) -> float | None:
 LAG_TARGET = "results/staged_demo.txt"
 
 
+def job_end(lab: Lab, output: str) -> tuple[Result, float | None]:
+    """sacct's End of the last job a run's output says it submitted, and that
+    End in epoch seconds (to the second; the nodes run in UTC), None if none."""
+    ids = submitted_ids(output)
+    ended = lab.sh(f"sacct -n -X -P -j {ids[-1] if ids else 0} -o End")
+    try:
+        return ended, calendar.timegm(time.strptime(ended.out.strip(), "%Y-%m-%dT%H:%M:%S"))
+    except ValueError:
+        return ended, None
+
+
 def lag_on(lab: Lab, siblings: bool = False) -> Result:
     """The NFS delay of LAG s, on until the profile is switched off. The lab's
     files, laid out before the switch, show on the compute nodes at once.
@@ -272,12 +283,8 @@ def arrived_after_lag(lab: Lab, short: Result) -> tuple[Result, str]:
     LAG_TARGET as it reads it then. Counted from the job's end in sacct (to
     the second, so 2 s more), not from the run's: Snakemake notices the end
     at its next status check, up to 20 s later. Without a job end, from now."""
-    ids = submitted_ids(short.out)
-    ended = lab.sh(f"sacct -n -X -P -j {ids[-1]} -o End").out.strip() if ids else ""
-    try:
-        visible_at = calendar.timegm(time.strptime(ended, "%Y-%m-%dT%H:%M:%S")) + LAG + 2
-    except ValueError:
-        visible_at = time.time() + LAG + 1
+    end = job_end(lab, short.out)[1]
+    visible_at = end + LAG + 2 if end is not None else time.time() + LAG + 1
     time.sleep(max(0.0, visible_at - time.time()))
     after_short = lab.sh(f"ls -l results/; cat {LAG_TARGET}; snakemake -n {LAG_TARGET} | tail -n 2")
     return after_short, lab.read(LAG_TARGET)
@@ -324,15 +331,10 @@ def core3_latency(labs: Labs, prefix: str = "core3") -> Proof:
         plain_short, plain_long = plain.collect(plain_running[0]), plain_waits.collect(plain_running[1])
         # The job ends right after writing its output (Snakemake itself later
         # touches the file, so its ctime is no witness of the write).
-        ids = submitted_ids(long.out)
-        ended = waits.sh(f"sacct -n -X -P -j {ids[-1] if ids else 0} -o End")
+        ended, end = job_end(waits, long.out)
     finally:
         labs.client.set_nfs_profile("off")
     done = finished_at(long.out)
-    try:
-        end = calendar.timegm(time.strptime(ended.out.strip(), "%Y-%m-%dT%H:%M:%S"))
-    except ValueError:
-        end = None
     waited = done - end if done is not None and end is not None else float("nan")
     lab.proof("core3.latency", lag, short, after_short, long, ended,
               f"waited for the output: {waited} s (NFS delay {LAG} s)\n",

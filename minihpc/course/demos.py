@@ -200,7 +200,7 @@ def latency_too_short(labs: Labs, prefix: str = "demo") -> Proof:
         after, arrived = arrived_after_lag(lab, short)
     finally:
         off = labs.client.set_nfs_profile("off")
-    lab.proof("demo.latency", lag, short, f"# {LAG + 1} s later, on the login node:\n", after, off)
+    lab.proof("demo.latency", lag, short, f"# {LAG} s after the job ended, on the login node:\n", after, off)
     short_wait_fails(c, short, after, arrived)
     return c
 
