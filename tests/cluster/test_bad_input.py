@@ -31,6 +31,11 @@ def shared_sum(cluster: Cluster) -> str:
                                          "sha256sum").split()[0]
 
 
+def state(cluster: Cluster) -> tuple[list[str], str]:
+    """What a refused command must leave as it was: the containers and everything under /shared."""
+    return containers(), shared_sum(cluster)
+
+
 CASES = [  # (environment, arguments, what stderr says)
     ({"NODES": "0"}, ["up"], "NODES=0 is out of range; allowed 1 to 16 (e.g. NODES=2)"),
     ({"NODES": "two"}, ["up"], "NODES='two' is not a whole number; use e.g. NODES=2"),
@@ -107,17 +112,17 @@ def refused(cluster: Cluster) -> Refused:
     cannot disturb one another), the cluster judged before and after all of
     them. Changed, each case runs again alone, judged on its own, to name
     the one that did it."""
-    before = (containers(), shared_sum(cluster))
+    before = state(cluster)
     with ThreadPoolExecutor(4) as pool:
         seen = Refused(list(pool.map(lambda case: refuse(case[0], case[1]), CASES)))
-    state = (containers(), shared_sum(cluster))
-    if state != before:
+    last = state(cluster)
+    if last != before:
         for i, (env, args, _) in enumerate(CASES):
             refuse(env, args)
-            now = (containers(), shared_sum(cluster))
-            if now != state:
+            now = state(cluster)
+            if now != last:
                 seen.changed.add(i)
-            state = now
+            last = now
         seen.unexplained = not seen.changed
     return seen
 
@@ -136,11 +141,11 @@ def test_bad_input_is_refused_and_changes_nothing(refused: Refused, case: int, m
 
 def test_make_destroy_asks_and_without_a_terminal_refuses(cluster: Cluster) -> None:
     """The README's own `make destroy` removes nothing unasked: no terminal, no YES=1, nothing happens."""
-    before = (containers(), shared_sum(cluster))
+    before = state(cluster)
     r = subprocess.run(["make", "destroy"], cwd=ROOT, capture_output=True, text=True, stdin=subprocess.DEVNULL,
                        timeout=120, check=False, env={k: v for k, v in os.environ.items() if k != "YES"})
     assert r.returncode != 0, (r.stdout, r.stderr)
     assert ("minihpc: error: remove the cluster's containers, volumes (accounting database, shared files) and "
             "secrets? needs confirmation and there is no terminal to ask; pass --yes (make: YES=1)") in r.stderr
-    assert (containers(), shared_sum(cluster)) == before, "a refused destroy changed the cluster"
+    assert state(cluster) == before, "a refused destroy changed the cluster"
     assert (RUN_DIR / "cluster.json").is_file(), "the cluster's facts are still there"
