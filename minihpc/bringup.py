@@ -14,6 +14,7 @@ reads a sizing knob.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -22,12 +23,25 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from minihpc import NODES_FILE, NODES_FILE_NAME, ROOT, RUN_DIR, configs, policy, ready, releases, stacks, tree_env
+from minihpc import (
+    NAME,
+    NODES_FILE,
+    NODES_FILE_NAME,
+    ROOT,
+    RUN_DIR,
+    check_name,
+    configs,
+    policy,
+    ready,
+    releases,
+    stacks,
+    tree_env,
+)
 from minihpc.errors import BadInput, MinihpcError
 from minihpc.facts import LOGIN, Facts
 from minihpc.network import check_subnet
 from minihpc.topology import Topology, TopologyError
-from minihpc.transport import containers
+from minihpc.transport import container_name, containers
 
 READY_TIMEOUT = 180
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -49,8 +63,9 @@ class Plan:
 def plan(env: Mapping[str, str]) -> Plan:
     """Check the whole request (the knobs as `up`'s flags and the environment
     give them) before anything starts; BadInput names the value and the fix."""
+    check_name()
     try:
-        topology = Topology.from_env(dict(env))
+        topology = Topology.from_env(kept_address(env))
     except TopologyError as e:
         raise BadInput(str(e)) from None
     raw = env.get("READY_TIMEOUT", "").strip() or str(READY_TIMEOUT)
@@ -68,15 +83,61 @@ def plan(env: Mapping[str, str]) -> Plan:
     other = _other_cluster()
     if other:
         state = Path(other).parent.parent
-        raise MinihpcError(f"a minihpc cluster made from another state directory is on this machine ({state})",
-                           f"one cluster per machine: remove it with MINIHPC_STATE_DIR={state} minihpc destroy "
-                           f"--yes, or use it with MINIHPC_STATE_DIR={state}")
+        raise MinihpcError(f"a minihpc cluster named {NAME} made from another state directory is on this machine "
+                           f"({state})", f"one cluster of a name per machine: remove it with "
+                           f"MINIHPC_STATE_DIR={state} minihpc destroy --yes, use it with MINIHPC_STATE_DIR={state}, "
+                           "or give this one another name (MINIHPC_CLUSTER=NAME, with its own --ssh-port and --subnet)")
     enforcement = policy.Enforcement.from_env(dict(env))
     release = check_release(env.get("SLURM_RELEASE", ""))
     stack = check_stack(env, release)
     check_subnet(topology)
+    check_port(topology)
     check_memory(topology)
     return Plan(topology, profile, release=release, stack=stack, enforcement=enforcement, ready_timeout=int(raw))
+
+
+def kept_address(env: Mapping[str, str]) -> dict[str, str]:
+    """env, with the SSH port and subnet a cluster made from this state has
+    unless given: re-running `up` (a resize, the enforcement back) keeps the
+    address another cluster beside it was given room by."""
+    env = dict(env)
+    if NODES_FILE.exists():
+        f = Facts.read(RUN_DIR)
+        for key, had in (("SSH_PORT", str(f.ssh_port)), ("SUBNET", f.subnet)):
+            if had and not env.get(key, "").strip():
+                env[key] = had
+    return env
+
+
+def check_port(t: Topology) -> None:
+    """Refuse an SSH_PORT that another cluster's login node or any other
+    program holds on this machine (Docker would fail half-way through
+    starting the cluster), naming a free one. This cluster's own login node
+    holding it is no clash."""
+    ours = container_name(LOGIN)
+    holders = [n for n in containers.publishing(t.ssh_port) if n != ours]
+    if holders:
+        raise BadInput(f"SSH_PORT={t.ssh_port} is published by container {holders[0]} (another cluster's login node?)",
+                       f"give this cluster another port: minihpc up --ssh-port {_free_port(t.ssh_port)}")
+    if ours in containers.publishing(t.ssh_port):
+        return
+    if not _port_free(t.ssh_port):
+        raise BadInput(f"SSH_PORT={t.ssh_port} is in use on this machine by another program",
+                       f"give this cluster another port: minihpc up --ssh-port {_free_port(t.ssh_port)}")
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_port(taken: int) -> int:
+    return next(p for p in (*range(taken + 1, 65536), *range(1024, taken))
+                if _port_free(p) and not containers.publishing(p))
 
 
 def check_release(raw: str) -> releases.Release:

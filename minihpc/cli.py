@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from minihpc import __version__, commands
+from minihpc import __version__, check_name, commands
 from minihpc.errors import BAD_INPUT, MinihpcError
 
 
@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     if hasattr(args, "passthrough"):
         args.passthrough = rest
     try:
+        check_name()
         return args.run(args)
     except MinihpcError as e:
         print(f"minihpc: error: {e}", file=sys.stderr)

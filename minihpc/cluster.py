@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from minihpc import ROOT, RUN_DIR
+from minihpc import ROOT, RUN_DIR, check_name
 from minihpc.errors import MinihpcError
 from minihpc.facts import Facts
 from minihpc.transport import Transport, containers
@@ -137,7 +137,8 @@ class Cluster:
 
     @classmethod
     def local(cls, run_dir: Path = RUN_DIR) -> Cluster:
-        """The cluster `minihpc up` brought up from this checkout."""
+        """The cluster `minihpc up` brought up from this checkout (MINIHPC_CLUSTER's, if named)."""
+        check_name()
         return cls(Facts.read(run_dir), containers)
 
     # -- commands ------------------------------------------------------------

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from minihpc import ROOT, ready
+from minihpc import NAME, ROOT, ready
 from minihpc.cluster import Cluster, Result
 from minihpc.errors import BadInput, MinihpcError
 from minihpc.facts import Facts
@@ -162,6 +162,12 @@ class Faults:
         return f"{node}: reconnected to {net} and healthy in {time.monotonic() - t0:.0f} s"
 
     def _reboot(self) -> str:
+        # The engine is every cluster's: restarting it would stop the others' jobs too.
+        others = [n for n in containers.clusters(stopped=False) if n != NAME]
+        if others:
+            raise MinihpcError(f"reboot restarts the Docker engine, and other minihpc clusters run on it: "
+                               f"{', '.join(others)}", "stop them first (MINIHPC_CLUSTER=NAME minihpc down), "
+                               "or show another fault")
         t0 = time.monotonic()
         r = subprocess.run([str(ROOT / "cluster/bootstrap-host.sh"), "--restart-engine"], check=False,
                            stdin=subprocess.DEVNULL)

@@ -14,12 +14,12 @@ import struct
 from collections.abc import Iterator
 from pathlib import Path
 
+from minihpc import NAME
 from minihpc.errors import BadInput
-from minihpc.facts import CLUSTER_NAME
 from minihpc.topology import DEFAULTS, Topology
 from minihpc.transport import containers
 
-NETWORK = f"{CLUSTER_NAME}_default"  # Compose's name for the project's default network
+NETWORK = f"{NAME}_default"  # Compose's name for the project's default network
 ROUTES = Path("/proc/net/route")
 
 

@@ -16,16 +16,15 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, Protocol
 
-from minihpc import ROOT, RUN_DIR
+from minihpc import NAME, ROOT, RUN_DIR
 from minihpc.errors import MinihpcError
-from minihpc.facts import CLUSTER_NAME
 
 if TYPE_CHECKING:
     from minihpc.sitefile import Site
 
-# `docker compose` with this cluster's files and run directory (given on the
-# command itself: importing minihpc sets nothing in the environment).
-_COMPOSE = ["/usr/bin/env", f"MINIHPC_RUN_DIR={RUN_DIR}", str(ROOT / "cluster/compose.sh")]
+# `docker compose` with this cluster's name, files and run directory (given on
+# the command itself: importing minihpc sets nothing in the environment).
+_COMPOSE = ["/usr/bin/env", f"MINIHPC_CLUSTER={NAME}", f"MINIHPC_RUN_DIR={RUN_DIR}", str(ROOT / "cluster/compose.sh")]
 
 
 # Every command minihpc runs on a node gets a known environment: nothing
@@ -57,7 +56,7 @@ class Transport(Protocol):
 
 def container_name(service: str) -> str:
     """The container Compose makes for a service of this cluster (<project>-<service>-1)."""
-    return f"{CLUSTER_NAME}-{service}-1"
+    return f"{NAME}-{service}-1"
 
 
 class SshTransport:
@@ -221,7 +220,7 @@ class Containers:
     def ps(self, fmt: str, *filters: str) -> subprocess.CompletedProcess[str]:
         """`docker ps` of this cluster's containers, running or stopped (and
         matching each `--filter` value in `filters`), one `fmt` line each."""
-        where = [a for f in (f"label=com.docker.compose.project={CLUSTER_NAME}", *filters) for a in ("--filter", f)]
+        where = [a for f in (f"label=com.docker.compose.project={NAME}", *filters) for a in ("--filter", f)]
         return _poll(["docker", "ps", "--all", *where, "--format", fmt], 30)
 
     def inspect(self, fmt: str, *names: str) -> subprocess.CompletedProcess[str]:
@@ -234,6 +233,22 @@ class Containers:
     def running(self, service: str) -> bool:
         """Whether the service's container is running."""
         return bool(self.ps("{{.ID}}", f"name=^{container_name(service)}$", "status=running").stdout.strip())
+
+    def clusters(self, stopped: bool = True) -> list[str]:
+        """The names of the minihpc clusters on this engine, this one's too
+        (with `stopped`, those whose containers are all stopped as well): the
+        Compose projects whose containers run minihpc's images."""
+        r = _poll(["docker", "ps", *(["--all"] if stopped else []), "--filter", "label=com.docker.compose.project",
+                   "--format",
+                   '{{.Label "com.docker.compose.project"}} {{.Image}}'], 30)
+        rows = (line.split() for line in r.stdout.splitlines() if r.returncode == 0)
+        return sorted({row[0] for row in rows if len(row) == 2 and row[1].startswith("minihpc/")})
+
+    def publishing(self, port: int) -> list[str]:
+        """The containers on this engine, of any cluster or none, that publish
+        `port` on the host (running ones: a stopped one holds no port)."""
+        r = _poll(["docker", "ps", "--filter", f"publish={port}", "--format", "{{.Names}}"], 30)
+        return r.stdout.split() if r.returncode == 0 else []
 
     def have_images(self, *refs: str) -> bool:
         return _poll(["docker", "image", "inspect", *refs], 30).returncode == 0
@@ -259,7 +274,7 @@ class Containers:
         user watches, or what they asked to see); its exit code, or, if
         `check`, an error naming the command when it failed. `run_dir`: files
         rendered elsewhere than this cluster's (minihpc build's own)."""
-        cmd = _COMPOSE if run_dir is None else ["/usr/bin/env", f"MINIHPC_RUN_DIR={run_dir}", _COMPOSE[-1]]
+        cmd = _COMPOSE if run_dir is None else [*_COMPOSE[:2], f"MINIHPC_RUN_DIR={run_dir}", _COMPOSE[-1]]
         rc = subprocess.run([*cmd, *args], env=env, stdin=subprocess.DEVNULL, check=False).returncode
         if check and rc != 0:
             raise MinihpcError(f"docker compose {args[0]} exited {rc}", "its lines above say why")

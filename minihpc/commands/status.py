@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from minihpc import releases
+from minihpc import NAME, RUN_DIR, releases
 from minihpc.cluster import Cluster
 from minihpc.commands.common import compose, require_state
 from minihpc.errors import MinihpcError
 from minihpc.facts import Facts
 from minihpc.ready import service_health
+from minihpc.transport import containers
 
 
 def add(sub: argparse._SubParsersAction) -> None:
@@ -50,8 +51,11 @@ def status(a: argparse.Namespace) -> int:
     print(table([{"service": s, "health": h} for s, h in sorted(service_health().items())],
                 [("SERVICE", "service"), ("HEALTH", "health")]))
     client = Cluster.local()
-    login = client.facts.login
-    print(f"\n{site_lines(client.facts)}")
+    f, login = client.facts, client.facts.login
+    others = [n for n in containers.clusters() if n != NAME]
+    print(f"\ncluster {NAME} (state {RUN_DIR}; ssh -p {f.ssh_port} {f.lab_user}@127.0.0.1; subnet {f.subnet})"
+          + (f"; other minihpc clusters here: {', '.join(others)} (MINIHPC_CLUSTER=NAME)" if others else ""))
+    print(f"\n{site_lines(f)}")
     try:
         print(f"\n{table(client.nodes(), NODE_COLUMNS)}\n\n{table(client.partitions(), PARTITION_COLUMNS)}"
               f"\n\n{table(client.qos(), QOS_COLUMNS)}")
