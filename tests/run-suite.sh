@@ -12,13 +12,12 @@
 # the first phase left. Fails if any part fails; a failing first phase still
 # lets the second run. Usage: run-suite.sh PYTHON [PYTEST ARGS...]
 #
-# PREBUILD (.ci/run sets it): `minihpc build` flag sets, ';'-separated, of
-# the clusters a run brings up after this one (other Slurm releases and
-# Snakemake stacks): their images are built beside the alone phase, once the
-# tests that restart the Docker engine (marker `engine`) are done; the phase
-# waits on SLURM, and its cores are two thirds idle. (The client and
-# debootstrap are niced; the engine's build steps are not.) A build that
-# fails is said, not failed: the smoke builds it again.
+# BESIDE (.ci/run sets it: .ci/beside): a command started once the tests
+# that restart the Docker engine (marker `engine`) are done, beside the rest
+# of the alone phase, which waits on SLURM with its cores two thirds idle:
+# in CI, the other Slurm releases' and Snakemake stacks' smokes and the
+# Action, each on a cluster of its own. Its output follows the suite's; its
+# exit joins the suite's.
 #
 # The run's timeline goes to .suite/ (phases, each test's start and end,
 # the Slurm jobs): bench/suite.py report turns it into where the time went.
@@ -49,27 +48,18 @@ start_host() {
     rc=$?; phase "host tests" "$t"; exit $rc ) &
   host=$!
 }
-prebuilt=
-# Each build within PREBUILD_LIMIT s: a build that hangs is stopped and said, and the smoke builds it.
-start_prebuild() {
-  [[ -n ${PREBUILD:-} ]] || return 0
-  ( set -f; IFS=';'
-    for flags in $PREBUILD; do
-      IFS=' ' read -ra args <<<"$flags"
-      [[ ${#args[@]} -gt 0 ]] || continue
-      t=$(now)
-      nice -n 19 timeout -k 10 "${PREBUILD_LIMIT:-900}" "$py" -m minihpc build "${args[@]}" \
-        >>"$suite/prebuild.log" 2>&1 </dev/null ||
-        echo "run-suite: minihpc build $flags failed or passed ${PREBUILD_LIMIT:-900} s (see $suite/prebuild.log;" \
-             "the smoke builds it)" >&2
-      phase "prebuild ${flags}" "$t"
-    done ) &
-  prebuilt=$!
+beside= beside_log=$suite/beside.log
+start_beside() {
+  [[ -n ${BESIDE:-} ]] || return 0
+  # A process group of its own, to be stopped whole (stop_host).
+  ( t=$(now); rc=0; setsid bash -c "$BESIDE" >"$beside_log" 2>&1 </dev/null || rc=$?; phase "beside" "$t"
+    exit $rc ) &
+  beside=$!
 }
-# The prebuild's loop before its build (else it starts the next), and the host
+# BESIDE's command (its own group: it stops what it started), and the host
 # tests' pytest too (nice execs it: the subshell's child), not only the subshell.
 stop_host() {
-  [[ -z $prebuilt ]] || { kill "$prebuilt" 2>/dev/null; pkill -TERM -P "$prebuilt" 2>/dev/null; }
+  [[ -z $beside ]] || pkill -TERM -P "$beside" 2>/dev/null
   [[ -z $host ]] || pkill -TERM -P "$host" 2>/dev/null
   kill ${host:+"$host"} "$cpu" 2>/dev/null; [[ -z $host ]] || wait "$host" 2>/dev/null
   rm -f "$log"
@@ -94,13 +84,13 @@ if [[ $rc -eq 0 ]]; then
   t=$(now)
   alone_rc=0
   PYTHONPATH=. "$py" tests/quiesce.py || alone_rc=1
-  # The tests that restart the Docker engine first, then the others beside the prebuild.
+  # The tests that restart the Docker engine first, then the others (BESIDE beside them).
   # (5: a filter left none of one half, which is no failure.)
   for half in "engine" "not engine"; do
     r=0
     "$py" -m pytest -m "cluster and alone and $half and not smoke_only" "$@" tests || r=$?
     [[ $r -eq 0 || $r -eq 5 ]] || alone_rc=$r
-    [[ $half != engine ]] || start_prebuild
+    [[ $half != engine ]] || start_beside
   done
   phase "cluster tests, alone" "$t"
   keep_logs alone "$alone_rc"
@@ -112,15 +102,21 @@ fi
 wait "$host"
 host_rc=$?
 host=  # reaped: its pid may be another process's by the time the EXIT trap runs
-if [[ -n $prebuilt ]]; then
+beside_rc=0
+if [[ -n $beside ]]; then
   t=$(now)
-  wait "$prebuilt"
-  prebuilt=
-  phase "waiting for the prebuild" "$t"
+  wait "$beside" || beside_rc=$?
+  beside=
+  phase "waiting for beside" "$t"
 fi
 printf '\n== host-only tests (unit, integration), run beside the alone phase ==\n'
 cat "$log"
+if [[ -f $beside_log ]]; then
+  printf '\n== beside the alone phase: %s (exit %s) ==\n' "$BESIDE" "$beside_rc"
+  cat "$beside_log"
+fi
 printf '\n== where the time went (bench/suite.py report) ==\n'
 "$py" -m bench.suite report "$suite" --top 15 || true
 if [[ $rc -ne 0 ]]; then exit "$rc"; fi
-exit "$host_rc"
+if [[ $host_rc -ne 0 ]]; then exit "$host_rc"; fi
+exit "$beside_rc"
