@@ -65,7 +65,7 @@ def plan(env: Mapping[str, str]) -> Plan:
     give them) before anything starts; BadInput names the value and the fix."""
     check_name()
     try:
-        topology = Topology.from_env(kept_address(env))
+        topology = Topology.from_env(kept_placement(env))
     except TopologyError as e:
         raise BadInput(str(e)) from None
     raw = env.get("READY_TIMEOUT", "").strip() or str(READY_TIMEOUT)
@@ -96,14 +96,14 @@ def plan(env: Mapping[str, str]) -> Plan:
     return Plan(topology, profile, release=release, stack=stack, enforcement=enforcement, ready_timeout=int(raw))
 
 
-def kept_address(env: Mapping[str, str]) -> dict[str, str]:
-    """env, with the SSH port and subnet a cluster made from this state has
-    unless given: re-running `up` (a resize, the enforcement back) keeps the
-    address another cluster beside it was given room by."""
+def kept_placement(env: Mapping[str, str]) -> dict[str, str]:
+    """env, with the SSH port, subnet and CPU weight a cluster made from this
+    state has unless given: re-running `up` (a resize, the enforcement back)
+    keeps what it was given to sit beside other clusters."""
     env = dict(env)
     if NODES_FILE.exists():
         f = Facts.read(RUN_DIR)
-        for key, had in (("SSH_PORT", str(f.ssh_port)), ("SUBNET", f.subnet)):
+        for key, had in (("SSH_PORT", str(f.ssh_port)), ("SUBNET", f.subnet), ("CPU_SHARES", str(f.cpu_shares))):
             if had and not env.get(key, "").strip():
                 env[key] = had
     return env

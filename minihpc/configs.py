@@ -24,7 +24,7 @@ from string import Template
 from minihpc import NODES_FILE_NAME, policy, stacks
 from minihpc.facts import CLUSTER_NAME, SCRATCH, Facts
 from minihpc.releases import Release, default
-from minihpc.topology import Topology
+from minihpc.topology import DEFAULTS, Topology
 from scratch import policy as scratch_policy
 
 TEMPLATES = Path(__file__).resolve().parent / "conf"
@@ -118,6 +118,8 @@ def compose_nodes(t: Topology, compose_file: Path) -> dict:
     services["login"] = {"tmpfs": scratch, "ports": [f"127.0.0.1:{t.ssh_port}:22"]}
     for name, address in t.addresses.items():
         services.setdefault(name, {})["networks"] = {"default": {"ipv4_address": address}}
+        if t.cpu_shares != DEFAULTS["CPU_SHARES"]:
+            services[name]["cpu_shares"] = t.cpu_shares
     return {"services": services,
             "networks": {"default": {"ipam": {"config": [{"subnet": t.subnet, "gateway": t.gateway}]}}}}
 
@@ -131,7 +133,7 @@ def facts(t: Topology, release: Release | None = None, enforcement: policy.Enfor
                  nodes=t.names, cpus=t.cpus, mem_mb=t.mem_mb, scratch_mb=t.scratch_mb,
                  node_mem_mb={n: t.node_mem(n) for n in t.names}, gpus={n: t.gpus for n in t.gpu_nodes},
                  partitions=[p.name for p in policy.partitions(t)], ssh_port=t.ssh_port,
-                 subnet=t.subnet, addresses=t.addresses)
+                 subnet=t.subnet, addresses=t.addresses, cpu_shares=t.cpu_shares)
 
 
 def write_if_changed(path: Path, text: str) -> bool:

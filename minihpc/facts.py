@@ -60,6 +60,8 @@ class Facts:
     ssh_port: int = 2222
     # The cluster's network and each service's fixed address in it (minihpc.topology).
     subnet: str = ""
+    # Its containers' CPU weight (Docker's cpu_shares; minihpc.topology).
+    cpu_shares: int = 1024
     addresses: dict[str, str] = field(default_factory=dict)
     # Services that run Slurm (every one but the database).
     daemons: list[str] = field(default_factory=lambda: ["slurmdbd", "slurmctld"])

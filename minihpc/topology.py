@@ -2,8 +2,8 @@
 (c1..cN), their CPUs and memory, each node's scratch, the GPU and bigmem
 nodes, the login node's published SSH port and the network's addresses.
 
-NODES, NODE_CPUS, NODE_MEM_MB, BIGMEM_MB, GPUS, SCRATCH_MB, SSH_PORT and
-SUBNET (from `minihpc up`'s flags or the environment) are checked here, once.
+NODES, NODE_CPUS, NODE_MEM_MB, BIGMEM_MB, GPUS, SCRATCH_MB, SSH_PORT,
+SUBNET and CPU_SHARES (from `minihpc up`'s flags or the environment) are checked here, once.
 The last node is the bigmem node (BIGMEM_MB of RealMemory, by default twice
 NODE_MEM_MB), the first carries
 GPUS stand-in GPUs (0: none); with one node, c1 is both. SCRATCH_MB sizes the
@@ -28,7 +28,7 @@ MAX_MEM_MB = 1_048_576
 BIGMEM_FACTOR = 2
 # The one place the cluster's default shape is written (the CLI's help reads it).
 DEFAULTS = {"NODES": 2, "NODE_CPUS": 2, "NODE_MEM_MB": 3000, "BIGMEM_MB": BIGMEM_FACTOR * 3000, "GPUS": 2,
-            "SCRATCH_MB": scratch_policy.DEFAULT_MB, "SSH_PORT": 2222, "SUBNET": "10.213.0.0/24"}
+            "SCRATCH_MB": scratch_policy.DEFAULT_MB, "SSH_PORT": 2222, "SUBNET": "10.213.0.0/24", "CPU_SHARES": 1024}
 # Where SUBNET may be: the private ranges (Python's is_private also admits documentation ones).
 RFC1918 = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
 # Each service's fixed host number in SUBNET (.1 is the gateway); compute node
@@ -56,6 +56,10 @@ class Topology:
     ssh_port: int = DEFAULTS["SSH_PORT"]
     # The cluster's network, every service at a fixed address in it (addresses).
     subnet: str = DEFAULTS["SUBNET"]
+    # Its containers' CPU weight against the machine's other work when the
+    # CPUs are contended (Docker's cpu_shares): a cluster beside another
+    # (CI's smokes beside make test's) yields it the CPU.
+    cpu_shares: int = DEFAULTS["CPU_SHARES"]
 
     @classmethod
     def from_env(cls, env: dict[str, str]) -> Topology:
@@ -69,6 +73,7 @@ class Topology:
             gpus=_int(env, "GPUS", 0, 16),
             ssh_port=_int(env, "SSH_PORT", 1024, 65535),
             subnet=_subnet(env),
+            cpu_shares=_int(env, "CPU_SHARES", 2, 1024),
         )
         if t.bigmem_mb <= t.mem_mb:
             raise TopologyError(f"BIGMEM_MB={t.bigmem_mb} is not above NODE_MEM_MB={t.mem_mb}; the bigmem node "
@@ -81,7 +86,7 @@ class Topology:
         """The topology a running cluster was rendered from (its cluster.json)."""
         return cls(nodes=len(f.nodes), cpus=f.cpus, mem_mb=f.mem_mb, scratch_mb=f.scratch_mb,
                    bigmem_mb=max(f.node_mem_mb.values()), gpus=max(f.gpus.values(), default=0),
-                   ssh_port=f.ssh_port, subnet=f.subnet or DEFAULTS["SUBNET"])
+                   ssh_port=f.ssh_port, subnet=f.subnet or DEFAULTS["SUBNET"], cpu_shares=f.cpu_shares)
 
     @property
     def names(self) -> list[str]:

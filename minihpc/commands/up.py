@@ -17,6 +17,9 @@ UP_KNOBS = {"nodes": ("NODES", f"compute nodes c1..cN, 1 to {MAX_NODES}"),
             "gpus": ("GPUS", "stand-in GPUs on the gpu node (the first), 0 for none"),
             "scratch_mb": ("SCRATCH_MB", "each node's private /scratch, MiB"),
             "ssh_port": ("SSH_PORT", "the login node's sshd, published on 127.0.0.1"),
+            "cpu_shares": ("CPU_SHARES", "the containers' CPU weight against other work when the CPUs are contended "
+                                         "(Docker's cpu_shares, 2 to 1024: a cluster at 128 beside one at 1024 gets "
+                                         "an eighth as much)"),
             "timeout": ("READY_TIMEOUT", "seconds to wait until every node is ready")}
 
 
@@ -24,7 +27,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("up", help="bring the cluster up (or resize it) and wait until it is ready",
                        description="Bring the cluster up, or resize a running one, and return when every node is "
                                    "idle and sacct answers. Defaults come from NODES, NODE_CPUS, NODE_MEM_MB, "
-                                   "BIGMEM_MB, GPUS, SCRATCH_MB, SSH_PORT, SUBNET, NFS_PROFILE, ENFORCE, "
+                                   "BIGMEM_MB, GPUS, SCRATCH_MB, SSH_PORT, CPU_SHARES, SUBNET, NFS_PROFILE, ENFORCE, "
                                    "DEF_MEM_PER_CPU, SLURM_RELEASE, SNAKEMAKE_VERSION, SLURM_PLUGIN_VERSION, "
                                    "FS_PLUGIN_VERSION and READY_TIMEOUT "
                                    "in the environment. Each step says what it did; a failing one names itself.")

@@ -97,15 +97,16 @@ def test_a_port_another_cluster_publishes_is_refused(no_containers: dict[int, li
     bringup.check_port(Topology.from_env({"SSH_PORT": "2222"}))
 
 
-def test_a_cluster_keeps_its_port_and_subnet_unless_given(made: Callable[..., Path]) -> None:
+def test_a_cluster_keeps_its_port_subnet_and_cpu_weight_unless_given(made: Callable[..., Path]) -> None:
     run = made()
     cluster = json.loads((run / "cluster.json").read_text())
     configs.render(Topology.from_env({"SSH_PORT": "2300", "SUBNET": "10.214.0.0/24"}), run,
                    ROOT / "docker-compose.yml")
     assert (cluster["ssh_port"], json.loads((run / "cluster.json").read_text())["ssh_port"]) == (2222, 2300)
-    assert bringup.kept_address({"NODES": "3"}) == {"NODES": "3", "SSH_PORT": "2300", "SUBNET": "10.214.0.0/24"}
-    assert bringup.kept_address({"SSH_PORT": "2301", "SUBNET": " "})["SSH_PORT"] == "2301"
-    assert bringup.kept_address({"SUBNET": " "})["SUBNET"] == "10.214.0.0/24"
+    assert bringup.kept_placement({"NODES": "3"}) == {"NODES": "3", "SSH_PORT": "2300", "SUBNET": "10.214.0.0/24",
+                                                      "CPU_SHARES": "1024"}
+    assert bringup.kept_placement({"SSH_PORT": "2301", "SUBNET": " "})["SSH_PORT"] == "2301"
+    assert bringup.kept_placement({"SUBNET": " "})["SUBNET"] == "10.214.0.0/24"
 
 
 def test_clusters_are_the_projects_running_minihpc_images(monkeypatch: pytest.MonkeyPatch) -> None:
