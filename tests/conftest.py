@@ -25,6 +25,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "alone: changes or needs the whole cluster; run with no other test beside it")
     config.addinivalue_line("markers", "engine: restarts the Docker engine; run first in the alone phase, before "
                                        "anything else uses the engine beside it (tests/run-suite.sh)")
+    config.addinivalue_line("markers", "quiet: judges SLURM's timers or recreates containers; in the alone phase, "
+                                       "run after the engine tests and before BESIDE starts (tests/run-suite.sh)")
     config.addinivalue_line("markers", "smoke: a capability proven on every Slurm release (make smoke SLURM=...), "
                                        "not only the default")
     config.addinivalue_line("markers", "stack: what a Snakemake stack changes, proven on every pinned set (make smoke "

@@ -13,8 +13,10 @@
 # lets the second run. Usage: run-suite.sh PYTHON [PYTEST ARGS...]
 #
 # BESIDE (.ci/run sets it: .ci/beside): a command started once the tests
-# that restart the Docker engine (marker `engine`) are done, beside the rest
-# of the alone phase, which waits on SLURM with its cores two thirds idle:
+# that restart the Docker engine (marker `engine`) and those that need the
+# machine quiet (marker `quiet`: SLURM's timers judged, containers
+# recreated) are done, beside the rest of the alone phase, which waits on
+# SLURM with its cores two thirds idle:
 # in CI, the other Slurm releases' and Snakemake stacks' smokes and the
 # Action, each on a cluster of its own. Its output follows the suite's; its
 # exit joins the suite's.
@@ -84,13 +86,14 @@ if [[ $rc -eq 0 ]]; then
   t=$(now)
   alone_rc=0
   PYTHONPATH=. "$py" tests/quiesce.py || alone_rc=1
-  # The tests that restart the Docker engine first, then the others (BESIDE beside them).
-  # (5: a filter left none of one half, which is no failure.)
-  for half in "engine" "not engine"; do
+  # The tests that restart the Docker engine first, then those that need the machine
+  # quiet (marker `quiet`), then the others, with BESIDE beside them.
+  # (5: a filter left none of one part, which is no failure.)
+  for part in "engine" "quiet and not engine" "not quiet and not engine"; do
     r=0
-    "$py" -m pytest -m "cluster and alone and $half and not smoke_only" "$@" tests || r=$?
+    "$py" -m pytest -m "cluster and alone and $part and not smoke_only" "$@" tests || r=$?
     [[ $r -eq 0 || $r -eq 5 ]] || alone_rc=$r
-    [[ $half != engine ]] || start_beside
+    [[ $part != "quiet and not engine" ]] || start_beside
   done
   phase "cluster tests, alone" "$t"
   keep_logs alone "$alone_rc"
