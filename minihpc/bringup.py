@@ -115,11 +115,12 @@ def check_port(t: Topology) -> None:
     starting the cluster), naming a free one. This cluster's own login node
     holding it is no clash."""
     ours = container_name(LOGIN)
-    holders = [n for n in containers.publishing(t.ssh_port) if n != ours]
+    publishing = containers.publishing(t.ssh_port)
+    holders = [n for n in publishing if n != ours]
     if holders:
         raise BadInput(f"SSH_PORT={t.ssh_port} is published by container {holders[0]} (another cluster's login node?)",
                        f"give this cluster another port: minihpc up --ssh-port {_free_port(t.ssh_port)}")
-    if ours in containers.publishing(t.ssh_port):
+    if ours in publishing:
         return
     if not _port_free(t.ssh_port):
         raise BadInput(f"SSH_PORT={t.ssh_port} is in use on this machine by another program",
