@@ -95,6 +95,8 @@ run_slurmctld() {
     wait_for "slurmdbd to hold the cluster's accounting" \
       python3 /usr/local/lib/minihpc/accounting.py --applied "$CONF_SRC/accounting.json"
   fi
+  # The class's learners (minihpc class), by name: squeue and sacct show names, not uids.
+  minihpc-class || die "could not make the class's learners (minihpc-class)"
   exec slurmctld -D -i
 }
 
@@ -158,12 +160,12 @@ prepare_scratch() {
 
 # Every user's home as useradd made it in the image; one lost since is made again.
 prepare_homes() {
-  local user uid home
-  while IFS=: read -r user _ uid _ _ home _; do
+  local user uid gid home
+  while IFS=: read -r user _ uid gid _ home _; do
     ((uid >= 1000 && uid < 60000)) && [[ ! -d "$home" ]] || continue
     log "home $home of $user was missing: made again from /etc/skel"
     cp -a /etc/skel "$home"
-    chown -R "$user:$user" "$home"
+    chown -R "$uid:$gid" "$home"
     chmod 0700 "$home"
   done </etc/passwd
 }
@@ -173,6 +175,7 @@ run_slurmd() {
   link_gpus
   prepare_scratch
   prepare_homes
+  minihpc-class || die "could not make the class's learners (minihpc-class)"
   start_nfs
   wait_for "slurmctld to answer" scontrol ping
   exec slurmd -D
@@ -190,7 +193,7 @@ start_sshd() {
   install -d -m 0755 /run/sshd
   /usr/sbin/sshd -t || die "sshd's configuration is invalid"
   /usr/sbin/sshd -D -e &
-  log "sshd started: key login for $user only"
+  log "sshd started: key login for $user and the class's learners only"
 }
 
 run_login() {
@@ -206,6 +209,8 @@ run_login() {
   prepare_scratch
   prepare_homes
   start_nfs
+  # The learners' keys and /shared directories too: after the mount, before sshd.
+  minihpc-class --login || die "could not make the class's learners (minihpc-class)"
   start_sshd
   wait_for "slurmctld to answer" scontrol ping
   log "login node ready"

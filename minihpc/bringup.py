@@ -13,6 +13,7 @@ reads a sizing knob.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 import subprocess
@@ -68,6 +69,7 @@ def plan(env: Mapping[str, str]) -> Plan:
         topology = Topology.from_env(kept_placement(env))
     except TopologyError as e:
         raise BadInput(str(e)) from None
+    check_published(topology, env)
     raw = env.get("READY_TIMEOUT", "").strip() or str(READY_TIMEOUT)
     if not raw.isdigit():
         raise BadInput(f"READY_TIMEOUT={raw!r} is not a whole number", f"use e.g. READY_TIMEOUT={READY_TIMEOUT}")
@@ -97,16 +99,37 @@ def plan(env: Mapping[str, str]) -> Plan:
 
 
 def kept_placement(env: Mapping[str, str]) -> dict[str, str]:
-    """env, with the SSH port, subnet and CPU weight a cluster made from this
+    """env, with the SSH port and address, subnet and CPU weight a cluster made from this
     state has unless given: re-running `up` (a resize, the enforcement back)
     keeps what it was given to sit beside other clusters."""
     env = dict(env)
     if NODES_FILE.exists():
         f = Facts.read(RUN_DIR)
-        for key, had in (("SSH_PORT", str(f.ssh_port)), ("SUBNET", f.subnet), ("CPU_SHARES", str(f.cpu_shares))):
+        for key, had in (("SSH_PORT", str(f.ssh_port)), ("SSH_ADDRESS", f.ssh_address), ("SUBNET", f.subnet),
+                         ("CPU_SHARES", str(f.cpu_shares))):
             if had and not env.get(key, "").strip():
                 env[key] = had
     return env
+
+
+def check_published(t: Topology, env: Mapping[str, str]) -> None:
+    """An sshd published beyond loopback only when asked for in so many words
+    (PUBLISH_SSH=yes, up's --publish-ssh): anyone who reaches that address can
+    then try the lab user's and every learner's key. A cluster made so keeps
+    it, and is reminded at every `up`. The address must be this machine's."""
+    if ipaddress.IPv4Address(t.ssh_address).is_loopback:
+        return
+    if env.get("SSH_ADDRESS", "").strip() and env.get("PUBLISH_SSH", "").strip() != "yes" and \
+            not (NODES_FILE.exists() and Facts.read(RUN_DIR).ssh_address == t.ssh_address):
+        where = f"this machine's port {t.ssh_port}" if t.ssh_address == "0.0.0.0" else f"{t.ssh_address}:{t.ssh_port}"
+        raise BadInput(f"SSH_ADDRESS={t.ssh_address} publishes the login node's sshd beyond this machine: anyone who "
+                       f"reaches {where} can try the lab user's and the learners' keys",
+                       "confirm it with --publish-ssh (PUBLISH_SSH=yes), or leave SSH_ADDRESS at 127.0.0.1")
+    if not _port_free(0, t.ssh_address):
+        raise BadInput(f"SSH_ADDRESS={t.ssh_address} is not an address of this machine",
+                       "give one of its own (ip -4 addr), or 0.0.0.0 for every interface")
+    say(f"warning: the login node's sshd is published on {t.ssh_address}:{t.ssh_port}, beyond this machine "
+        "(keys only, no passwords, no root)")
 
 
 def check_port(t: Topology) -> None:
@@ -122,15 +145,15 @@ def check_port(t: Topology) -> None:
                        f"give this cluster another port: minihpc up --ssh-port {_free_port(t.ssh_port)}")
     if ours in publishing:
         return
-    if not _port_free(t.ssh_port):
+    if not all(_port_free(t.ssh_port, a) for a in t.ssh_published):
         raise BadInput(f"SSH_PORT={t.ssh_port} is in use on this machine by another program",
                        f"give this cluster another port: minihpc up --ssh-port {_free_port(t.ssh_port)}")
 
 
-def _port_free(port: int) -> bool:
+def _port_free(port: int, address: str = "127.0.0.1") -> bool:
     with socket.socket() as s:
         try:
-            s.bind(("127.0.0.1", port))
+            s.bind((address, port))
         except OSError:
             return False
     return True

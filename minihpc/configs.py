@@ -21,8 +21,9 @@ import json
 from pathlib import Path
 from string import Template
 
-from minihpc import NODES_FILE_NAME, policy, stacks
+from minihpc import NODES_FILE_NAME, classroom, policy, stacks
 from minihpc.facts import CLUSTER_NAME, SCRATCH, Facts
+from minihpc.files import write_if_changed
 from minihpc.releases import Release, default
 from minihpc.topology import DEFAULTS, Topology
 from scratch import policy as scratch_policy
@@ -115,7 +116,7 @@ def compose_nodes(t: Topology, compose_file: Path) -> dict:
                "tmpfs": scratch, "mem_limit": f"{t.node_mem(name) + CONTAINER_HEADROOM_MB}m"}
         for name in t.names
     }
-    services["login"] = {"tmpfs": scratch, "ports": [f"127.0.0.1:{t.ssh_port}:22"]}
+    services["login"] = {"tmpfs": scratch, "ports": [f"{a}:{t.ssh_port}:22" for a in t.ssh_published]}
     for name, address in t.addresses.items():
         services.setdefault(name, {})["networks"] = {"default": {"ipv4_address": address}}
         if t.cpu_shares != DEFAULTS["CPU_SHARES"]:
@@ -133,17 +134,7 @@ def facts(t: Topology, release: Release | None = None, enforcement: policy.Enfor
                  nodes=t.names, cpus=t.cpus, mem_mb=t.mem_mb, scratch_mb=t.scratch_mb,
                  node_mem_mb={n: t.node_mem(n) for n in t.names}, gpus={n: t.gpus for n in t.gpu_nodes},
                  partitions=[p.name for p in policy.partitions(t)], ssh_port=t.ssh_port,
-                 subnet=t.subnet, addresses=t.addresses, cpu_shares=t.cpu_shares)
-
-
-def write_if_changed(path: Path, text: str) -> bool:
-    """Write in place (bind mounts see the same inode); report whether it changed."""
-    if path.exists() and path.read_text() == text:
-        return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as fh:
-        fh.write(text)
-    return True
+                 ssh_address=t.ssh_address, subnet=t.subnet, addresses=t.addresses, cpu_shares=t.cpu_shares)
 
 
 def render(t: Topology, run_dir: Path, compose_file: Path, release: Release | None = None,
@@ -156,7 +147,7 @@ def render(t: Topology, run_dir: Path, compose_file: Path, release: Release | No
     changed |= write_if_changed(run_dir / "release.env", release_env(release, stack))
     changed |= write_if_changed(etc / "gres.conf", gres_conf(t))
     write_if_changed(etc / "scratch.env", scratch_policy.env_file(t.scratch_mb))
-    write_if_changed(etc / "accounting.json", json.dumps(policy.accounting(), indent=1) + "\n")
+    write_if_changed(etc / "accounting.json", classroom.accounting_json(run_dir))
     nodes = json.dumps(compose_nodes(t, compose_file), indent=2) + "\n"
     changed |= write_if_changed(run_dir / NODES_FILE_NAME, nodes)
     facts(t, release, enforcement, stack).write(run_dir)

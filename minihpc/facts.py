@@ -56,8 +56,10 @@ class Facts:
     login: str = LOGIN
     shared: str = SHARED
     scratch: str = SCRATCH
-    # The login node's sshd on the host's loopback (ssh -p PORT LAB_USER@127.0.0.1).
+    # The login node's sshd on the host's loopback (ssh -p PORT LAB_USER@127.0.0.1), or
+    # where the cluster was made to publish it (SSH_ADDRESS).
     ssh_port: int = 2222
+    ssh_address: str = "127.0.0.1"
     # The cluster's network and each service's fixed address in it (minihpc.topology).
     subnet: str = ""
     # Its containers' CPU weight (Docker's cpu_shares; minihpc.topology).

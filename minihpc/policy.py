@@ -18,6 +18,8 @@ from minihpc.errors import BadInput
 from minihpc.facts import CLUSTER_NAME, LAB_ACCOUNT, LAB_USER, OTHER_ACCOUNT, OTHER_USER, Facts
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from minihpc.topology import Topology
 
 # A job without --time runs at most its partition's DefaultTime.
@@ -146,6 +148,8 @@ ACCOUNTS = [
     ("research", "root", "research groups"),
     (OTHER_ACCOUNT, "research", "another group sharing the cluster"),
 ]
+# A class's learners' account (minihpc.classroom), under teaching, made with the first learner.
+CLASS_ACCOUNT = "class"
 # Each user, their account and the QOS they may use (the first is their default).
 USERS = [(LAB_USER, LAB_ACCOUNT, [DEFAULT_QOS, "debug"]), (OTHER_USER, OTHER_ACCOUNT, [DEFAULT_QOS, "debug", "high"])]
 
@@ -162,11 +166,15 @@ PRIORITY = {
 }
 
 
-def accounting() -> dict:
-    """What cluster/accounting.py makes sacctmgr hold (idempotent)."""
+def accounting(learners: Sequence[str] = ()) -> dict:
+    """What cluster/accounting.py makes sacctmgr hold (idempotent): the
+    site's users, and a class's learners (minihpc.classroom) under an account
+    of their own, with the lab user's QOS (fair share among them: one share each)."""
+    accounts = [*ACCOUNTS, *([(CLASS_ACCOUNT, "teaching", "a class's learners")] if learners else [])]
+    users = [*USERS, *((name, CLASS_ACCOUNT, USERS[0][2]) for name in learners)]
     return {
         "cluster": CLUSTER_NAME,
         "qos": [{"name": q.name, "set": {"Priority": str(q.priority), **q.limits}} for q in QOS],
-        "accounts": [{"name": a, "parent": p, "description": d} for a, p, d in ACCOUNTS],
-        "users": [{"name": u, "account": a, "qos": qos, "default_qos": qos[0]} for u, a, qos in USERS],
+        "accounts": [{"name": a, "parent": p, "description": d} for a, p, d in accounts],
+        "users": [{"name": u, "account": a, "qos": qos, "default_qos": qos[0]} for u, a, qos in users],
     }

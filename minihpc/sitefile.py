@@ -25,7 +25,6 @@ names. Every field is checked here, before anything connects:
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -33,6 +32,7 @@ from typing import Any
 
 from minihpc.errors import BadInput, MinihpcError
 from minihpc.facts import Facts
+from minihpc.files import replace
 from scratch.policy import MOUNT as SCRATCH
 
 # The one description of the file: each key, its default (REQUIRED: none) and what it takes.
@@ -207,6 +207,12 @@ def _checked(p: Path, v: dict[str, Any]) -> Site:
                 v["scratch"].rstrip("/") if v["scratch"] else None, v["setup"] or "", v["minutes"], v["mem_mb"])
 
 
+def known_hosts(facts: Facts, run_dir: Path) -> str:
+    """A known_hosts line for this machine's own login node: the host key the cluster was made with."""
+    host_pub = run_dir / "secrets" / "ssh_host_ed25519_key.pub"
+    return f"[127.0.0.1]:{facts.ssh_port} {' '.join(host_pub.read_text().split()[:2])}\n"
+
+
 def write_local(facts: Facts, run_dir: Path) -> Path:
     """A site file for this machine's own minihpc, reached the way any site
     is: its login node's sshd on the host's loopback, the lab user's key and
@@ -218,20 +224,12 @@ def write_local(facts: Facts, run_dir: Path) -> Path:
     out = run_dir / "site"
     out.mkdir(mode=0o700, exist_ok=True)
     known = out / "known_hosts"
-    _replace(known, f"[127.0.0.1]:{facts.ssh_port} {' '.join(host_pub.read_text().split()[:2])}\n")
+    replace(known, known_hosts(facts, run_dir))
     text = (f"# This machine's minihpc as a site (minihpc site local): what a real site's file holds.\n"
             f"ssh:\n  host: 127.0.0.1\n  port: {facts.ssh_port}\n  user: {facts.lab_user}\n"
             f"  identity: {key}\n  known_hosts: {known}\n"
             f"slurm:\n  partition: {facts.partitions[0]}\n  account: {facts.lab_account}\n"
             f"work_dir: {facts.shared}/{facts.lab_user}-site\nscratch: {facts.scratch}\n")
     path = out / "minihpc.yaml"
-    _replace(path, text)
+    replace(path, text)
     return path
-
-
-def _replace(path: Path, text: str) -> None:
-    """Write `path` whole or not at all: an ssh reading it meanwhile (another
-    `minihpc site local`, the tests side by side) never sees it half-written."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)

@@ -3,7 +3,7 @@
 nodes, the login node's published SSH port and the network's addresses.
 
 NODES, NODE_CPUS, NODE_MEM_MB, BIGMEM_MB, GPUS, SCRATCH_MB, SSH_PORT,
-SUBNET and CPU_SHARES (from `minihpc up`'s flags or the environment) are checked here, once.
+SSH_ADDRESS, SUBNET and CPU_SHARES (from `minihpc up`'s flags or the environment) are checked here, once.
 The last node is the bigmem node (BIGMEM_MB of RealMemory, by default twice
 NODE_MEM_MB), the first carries
 GPUS stand-in GPUs (0: none); with one node, c1 is both. SCRATCH_MB sizes the
@@ -28,7 +28,8 @@ MAX_MEM_MB = 1_048_576
 BIGMEM_FACTOR = 2
 # The one place the cluster's default shape is written (the CLI's help reads it).
 DEFAULTS = {"NODES": 2, "NODE_CPUS": 2, "NODE_MEM_MB": 3000, "BIGMEM_MB": BIGMEM_FACTOR * 3000, "GPUS": 2,
-            "SCRATCH_MB": scratch_policy.DEFAULT_MB, "SSH_PORT": 2222, "SUBNET": "10.213.0.0/24", "CPU_SHARES": 1024}
+            "SCRATCH_MB": scratch_policy.DEFAULT_MB, "SSH_PORT": 2222, "SUBNET": "10.213.0.0/24", "CPU_SHARES": 1024,
+            "SSH_ADDRESS": "127.0.0.1"}
 # Where SUBNET may be: the private ranges (Python's is_private also admits documentation ones).
 RFC1918 = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
 # Each service's fixed host number in SUBNET (.1 is the gateway); compute node
@@ -52,8 +53,10 @@ class Topology:
     scratch_mb: int = DEFAULTS["SCRATCH_MB"]
     bigmem_mb: int = DEFAULTS["BIGMEM_MB"]
     gpus: int = DEFAULTS["GPUS"]
-    # The login node's sshd, published on the host's loopback only.
+    # The login node's sshd, published on the host's loopback unless SSH_ADDRESS says otherwise
+    # (minihpc up refuses another address without --publish-ssh).
     ssh_port: int = DEFAULTS["SSH_PORT"]
+    ssh_address: str = DEFAULTS["SSH_ADDRESS"]
     # The cluster's network, every service at a fixed address in it (addresses).
     subnet: str = DEFAULTS["SUBNET"]
     # Its containers' CPU weight against the machine's other work when the
@@ -72,6 +75,7 @@ class Topology:
             bigmem_mb=_int(env, "BIGMEM_MB", 2048, MAX_MEM_MB, default=min(BIGMEM_FACTOR * mem, MAX_MEM_MB)),
             gpus=_int(env, "GPUS", 0, 16),
             ssh_port=_int(env, "SSH_PORT", 1024, 65535),
+            ssh_address=_address(env),
             subnet=_subnet(env),
             cpu_shares=_int(env, "CPU_SHARES", 2, 1024),
         )
@@ -86,7 +90,8 @@ class Topology:
         """The topology a running cluster was rendered from (its cluster.json)."""
         return cls(nodes=len(f.nodes), cpus=f.cpus, mem_mb=f.mem_mb, scratch_mb=f.scratch_mb,
                    bigmem_mb=max(f.node_mem_mb.values()), gpus=max(f.gpus.values(), default=0),
-                   ssh_port=f.ssh_port, subnet=f.subnet or DEFAULTS["SUBNET"], cpu_shares=f.cpu_shares)
+                   ssh_port=f.ssh_port, ssh_address=f.ssh_address, subnet=f.subnet or DEFAULTS["SUBNET"],
+                   cpu_shares=f.cpu_shares)
 
     @property
     def names(self) -> list[str]:
@@ -108,6 +113,12 @@ class Topology:
         return {name: str(net.network_address + h) for name, h in hosts.items()}
 
     @property
+    def ssh_published(self) -> list[str]:
+        """Where Docker publishes sshd: loopback always (what the project's own
+        ssh and `site local` dial), and the address asked for beside it."""
+        return [self.ssh_address] if self.ssh_address in ("0.0.0.0", "127.0.0.1") else ["127.0.0.1", self.ssh_address]
+
+    @property
     def gateway(self) -> str:
         return str(ipaddress.ip_network(self.subnet).network_address + 1)
 
@@ -125,6 +136,16 @@ def _int(env: dict[str, str], key: str, lo: int, hi: int, default: int | None = 
     if not lo <= value <= hi:
         raise TopologyError(f"{key}={value} is out of range; allowed {lo} to {hi} (e.g. {key}={default})")
     return value
+
+
+def _address(env: dict[str, str]) -> str:
+    raw = env.get("SSH_ADDRESS", "").strip() or DEFAULTS["SSH_ADDRESS"]
+    try:
+        return str(ipaddress.IPv4Address(raw))
+    except ValueError:
+        raise TopologyError(f"SSH_ADDRESS={raw!r} is not an IPv4 address of this machine; e.g. "
+                            f"SSH_ADDRESS={DEFAULTS['SSH_ADDRESS']} (loopback, the default) or 0.0.0.0 (every "
+                            "interface)") from None
 
 
 def _subnet(env: dict[str, str]) -> str:

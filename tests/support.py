@@ -230,3 +230,16 @@ def prove(wf: Path, name: str, *options: str, snakemake: Sequence[str] = (), env
 def remove_proof(client: Client, name: str) -> None:
     """The run directories of a proof named `name` on the shared filesystem."""
     client.sh(f"rm -rf {client.facts.shared}/{name}.prove-*")
+
+
+def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """`python -m minihpc ARGS` from the checkout, no standard input (as CI runs it)."""
+    return subprocess.run([sys.executable, "-m", "minihpc", *args], cwd=ROOT, capture_output=True, text=True,
+                          check=False, stdin=subprocess.DEVNULL, timeout=timeout, env=env)
+
+
+def ssh_argv(port: int, key: Path, known_hosts: Path, login: str, command: str) -> list[str]:
+    """ssh to this machine's login node as `login` with `key` alone, the host key checked strictly."""
+    return ["ssh", "-p", str(port), "-i", str(key), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+            "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known_hosts}", "-o", "LogLevel=ERROR",
+            f"{login}@127.0.0.1", command]

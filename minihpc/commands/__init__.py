@@ -1,5 +1,5 @@
 """One module per verb (or per family of verbs that share a noun: `nfs`,
-`modules`, `fault`, `site`, `busy`, `scratch`, `env`, `bench`, and the course's); each
+`modules`, `fault`, `site`, `busy`, `scratch`, `env`, `bench`, `class`, and the course's); each
 exposes `add(subparsers)`, which registers its verbs with a `run(args) -> int`
 handler. The logic lives outside them, in minihpc's modules."""
 
@@ -7,6 +7,7 @@ from minihpc.commands import (
     bench,
     build,
     busy,
+    classroom,
     course,
     destroy,
     down,
@@ -27,4 +28,4 @@ from minihpc.commands import (
 
 # In the order `minihpc --help` lists them: the cluster's life first.
 VERBS = (up, build, down, destroy, status, shell, logs, run, prove, env, modules, site, timeline, nfs, scratch, fault,
-         busy, course, bench)
+         busy, classroom, course, bench)

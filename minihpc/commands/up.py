@@ -16,7 +16,7 @@ UP_KNOBS = {"nodes": ("NODES", f"compute nodes c1..cN, 1 to {MAX_NODES}"),
                                        "given"),
             "gpus": ("GPUS", "stand-in GPUs on the gpu node (the first), 0 for none"),
             "scratch_mb": ("SCRATCH_MB", "each node's private /scratch, MiB"),
-            "ssh_port": ("SSH_PORT", "the login node's sshd, published on 127.0.0.1"),
+            "ssh_port": ("SSH_PORT", "the login node's sshd's published port"),
             "cpu_shares": ("CPU_SHARES", "the containers' CPU weight against other work when the CPUs are contended "
                                          "(Docker's cpu_shares, 2 to 1024: a cluster at 128 beside one at 1024 gets "
                                          "an eighth as much)"),
@@ -27,7 +27,8 @@ def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("up", help="bring the cluster up (or resize it) and wait until it is ready",
                        description="Bring the cluster up, or resize a running one, and return when every node is "
                                    "idle and sacct answers. Defaults come from NODES, NODE_CPUS, NODE_MEM_MB, "
-                                   "BIGMEM_MB, GPUS, SCRATCH_MB, SSH_PORT, CPU_SHARES, SUBNET, NFS_PROFILE, ENFORCE, "
+                                   "BIGMEM_MB, GPUS, SCRATCH_MB, SSH_PORT, SSH_ADDRESS, PUBLISH_SSH, CPU_SHARES, "
+                                   "SUBNET, NFS_PROFILE, ENFORCE, "
                                    "DEF_MEM_PER_CPU, SLURM_RELEASE, SNAKEMAKE_VERSION, SLURM_PLUGIN_VERSION, "
                                    "FS_PLUGIN_VERSION and READY_TIMEOUT "
                                    "in the environment. Each step says what it did; a failing one names itself.")
@@ -37,6 +38,11 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--subnet", default=None,
                    help=f"the cluster's private IPv4 network, each service at a fixed address in it (default "
                         f"{DEFAULTS['SUBNET']}; env SUBNET)")
+    p.add_argument("--ssh-address", default=None, metavar="ADDRESS",
+                   help=f"where the login node's sshd is published (default {DEFAULTS['SSH_ADDRESS']}, this machine "
+                        "only; env SSH_ADDRESS); another needs --publish-ssh")
+    p.add_argument("--publish-ssh", action="store_true",
+                   help="confirm publishing sshd on a --ssh-address beyond loopback (env PUBLISH_SSH=yes)")
     p.add_argument("--nfs-profile", default=None, help="NFS client profile to set (see minihpc nfs list)")
     p.add_argument("--enforce", metavar="LIMITS", default=None,
                    help="what the site enforces, comma-separated, or none: "
@@ -82,6 +88,10 @@ def up(a: argparse.Namespace) -> int:
             env[name] = str(getattr(a, flag))
     if a.subnet is not None:
         env["SUBNET"] = a.subnet
+    if a.ssh_address is not None:
+        env["SSH_ADDRESS"] = a.ssh_address
+    if a.publish_ssh:
+        env["PUBLISH_SSH"] = "yes"
     if a.nfs_profile is not None:
         env["NFS_PROFILE"] = a.nfs_profile
     bringup.run(bringup.plan(given(a, given(a, env, TEXT_KNOBS))))  # everything checked before anything starts

@@ -10,6 +10,7 @@ a site's over SSH (`minihpc site check`). Used by `make lab`, `make core*`,
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +20,15 @@ from minihpc.facts import LAB_USER
 from minihpc.sitefile import Site
 
 __all__ = ["LAB_USER", "Lab", "Labs", "Result", "Running", "now_stamp", "sacct_jobs"]
+
+
+def course_files() -> list[tuple[Path, str, Callable[[str], bool] | None]]:
+    """A lab's files, as Cluster.put takes them: the workflows and the profiles, nothing else."""
+    def pycache(rel: str) -> bool:
+        return "__pycache__" in rel
+    return [(ROOT / "lab/Snakefile", "Snakefile", None), (ROOT / "lab/scripts", "scripts", pycache),
+            (ROOT / "lab/workflow", "workflow", pycache), (ROOT / "lab/pressure", "pressure", pycache),
+            (ROOT / "profiles", "profiles", pycache)]
 
 
 @dataclass(frozen=True)
@@ -77,13 +87,7 @@ class Lab:
 
     def reset(self) -> None:
         """A clean lab: the workflows and the profiles, nothing else."""
-        def pycache(rel: str) -> bool:
-            return "__pycache__" in rel
-        r = self.client.put(self.workdir, [(ROOT / "lab/Snakefile", "Snakefile", None),
-                                           (ROOT / "lab/scripts", "scripts", pycache),
-                                           (ROOT / "lab/workflow", "workflow", pycache),
-                                           (ROOT / "lab/pressure", "pressure", pycache),
-                                           (ROOT / "profiles", "profiles", pycache)], fresh=True)
+        r = self.client.put(self.workdir, course_files(), fresh=True)
         if r.rc != 0:
             raise RuntimeError(f"could not lay out {self.workdir}: {r.out}")
         site = self.labs.site

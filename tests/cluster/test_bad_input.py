@@ -64,6 +64,13 @@ CASES = [  # (environment, arguments, what stderr says)
     ({}, ["up", "--enforce", "memory,cpu"], "--enforce 'memory,cpu': 'cpu' is not something minihpc enforces; give a "
                                             "comma-separated list of memory, time, or none"),
     ({"DEF_MEM_PER_CPU": "5"}, ["up"], "--def-mem-per-cpu '5' is not a whole number of MiB from 100 to 1048576"),
+    # The class (minihpc class) and the login node beyond this machine.
+    ({}, ["up", "--ssh-address", "0.0.0.0"], "SSH_ADDRESS=0.0.0.0 publishes the login node's sshd beyond this machine"),
+    ({}, ["class", "add", "0"], "class add 0: a class has at least one learner"),
+    ({}, ["class", "add", "1000"], "class add 1000: "),  # the limit: what this host holds, or names' end
+    ({}, ["class", "remove", "x;id", "--yes"], "'x;id' is not a learner's name"),
+    ({}, ["class", "remove", "learner99", "--yes"], "learner99 is not in the class"),
+    ({}, ["class", "add", "$(id)"], "argument N: '$(id)' is not a number of learners"),
     ({}, ["nfs", "set", "nope"], "no NFS profile 'nope'; choose one of: off"),
     ({}, ["nfs", "set", "off", "--set", "delay"], "--set 'delay': use key=value, e.g. --set delay=5"),
     ({}, ["nfs", "set", "off", "--set", "speed=9"], "unknown profile setting 'speed'; settable: acdirmax"),

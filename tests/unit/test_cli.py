@@ -25,7 +25,7 @@ def cli_in_checkout(*args: str) -> subprocess.CompletedProcess[str]:
                                   ["demo", "--help"], ["bench", "--help"], ["destroy", "--help"],
                                   ["fault", "--help"], ["timeline", "--help"],
                                   ["env", "list", "--help"], ["env", "remove", "--help"], ["site", "check", "--help"],
-                                  ["ssh", "--help"]])
+                                  ["ssh", "--help"], ["class", "--help"], ["class", "add", "--help"]])
 def test_help_works_on_a_bare_python(args: list[str]) -> None:
     r = cli_in_checkout(*args)
     assert r.returncode == 0, r.stderr
@@ -35,7 +35,7 @@ def test_help_works_on_a_bare_python(args: list[str]) -> None:
 def test_every_make_target_has_a_verb() -> None:
     help_text = cli_in_checkout("--help").stdout
     for verb in ("up", "down", "destroy", "status", "shell", "logs", "nfs", "scratch", "lab", "confirm", "core",
-                 "demo", "bench", "fault", "timeline", "env", "site", "ssh"):
+                 "demo", "bench", "fault", "timeline", "env", "site", "ssh", "class"):
         assert f"    {verb} " in help_text, verb
 
 
@@ -71,6 +71,14 @@ def test_every_make_target_has_a_verb() -> None:
      "module name"),
     (["modules", "add", "x/1", "-r", "nope.txt"], "minihpc: error: --requirements nope.txt: no such file"),
     (["modules", "remove", "x"], "minihpc: error: x: which version?"),
+    (["up", "--ssh-address", "0.0.0.0"], "minihpc: error: SSH_ADDRESS=0.0.0.0 publishes the login node's sshd "
+                                          "beyond this machine"),
+    (["up", "--ssh-address", "localhost;id"], "minihpc: error: SSH_ADDRESS='localhost;id' is not an IPv4 address"),
+    (["class", "add", "0"], "minihpc: error: class add 0: a class has at least one learner; give how many"),
+    (["class", "add", "1000"], "minihpc: error: class add 1000: "),
+    (["class", "add", "3;id"], "minihpc: error: argument N: '3;id' is not a number of learners"),
+    (["class", "remove", "x;id", "--yes"], "minihpc: error: 'x;id' is not a learner's name; learners are learner01"),
+    (["class", "remove"], "minihpc: error: give learners' names or --all, not both or neither"),
     (["site", "check", "nope.yaml"], "minihpc: error: no site file at nope.yaml; give the path of a site file"),
     (["run", "tests/workflows/pyreqs", "--site", "nope.yaml"], "minihpc: error: no site file at nope.yaml"),
     # The bare python3 has no matplotlib: said before the cluster is asked anything.

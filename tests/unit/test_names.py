@@ -103,8 +103,8 @@ def test_a_cluster_keeps_its_port_subnet_and_cpu_weight_unless_given(made: Calla
     configs.render(Topology.from_env({"SSH_PORT": "2300", "SUBNET": "10.214.0.0/24"}), run,
                    ROOT / "docker-compose.yml")
     assert (cluster["ssh_port"], json.loads((run / "cluster.json").read_text())["ssh_port"]) == (2222, 2300)
-    assert bringup.kept_placement({"NODES": "3"}) == {"NODES": "3", "SSH_PORT": "2300", "SUBNET": "10.214.0.0/24",
-                                                      "CPU_SHARES": "1024"}
+    assert bringup.kept_placement({"NODES": "3"}) == {"NODES": "3", "SSH_PORT": "2300", "SSH_ADDRESS": "127.0.0.1",
+                                                      "SUBNET": "10.214.0.0/24", "CPU_SHARES": "1024"}
     assert bringup.kept_placement({"SSH_PORT": "2301", "SUBNET": " "})["SSH_PORT"] == "2301"
     assert bringup.kept_placement({"SUBNET": " "})["SUBNET"] == "10.214.0.0/24"
 
@@ -114,3 +114,30 @@ def test_clusters_are_the_projects_running_minihpc_images(monkeypatch: pytest.Mo
            "web nginx:latest\nodd\n")
     monkeypatch.setattr("minihpc.transport._poll", lambda argv, t: subprocess.CompletedProcess(argv, 0, out, ""))
     assert Containers().clusters() == ["ci-22-05", "minihpc"]
+
+
+@pytest.mark.parametrize("address", ["0.0.0.0", "192.168.1.10"])
+def test_sshd_beyond_loopback_only_when_confirmed(address: str, capsys: pytest.CaptureFixture[str],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bringup, "_port_free", lambda port, a="127.0.0.1": True)  # as if the host had it
+    t = Topology.from_env({"SSH_ADDRESS": address})
+    where = "this machine's port 2222" if address == "0.0.0.0" else f"{address}:2222"
+    with pytest.raises(BadInput) as e:
+        bringup.check_published(t, {"SSH_ADDRESS": address})
+    assert str(e.value) == (f"SSH_ADDRESS={address} publishes the login node's sshd beyond this machine: anyone who "
+                            f"reaches {where} can try the lab user's and the learners' keys; confirm it with "
+                            "--publish-ssh (PUBLISH_SSH=yes), or leave SSH_ADDRESS at 127.0.0.1")
+    bringup.check_published(t, {"SSH_ADDRESS": address, "PUBLISH_SSH": "yes"})
+    assert f"warning: the login node's sshd is published on {address}:2222" in capsys.readouterr().err
+    bringup.check_published(t, {})  # kept from the cluster made so: confirmed then, and reminded
+    assert f"warning: the login node's sshd is published on {address}:2222" in capsys.readouterr().err
+    # Loopback stays published beside it: the project's own ssh and `site local` dial 127.0.0.1.
+    assert t.ssh_published == (["0.0.0.0"] if address == "0.0.0.0" else ["127.0.0.1", address])
+    bringup.check_published(Topology.from_env({"SSH_ADDRESS": "127.0.0.2"}), {"SSH_ADDRESS": "127.0.0.2"})
+
+
+def test_sshd_is_published_only_on_an_address_of_this_machine() -> None:
+    t = Topology.from_env({"SSH_ADDRESS": "203.0.113.7"})  # TEST-NET-3: nobody's
+    with pytest.raises(BadInput, match=r"^SSH_ADDRESS=203.0.113.7 is not an address of this machine; give one of its "
+                                       r"own \(ip -4 addr\), or 0.0.0.0 for every interface$"):
+        bringup.check_published(t, {"SSH_ADDRESS": "203.0.113.7", "PUBLISH_SSH": "yes"})

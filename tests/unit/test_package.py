@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from minihpc import configs, releases
+from minihpc import configs, files, releases
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -49,7 +49,7 @@ def test_the_wheel_carries_the_cluster_and_keeps_state_outside(venv: Path, tmp_p
     assert all((root.parent / "conf" / f).is_file() for f in ("slurm.conf", "gres.conf", "cgroup.conf"))
     assert not list(root.rglob(".run")) and not (root / "tests").exists()
     # The same image inputs as the checkout: the same image tag, so images are shared.
-    configs.write_if_changed(tmp_path / "release.env", configs.release_env(releases.default()))
+    files.write_if_changed(tmp_path / "release.env", configs.release_env(releases.default()))
     tag = [subprocess.run([str(r / "cluster/image-tag.sh")], capture_output=True, text=True, check=True,
                           env={**os.environ, "MINIHPC_RUN_DIR": str(tmp_path)}).stdout for r in (root, ROOT)]
     assert tag[0] == tag[1]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from minihpc import bringup, configs, releases
+from minihpc import bringup, configs, files, releases
 from minihpc.errors import BadInput
 from minihpc.topology import Topology
 
@@ -75,7 +75,7 @@ def test_each_release_has_its_own_image_tag(tmp_path: Path) -> None:
     tags = set()
     for r in releases.RELEASES.values():
         run = tmp_path / r.slurm
-        configs.write_if_changed(run / "release.env", configs.release_env(r))
+        files.write_if_changed(run / "release.env", configs.release_env(r))
         out = subprocess.run([str(ROOT / "cluster/image-tag.sh")], capture_output=True, text=True, check=True,
                              env={**os.environ, "MINIHPC_RUN_DIR": str(run)}).stdout.strip()
         assert out.endswith(f"-{r.tag}")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from minihpc import bringup, configs, releases, stacks
+from minihpc import bringup, configs, files, releases, stacks
 from minihpc.errors import BadInput
 from minihpc.facts import Facts
 
@@ -81,7 +81,7 @@ def test_each_stack_has_its_own_lock_and_image_tag(tmp_path: Path) -> None:
         env = configs.release_env(releases.default(), s)
         assert f"\nLOCK={s.lock('trixie')}\n" in env
         run = tmp_path / s.snakemake
-        configs.write_if_changed(run / "release.env", env)
+        files.write_if_changed(run / "release.env", env)
         out = subprocess.run([str(ROOT / "cluster/image-tag.sh")], capture_output=True, text=True, check=True,
                              env={**os.environ, "MINIHPC_RUN_DIR": str(run)}).stdout.strip()
         assert out.endswith(f"-slurm24.11{s.tag}")
@@ -121,7 +121,7 @@ def test_a_release_env_from_before_stacks_gives_the_default_lock(tmp_path: Path)
     """compose.sh and the image tag read a release.env without LOCK as the default set's."""
     env = configs.release_env(releases.default())
     old = "".join(line + "\n" for line in env.splitlines() if not line.startswith("LOCK="))
-    configs.write_if_changed(tmp_path / "release.env", old)
+    files.write_if_changed(tmp_path / "release.env", old)
     script = f'. {tmp_path}/release.env; LOCK=${{LOCK:-$SUITE}}; echo "$LOCK"'
     assert subprocess.run(["bash", "-c", script], capture_output=True, text=True).stdout.strip() == "trixie"
     assert "LOCK=${LOCK:-$SUITE}" in (ROOT / "cluster/compose.sh").read_text()

@@ -1,0 +1,252 @@
+"""A class on one cluster (minihpc class): 30 learners, each logging in over
+SSH with their own key and submitting as themselves from the course in their
+home, each seeing only their own files, none reaching another's files or jobs
+(checked as each learner of a sample of pairs, both ways, with the owner
+shown able to do the same); a link planted where the learners' directories
+go never followed; a second `add` finishing what the first left undone; and
+learners removed with a session, a running job and files about, nothing of
+theirs left on any node, on /shared or in the accounting."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from support import cli, ssh_argv
+
+from minihpc import RUN_DIR, classroom
+from minihpc.cluster import Cluster as Client
+
+N = 30
+# Pairs checked both ways, as each of the two: neighbours, far apart, the last and the first.
+PAIRS = [("learner01", "learner02"), ("learner07", "learner23"), ("learner30", "learner01")]
+# Where the lab user plants a link before the class exists: root must never follow it.
+PLANTED = "planted-by-the-lab-user"
+
+
+def ssh(client: Client, learner: str, command: str, key_of: str | None = None,
+        timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    """As the learner, over SSH, the way the instructor hands it out: their key and the known_hosts beside it."""
+    d = classroom.key_dir(RUN_DIR, key_of or learner)
+    return subprocess.run(ssh_argv(client.facts.ssh_port, d / "id_ed25519", d / "known_hosts", learner, command),
+                          capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def learners(client: Client) -> Iterator[dict[str, classroom.Learner]]:
+    f = client.facts
+    top = f"{f.shared}/{classroom.GROUP}"
+    assert not classroom.read(), "a class left on the cluster by an earlier run: minihpc class remove --all --yes"
+    # The lab user gets there first: /shared/class a link to a directory of theirs, with a learner01 in it.
+    r = client.root(f"rm -rf {top} {top}.moved-*")
+    assert r.rc == 0, r.out
+    r = client.sh(f"mkdir -p {f.shared}/{PLANTED}/learner01 && ln -s {f.shared}/{PLANTED} {top}")
+    assert r.rc == 0, r.out
+    try:
+        r = cli("class", "add", str(N))
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert f"class: {N} learner(s) added, {N} in the class" in r.stdout, r.stdout
+        yield {x.name: x for x in classroom.read()}
+    finally:
+        r = cli("class", "remove", "--all", "--yes")
+        client.root(f"rm -rf {top}.moved-* {f.shared}/{PLANTED}")
+        assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.mark.cost(90)
+def test_every_learner_logs_in_by_key_and_submits_as_themselves(client: Client, learners) -> None:
+    """Over SSH, each with their own key: who they are (a private group, the
+    class beside it), their course, a job from it run on a compute node in
+    their directory on /shared and accounted to them under the class."""
+    script = ("id -un; id -gn; id -Gn; ls ~/course; cd ~/course && "
+              "sbatch --parsable --wait -t 1 -o job.out --wrap 'echo $(id -un) $(hostname) $(pwd -P)' >/dev/null && "
+              "cat job.out && for i in $(seq 40); do s=$(sacct -n -X -P -o User,Account,State | tail -n 1); "
+              "case $s in *COMPLETED) break ;; esac; sleep 0.5; done; echo $s")
+
+    with ThreadPoolExecutor(8) as pool:
+        done = dict(zip(sorted(learners), pool.map(lambda n: ssh(client, n, script), sorted(learners)), strict=True))
+    bad = {n: r.stdout + r.stderr for n, r in done.items() if r.returncode != 0}
+    assert not bad, bad
+    f = client.facts
+    for name, r in done.items():
+        lines = r.stdout.splitlines()
+        assert lines[:2] == [name, name], r.stdout
+        assert set(lines[2].split()) == {name, classroom.GROUP}, r.stdout
+        assert {"Snakefile", "profiles", "workflow"} <= set(lines[3:-2]), f"the course in {name}'s home: {r.stdout}"
+        user, host, cwd = lines[-2].split()
+        assert (user, cwd) == (name, classroom.course_dir(f.shared, name)) and host in f.nodes, r.stdout
+        assert lines[-1] == f"{name}|{classroom.ACCOUNT}|COMPLETED", r.stdout
+
+
+def test_a_key_logs_in_only_its_own_learner(client: Client, learners) -> None:
+    r = ssh(client, "learner01", "id -un", key_of="learner02")
+    assert r.returncode == 255 and "Permission denied (publickey)" in r.stderr, r.stdout + r.stderr
+    r = ssh(client, "learner02", "id -un")
+    assert (r.returncode, r.stdout) == (0, "learner02\n"), r.stdout + r.stderr
+    for name in learners:
+        d = classroom.key_dir(RUN_DIR, name)
+        assert stat.S_IMODE(d.stat().st_mode) == 0o700 and stat.S_IMODE((d / "id_ed25519").stat().st_mode) == 0o600
+        assert d.stat().st_uid == os.getuid(), "the instructor's, on the host"
+    assert stat.S_IMODE(d.parent.stat().st_mode) == 0o700
+
+
+def test_homes_and_shared_directories_are_each_learners_own(client: Client, learners) -> None:
+    f = client.facts
+    for node in (f.login, f.nodes[-1]):
+        r = client.root("stat -c '%n %U %G %a' " + " ".join(f"/home/{n}" for n in sorted(learners)), node=node)
+        assert r.rc == 0, r.out
+        assert sorted(r.out.split("\n")[:-1]) == sorted(f"/home/{n} {n} {n} 700" for n in learners), (node, r.out)
+    top = f"{f.shared}/{classroom.GROUP}"
+    r = client.root(f"stat -c '%n %U %a %F' {top} " + " ".join(f"{top}/{n}" for n in sorted(learners)))
+    assert r.rc == 0, r.out
+    assert sorted(r.out.split("\n")[:-1]) == sorted([f"{top} root 755 directory",
+                                                     *(f"{top}/{n} {n} 700 directory" for n in learners)]), r.out
+
+
+def test_a_link_planted_where_the_learners_directories_go_is_never_followed(client: Client, learners) -> None:
+    """The lab user made /shared/class a link to a directory of theirs, with
+    a learner01 in it, before the class existed: root moved the link aside
+    and made its own; the lab user's directory and learner01 there are still
+    the lab user's, and nobody but root can make a name in /shared/class."""
+    f = client.facts
+    r = client.root(f"stat -c '%U %a' {f.shared}/{PLANTED} {f.shared}/{PLANTED}/learner01; "
+                    f"readlink {f.shared}/{classroom.GROUP}.moved-*")
+    assert r.out.split("\n")[:3] == [f"{f.lab_user} 755", f"{f.lab_user} 755", f"{f.shared}/{PLANTED}"], r.out
+    for who in (f.lab_user, "learner03"):
+        r = client.sh(f"ln -s /etc {f.shared}/{classroom.GROUP}/learner31 || mkdir {f.shared}/{classroom.GROUP}/x",
+                      user=who)
+        assert r.rc != 0 and "Permission denied" in r.out, (who, r.out)
+
+
+@pytest.mark.parametrize(("me", "other"), [*PAIRS, *((b, a) for a, b in PAIRS)])
+def test_a_learner_reaches_nothing_of_another(client: Client, learners, me: str, other: str) -> None:
+    """As `me`: `other`'s home, /shared directory and a group-readable file in
+    /tmp unreadable and unwritable; their queued job not to cancel, hold,
+    release or change. Then `other` does the same to their own job: the
+    attempts were refused for who made them, not because they cannot work."""
+    f = client.facts
+    mine = classroom.home_dir(f.shared, other)
+    as_other = classroom.as_learner(client, learners[other])
+    job = as_other.sh(f"echo mine > ~/private.txt && echo mine > {mine}/private.txt && "
+                      f"install -m 0660 /dev/null /tmp/{other}-group.txt && echo mine > /tmp/{other}-group.txt && "
+                      "sbatch --parsable --hold -t 5 -o /dev/null --wrap 'sleep 60'")
+    assert job.rc == 0, job.out
+    job_id = job.out.split()[-1]
+    try:
+        as_me = classroom.as_learner(client, learners[me])
+        attempts = (f"cat /home/{other}/private.txt", f"ls /home/{other}", f"cat {mine}/private.txt", f"ls {mine}",
+                    f"touch {mine}/planted", f"cat /tmp/{other}-group.txt", f"echo x >> /tmp/{other}-group.txt",
+                    f"scancel {job_id}", f"scontrol release {job_id}",
+                    f"scontrol update JobId={job_id} TimeLimit=1", f"scontrol update JobId={job_id} Comment=mine")
+        for attempt in attempts:
+            r = as_me.sh(attempt)
+            assert r.rc != 0, f"{me} could: {attempt}\n{r.out}"
+        as_me.sh(f"scancel -u {other}")  # says nothing of another's jobs: judged by the state below
+        state = client.root(f"squeue -h -j {job_id} -o '%u %T %r %l %k'").out.split()
+        assert state[:4] == [other, "PENDING", "JobHeldUser", "5:00"] and "mine" not in state[4:], \
+            f"{other}'s job was changed by {me}: {state}"
+        assert client.root(f"test ! -e {mine}/planted && cat /tmp/{other}-group.txt").out == "mine\n"
+        # The owner can: what was refused to `me` works on one's own job.
+        r = as_other.sh(f"scontrol update JobId={job_id} TimeLimit=1 Comment=mine && scontrol release {job_id} && "
+                        f"scancel {job_id}")
+        assert r.rc == 0, r.out
+    finally:
+        as_other.sh(f"scancel {job_id}; rm -f ~/private.txt {mine}/private.txt /tmp/{other}-group.txt")
+
+
+def test_each_learner_has_an_association_in_the_class_account(client: Client, learners) -> None:
+    r = client.root(f"sacctmgr -n -P show assoc account={classroom.ACCOUNT} format=User,QOS,Share")
+    rows = {line.split("|")[0]: line.split("|")[1:] for line in r.out.split() if line.split("|")[0]}
+    assert sorted(rows) == sorted(learners), r.out
+    assert {tuple(v) for v in rows.values()} == {("debug,normal", "1")}, r.out
+
+
+def test_a_second_add_finishes_what_the_first_left_undone(client: Client, learners) -> None:
+    """learner05's course and a node's account of learner06 lost (as a run
+    cut short by a node down would leave them): `class add` again makes both,
+    adds nobody and leaves everyone else's work alone."""
+    f = client.facts
+    r = classroom.as_learner(client, learners["learner04"]).sh("echo kept > ~/course/work.txt")
+    assert r.rc == 0, r.out
+    assert client.root(f"rm -rf {classroom.course_dir(f.shared, 'learner05')}").rc == 0
+    assert client.root("pkill -KILL -U 2006; userdel --remove learner06", node=f.nodes[0]).rc == 0
+    r = cli("class", "add", str(N))
+    assert r.returncode == 0 and f"class: 0 learner(s) added, {N} in the class" in r.stdout, r.stdout + r.stderr
+    assert client.root("id -u learner06 && test -d /home/learner06", node=f.nodes[0]).out.split()[0] == "2006"
+    r = classroom.as_learner(client, learners["learner05"]).sh("ls ~/course")
+    assert r.rc == 0 and "Snakefile" in r.out, r.out
+    r = classroom.as_learner(client, learners["learner04"]).sh("cat ~/course/work.txt")
+    assert r.out == "kept\n", r.out
+
+
+@pytest.mark.cost(60)
+def test_removed_learners_leave_nothing_behind(client: Client, learners) -> None:
+    """learner29, logged in over SSH with a job running and files on /shared
+    (their directory and the shared top level), in /tmp and /dev/shm on the
+    login node and a compute node, removed: the session and the job end,
+    and nothing of theirs is left anywhere. learner28 is removed keeping
+    their files. A removal cut short (learner27 listed as leaving) is
+    finished by naming them again."""
+    f = client.facts
+    name, uid = "learner29", learners["learner29"].uid
+    me = classroom.as_learner(client, learners[name])
+    session = subprocess.Popen(ssh_argv(f.ssh_port, classroom.key_dir(RUN_DIR, name) / "id_ed25519",
+                                        classroom.key_dir(RUN_DIR, name) / "known_hosts", name, "sleep 600"),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    try:
+        r = me.sh(f"cd ~/course && echo mine > notes.txt && echo mine > {f.shared}/{name}-top.txt && "
+                  "echo x > /tmp/mine && echo x > /dev/shm/mine && "
+                  "sbatch --parsable -t 5 -o /dev/null --wrap 'echo x > /tmp/mine-too; sleep 600'")
+        assert r.rc == 0, r.out
+        job = r.out.split()[-1]
+        deadline = time.monotonic() + 60
+        while client.root(f"squeue -h -j {job} -o %T").out.strip() != "RUNNING":
+            assert time.monotonic() < deadline, client.root(f"squeue -h -j {job} -o '%T %r'").out
+            time.sleep(1)
+        assert client.root(f"pgrep -U {uid} sshd").rc == 0, "the session is up"
+        r = cli("class", "remove", name, "--yes")
+        assert r.returncode == 0 and f"class: removed 1 learner(s); {N - 1} left" in r.stdout, r.stdout + r.stderr
+        session.wait(timeout=30)
+    finally:
+        session.kill()
+    assert client.root(f"sacct -n -X -j {job} -o State").out.split()[0].startswith("CANCELLED"), "the job ended"
+    for node in [f.login, *f.nodes, "slurmctld"]:
+        gone = client.root(f"! getent passwd {name} && ! getent group {name} && test ! -e /home/{name} && "
+                           f"test ! -e /etc/ssh/authorized_keys/{name} && ! pgrep -U {uid} && "
+                           f"test -z \"$(find /tmp /var/tmp /dev/shm -xdev -uid {uid})\" && "
+                           f"{{ ! test -d /scratch || test ! -e /scratch/{name}; }}", node=node)
+        assert gone.rc == 0, f"{name} left on {node}: {gone.out}"
+    assert client.root(f"find {f.shared} -xdev -uid {uid}").out == "", "nothing of theirs on /shared"
+    assert client.root(f"sacctmgr -n -P show assoc user={name}").out.strip() == ""
+    assert client.root(f"sacctmgr -n -P show user {name}").out.strip() == ""
+    assert not classroom.key_dir(RUN_DIR, name).exists()
+    assert name not in classroom.known()
+    assert name not in {u["name"] for u in json.loads((RUN_DIR / "etc/accounting.json").read_text())["users"]}
+    r = cli("class", "remove", name, "--yes")
+    assert r.returncode == 2 and r.stderr == f"minihpc: error: {name} is not in the class; see minihpc class list\n"
+
+    # Keeping their files: the account goes, the files stay (the instructor's to hand back).
+    kept = classroom.as_learner(client, learners["learner28"])
+    assert kept.sh("echo mine > ~/course/notes.txt").rc == 0
+    r = cli("class", "remove", "learner28", "--keep-files", "--yes")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert client.root(f"stat -c %u {classroom.course_dir(f.shared, 'learner28')}/notes.txt").out == "2028\n"
+    assert client.root("! getent passwd learner28").rc == 0
+    client.root(f"rm -rf {classroom.home_dir(f.shared, 'learner28')}")
+
+    # A removal cut short: learner27 is leaving in class.json, but still has an account.
+    have, leaving = classroom._doc(RUN_DIR)
+    classroom._write(RUN_DIR, [x for x in have if x.name != "learner27"],
+                     [*leaving, classroom.Leaving("learner27", learners["learner27"].uid, False)])
+    assert "learner27" in classroom.known()
+    r = cli("class", "remove", "learner27", "--yes")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "learner27" not in classroom.known()
+    assert client.root("! getent passwd learner27 && test ! -e "
+                       f"{classroom.home_dir(f.shared, 'learner27')}").rc == 0
