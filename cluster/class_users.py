@@ -32,7 +32,7 @@ import json
 import os
 import pwd
 import re
-import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -91,39 +91,68 @@ def read() -> tuple[dict[str, tuple[int, str]], dict[str, tuple[int, bool]]]:
 
 
 def end_processes(uid: int) -> None:
-    """Every process of uid ended (real uid, as userdel counts them), or exit saying which remain."""
+    """Every process of uid ended (real uid, as userdel counts them), or exit saying which remain.
+    kill(-1) as the uid signals all of its processes in one call: a fork loop cannot outrun it."""
     deadline = time.monotonic() + END_WITHIN_S
     while subprocess.run(["pgrep", "-U", str(uid)], capture_output=True, check=False).returncode == 0:
         if time.monotonic() > deadline:
             left = subprocess.run(["pgrep", "-a", "-U", str(uid)], capture_output=True, text=True, check=False)
             sys.exit(f"class: uid {uid}'s processes outlived {END_WITHIN_S} s of SIGKILL: {left.stdout.strip()[:300]}")
-        subprocess.run(["pkill", "-KILL", "-U", str(uid)], check=False)
+        kill_all_as(uid)
         time.sleep(0.2)
 
 
-def remove_owned(uid: int, tops: list[str]) -> None:
-    """Whatever uid owns under tops (never following a link, never crossing a mount), removed."""
+def kill_all_as(uid: int) -> None:
+    """SIGKILL to every process of uid, sent as the uid itself: kill(-1) reaches all it may signal
+    (its own) under one lock, and spares the sender."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setgroups([])
+            os.setresgid(uid, uid, uid)
+            os.setresuid(uid, uid, uid)
+            os.kill(-1, signal.SIGKILL)
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+
+
+def unmount_own(uid: int) -> None:
+    """FUSE mounts the uid made (fusermount3 is setuid) detached: one whose daemon was killed would make
+    removing its mount point fail until the node restarts."""
+    with open("/proc/self/mounts") as f:
+        mounts = [line.split() for line in f]
+    for m in mounts:
+        if len(m) > 3 and m[2].startswith("fuse") and f"user_id={uid}" in m[3].split(","):
+            subprocess.run(["umount", "-l", m[1].replace("\\040", " ")], capture_output=True, check=False)
+
+
+def remove_owned(uids: list[int], tops: list[str]) -> None:
+    """Whatever the uids own under tops removed: one walk, never following a link, never crossing a mount,
+    each removal run from inside its directory (-execdir: a parent swapped for a link meanwhile is not
+    followed), entries vanishing meanwhile ignored. Exits if anything of theirs is left."""
     tops = [t for t in tops if os.path.isdir(t)]
-    if tops:
-        run("find", *tops, "-xdev", "-mindepth", "1", "-uid", str(uid), "-prune", "-exec", "rm", "-rf", "--", "{}",
-            "+")
-
-
-def remove_entry(parent: int, name: str) -> None:
-    """name under the directory descriptor parent gone, whatever it is (links removed, never followed)."""
-    try:
-        st = os.stat(name, dir_fd=parent, follow_symlinks=False)
-    except FileNotFoundError:
+    if not tops or not uids:
         return
-    if stat.S_ISDIR(st.st_mode):
-        shutil.rmtree(name, dir_fd=parent)  # fd-based: a link planted inside is removed, not followed
-    else:
-        os.unlink(name, dir_fd=parent)
+    owned = ["("] + [a for u in uids for a in ("-uid", str(u), "-o")][:-1] + [")"]
+    walk = ["find", *tops, "-xdev", "-ignore_readdir_race", "-mindepth", "1", *owned]
+    subprocess.run([*walk, "-prune", "-execdir", "rm", "-rf", "--", "{}", "+"], capture_output=True, check=False)
+    left = subprocess.run([*walk, "-print", "-quit"], capture_output=True, text=True, check=False).stdout
+    if left:
+        sys.exit(f"class: could not remove {left.strip()[:200]!r} (uid {', '.join(map(str, uids))})")
+
+
+def remove_path(path: Path) -> None:
+    """path gone, whatever it is. Only under root's directories (/scratch, /shared/class), where nobody else
+    can swap a parent; rm -rf walks without following links and without a depth limit."""
+    if path.is_symlink() or path.exists():
+        run("rm", "-rf", "--", str(path))
 
 
 def leave(name: str, uid: int) -> None:
-    """This node's part of a learner leaving."""
+    """This node's part of a learner leaving (their files in temp directories: remove_owned, after)."""
     end_processes(uid)
+    unmount_own(uid)
     try:
         pwd.getpwnam(name)
         run("userdel", "--remove", name)
@@ -136,12 +165,7 @@ def leave(name: str, uid: int) -> None:
         pass
     (KEYS / name).unlink(missing_ok=True)
     if SCRATCH.is_dir():
-        top = os.open(SCRATCH, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-        try:
-            remove_entry(top, name)
-        finally:
-            os.close(top)
-    remove_owned(uid, list(LOCAL_TEMP))
+        remove_path(SCRATCH / name)
 
 
 def class_dir() -> int:
@@ -149,7 +173,7 @@ def class_dir() -> int:
     found there (a user's directory or link made first) moved aside, never used."""
     top = os.open(SHARED, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     try:
-        for _ in range(3):
+        for attempt in range(5):
             try:
                 st = os.stat(GROUP, dir_fd=top, follow_symlinks=False)
             except FileNotFoundError:
@@ -159,8 +183,13 @@ def class_dir() -> int:
                     continue
             else:
                 if not (stat.S_ISDIR(st.st_mode) and st.st_uid == 0):
-                    aside = f"{GROUP}.moved-{int(time.time())}"
-                    os.rename(GROUP, aside, src_dir_fd=top, dst_dir_fd=top)
+                    # A name nobody can have made ahead (a user could fill any name they can predict).
+                    aside = f"{GROUP}.moved-{int(time.time())}-{os.urandom(6).hex()}"
+                    try:
+                        os.rename(GROUP, aside, src_dir_fd=top, dst_dir_fd=top)
+                    except OSError as e:
+                        say(f"could not move aside {SHARED}/{GROUP} (uid {st.st_uid}'s): {e} (attempt {attempt + 1})")
+                        continue
                     say(f"moved aside {SHARED}/{GROUP}, made by uid {st.st_uid}, to {SHARED}/{aside}")
                     continue
             try:
@@ -191,18 +220,20 @@ def login(want: dict[str, tuple[int, str]], leaving: dict[str, tuple[int, bool]]
         if not path.exists() or path.read_text() != key + "\n":
             path.write_text(key + "\n")
             path.chmod(0o644)
+    if not want and not leaving:
+        return  # no class: /shared/class is nobody's business yet
     if not os.path.ismount(SHARED):
         sys.exit(f"class: {SHARED} is not mounted: the learners' directories need it")
     fd = class_dir()
     try:
         for name, (uid, _) in want.items():
             os.close(own_dir(fd, name, uid, uid))
-        for name, (uid, keep) in leaving.items():
-            if not keep:
-                remove_entry(fd, name)
-                remove_owned(uid, [str(SHARED)])
     finally:
         os.close(fd)
+    going = {name: uid for name, (uid, keep) in leaving.items() if not keep}
+    for name in going:
+        remove_path(SHARED / GROUP / name)
+    remove_owned(list(going.values()), [str(SHARED)])
 
 
 def main(argv: list[str]) -> int:
@@ -221,6 +252,7 @@ def main(argv: list[str]) -> int:
         for name, uid in sorted(gone.items()):
             leave(name, uid)
             say(f"removed {name}")
+        remove_owned(sorted(set(gone.values())), list(LOCAL_TEMP))
         for name, (uid, _) in sorted(want.items()):
             if have.get(name) != uid:
                 if name in have:
@@ -234,10 +266,10 @@ def main(argv: list[str]) -> int:
                 say(f"made {name} (uid {uid})")
             home = Path(pwd.getpwnam(name).pw_dir)
             os.chmod(home, 0o700)
-            course = home / "course"
-            if not course.is_symlink() and not course.exists():  # a learner's own ~/course is theirs
-                os.symlink(SHARED / GROUP / name / "course", course)
-                os.lchown(course, uid, uid)
+            try:  # root's link in their home (theirs to remove); a ~/course of their own is left alone
+                os.symlink(SHARED / GROUP / name / "course", home / "course")
+            except FileExistsError:
+                pass
         if argv == ["--login"]:
             login(want, leaving)
         if SCRATCH.is_dir() and os.path.ismount(SCRATCH):

@@ -62,6 +62,7 @@ StoragePort=3306
 StorageUser=slurm
 StoragePass=${pw}
 StorageLoc=slurm_acct_db
+PrivateData=jobs,usage
 CONF
   umask 022
   chown slurm:slurm /etc/slurm/slurmdbd.conf
@@ -69,6 +70,9 @@ CONF
   wait_for "MariaDB on db:3306" bash -c 'exec 3<>/dev/tcp/db/3306'
   # A restarted container keeps /run: the marker must be earned again.
   rm -f /run/minihpc-accounting.done
+  # The class's learners by name and uid before slurmdbd resolves them: with PrivateData, a user
+  # whose uid it never learned is shown none of their own jobs by sacct.
+  minihpc-class || log "error: the class's learners could not be made here; minihpc class add N says why"
   slurmdbd -D &
   local pid=$!
   wait_for "slurmdbd to answer" sacctmgr -n list cluster
@@ -96,7 +100,8 @@ run_slurmctld() {
       python3 /usr/local/lib/minihpc/accounting.py --applied "$CONF_SRC/accounting.json"
   fi
   # The class's learners (minihpc class), by name: squeue and sacct show names, not uids.
-  minihpc-class || die "could not make the class's learners (minihpc-class)"
+  # A class that cannot be made (a user's doing, perhaps) must not keep the node down: said, not fatal.
+  minihpc-class || log "error: the class's learners could not be made here; minihpc class add N says why"
   exec slurmctld -D -i
 }
 
@@ -175,7 +180,8 @@ run_slurmd() {
   link_gpus
   prepare_scratch
   prepare_homes
-  minihpc-class || die "could not make the class's learners (minihpc-class)"
+  # A class that cannot be made (a user's doing, perhaps) must not keep the node down: said, not fatal.
+  minihpc-class || log "error: the class's learners could not be made here; minihpc class add N says why"
   start_nfs
   wait_for "slurmctld to answer" scontrol ping
   exec slurmd -D
@@ -210,7 +216,7 @@ run_login() {
   prepare_homes
   start_nfs
   # The learners' keys and /shared directories too: after the mount, before sshd.
-  minihpc-class --login || die "could not make the class's learners (minihpc-class)"
+  minihpc-class --login || log "error: the class's learners could not be made here; minihpc class add N says why"
   start_sshd
   wait_for "slurmctld to answer" scontrol ping
   log "login node ready"

@@ -151,7 +151,10 @@ def check_port(t: Topology) -> None:
 
 
 def _port_free(port: int, address: str = "127.0.0.1") -> bool:
+    """Nothing listens on address:port. SO_REUSEADDR, as Docker's own proxy binds: connections
+    the cluster's sshd just closed (TIME_WAIT, a minute after `down`) hold nothing."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((address, port))
         except OSError:

@@ -71,7 +71,9 @@ def start(cluster: Cluster, minutes: float, leave: int = 1) -> Load:
 def running(cluster: Cluster) -> list[dict[str, str]]:
     """The load's queued and running tasks (squeue), one dict each."""
     fields = ("JobID", "State", "Reason", "NodeList")
-    r = cluster.sh(f"squeue -h -u {cluster.facts.other_user} -n {JOB_NAME} -r -o '%i|%T|%r|%N'")
+    # As their owner: each user sees only their own jobs (PrivateData).
+    r = cluster.sh(f"squeue -h -u {cluster.facts.other_user} -n {JOB_NAME} -r -o '%i|%T|%r|%N'",
+                   user=cluster.facts.other_user)
     if r.rc != 0:
         raise MinihpcError(f"squeue failed: {r.out.strip()}", "is the cluster up? minihpc status")
     return parse_sacct(r.out, fields)

@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from minihpc import RUN_DIR, policy
+from minihpc import PROOF_DIR, RUN_DIR, policy
 from minihpc.cluster import Cluster
 from minihpc.errors import BadInput, MinihpcError
 from minihpc.files import replace, write_if_changed
@@ -56,6 +56,8 @@ class Learner:
     name: str
     uid: int
     key: str  # the public key sshd admits them by
+    # When they joined (the cluster's clock, sacct's form): an earlier learner of that name's jobs are not theirs.
+    added: str = ""
 
 
 @dataclass(frozen=True)
@@ -152,9 +154,12 @@ def check_names(words: list[str], known: list[str]) -> list[str]:
     return list(dict.fromkeys(words))
 
 
-def _keygen(run_dir: Path, learner: str) -> str:
-    """The learner's key pair, made once (again if half of it is missing): the public key."""
+def _keygen(run_dir: Path, learner: str, fresh: bool = False) -> str:
+    """The learner's key pair, made once (again if half of it is missing, or `fresh`: a learner new
+    to the class never gets a key an earlier one of that name had): the public key."""
     d = key_dir(run_dir, learner)
+    if fresh:
+        shutil.rmtree(d, ignore_errors=True)
     d.parent.mkdir(mode=0o700, exist_ok=True)
     d.mkdir(mode=0o700, exist_ok=True)
     key = d / "id_ed25519"
@@ -172,16 +177,19 @@ def _failed(what: str, r, node: str) -> MinihpcError:
 
 
 def apply(client: Cluster) -> None:
-    """Every node's accounts made as class.json lists them (cluster/class_users.py), side by side:
-    the controller's and compute nodes' accounts, and the login node's keys and /shared directories."""
+    """Every node's accounts made as class.json lists them (cluster/class_users.py): the controller's
+    and compute nodes' side by side, then the login node's, with the keys and /shared: a leaving
+    learner's processes are gone everywhere before their files on /shared are removed."""
     f = client.facts
-    services = [s for s in f.slurm_services if s != "slurmdbd"]  # the database needs no users
+    # slurmdbd too: it learns each user's uid from its own accounts (sacct shows a learner their jobs by it).
+    nodes = [s for s in f.slurm_services if s != f.login]
 
     def one(s: str):
-        return s, client.root("minihpc-class --login" if s == f.login else "minihpc-class", node=s, timeout=180)
+        return s, client.root("minihpc-class --login" if s == f.login else "minihpc-class", node=s, timeout=300)
 
-    with ThreadPoolExecutor(len(services)) as pool:
-        done = list(pool.map(one, services))
+    with ThreadPoolExecutor(len(nodes)) as pool:
+        done = list(pool.map(one, nodes))
+    done.append(one(f.login))
     failed = [(s, r) for s, r in done if r.rc != 0]
     if failed:
         s, r = failed[0]
@@ -208,22 +216,31 @@ def as_learner(client: Cluster, learner: Learner) -> Cluster:
                                        lab_account=ACCOUNT), client.transport)
 
 
-def add(client: Cluster, n: int, host_mb: int | None, run_dir: Path = RUN_DIR) -> list[Learner]:
+def add(client: Cluster, n: int, host_mb: int | None, run_dir: Path = RUN_DIR,
+        proof_dir: Path = PROOF_DIR) -> list[Learner]:
     """learner01..learnerNN in the class (those missing made, every one's
     accounts, association, directories and course seen to); the ones made."""
-    from minihpc.course.labctl import course_files
+    from minihpc.course.labctl import Labs
 
     check_count(n, host_mb)
     with _locked(run_dir):
         have, leaving = _doc(run_dir)
         names = {x.name for x in have}
-        new = [Learner(name(i), FIRST_UID + i - 1, _keygen(run_dir, name(i)))
+        unfinished = [x.name for x in leaving if x.name in {name(i) for i in range(1, n + 1)}]
+        if unfinished:
+            raise BadInput(f"{', '.join(unfinished)}: a removal was cut short, and is not finished",
+                           f"finish it first: minihpc class remove {' '.join(unfinished)} --yes")
+        joined = client.now() if len(names) < n else ""
+        new = [Learner(name(i), FIRST_UID + i - 1, _keygen(run_dir, name(i), fresh=True), joined)
                for i in range(1, n + 1) if name(i) not in names]
-        learners = [*have, *new]
+        for x in new:  # a learner new to the class starts with no proofs
+            shutil.rmtree(proof_dir / "class" / x.name, ignore_errors=True)
+        # Each one's key as it is on the host (made again if it went missing: handed out again).
+        learners = [*(dataclasses.replace(x, key=_keygen(run_dir, x.name)) for x in have), *new]
         hosts = known_hosts(client.facts, run_dir)
         for x in learners:  # beside each key: what their ssh checks the login node by
             replace(key_dir(run_dir, x.name) / "known_hosts", hosts)
-        _write(run_dir, learners, [x for x in leaving if x.name not in {y.name for y in new}])
+        _write(run_dir, learners, leaving)
         apply(client)
         _accounting(client, run_dir)
         f = client.facts
@@ -234,17 +251,20 @@ def add(client: Cluster, n: int, host_mb: int | None, run_dir: Path = RUN_DIR) -
         missing = set(r.out.split())
 
         def course(x: Learner) -> None:
-            if course_dir(f.shared, x.name) in missing:
-                r = as_learner(client, x).put(course_dir(f.shared, x.name), course_files())
-                if r.rc != 0:
-                    raise _failed(f"copying the course for {x.name}", r, f.login)
+            if course_dir(f.shared, x.name) in missing:  # laid out as a lab is, its profiles in their account
+                try:
+                    Labs(as_learner(client, x), workroot=home_dir(f.shared, x.name)).lab("course").reset()
+                except RuntimeError as e:
+                    raise MinihpcError(f"laying out the course for {x.name} failed: {str(e)[-300:]}",
+                                       f"see minihpc logs {f.login}, then run minihpc class add again") from None
 
         with ThreadPoolExecutor(4) as pool:
             list(pool.map(course, learners))
     return new
 
 
-def remove(client: Cluster, names: list[str], keep_files: bool, run_dir: Path = RUN_DIR) -> None:
+def remove(client: Cluster, names: list[str], keep_files: bool, run_dir: Path = RUN_DIR,
+           proof_dir: Path = PROOF_DIR) -> None:
     """The learners named out of the class: no more jobs (submission blocked,
     then their jobs cancelled), their association, accounts, homes, scratch,
     leftovers in node temp directories and (unless keep_files) everything
@@ -253,25 +273,162 @@ def remove(client: Cluster, names: list[str], keep_files: bool, run_dir: Path = 
         have, leaving = _doc(run_dir)
         names = check_names(names, known(run_dir))
         uids = {x.name: x.uid for x in [*have, *leaving]}
+        kept = {x.name for x in leaving if x.keep_files}  # asked once, kept when the removal is finished
+        for x in names:  # their key first: whatever else is cut short, it logs in nobody again
+            shutil.rmtree(key_dir(run_dir, x), ignore_errors=True)
+            shutil.rmtree(proof_dir / "class" / x, ignore_errors=True)
         f = client.facts
         users, ids = ",".join(names), " ".join(str(uids[x]) for x in names)
-        # By uid: a name the nodes have already forgotten still cancels.
+        # Their jobs found by uid (a name the nodes have already forgotten is still a uid in the queue) and
+        # cancelled by id, again each second until none is left: a job ending meanwhile is no error.
         r = client.root(
-            f"sacctmgr -i modify user where name={users} set MaxSubmitJobs=0 >/dev/null 2>&1; "
-            f"for u in {ids}; do scancel -u $u || exit 1; done; "
+            f"out=$(sacctmgr -i modify user where name={users} set MaxSubmitJobs=0 2>&1) || "
+            f"case $out in *'Nothing modified'*|*\"didn't affect anything\"*) ;; *) echo \"$out\"; exit 1 ;; esac; "
             f"left() {{ squeue -h -o '%U %i' | awk -v ids=' {ids} ' 'index(ids, \" \" $1 \" \") {{print $2}}'; }}; "
-            f"for i in $(seq {CANCEL_WAIT_S}); do [ -z \"$(left)\" ] && break; sleep 1; done; "
+            f"for i in $(seq {CANCEL_WAIT_S}); do j=$(left); [ -z \"$j\" ] && break; scancel $j 2>/dev/null; sleep 1; "
+            "done; "
             f"j=$(left); [ -z \"$j\" ] || {{ echo \"jobs still in the queue after {CANCEL_WAIT_S} s:\" $j; exit 1; }}; "
             f"out=$(sacctmgr -i delete user name={users} 2>&1) || "
-            f"case $out in *'Nothing deleted'*) ;; *) echo \"$out\"; exit 1 ;; esac",
+            f"case $out in *'Nothing deleted'*|*\"didn't affect anything\"*) ;; *) echo \"$out\"; exit 1 ;; esac",
             node=f.login, timeout=CANCEL_WAIT_S + 120)
         if r.rc != 0:
             raise _failed("ending the learners' jobs and associations", r, "slurmctld")
         staying = [x for x in have if x.name not in names]
-        going = [x for x in leaving if x.name not in names] + [Leaving(x, uids[x], keep_files) for x in names]
+        going = [x for x in leaving if x.name not in names] + [Leaving(x, uids[x], keep_files or x in kept)
+                                                               for x in names]
         _write(run_dir, staying, going)
         write_if_changed(run_dir / "etc" / "accounting.json", accounting_json(run_dir))
         apply(client)
         _write(run_dir, staying, [x for x in going if x.name not in names])
-        for x in names:
-            shutil.rmtree(key_dir(run_dir, x), ignore_errors=True)
+
+
+# The instructor's view (minihpc class status, minihpc class check).
+
+# Job states that ended well; any other end (FAILED, TIMEOUT, OUT_OF_MEMORY, CANCELLED ...) did not.
+DONE_WELL = "COMPLETED"
+# What of a learner's last Snakemake log is read for its first error, from its end.
+LOG_TAIL_BYTES = 65536
+ERROR = re.compile(r"\b\w*(Error|Exception)\b")
+
+
+def proven_file(proof_dir: Path, learner: str) -> Path:
+    """Each core's last result for a learner, kept on the host (learners cannot write it): {core: record}."""
+    return proof_dir / "class" / learner / "proven.json"
+
+
+def proven(proof_dir: Path, learner: str) -> dict[str, dict]:
+    path = proven_file(proof_dir, learner)
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def check(client: Cluster, learner: Learner, names: list[str], proof_dir: Path) -> list:
+    """The course's cores that need no root, run as the learner in labs of
+    their own (/shared/class/NAME/labs/), their proofs and evidence in
+    proof_dir/class/NAME/ and each core's result kept (proven_file); the checks."""
+    from minihpc import course
+    from minihpc.course.labctl import Labs
+
+    own = proof_dir / "class" / learner.name
+    labs = Labs(as_learner(client, learner), None, own, workroot=f"{home_dir(client.facts.shared, learner.name)}/labs")
+    checks = []
+    for core in names:
+        print(f"running {core} as {learner.name} ...", flush=True)
+        p = course.unprivileged(core, labs)
+        checks.extend(p.checks)
+        record = proven(proof_dir, learner.name)
+        record[core] = {"ok": not p.failed, "checks": len(p.checks), "passed": len(p.checks) - len(p.failed),
+                        "at": client.now()}
+        own.mkdir(parents=True, exist_ok=True)
+        replace(proven_file(proof_dir, learner.name), json.dumps(record, indent=1, sort_keys=True) + "\n")
+    return checks
+
+
+def printable(text: str, width: int = 70) -> str:
+    """A learner's text for the instructor's terminal: no control characters (a log may carry escapes), one line."""
+    clean = "".join(c if c.isprintable() else " " for c in text).strip()
+    return clean if len(clean) <= width else clean[:width - 3] + "..."
+
+
+def status(client: Cluster, proof_dir: Path, run_dir: Path = RUN_DIR) -> list[dict[str, str]]:
+    """Per learner: jobs running, pending (with reasons) and finished (how
+    many not well), the cores proven (their proof records), and the first
+    error of their last Snakemake run (its newest log under their directory)."""
+    import secrets
+    from collections import Counter, defaultdict
+
+    learners = read(run_dir)
+    f = client.facts
+    mark = f"--{secrets.token_hex(8)}--"  # what no learner's file can hold by chance or design
+    r = client.root(f"squeue -h -a -o '%u|%T|%r'; echo {mark}; "
+                    f"sacct -a -X -n -P -S 2000-01-01 -o User,State,Submit; "
+                    f"echo {mark}; find {f.shared}/{GROUP} -xdev -mindepth 2 -type f "
+                    "-path '*/.snakemake/log/*.snakemake.log' -printf '%T@ %P\\0'", node=f.login, timeout=120)
+    parts = r.out.split(mark + "\n")
+    if r.rc != 0 or len(parts) != 3:
+        raise MinihpcError(f"reading the queue, the accounting and the learners' logs failed: {r.out[-300:]}",
+                           "see minihpc status")
+    running, pending, reasons = Counter(), Counter(), defaultdict(Counter)
+    for line in parts[0].splitlines():
+        user, state, reason = (line.split("|") + ["", ""])[:3]
+        if state == "RUNNING":
+            running[user] += 1
+        elif state == "PENDING":
+            pending[user] += 1
+            reasons[user][reason] += 1
+    finished, failed = Counter(), Counter()
+    joined = {x.name: x.added for x in learners}
+    for line in parts[1].splitlines():
+        user, state, submit = (line.split("|") + ["", ""])[:3]
+        if user in joined and submit >= joined[user] and state not in ("RUNNING", "PENDING", "REQUEUED", "SUSPENDED"):
+            finished[user] += 1  # (an earlier learner of the name, before this one joined, is not counted)
+            failed[user] += not state.startswith(DONE_WELL)
+    newest: dict[str, tuple[float, str]] = {}
+    for entry in parts[2].split("\0"):
+        when, _, rel = entry.partition(" ")
+        owner = rel.split("/", 1)[0]
+        if rel and owner in {x.name for x in learners}:
+            try:
+                t = float(when)
+            except ValueError:
+                continue
+            if t > newest.get(owner, (-1.0, ""))[0]:
+                newest[owner] = (t, rel)
+    errors = _first_errors(client, {n: f"{f.shared}/{GROUP}/{rel}" for n, (_, rel) in newest.items()}, mark)
+    rows = []
+    for x in learners:
+        record = proven(proof_dir, x.name)
+        why = ", ".join(f"{k or 'None'}" for k, _ in reasons[x.name].most_common(3))
+        rows.append({"name": x.name, "running": str(running[x.name]),
+                     "pending": f"{pending[x.name]} ({why})" if pending[x.name] else "0",
+                     "finished": f"{finished[x.name]} ({failed[x.name]} not ok)" if failed[x.name]
+                     else str(finished[x.name]),
+                     "proven": " ".join(c for c, v in sorted(record.items()) if v.get("ok")) or "-",
+                     "failing": " ".join(c for c, v in sorted(record.items()) if not v.get("ok")) or "-",
+                     "error": errors.get(x.name, "-") if x.name in newest else "(no run yet)"})
+    return rows
+
+
+def _first_errors(client: Cluster, logs: dict[str, str], mark: str) -> dict[str, str]:
+    """{learner: the first line naming an error in the end of their log, or "-"}, read as root in one command."""
+    if not logs:
+        return {}
+    f = client.facts
+    # A log swapped for a pipe meanwhile must not hang the instructor's view.
+    script = "; ".join(f"echo {mark}{n}; timeout 5 tail -c {LOG_TAIL_BYTES} -- {shlex.quote(p)}"
+                       for n, p in logs.items())
+    r = client.root(script, node=f.login, timeout=120)
+    return {who: first_error(text) for who, _, text in (c.partition("\n") for c in r.out.split(mark)[1:])}
+
+
+def first_error(log: str) -> str:
+    """What a Snakemake log says went wrong first: its "Error in rule X" if any, else the first line
+    naming an error (with the line after, if it ends in a colon); "-" if none."""
+    lines = [ln.strip() for ln in log.splitlines() if ln.strip()]
+    rule = next((ln for ln in lines if ln.startswith("Error in rule")), None)
+    if rule is not None:
+        return printable(rule)
+    at = next((i for i, ln in enumerate(lines) if ERROR.search(ln)), None)
+    if at is None:
+        return "-"
+    said = lines[at] + (f" {lines[at + 1]}" if lines[at].endswith(":") and at + 1 < len(lines) else "")
+    return printable(said)

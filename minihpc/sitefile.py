@@ -208,9 +208,11 @@ def _checked(p: Path, v: dict[str, Any]) -> Site:
 
 
 def known_hosts(facts: Facts, run_dir: Path) -> str:
-    """A known_hosts line for this machine's own login node: the host key the cluster was made with."""
-    host_pub = run_dir / "secrets" / "ssh_host_ed25519_key.pub"
-    return f"[127.0.0.1]:{facts.ssh_port} {' '.join(host_pub.read_text().split()[:2])}\n"
+    """known_hosts for this machine's own login node: the host key the cluster was made with, at
+    127.0.0.1 and at the address it is published on beside it, if one (SSH_ADDRESS)."""
+    key = " ".join((run_dir / "secrets" / "ssh_host_ed25519_key.pub").read_text().split()[:2])
+    hosts = ["127.0.0.1"] + ([facts.ssh_address] if facts.ssh_address not in ("127.0.0.1", "0.0.0.0") else [])
+    return "".join(f"[{h}]:{facts.ssh_port} {key}\n" for h in hosts)
 
 
 def write_local(facts: Facts, run_dir: Path) -> Path:

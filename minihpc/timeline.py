@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from minihpc.cluster import Cluster
+from minihpc.cluster import ROOT_USER, Cluster
 from minihpc.errors import BadInput, MinihpcError
 
 FIELDS = ("JobID", "JobName", "User", "Comment", "NodeList", "AllocCPUS", "Submit", "Start", "End", "State")
@@ -112,7 +112,9 @@ def select(cluster: Cluster, run: str | None = None, since: str | None = None, u
         lo = min(r["Submit"] for r in rows)
         hi = max((r["End"] for r in rows if stamp(r["End"])), default=None)
         mine = {r["JobID"] for r in rows}
-        rows += [r for r in cluster.sacct(lo, FIELDS, until=hi, all_users=True) if r["JobID"] not in mine]
+        # Everyone's: root's view (each user sees only their own jobs: PrivateData).
+        rows += [r for r in cluster.sacct(lo, FIELDS, until=hi, all_users=True, user=ROOT_USER)
+                 if r["JobID"] not in mine]
     bars = [Bar(r["JobID"], r["User"], _rule(r["Comment"], r["User"], f.lab_user), r["NodeList"],
                 int(r["AllocCPUS"] or 1), stamp(r["Submit"]) or 0.0, stamp(r["Start"]), stamp(r["End"]),
                 r["State"].split()[0]) for r in rows]

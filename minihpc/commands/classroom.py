@@ -4,34 +4,46 @@ from __future__ import annotations
 
 import argparse
 
-from minihpc import classroom
+from minihpc import PROOF_DIR, classroom
 
 
-def _count(raw: str) -> int:
+def count_arg(raw: str) -> int:
     if not raw.lstrip("-").isdigit():
         raise argparse.ArgumentTypeError(f"{raw!r} is not a number of learners")
     return int(raw)
 
 
 def add(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("class", help="a class of learners: an account each (add, list, remove)",
+    p = sub.add_parser("class", help="a class of learners: an account each (add, list, status, check, remove)",
                        description="add N: learner01..learnerNN on every node (the same uid everywhere), each with "
                                    "a home (0700), /shared/class/NAME (0700) holding the course (~/course), a SLURM "
                                    f"association under the {classroom.ACCOUNT} account (the lab user's QOS, fair share "
                                    "among them) and an SSH key of their own for the login node, written for the "
-                                   "instructor to hand out. list: who, and how to log in. remove: their jobs, "
+                                   "instructor to hand out. list: who, and how to log in. status: each one's jobs, "
+                                   "proven cores and last error. check: the course's proofs as a learner. "
+                                   "remove: their jobs, "
                                    "accounts, homes, scratch, temporary files and (unless --keep-files) their "
                                    "files on /shared. "
                                    "A command cut short (a node down) is finished by running it again.",
                        epilog="examples:\n  minihpc class add 30\n  minihpc class list\n"
+                              "  minihpc class status\n  minihpc class check learner07 core1\n"
                               "  minihpc class remove learner07\n  minihpc class remove --all --yes",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB")
     s = verbs.add_parser("add", help="learner01..learnerNN in the class (those missing made)")
-    s.add_argument("count", type=_count, metavar="N", help=f"how many learners, 1 to {classroom.MAX_NAMES} (and what "
-                                                           "the host holds)")
+    s.add_argument("count", type=count_arg, metavar="N",
+                   help=f"how many learners, 1 to {classroom.MAX_NAMES} (and what the host holds)")
     s.set_defaults(run=add_learners)
     verbs.add_parser("list", help="the learners, their keys and how each logs in").set_defaults(run=list_learners)
+    verbs.add_parser("status", help="per learner: jobs running, pending (why) and finished, the cores proven, the "
+                                    "last error").set_defaults(run=class_status)
+    s = verbs.add_parser("check", help="run the course's proofs as a learner, in labs of their own",
+                         description="Run the course's cores that need no root (default: all of them) as the "
+                                     "learner, in /shared/class/NAME/labs/, with their proofs and evidence in "
+                                     f"{PROOF_DIR / 'class'}/NAME/; minihpc class status shows what each has proven.")
+    s.add_argument("learner", metavar="LEARNER", help="e.g. learner07")
+    s.add_argument("cores", nargs="*", metavar="CORE", help="cores to run (default: all that need no root)")
+    s.set_defaults(run=class_check)
     s = verbs.add_parser("remove", help="learners out of the class (asks first)")
     s.add_argument("names", nargs="*", metavar="NAME", help="learners to remove (e.g. learner07)")
     s.add_argument("--all", action="store_true", help="every learner")
@@ -41,17 +53,22 @@ def add(sub: argparse._SubParsersAction) -> None:
 
 
 def add_learners(a: argparse.Namespace) -> int:
-    from minihpc import RUN_DIR
     from minihpc.bringup import host_memory_mb
-    from minihpc.cluster import Cluster
 
     host_mb = host_memory_mb()
     classroom.check_count(a.count, host_mb)  # before the cluster is asked anything
-    client = Cluster.local()
-    new = classroom.add(client, a.count, host_mb)
+    added(a.count, host_mb)
+    return 0
+
+
+def added(count: int, host_mb: int | None) -> None:
+    """learner01..learner<count> in the class of this machine's cluster, and what was done said."""
+    from minihpc import RUN_DIR
+    from minihpc.cluster import Cluster
+
+    new = classroom.add(Cluster.local(), count, host_mb)
     print(f"class: {len(new)} learner(s) added, {len(classroom.read())} in the class; their keys are in "
           f"{RUN_DIR / 'class'}/NAME/id_ed25519 (minihpc class list)")
-    return 0
 
 
 def list_learners(a: argparse.Namespace) -> int:
@@ -90,3 +107,35 @@ def remove_learners(a: argparse.Namespace) -> int:
     classroom.remove(Cluster.local(), names, a.keep_files)
     print(f"class: removed {len(names)} learner(s); {len(classroom.read())} left")
     return 0
+
+
+def class_status(a: argparse.Namespace) -> int:
+    from minihpc.cluster import Cluster
+    from minihpc.commands.status import table
+
+    if not classroom.read():
+        print("class: no learners (minihpc class add N)")
+        return 0
+    rows = classroom.status(Cluster.local(), PROOF_DIR)
+    print(table(rows, [("LEARNER", "name"), ("RUNNING", "running"), ("PENDING (WHY)", "pending"),
+                       ("FINISHED", "finished"), ("PROVEN", "proven"), ("NOT YET", "failing"),
+                       ("LAST RUN'S FIRST ERROR", "error")]))
+    return 0
+
+
+def class_check(a: argparse.Namespace) -> int:
+    from minihpc import course
+    from minihpc.cluster import Cluster
+    from minihpc.errors import BadInput
+    from minihpc.proofs import table, verdict, write_evidence
+
+    learners = {x.name: x for x in classroom.read()}
+    name = classroom.check_names([a.learner], list(learners))[0]
+    for core in a.cores:
+        if core not in course.SITE_CORES:
+            raise BadInput(f"{core[:40]!r} is not a core a learner can run",
+                           f"choose from {', '.join(course.SITE_CORES)} (the others need root or faults)")
+    checks = classroom.check(Cluster.local(), learners[name], list(dict.fromkeys(a.cores)) or list(course.SITE_CORES),
+                             PROOF_DIR)
+    print(table(checks))
+    return verdict(checks, write_evidence(checks, PROOF_DIR / "class" / name))

@@ -53,7 +53,7 @@ def status(a: argparse.Namespace) -> int:
     client = Cluster.local()
     f, login = client.facts, client.facts.login
     others = [n for n in containers.clusters() if n != NAME]
-    print(f"\ncluster {NAME} (state {RUN_DIR}; ssh -p {f.ssh_port} {f.lab_user}@{f.ssh_address}; subnet {f.subnet})"
+    print(f"\ncluster {NAME} (state {RUN_DIR}; ssh -p {f.ssh_port} {f.lab_user}@127.0.0.1; subnet {f.subnet})"
           + (f"; other minihpc clusters here: {', '.join(others)} (MINIHPC_CLUSTER=NAME)" if others else ""))
     print(f"\n{site_lines(f)}")
     try:

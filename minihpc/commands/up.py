@@ -6,6 +6,7 @@ import argparse
 import os
 
 from minihpc import bringup, policy, releases, stacks
+from minihpc.commands.classroom import added, count_arg
 from minihpc.topology import DEFAULTS, MAX_NODES
 
 # up's sizing flags: the environment knob each overrides, and what it sizes.
@@ -57,6 +58,8 @@ def add(sub: argparse._SubParsersAction) -> None:
                                     for r in releases.RELEASES.values())
                         + f" (default {releases.DEFAULT}, or the running cluster's; env SLURM_RELEASE)")
     add_stack_flags(p)
+    p.add_argument("--learners", metavar="N", type=count_arg, default=None,
+                   help="then a class of N learners on it (as minihpc class add N does)")
     p.set_defaults(run=up)
 
 
@@ -94,5 +97,11 @@ def up(a: argparse.Namespace) -> int:
         env["PUBLISH_SSH"] = "yes"
     if a.nfs_profile is not None:
         env["NFS_PROFILE"] = a.nfs_profile
+    host_mb = bringup.host_memory_mb()
+    if a.learners is not None:
+        from minihpc import classroom
+        classroom.check_count(a.learners, host_mb)  # with the rest, before anything starts
     bringup.run(bringup.plan(given(a, given(a, env, TEXT_KNOBS))))  # everything checked before anything starts
+    if a.learners is not None:
+        added(a.learners, host_mb)
     return 0

@@ -9,6 +9,7 @@ a site's over SSH (`minihpc site check`). Used by `make lab`, `make core*`,
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from minihpc import PROOF_DIR, ROOT, proofs
 from minihpc.cluster import Cluster, Result, Running
-from minihpc.facts import LAB_USER
+from minihpc.facts import LAB_ACCOUNT, LAB_USER
 from minihpc.sitefile import Site
 
 __all__ = ["LAB_USER", "Lab", "Labs", "Result", "Running", "now_stamp", "sacct_jobs"]
@@ -41,6 +42,9 @@ class Labs:
     client: Cluster
     site: Site | None = None
     proof_dir: Path = PROOF_DIR
+    # Where the labs' directories are: the shared filesystem's top (the lab
+    # user's), or a directory of the user's own (a learner's, minihpc class check).
+    workroot: str | None = None
 
     def lab(self, name: str) -> Lab:
         return Lab(self, name)
@@ -64,7 +68,7 @@ class Lab:
 
     @property
     def workdir(self) -> str:
-        return f"{self.client.facts.shared}/{self.name}"
+        return f"{self.labs.workroot or self.client.facts.shared}/{self.name}"
 
     def sh(self, cmd: str, service: str | None = None, timeout: float = 900, user: str | None = None) -> Result:
         """Run a bash command in the workdir (as the lab user unless told); stdout+stderr merged."""
@@ -86,15 +90,17 @@ class Lab:
         return self.sh(f"snakemake {args}", timeout=timeout)
 
     def reset(self) -> None:
-        """A clean lab: the workflows and the profiles, nothing else."""
+        """A clean lab: the workflows and the profiles, nothing else; the
+        profiles made for the site, or for a user of another account (a learner's)."""
         r = self.client.put(self.workdir, course_files(), fresh=True)
         if r.rc != 0:
             raise RuntimeError(f"could not lay out {self.workdir}: {r.out}")
-        site = self.labs.site
-        if site:
+        site, account = self.labs.site, self.client.facts.lab_account
+        if site or account != LAB_ACCOUNT:
             for profile in sorted((ROOT / "profiles").glob("*/config.yaml")):
                 rel = profile.relative_to(ROOT)
-                text = site.profile(profile.read_text())
+                text = site.profile(profile.read_text()) if site else re.sub(
+                    r"^(\s+slurm_account:) .*$", rf"\g<1> {account}", profile.read_text(), flags=re.M)
                 w = self.client.sh(f"cat > {shlex.quote(str(rel))}", workdir=self.workdir, stdin=text.encode())
                 if w.rc != 0:
                     raise RuntimeError(f"could not write {rel} in {self.workdir}: {w.out}")

@@ -71,6 +71,8 @@ CASES = [  # (environment, arguments, what stderr says)
     ({}, ["class", "remove", "x;id", "--yes"], "'x;id' is not a learner's name"),
     ({}, ["class", "remove", "learner99", "--yes"], "learner99 is not in the class"),
     ({}, ["class", "add", "$(id)"], "argument N: '$(id)' is not a number of learners"),
+    ({}, ["class", "check", "learner01;id"], "'learner01;id' is not a learner's name"),
+    ({}, ["class", "check", "learner98", "core1"], "learner98 is not in the class"),
     ({}, ["nfs", "set", "nope"], "no NFS profile 'nope'; choose one of: off"),
     ({}, ["nfs", "set", "off", "--set", "delay"], "--set 'delay': use key=value, e.g. --set delay=5"),
     ({}, ["nfs", "set", "off", "--set", "speed=9"], "unknown profile setting 'speed'; settable: acdirmax"),

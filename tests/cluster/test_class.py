@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import stat
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from support import cli, ssh_argv
 
-from minihpc import RUN_DIR, classroom
+from minihpc import PROOF_DIR, RUN_DIR, classroom
 from minihpc.cluster import Cluster as Client
 
 N = 30
@@ -127,34 +130,42 @@ def test_a_link_planted_where_the_learners_directories_go_is_never_followed(clie
 @pytest.mark.parametrize(("me", "other"), [*PAIRS, *((b, a) for a, b in PAIRS)])
 def test_a_learner_reaches_nothing_of_another(client: Client, learners, me: str, other: str) -> None:
     """As `me`: `other`'s home, /shared directory and a group-readable file in
-    /tmp unreadable and unwritable; their queued job not to cancel, hold,
-    release or change. Then `other` does the same to their own job: the
-    attempts were refused for who made them, not because they cannot work."""
+    /tmp unreadable and unwritable; their queued job not to see (queue,
+    accounting, priority, by id), cancel, hold or change. Then `other` does
+    the same to their own job: the attempts were refused for who made them,
+    not because they cannot work."""
     f = client.facts
     mine = classroom.home_dir(f.shared, other)
     as_other = classroom.as_learner(client, learners[other])
     job = as_other.sh(f"echo mine > ~/private.txt && echo mine > {mine}/private.txt && "
                       f"install -m 0660 /dev/null /tmp/{other}-group.txt && echo mine > /tmp/{other}-group.txt && "
-                      "sbatch --parsable --hold -t 5 -o /dev/null --wrap 'sleep 60'")
+                      "sbatch --parsable --begin=now+1hour -t 5 -o /dev/null --wrap 'sleep 60'")
     assert job.rc == 0, job.out
     job_id = job.out.split()[-1]
     try:
         as_me = classroom.as_learner(client, learners[me])
+        assert as_me.sh("id -un").out == f"{me}\n", "the attempts below are made, as the learner"
         attempts = (f"cat /home/{other}/private.txt", f"ls /home/{other}", f"cat {mine}/private.txt", f"ls {mine}",
                     f"touch {mine}/planted", f"cat /tmp/{other}-group.txt", f"echo x >> /tmp/{other}-group.txt",
-                    f"scancel {job_id}", f"scontrol release {job_id}",
+                    f"scancel {job_id}", f"scontrol hold {job_id}",
                     f"scontrol update JobId={job_id} TimeLimit=1", f"scontrol update JobId={job_id} Comment=mine")
         for attempt in attempts:
             r = as_me.sh(attempt)
             assert r.rc != 0, f"{me} could: {attempt}\n{r.out}"
         as_me.sh(f"scancel -u {other}")  # says nothing of another's jobs: judged by the state below
+        # Nor read it: not in the queue, the accounting or by id (PrivateData), though its owner sees it.
+        for look in ("squeue -h -a -o '%i %u'", "sacct -n -X -a -o JobID,User", "sprio -h -o '%i %u'",
+                     f"scontrol show job {job_id}"):
+            seen = as_me.sh(look).out
+            assert job_id not in seen.split() and other not in seen, f"{me} sees {other}'s job: {look}\n{seen}"
+        assert job_id in as_other.sh(f"scontrol show job {job_id}").out
         state = client.root(f"squeue -h -j {job_id} -o '%u %T %r %l %k'").out.split()
-        assert state[:4] == [other, "PENDING", "JobHeldUser", "5:00"] and "mine" not in state[4:], \
+        assert state[:4] == [other, "PENDING", "BeginTime", "5:00"] and "mine" not in state[4:], \
             f"{other}'s job was changed by {me}: {state}"
         assert client.root(f"test ! -e {mine}/planted && cat /tmp/{other}-group.txt").out == "mine\n"
         # The owner can: what was refused to `me` works on one's own job.
-        r = as_other.sh(f"scontrol update JobId={job_id} TimeLimit=1 Comment=mine && scontrol release {job_id} && "
-                        f"scancel {job_id}")
+        r = as_other.sh(f"scontrol update JobId={job_id} TimeLimit=1 Comment=mine && scontrol hold {job_id} && "
+                        f"scontrol release {job_id} && scancel {job_id}")
         assert r.rc == 0, r.out
     finally:
         as_other.sh(f"scancel {job_id}; rm -f ~/private.txt {mine}/private.txt /tmp/{other}-group.txt")
@@ -179,10 +190,75 @@ def test_a_second_add_finishes_what_the_first_left_undone(client: Client, learne
     r = cli("class", "add", str(N))
     assert r.returncode == 0 and f"class: 0 learner(s) added, {N} in the class" in r.stdout, r.stdout + r.stderr
     assert client.root("id -u learner06 && test -d /home/learner06", node=f.nodes[0]).out.split()[0] == "2006"
-    r = classroom.as_learner(client, learners["learner05"]).sh("ls ~/course")
+    r = classroom.as_learner(client, learners["learner05"]).sh("ls ~/course && grep -h slurm_account "
+                                                               "~/course/profiles/*/config.yaml")
     assert r.rc == 0 and "Snakefile" in r.out, r.out
+    assert r.out.split("\n")[-3:] == [f"  slurm_account: {classroom.ACCOUNT}"] * 2 + [""], "the course in their account"
     r = classroom.as_learner(client, learners["learner04"]).sh("cat ~/course/work.txt")
     assert r.out == "kept\n", r.out
+
+
+def status_table(out: str) -> dict[str, dict[str, str]]:
+    """`minihpc class status`'s table, by learner and column heading (columns found from the heading's positions)."""
+    lines = out.splitlines()
+    heads = re.findall(r"\S+(?: \S+)*", lines[0])
+    starts = [lines[0].index(h) for h in heads]
+    ends = [*starts[1:], None]
+    return {row[:starts[1]].strip(): {h: row[a:b].strip() for h, a, b in zip(heads, starts, ends, strict=True)}
+            for row in lines[1:] if row.strip()}
+
+
+@pytest.mark.cost(90)
+def test_the_instructors_view_matches_the_proofs_and_sacct(client: Client, learners) -> None:
+    """learner03 proves Core 1 (minihpc class check, as learner03, in labs of
+    their own); learner04 has a job held, one failed and a run that failed;
+    learner06 left a log with terminal escapes in it. `class status` shows
+    what their proof records and root's squeue and sacct say, and no escape."""
+    f = client.facts
+    r = cli("class", "check", "learner03", "core3-latency")
+    assert (r.returncode, r.stderr) == (2, "minihpc: error: 'core3-latency' is not a core a learner can run; choose "
+                                           "from core1, core2, core4, core5 (the others need root or faults)\n")
+    r = cli("class", "check", "learner03", "core1", timeout=900)
+    assert r.returncode == 0, r.stdout + r.stderr
+    record = classroom.proven(PROOF_DIR, "learner03")
+    assert list(record) == ["core1"] and record["core1"]["ok"] and record["core1"]["passed"] > 5, record
+    assert (PROOF_DIR / "class/learner03/checks.txt").read_text().startswith("[PASS] core1: ")
+    labs = f"{classroom.home_dir(f.shared, 'learner03')}/labs"
+    assert client.root(f"stat -c %U {labs} {labs}/core1-slurm").out.split() == ["learner03"] * 2
+    as04 = classroom.as_learner(client, learners["learner04"])
+    held = as04.sh("sbatch --parsable --hold -t 5 -o /dev/null --wrap 'sleep 60'")
+    assert held.rc == 0, held.out
+    try:
+        failed = as04.sh("sbatch --parsable --wait -t 1 -o /dev/null --wrap false")
+        run = as04.sh("cd ~/course && snakemake --profile profiles/local --cores 1 results/flaky_once.txt")
+        assert run.rc != 0 and "Error in rule flaky_once" in run.out, run.out
+        escape = "\x1b]0;owned\x07\x1b[2J"
+        log = f"{classroom.course_dir(f.shared, 'learner06')}/.snakemake/log/9999.snakemake.log"
+        w = classroom.as_learner(client, learners["learner06"]).sh(
+            f"mkdir -p $(dirname {log}) && printf '%s WorkflowError: boom\\n' {shlex.quote(escape)} > {log}")
+        assert w.rc == 0, w.out
+        r = cli("class", "status")
+        assert r.returncode == 0, r.stderr
+        assert "\x1b" not in r.stdout and "\x07" not in r.stdout, repr(r.stdout)
+        table = status_table(r.stdout)
+        assert sorted(table) == sorted(classroom.known()), r.stdout
+        ended, joined = (Counter(), Counter()), {x.name: x.added for x in classroom.read()}
+        for line in client.root("sacct -a -X -n -P -S 2000-01-01 -o User,State,Submit").out.splitlines():
+            user, state, submit = line.split("|")
+            if user in table and submit >= joined[user] and state not in ("PENDING", "RUNNING"):
+                ended[0][user] += 1
+                ended[1][user] += state != "COMPLETED"
+        for name, row in table.items():
+            want = f"{ended[0][name]} ({ended[1][name]} not ok)" if ended[1][name] else str(ended[0][name])
+            assert row["FINISHED"] == want, (name, row)
+        assert table["learner03"]["PROVEN"] == "core1" and table["learner05"]["PROVEN"] == "-", r.stdout
+        assert table["learner04"]["PENDING (WHY)"] == "1 (JobHeldUser)", r.stdout
+        assert ended[1]["learner04"] >= 1 and failed.rc != 0
+        assert table["learner04"]["LAST RUN'S FIRST ERROR"] == "Error in rule flaky_once:", r.stdout
+        assert table["learner06"]["LAST RUN'S FIRST ERROR"] == "]0;owned  [2J WorkflowError: boom", r.stdout
+        assert table["learner05"]["LAST RUN'S FIRST ERROR"] == "(no run yet)", r.stdout
+    finally:
+        as04.sh(f"scancel {held.out.strip()}")
 
 
 @pytest.mark.cost(60)
@@ -200,8 +276,10 @@ def test_removed_learners_leave_nothing_behind(client: Client, learners) -> None
                                         classroom.key_dir(RUN_DIR, name) / "known_hosts", name, "sleep 600"),
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
     try:
+        # Trees deeper than a recursive remover goes (Python's stack: about 1000), in /tmp and on /shared.
+        deep = "$(printf 'a/%.0s' $(seq 1200))"
         r = me.sh(f"cd ~/course && echo mine > notes.txt && echo mine > {f.shared}/{name}-top.txt && "
-                  "echo x > /tmp/mine && echo x > /dev/shm/mine && "
+                  f"echo x > /tmp/mine && echo x > /dev/shm/mine && mkdir -p /tmp/deep/{deep} ./deep/{deep} && "
                   "sbatch --parsable -t 5 -o /dev/null --wrap 'echo x > /tmp/mine-too; sleep 600'")
         assert r.rc == 0, r.out
         job = r.out.split()[-1]

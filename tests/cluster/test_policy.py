@@ -40,7 +40,7 @@ def sbatch(client: Client, args: str, cmd: str = "true", user: str | None = None
 
 def queue(client: Client) -> dict[str, tuple[str, str, str]]:
     """Every job in the queue: id -> (user, state, reason)."""
-    r = client.sh("squeue -h -o '%i|%u|%T|%r'")
+    r = client.root("squeue -h -o '%i|%u|%T|%r'")  # root's view: a user sees only their own jobs
     return {row["id"]: (row["user"], row["state"], row["reason"])
             for row in parse_sacct(r.out, ("id", "user", "state", "reason"))}
 
@@ -170,7 +170,7 @@ def test_another_users_higher_priority_job_goes_first(client: Client, submit: Ca
     eventually(lambda: (queue(client)[mine][2], queue(client)[theirs][2]) == ("Priority", "Resources"),
                timeout=60, what=lambda: f"mine to pend for Priority behind theirs: {queue(client)}")
     fields = ("id", "user", "priority", "age", "fairshare", "qos")
-    prio = {r["id"]: r for r in parse_sacct(client.sh("sprio -h -o '%i|%u|%Y|%A|%F|%Q'").out, fields)}
+    prio = {r["id"]: r for r in parse_sacct(client.root("sprio -h -o '%i|%u|%Y|%A|%F|%Q'").out, fields)}
     assert int(prio[theirs]["qos"]) == policy.PRIORITY["PriorityWeightQOS"], prio
     assert int(prio[mine]["qos"]) == 0, prio
     assert int(prio[theirs]["priority"]) > int(prio[mine]["priority"]), prio

@@ -47,13 +47,15 @@ def test_the_busy_load_is_the_other_users_and_out_of_the_lab_users_reach(client:
     try:
         eventually(lambda: sum(t["State"] == "RUNNING" for t in busy.running(client)) == load.cpus, timeout=60,
                    what=f"the load to hold {load.cpus} CPUs")
-        rows = client.sh(f"squeue -h -j {load.job_id} -o '%u|%q|%a' | sort -u").out.split()
+        rows = client.root(f"squeue -h -j {load.job_id} -o '%u|%q|%a' | sort -u").out.split()
         assert rows == [f"{f.other_user}|{busy.QOS}|{f.other_account}"], rows
         # The lab user can neither cancel nor change another user's jobs, nor start a load of their own.
-        for cmd in (f"scancel {load.job_id}", f"scancel -u {f.other_user}",
-                    f"scontrol update jobid={load.job_id} priority=1", f"scontrol hold {load.job_id}"):
+        for cmd in (f"scancel {load.job_id}", f"scontrol update jobid={load.job_id} priority=1",
+                    f"scontrol hold {load.job_id}"):
             r = client.sh(cmd)
-            assert r.rc != 0 or "Invalid user id" in r.out or "Access/permission denied" in r.out, (cmd, r.out)
+            assert r.rc != 0, (cmd, r.out)
+        # Another's jobs are not the lab user's to see (PrivateData): this cancels none of them, said or not.
+        client.sh(f"scancel -u {f.other_user}")
         assert sum(t["State"] == "RUNNING" for t in busy.running(client)) == load.cpus
         # A second load is refused while one is queued.
         again = subprocess.run([sys.executable, "-m", "minihpc", "busy", "start"], cwd=ROOT, capture_output=True,

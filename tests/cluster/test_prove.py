@@ -37,6 +37,7 @@ import yaml
 from support import PROVE_WORKFLOW, prove, remove_proof
 
 from minihpc import ROOT
+from minihpc.cluster import ROOT_USER
 from minihpc.cluster import Cluster as Client
 from minihpc.transport import containers
 
@@ -91,7 +92,7 @@ def test_over_ssh_an_output_that_depends_on_where_it_ran_fails_a_job_cannot_rewr
     assert not calls.exists(), calls.read_text()
     assert {s: containers_started(s) for s in started} == started, "a container was restarted"
     assert name not in nfs, nfs  # (test_shared_eio's rules may be there: side by side, its own paths)
-    jobs = client.sacct(since, ("JobID", "JobName", "State", "WorkDir"), all_users=True)
+    jobs = client.sacct(since, ("JobID", "JobName", "State", "WorkDir"), all_users=True, user=ROOT_USER)
     # (A lag probe of test_shared_eio's proof, side by side, works in that proof's own directory.)
     assert not [j for j in jobs if j["JobName"] == "minihpc-busy" or j["State"] == "NODE_FAIL" or (
         j["JobName"] == "minihpc-lag" and j["WorkDir"].startswith(work))], jobs

@@ -18,8 +18,8 @@ import pytest
 from support import eventually, q
 
 from minihpc import timeline
+from minihpc.cluster import ROOT_USER, UnsafeDir
 from minihpc.cluster import Cluster as Client
-from minihpc.cluster import UnsafeDir
 from minihpc.runner import _fetch, plan
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -106,7 +106,7 @@ def test_a_bar_or_a_newline_in_alices_job_comment_breaks_no_parse(client: Client
     fields = ("JobID", "User", "Comment", "State")
 
     def ended() -> dict[str, dict[str, str]] | None:
-        rows = {r["JobID"]: r for r in client.sacct(since, fields, all_users=True)}
+        rows = {r["JobID"]: r for r in client.sacct(since, fields, all_users=True, user=ROOT_USER)}
         done = all(rows.get(j, {}).get("State") == "COMPLETED" for j in (bar, newline, mine))
         return rows if done else None
     rows = eventually(ended, timeout=300, interval=2, what="the three jobs to complete")

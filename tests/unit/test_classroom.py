@@ -143,3 +143,17 @@ def test_sshd_admits_every_learner_name_and_no_other() -> None:
     for i in range(1, classroom.MAX_NAMES + 1):
         assert any(fnmatch.fnmatchcase(classroom.name(i), p) for p in patterns), (classroom.name(i), line)
     assert not any(fnmatch.fnmatchcase("learner1", p) or fnmatch.fnmatchcase("learnerx", p) for p in patterns)
+
+
+@pytest.mark.parametrize(("log", "said"), [
+    ("Building DAG of jobs...\nRuleException:\nCalledProcessError in file x\nError in rule boom:\n    jobid: 1\n",
+     "Error in rule boom:"),
+    ("Building DAG of jobs...\nWorkflowError:\nNo rule to produce nope\n", "WorkflowError: No rule to produce nope"),
+    ("MissingOutputException in rule a in file S, line 3:\n", "MissingOutputException in rule a in file S, line 3:"),
+    ("Building DAG of jobs...\n1 of 1 steps (100%) done\nComplete log: x\n", "-"),
+    # A learner's log read on the instructor's terminal: no escape reaches it, one line, bounded.
+    ("\x1b]0;owned\x07\x1b[2J WorkflowError: boom\r\n", "]0;owned  [2J WorkflowError: boom"),
+    ("OSError: " + "x" * 200, "OSError: " + "x" * 58 + "..."),
+])
+def test_the_first_error_of_a_learners_log(log: str, said: str) -> None:
+    assert classroom.first_error(log) == said

@@ -79,6 +79,9 @@ def test_every_make_target_has_a_verb() -> None:
     (["class", "add", "3;id"], "minihpc: error: argument N: '3;id' is not a number of learners"),
     (["class", "remove", "x;id", "--yes"], "minihpc: error: 'x;id' is not a learner's name; learners are learner01"),
     (["class", "remove"], "minihpc: error: give learners' names or --all, not both or neither"),
+    (["class", "check", "$(id)"], "minihpc: error: '$(id)' is not a learner's name"),
+    (["up", "--learners", "0"], "minihpc: error: class add 0: a class has at least one learner"),
+    (["up", "--learners", "2;id"], "minihpc: error: argument --learners: '2;id' is not a number of learners"),
     (["site", "check", "nope.yaml"], "minihpc: error: no site file at nope.yaml; give the path of a site file"),
     (["run", "tests/workflows/pyreqs", "--site", "nope.yaml"], "minihpc: error: no site file at nope.yaml"),
     # The bare python3 has no matplotlib: said before the cluster is asked anything.

@@ -86,6 +86,21 @@ def test_a_port_another_program_holds_is_refused_with_a_free_one(no_containers: 
         probe.bind(("127.0.0.1", free))  # it is free
 
 
+def test_a_port_whose_last_connections_are_closing_is_free(no_containers: dict[int, list[str]]) -> None:
+    """After `down` the login node's proxy closed its connections first: they wait in TIME_WAIT on the
+    port for a minute, and hold nothing (what `up` right after `down` met)."""
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Docker's proxy (Go) listens
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        client = socket.create_connection(("127.0.0.1", port))
+        served, _ = listener.accept()
+        served.close()  # the server's side closes first: its end waits in TIME_WAIT
+        client.close()
+    bringup.check_port(Topology.from_env({"SSH_PORT": str(port)}))
+
+
 def test_a_port_another_cluster_publishes_is_refused(no_containers: dict[int, list[str]]) -> None:
     no_containers[2222] = ["minihpc-login-1"]
     no_containers[2223] = ["other-login-1"]
