@@ -102,29 +102,39 @@ def end_processes(uid: int) -> None:
         time.sleep(0.2)
 
 
-def kill_all_as(uid: int) -> None:
-    """SIGKILL to every process of uid, sent as the uid itself: kill(-1) reaches all it may signal
-    (its own) under one lock, and spares the sender."""
+def as_uid(uid: int, act) -> None:
+    """act() in a child that is the uid and nothing more (no root left to misuse)."""
     pid = os.fork()
     if pid == 0:
         try:
             os.setgroups([])
             os.setresgid(uid, uid, uid)
             os.setresuid(uid, uid, uid)
-            os.kill(-1, signal.SIGKILL)
+            act()
         finally:
             os._exit(0)
     os.waitpid(pid, 0)
 
 
+def kill_all_as(uid: int) -> None:
+    """SIGKILL to every process of uid, sent as the uid itself: kill(-1) reaches all it may signal
+    (its own) under one lock, and spares the sender."""
+    as_uid(uid, lambda: os.kill(-1, signal.SIGKILL))
+
+
 def unmount_own(uid: int) -> None:
     """FUSE mounts the uid made (fusermount3 is setuid) detached: one whose daemon was killed would make
-    removing its mount point fail until the node restarts."""
-    with open("/proc/self/mounts") as f:
+    removing its mount point fail until the node restarts. Detached by fusermount3 run as the uid, so a
+    path swapped for a link meanwhile can lead only to a mount that is the uid's own."""
+    with open("/proc/self/mounts", "rb") as f:
         mounts = [line.split() for line in f]
     for m in mounts:
-        if len(m) > 3 and m[2].startswith("fuse") and f"user_id={uid}" in m[3].split(","):
-            subprocess.run(["umount", "-l", m[1].replace("\\040", " ")], capture_output=True, check=False)
+        if len(m) > 3 and m[2].startswith(b"fuse") and f"user_id={uid}".encode() in m[3].split(b","):
+            path = re.sub(rb"\\([0-7]{3})", lambda o: bytes([int(o[1], 8)]), m[1])  # mounts' octal escapes
+
+            def detach(p: bytes = path) -> None:
+                os.execv("/usr/bin/fusermount3", ["fusermount3", "-u", "-z", "--", os.fsdecode(p)])
+            as_uid(uid, detach)
 
 
 def remove_owned(uids: list[int], tops: list[str]) -> None:

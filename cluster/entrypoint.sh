@@ -4,8 +4,9 @@
 # and config; then the role's daemon runs in the foreground under tini.
 set -euo pipefail
 
-ROLE=${1:?usage: minihpc-entrypoint slurmdbd|slurmctld|slurmd|login}
+ROLE=${1:?usage: minihpc-entrypoint slurmdbd|slurmctld|slurmrestd|slurmd|login}
 CONF_SRC=/etc/minihpc/slurm          # generated config, mounted read-only
+REST_PORT=6820                       # slurmrestd's (minihpc/rest.py's PORT; a unit test keeps them in step)
 WAIT_SECONDS=${WAIT_SECONDS:-300}
 
 log() { printf '%s[%s]: %s\n' "$ROLE" "$(hostname)" "$*" >&2; }
@@ -39,6 +40,24 @@ link_gpus() {
   done
 }
 
+# The REST API's signing key, SlurmUser's alone (slurmctld and slurmdbd only).
+install_jwt_key() {
+  [[ -s /run/secrets/jwt_key ]] || die "missing secret jwt_key (minihpc up generates it)"
+  install -o slurm -g slurm -m 0400 /run/secrets/jwt_key /etc/slurm/jwt_hs256.key
+}
+
+# The REST API: Debian's slurmrestd, as its own user (never root or SlurmUser),
+# tokens only (rest_auth/jwt; no local socket auth), on the cluster's network.
+run_slurmrestd() {
+  wait_for "slurmctld to answer" scontrol ping
+  export SLURM_JWT=daemon
+  # Its unshare of files and System V IPC needs CAP_SYS_ADMIN, which this container
+  # does not get: the container is its namespace, and the daemon is unprivileged in it.
+  export SLURMRESTD_SECURITY=disable_unshare_files,disable_unshare_sysv
+  exec setpriv --reuid=slurmrestd --regid=slurmrestd --init-groups \
+    slurmrestd -a rest_auth/jwt "0.0.0.0:$REST_PORT"
+}
+
 start_munge() {
   [[ -s /run/secrets/munge_key ]] || die "missing secret munge_key (make cluster-up generates it)"
   install -o munge -g munge -m 0400 /run/secrets/munge_key /etc/munge/munge.key
@@ -63,6 +82,8 @@ StorageUser=slurm
 StoragePass=${pw}
 StorageLoc=slurm_acct_db
 PrivateData=jobs,usage
+AuthAltTypes=auth/jwt
+AuthAltParameters=jwt_key=/etc/slurm/jwt_hs256.key
 CONF
   umask 022
   chown slurm:slurm /etc/slurm/slurmdbd.conf
@@ -229,9 +250,10 @@ chmod 0700 /run/secrets
 link_config
 start_munge
 case "$ROLE" in
-  slurmdbd) run_slurmdbd ;;
-  slurmctld) run_slurmctld ;;
+  slurmdbd) install_jwt_key; run_slurmdbd ;;
+  slurmctld) install_jwt_key; run_slurmctld ;;
+  slurmrestd) run_slurmrestd ;;
   slurmd) run_slurmd ;;
   login) run_login ;;
-  *) die "unknown role '$ROLE' (expected slurmdbd, slurmctld, slurmd or login)" ;;
+  *) die "unknown role '$ROLE' (expected slurmdbd, slurmctld, slurmrestd, slurmd or login)" ;;
 esac

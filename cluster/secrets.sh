@@ -16,6 +16,11 @@ if [[ ! -s "$dir/munge_key" ]]; then
   dd if=/dev/urandom of="$dir/munge_key" bs=1024 count=1 status=none
   log "generated munge key"
 fi
+if [[ ! -s "$dir/jwt_hs256.key" ]]; then
+  # What slurmctld and slurmdbd sign and check REST API tokens with (auth/jwt).
+  dd if=/dev/urandom of="$dir/jwt_hs256.key" bs=32 count=1 status=none
+  log "generated the JWT signing key"
+fi
 if [[ ! -s "$dir/db_password" ]]; then
   head -c 24 /dev/urandom | base64 | tr -d '/+=\n' >"$dir/db_password"
   log "generated database password"
@@ -31,7 +36,7 @@ if [[ ! -s "$dir/ssh_user_ed25519" ]]; then
   log "generated the lab user's SSH key"
 fi
 
-files=("$dir/munge_key" "$dir/db_password" "$dir/ssh_host_ed25519_key")
+files=("$dir/munge_key" "$dir/db_password" "$dir/ssh_host_ed25519_key" "$dir/jwt_hs256.key")
 if [[ $(id -u) -eq 0 ]]; then
   chown 0:0 "${files[@]}"
   chmod 0400 "${files[@]}"
@@ -40,5 +45,5 @@ elif [[ "$(stat -c '%u %a' "${files[@]}" | sort -u)" != "0 400" ]]; then
   # directory stays ours, so `make destroy` can still remove them.
   log "handing the secrets to root through the Docker daemon (this user is $(id -un))"
   docker run --rm --network none -v "$(cd "$dir" && pwd):/secrets" "$BASE_IMAGE" \
-    sh -c 'cd /secrets && chown 0:0 munge_key db_password ssh_host_ed25519_key && chmod 0400 munge_key db_password ssh_host_ed25519_key'
+    sh -c 'cd /secrets && f="munge_key db_password ssh_host_ed25519_key jwt_hs256.key" && chown 0:0 $f && chmod 0400 $f'
 fi

@@ -32,8 +32,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from minihpc import PROOF_DIR, RUN_DIR, policy
-from minihpc.cluster import Cluster
+from minihpc import PROOF_DIR, ROOT, RUN_DIR, policy
+from minihpc.cluster import ROOT_USER, Cluster
 from minihpc.errors import BadInput, MinihpcError
 from minihpc.files import replace, write_if_changed
 from minihpc.sitefile import known_hosts
@@ -306,8 +306,8 @@ def remove(client: Cluster, names: list[str], keep_files: bool, run_dir: Path = 
 
 # Job states that ended well; any other end (FAILED, TIMEOUT, OUT_OF_MEMORY, CANCELLED ...) did not.
 DONE_WELL = "COMPLETED"
-# What of a learner's last Snakemake log is read for its first error, from its end.
-LOG_TAIL_BYTES = 65536
+# What reads each learner's newest Snakemake log on the login node, as root (sent on stdin).
+LOGS_HELPER = ROOT / "cluster/class_logs.py"
 ERROR = re.compile(r"\b\w*(Error|Exception)\b")
 
 
@@ -350,25 +350,36 @@ def printable(text: str, width: int = 70) -> str:
 
 
 def status(client: Cluster, proof_dir: Path, run_dir: Path = RUN_DIR) -> list[dict[str, str]]:
-    """Per learner: jobs running, pending (with reasons) and finished (how
-    many not well), the cores proven (their proof records), and the first
-    error of their last Snakemake run (its newest log under their directory)."""
-    import secrets
+    """Per learner: jobs running, pending (with reasons) and finished since
+    they joined (how many not well), the cores proven (their proof records,
+    on the host), and the first error of their last Snakemake run (the newest
+    log under their directory: cluster/class_logs.py)."""
     from collections import Counter, defaultdict
 
     learners = read(run_dir)
+    if not learners:
+        return []
     f = client.facts
-    mark = f"--{secrets.token_hex(8)}--"  # what no learner's file can hold by chance or design
-    r = client.root(f"squeue -h -a -o '%u|%T|%r'; echo {mark}; "
-                    f"sacct -a -X -n -P -S 2000-01-01 -o User,State,Submit; "
-                    f"echo {mark}; find {f.shared}/{GROUP} -xdev -mindepth 2 -type f "
-                    "-path '*/.snakemake/log/*.snakemake.log' -printf '%T@ %P\\0'", node=f.login, timeout=120)
-    parts = r.out.split(mark + "\n")
-    if r.rc != 0 or len(parts) != 3:
-        raise MinihpcError(f"reading the queue, the accounting and the learners' logs failed: {r.out[-300:]}",
-                           "see minihpc status")
+    names = [x.name for x in learners]
+    since = min((x.added for x in learners if x.added), default="2000-01-01T00:00:00")
+    try:
+        queue = client.root("squeue -h -a -r -o '%u|%T|%r'", node=f.login, timeout=60)
+        acct = client.root(f"sacct -a -X -n -P -S {since} -u {','.join(names)} -o User,State,Submit",
+                           node=f.login, timeout=60)
+        logs = client.sh(f"python3 - {shlex.quote(f'{f.shared}/{GROUP}')} {' '.join(names)}", node=f.login,
+                         user=ROOT_USER, stdin=LOGS_HELPER.read_bytes(), timeout=60)
+    except subprocess.TimeoutExpired as e:
+        raise MinihpcError(f"reading the class's jobs and logs took over {e.timeout:.0f} s", "see minihpc status") \
+            from None
+    try:
+        found = json.loads(logs.out.strip().splitlines()[-1]) if logs.rc == 0 else None
+    except (IndexError, ValueError):
+        found = None
+    for what, r in (("the queue", queue), ("the accounting", acct), ("the learners' logs", logs)):
+        if r.rc != 0 or (what == "the learners' logs" and not isinstance(found, dict)):
+            raise MinihpcError(f"reading {what} failed: {r.out.strip()[-300:]}", "see minihpc status")
     running, pending, reasons = Counter(), Counter(), defaultdict(Counter)
-    for line in parts[0].splitlines():
+    for line in queue.out.splitlines():
         user, state, reason = (line.split("|") + ["", ""])[:3]
         if state == "RUNNING":
             running[user] += 1
@@ -377,47 +388,24 @@ def status(client: Cluster, proof_dir: Path, run_dir: Path = RUN_DIR) -> list[di
             reasons[user][reason] += 1
     finished, failed = Counter(), Counter()
     joined = {x.name: x.added for x in learners}
-    for line in parts[1].splitlines():
+    for line in acct.out.splitlines():
         user, state, submit = (line.split("|") + ["", ""])[:3]
         if user in joined and submit >= joined[user] and state not in ("RUNNING", "PENDING", "REQUEUED", "SUSPENDED"):
             finished[user] += 1  # (an earlier learner of the name, before this one joined, is not counted)
             failed[user] += not state.startswith(DONE_WELL)
-    newest: dict[str, tuple[float, str]] = {}
-    for entry in parts[2].split("\0"):
-        when, _, rel = entry.partition(" ")
-        owner = rel.split("/", 1)[0]
-        if rel and owner in {x.name for x in learners}:
-            try:
-                t = float(when)
-            except ValueError:
-                continue
-            if t > newest.get(owner, (-1.0, ""))[0]:
-                newest[owner] = (t, rel)
-    errors = _first_errors(client, {n: f"{f.shared}/{GROUP}/{rel}" for n, (_, rel) in newest.items()}, mark)
     rows = []
     for x in learners:
         record = proven(proof_dir, x.name)
-        why = ", ".join(f"{k or 'None'}" for k, _ in reasons[x.name].most_common(3))
+        why = ", ".join(k or "None" for k, _ in reasons[x.name].most_common(3))
+        log = found.get(x.name)
         rows.append({"name": x.name, "running": str(running[x.name]),
                      "pending": f"{pending[x.name]} ({why})" if pending[x.name] else "0",
                      "finished": f"{finished[x.name]} ({failed[x.name]} not ok)" if failed[x.name]
                      else str(finished[x.name]),
                      "proven": " ".join(c for c, v in sorted(record.items()) if v.get("ok")) or "-",
                      "failing": " ".join(c for c, v in sorted(record.items()) if not v.get("ok")) or "-",
-                     "error": errors.get(x.name, "-") if x.name in newest else "(no run yet)"})
+                     "error": first_error(str(log.get("tail", ""))) if isinstance(log, dict) else "(no run yet)"})
     return rows
-
-
-def _first_errors(client: Cluster, logs: dict[str, str], mark: str) -> dict[str, str]:
-    """{learner: the first line naming an error in the end of their log, or "-"}, read as root in one command."""
-    if not logs:
-        return {}
-    f = client.facts
-    # A log swapped for a pipe meanwhile must not hang the instructor's view.
-    script = "; ".join(f"echo {mark}{n}; timeout 5 tail -c {LOG_TAIL_BYTES} -- {shlex.quote(p)}"
-                       for n, p in logs.items())
-    r = client.root(script, node=f.login, timeout=120)
-    return {who: first_error(text) for who, _, text in (c.partition("\n") for c in r.out.split(mark)[1:])}
 
 
 def first_error(log: str) -> str:

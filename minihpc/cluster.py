@@ -308,7 +308,8 @@ class Cluster:
     def sacct(self, since: str, fields: tuple[str, ...] = ("JobID", "JobName", "Comment", "NodeList", "State"),
               user: str | None = None, steps: bool = False, until: str | None = None,
               all_users: bool = False) -> list[dict[str, str]]:
-        """Allocations `user` (the lab user; with all_users, everyone) had in
+        """Allocations `user` (the lab user; with all_users, everyone `user` may
+        see: PrivateData shows a user only their own, so everyone's is root's) had in
         the window since `since` (until `until`, default now) (and, with
         `steps`, their steps: JobID 7.batch, 7.0), one dict per row with `fields` as keys."""
         flags = ("" if steps else " -X") + (" -a" if all_users else "")

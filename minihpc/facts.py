@@ -22,6 +22,9 @@ LAB_USER, LAB_UID, LAB_ACCOUNT = "student", 1000, "lab"
 # with the lab user's (priority, QOS) in the tests and demos.
 OTHER_USER, OTHER_UID, OTHER_ACCOUNT = "alice", 1001, "genomics"
 LOGIN = "login"
+# The SLURM REST API's service (slurmrestd; minihpc.rest) and the port it listens on in the cluster's network.
+REST = "restd"
+REST_PORT = 6820
 FILE = "cluster.json"
 
 
@@ -66,7 +69,7 @@ class Facts:
     cpu_shares: int = 1024
     addresses: dict[str, str] = field(default_factory=dict)
     # Services that run Slurm (every one but the database).
-    daemons: list[str] = field(default_factory=lambda: ["slurmdbd", "slurmctld"])
+    daemons: list[str] = field(default_factory=lambda: ["slurmdbd", "slurmctld", REST])
 
     @property
     def slurm_services(self) -> list[str]:

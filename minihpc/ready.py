@@ -24,10 +24,10 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from minihpc.errors import MinihpcError
-from minihpc.facts import LAB_USER, LOGIN
+from minihpc.facts import LAB_USER, LOGIN, REST
 from minihpc.transport import containers
 
-BASE_SERVICES = ["db", "slurmdbd", "slurmctld", LOGIN]
+BASE_SERVICES = ["db", "slurmdbd", "slurmctld", REST, LOGIN]
 # Slurm states of a node that is not answering or not usable (sinfo %t; a
 # trailing * means not responding). A drained node is up: a fault may drain it.
 NOT_UP = ("down", "fail", "failg", "unk", "futr")

@@ -33,6 +33,8 @@ class Release:
     lacks: tuple[tuple[str, str], ...] = ()
     # Whether `scontrol reconfigure` takes a new node count, or slurmctld must restart for it.
     reconfigure_resizes: bool = True
+    # The newest REST API version its slurmrestd serves (/slurm/<it>/..., /slurmdb/<it>/...).
+    rest_api: str = "v0.0.42"
 
     @property
     def tag(self) -> str:
@@ -57,6 +59,7 @@ RELEASES = {r.slurm: r for r in (
         # "fatal: MaxNodeCount has changed (2->3) during reconfig, slurmctld must
         # be restarted" (up --nodes 3 here); 23.11 and later restart themselves.
         reconfigure_resizes=False,
+        rest_api="v0.0.38",  # openapi/v0.0.38 and dbv0.0.38 (the data_parser plugins came in 23.02)
     ),
     Release(slurm="24.11", packaged="24.11.5", debian="trixie", debian_version="13", python="3.13"),
     Release(
@@ -65,6 +68,7 @@ RELEASES = {r.slurm: r for r in (
         # Contents-amd64): MpiDefault=pmix would fail every srun, the SLURM
         # plugin's job step included. Its Open MPI (6) speaks PMIx only.
         conf={"MpiDefault": "MpiDefault=none"},
+        rest_api="v0.0.45",
         lacks=(("MPI ranks started by srun (--mpi=pmix)",
                 "Debian 14's Slurm has no mpi/pmix plugin; srun starts unrelated copies"),),
     ),

@@ -37,7 +37,7 @@ RFC1918 = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
 # next container that asks: a node cut off or killed and brought back must not
 # come back at another node's old address, where slurmctld would still send
 # that node's jobs.
-SERVICE_HOSTS = {"db": 2, "slurmdbd": 3, "slurmctld": 4, "login": 5}
+SERVICE_HOSTS = {"db": 2, "slurmdbd": 3, "slurmctld": 4, "login": 5, "restd": 6}
 COMPUTE_BASE = 10
 
 

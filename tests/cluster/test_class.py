@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from support import cli, ssh_argv
 
-from minihpc import PROOF_DIR, RUN_DIR, classroom
+from minihpc import PROOF_DIR, RUN_DIR, classroom, rest
 from minihpc.cluster import Cluster as Client
 
 N = 30
@@ -171,6 +171,40 @@ def test_a_learner_reaches_nothing_of_another(client: Client, learners, me: str,
         as_other.sh(f"scancel {job_id}; rm -f ~/private.txt {mine}/private.txt /tmp/{other}-group.txt")
 
 
+def test_the_rest_api_answers_a_learner_with_their_own_valid_token_and_their_own_jobs(client: Client,
+                                                                                       learners) -> None:
+    """slurmrestd (JWT): learner01's token reads learner01's jobs and none of
+    learner02's, in the queue and in the accounting; used for learner02, or
+    expired, or absent, it is refused."""
+    f = client.facts
+    jobs = {}
+    for name in ("learner01", "learner02"):
+        r = classroom.as_learner(client, learners[name]).sh(
+            "sbatch --parsable --begin=now+1hour -t 5 -o /dev/null --wrap 'sleep 60'")
+        assert r.rc == 0, r.out
+        jobs[name] = r.out.split()[-1]
+    try:
+        v = rest.api(f)
+        t1 = rest.token(client, "learner01", 300)
+        for path in (f"/slurm/{v}/jobs", f"/slurmdb/{v}/jobs"):
+            own = rest.get(f, path, "learner01", t1)
+            assert own.ok, (path, own)
+            seen = {str(j["job_id"]): rest.job_owner(j) for j in own.body["jobs"]}
+            if path.startswith("/slurm/"):  # (the accounting may not hold a pending job yet)
+                assert seen.get(jobs["learner01"]) == "learner01", (path, seen)
+            assert set(seen.values()) <= {"learner01"} and jobs["learner02"] not in seen, (path, seen)
+            cross = rest.get(f, path, "learner02", t1)
+            assert not cross.ok and not (cross.body or {}).get("jobs"), f"learner01's token read {path} as 02"
+            assert rest.get(f, path, None, None).status == 401
+        short = rest.token(client, "learner01", 1)
+        time.sleep(3)
+        old = rest.get(f, f"/slurm/{v}/jobs", "learner01", short)
+        assert not old.ok and not (old.body or {}).get("jobs"), "an expired token was taken"
+    finally:
+        for name, job in jobs.items():
+            classroom.as_learner(client, learners[name]).sh(f"scancel {job}")
+
+
 def test_each_learner_has_an_association_in_the_class_account(client: Client, learners) -> None:
     r = client.root(f"sacctmgr -n -P show assoc account={classroom.ACCOUNT} format=User,QOS,Share")
     rows = {line.split("|")[0]: line.split("|")[1:] for line in r.out.split() if line.split("|")[0]}
@@ -225,10 +259,23 @@ def test_the_instructors_view_matches_the_proofs_and_sacct(client: Client, learn
     assert (PROOF_DIR / "class/learner03/checks.txt").read_text().startswith("[PASS] core1: ")
     labs = f"{classroom.home_dir(f.shared, 'learner03')}/labs"
     assert client.root(f"stat -c %U {labs} {labs}/core1-slurm").out.split() == ["learner03"] * 2
+    # learner07 leaves and a new learner07 joins: the first one's jobs (one each, at the start) are not theirs.
+    for args in (("remove", "learner07", "--yes"), ("add", str(N))):
+        r = cli("class", *args)
+        assert r.returncode == 0, r.stdout + r.stderr
+    had = client.root("sacct -a -X -n -P -S 2000-01-01 -u learner07 -o JobID").out.split()
+    assert had, "the first learner07's jobs are in the accounting"
     as04 = classroom.as_learner(client, learners["learner04"])
     held = as04.sh("sbatch --parsable --hold -t 5 -o /dev/null --wrap 'sleep 60'")
     assert held.rc == 0, held.out
+    as08 = classroom.as_learner(client, learners["learner08"])
+    busy = as08.sh("sbatch --parsable -t 3 -o /dev/null --wrap 'sleep 170'")
+    assert busy.rc == 0, busy.out
     try:
+        deadline = time.monotonic() + 60
+        while client.root(f"squeue -h -j {busy.out.split()[-1]} -o %T").out.strip() != "RUNNING":
+            assert time.monotonic() < deadline, "learner08's job never ran"
+            time.sleep(1)
         failed = as04.sh("sbatch --parsable --wait -t 1 -o /dev/null --wrap false")
         run = as04.sh("cd ~/course && snakemake --profile profiles/local --cores 1 results/flaky_once.txt")
         assert run.rc != 0 and "Error in rule flaky_once" in run.out, run.out
@@ -253,12 +300,15 @@ def test_the_instructors_view_matches_the_proofs_and_sacct(client: Client, learn
             assert row["FINISHED"] == want, (name, row)
         assert table["learner03"]["PROVEN"] == "core1" and table["learner05"]["PROVEN"] == "-", r.stdout
         assert table["learner04"]["PENDING (WHY)"] == "1 (JobHeldUser)", r.stdout
+        assert table["learner08"]["RUNNING"] == "1" and table["learner03"]["RUNNING"] == "0", r.stdout
+        assert table["learner07"]["FINISHED"] == "0", f"the earlier learner07's {had} counted: {r.stdout}"
         assert ended[1]["learner04"] >= 1 and failed.rc != 0
         assert table["learner04"]["LAST RUN'S FIRST ERROR"] == "Error in rule flaky_once:", r.stdout
         assert table["learner06"]["LAST RUN'S FIRST ERROR"] == "]0;owned  [2J WorkflowError: boom", r.stdout
         assert table["learner05"]["LAST RUN'S FIRST ERROR"] == "(no run yet)", r.stdout
     finally:
         as04.sh(f"scancel {held.out.strip()}")
+        as08.sh(f"scancel {busy.out.strip()}")
 
 
 @pytest.mark.cost(60)

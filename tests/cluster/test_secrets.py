@@ -46,6 +46,27 @@ def test_secrets_reach_every_node_root_owned_and_closed_to_users(cluster: Cluste
             assert r.rc != 0 and "Permission denied" in r.stderr, f"{service}: the lab user read {path}"
 
 
+def test_the_rest_apis_signing_key_is_slurmusers_on_the_controller_and_the_database_only(cluster: Cluster) -> None:
+    """Whoever holds it can make a token for anyone, root included: SlurmUser's
+    on slurmctld and slurmdbd (0400), no user can read it there, and no other
+    container has it, slurmrestd's included."""
+    key = (cluster.root / ".run/secrets/jwt_hs256.key").read_bytes()
+    assert len(key) == 32
+    for service in cluster.slurm_services:
+        host = cluster.host(service)
+        has = service in ("slurmctld", "slurmdbd")
+        r = host.run("stat -c '%a %U %G' /etc/slurm/jwt_hs256.key /run/secrets/jwt_key")
+        if not has:
+            assert "No such file" in r.stderr and r.stdout == "", f"{service} holds the JWT key: {r.stdout}"
+            continue
+        assert r.stdout.split("\n")[:2] == ["400 slurm slurm", "400 root root"], (service, r.stdout)
+        assert run_ok(host, "sha256sum < /etc/slurm/jwt_hs256.key").split()[0] == \
+            subprocess.run(["sha256sum"], input=key, capture_output=True, check=True).stdout.decode().split()[0]
+        for path in ("/etc/slurm/jwt_hs256.key", "/run/secrets/jwt_key"):
+            r = cluster.as_user(service).run(f"cat {path}")
+            assert r.rc != 0 and "Permission denied" in r.stderr, f"{service}: the lab user read {path}"
+
+
 def test_secrets_made_by_a_non_root_host_user_are_handed_to_root(cluster: Cluster) -> None:
     """A checkout owned by uid 1000 (a user in the docker group runs make
     cluster-up): cluster/secrets.sh, run as that user, leaves root's files."""

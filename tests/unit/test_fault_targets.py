@@ -13,7 +13,7 @@ FACTS = Facts(nodes=["c1", "c2"], cpus=2, mem_mb=3000, scratch_mb=512)
 
 
 def test_services_and_nodes_come_from_the_facts() -> None:
-    assert targets(FACTS, "service") == ["db", "slurmdbd", "slurmctld", "login", "c1", "c2"]
+    assert targets(FACTS, "service") == ["db", "slurmdbd", "slurmctld", "restd", "login", "c1", "c2"]
     assert targets(FACTS, "node") == ["c1", "c2"]
 
 
@@ -24,9 +24,9 @@ def test_every_fault_that_needs_undoing_names_its_undo() -> None:
 
 
 @pytest.mark.parametrize(("fault", "target", "message"), [
-    ("kill", None, "fault kill needs a service; name one of db, slurmdbd, slurmctld, login, c1, c2, "
+    ("kill", None, "fault kill needs a service; name one of db, slurmdbd, slurmctld, restd, login, c1, c2, "
                    "e.g. minihpc fault kill c2"),
-    ("kill", "c3", "'c3' is not a service of this cluster (it has db, slurmdbd, slurmctld, login, c1, c2); "
+    ("kill", "c3", "'c3' is not a service of this cluster (it has db, slurmdbd, slurmctld, restd, login, c1, c2); "
                    "name one of them"),
     ("cut", "login", "'login' is not a node of this cluster (it has c1, c2)"),
     ("drain", "slurmctld", "'slurmctld' is not a node of this cluster"),

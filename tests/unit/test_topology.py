@@ -112,7 +112,7 @@ def test_render_writes_the_facts_every_consumer_reads(tmp_path: Path) -> None:
     configs.render(t, tmp_path, ROOT / "docker-compose.yml")
     f = Facts.read(tmp_path)
     assert (f.nodes, f.cpus, f.mem_mb, f.scratch_mb) == (["c1", "c2", "c3"], 4, 4096, 64)
-    assert f.slurm_services == ["slurmdbd", "slurmctld", "login", "c1", "c2", "c3"]
+    assert f.slurm_services == ["slurmdbd", "slurmctld", "restd", "login", "c1", "c2", "c3"]
 
 
 @pytest.mark.parametrize("subnet", ["10.213.0.0/24", "192.168.77.0/27", "172.30.0.0/16"])
@@ -125,7 +125,7 @@ def test_every_service_has_a_fixed_address_of_its_own_in_the_subnet(tmp_path: Pa
     net = ipaddress.ip_network(subnet)
     assert nodes["networks"]["default"]["ipam"]["config"] == [{"subnet": subnet, "gateway": str(net[1])}]
     given = {name: s["networks"]["default"]["ipv4_address"] for name, s in nodes["services"].items()}
-    assert sorted(given) == sorted(["db", "slurmdbd", "slurmctld", "login", *t.names])
+    assert sorted(given) == sorted(["db", "slurmdbd", "slurmctld", "restd", "login", *t.names])
     assert len(set(given.values())) == len(given), "one address each"
     assert all(ipaddress.ip_address(a) in net and a not in (str(net[0]), str(net[1]), str(net[-1]))
                for a in given.values())
