@@ -33,7 +33,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 
 .DEFAULT_GOAL := help
-.PHONY: help bootstrap cluster-up destroy lab confirm pressure test smoke test-unit test-action lint lock bench bench-prove bench-mpi docs
+.PHONY: help bootstrap cluster-up destroy lab confirm pressure test smoke test-unit test-action lint lock bench bench-prove bench-mpi bench-class docs
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -94,6 +94,9 @@ bench: $(VENV)/.installed ## one benchmark, BENCH=cluster|nfs|staging|faults|thr
 
 bench-prove: $(VENV)/.installed ## what a proof costs: minihpc prove against one plain run -> bench/results/prove.json
 	$(PY) -m minihpc bench prove
+
+bench-class: $(VENV)/.installed ## a class of 30: adding and removing it, and slurmrestd's memory and answer time -> bench/results/class.json
+	$(PY) -m minihpc bench class
 
 bench-mpi: $(VENV)/.installed ## the MPI demo on 1..6 ranks (minihpc up --nodes 3) and what module load costs a job -> bench/results/mpi.json
 	$(PY) -m minihpc bench mpi

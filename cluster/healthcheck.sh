@@ -45,7 +45,8 @@ case "${1:?usage: minihpc-healthcheck <role>|scratch}" in
     scontrol ping | grep -q 'is UP' ;;
   slurmrestd)
     # Listening, as its own user: it answers a request (a token-less one is refused, and that is an answer).
-    [[ $(ps -o user= -C slurmrestd | sort -u) == slurmrestd ]]
+    # (By uid: ps shortens a name past 8 characters on some releases.)
+    [[ $(ps -o uid= -C slurmrestd | tr -d ' ' | sort -u) == "$(id -u slurmrestd)" ]]
     exec 3<>/dev/tcp/127.0.0.1/6820
     printf 'GET /openapi/v3 HTTP/1.0\r\n\r\n' >&3
     timeout 5 head -c 12 <&3 | grep -q '^HTTP/1' ;;

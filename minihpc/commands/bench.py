@@ -12,7 +12,7 @@ from minihpc import ROOT
 # Modules of the tree's bench package, run from the tree (where `bench` is found).
 SCRIPTS = {"cluster": "cluster_bringup", "nfs": "nfs_client", "staging": "staging", "faults": "faults",
            "throughput": "throughput", "suite": "suite", "prove": "prove", "mpi": "mpi", "plugin": "plugin_suite",
-           "report": "report"}
+           "class": "classroom", "report": "report"}
 
 
 def add(sub: argparse._SubParsersAction) -> None:
@@ -25,7 +25,8 @@ def add(sub: argparse._SubParsersAction) -> None:
                                    "and a fan-out local, through slurm and grouped, before and after the "
                                    "scheduler tuning; suite: where the last make test's time went (report "
                                    "[--name N]); prove: a proof against one plain run; mpi: the MPI demo on 1..6 "
-                                   "ranks and what `module load` costs a job; plugin: the SLURM plugin's own "
+                                   "ranks and what `module load` costs a job; class: adding and removing 30 "
+                                   "learners, and slurmrestd's cost; plugin: the SLURM plugin's own "
                                    "suite against the cluster (--enforce LIMITS). Results go to "
                                    "bench/results/<name>.json and <name>.md; report [NAME ...] renders the .md "
                                    "again from the JSON, measuring nothing.")
