@@ -99,7 +99,8 @@ class SharedFS:
         self.creds = Credentials(ll.caller_groups)
         self._mount_fd = mount_fd
         self.nodes = NodeTable(root_fd, _RootWatch(inotify, self.creds),
-                               reopen=self._reopen if mount_fd >= 0 else None, max_open=max_nodes_open)
+                               reopen=self._reopen if mount_fd >= 0 else None, max_open=max_nodes_open,
+                               privileged=self.creds.as_root)
         self.handles = Handles(max_handles, max_handles_total)
         self.session: ll.Session | None = None
         # Invalidations go to the kernel from a thread of their own: one sent

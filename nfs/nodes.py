@@ -25,6 +25,7 @@ import stat as st
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Protocol
 
 from nfs.model import Attrs
@@ -94,14 +95,19 @@ class NodeTable:
     The kernel may hold any number of inodes, but the table keeps at most
     `max_open` of their descriptors open (least recently used go first): the
     others are reopened from their filesystem handle by `reopen(handle)`
-    (open_by_handle_at) when a request needs them. A descriptor a request
-    uses stays open until that request ends (`unpin`, per thread)."""
+    (open_by_handle_at) when a request needs them, or, where that is refused
+    (it takes CAP_DAC_READ_SEARCH, which a container does not get, and must
+    not: with it a container's root can open any inode of the host's
+    filesystem by handle), by name from the nearest ancestor still open, as
+    `privileged()` (the client's own doing). A descriptor a request uses stays
+    open until that request ends (`unpin`, per thread)."""
 
     def __init__(self, root_fd: int, watch: Watcher, reopen: Callable[[bytes], int] | None = None,
-                 max_open: int = 0) -> None:
+                 max_open: int = 0, privileged: Callable[[], AbstractContextManager] = nullcontext) -> None:
         self.watch = watch
         self.lock = threading.RLock()
         self.reopen, self.max_open = reopen, max_open if reopen is not None else 0
+        self.privileged, self.by_handle = privileged, True
         self._open: OrderedDict[int, Node] = OrderedDict()  # evictable open descriptors, oldest first
         self._pinned = threading.local()
         root = Node(root_fd, os.stat(root_fd), 0, b"", "/")
@@ -232,7 +238,7 @@ class NodeTable:
             if node._fd < 0:
                 if node.dead or node.handle is None or self.reopen is None:
                     raise OSError(errno.ESTALE, "node forgotten")
-                fd = self.reopen(node.handle)
+                fd = self._reopened(node)
                 try:
                     s = os.stat(fd)
                 except BaseException:
@@ -251,6 +257,49 @@ class NodeTable:
             pinned.append(node)
             self._evict()
             return node._fd
+
+    def _reopened(self, node: Node) -> int:
+        """A closed node's descriptor again (the lock held): by its handle, or by name once the
+        handle is refused for want of the capability."""
+        if self.by_handle:
+            try:
+                return self.reopen(node.handle)  # type: ignore[misc, arg-type]
+            except PermissionError:
+                self.by_handle = False  # no CAP_DAC_READ_SEARCH: by name from now on
+        with self.privileged():
+            return self._by_name(node)
+
+    def _by_name(self, node: Node) -> int:
+        """node's inode opened by its name in its parent, each ancestor whose descriptor was closed
+        opened so in turn from the nearest one still open (the root always is): never a link
+        followed, and every inode on the way checked to be the node's own, else ESTALE (renamed
+        or replaced meanwhile, as an NFS handle goes stale). Iterative: depth costs no stack."""
+        chain, n = [], node
+        while n._fd < 0:
+            parent = self.nodes.get(n.parent)
+            if n.dead or parent is None or parent is n:
+                raise OSError(errno.ESTALE, "node forgotten")
+            chain.append(n)
+            n = parent
+        dirfd, ancestors = n._fd, []
+        try:
+            for m in reversed(chain):
+                try:
+                    fd = os.open(m.name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dirfd)
+                except (FileNotFoundError, NotADirectoryError) as e:
+                    raise OSError(errno.ESTALE, f"gone from where it was looked up ({e.strerror})") from None
+                s = os.stat(fd)
+                if (s.st_dev, s.st_ino) != m.key:
+                    os.close(fd)
+                    raise OSError(errno.ESTALE, "renamed or replaced since it was looked up")
+                if m is node:
+                    return fd
+                ancestors.append(fd)
+                dirfd = fd
+        finally:
+            for fd in ancestors:
+                os.close(fd)
+        raise OSError(errno.ESTALE, "node forgotten")  # (not reached: the chain ends with the node)
 
     def unpin(self) -> None:
         """This thread's request is over: its descriptors may close."""

@@ -81,3 +81,36 @@ def test_a_process_that_hides_its_job_id_ends_with_the_users_last_job_on_the_nod
         epilog = [line for line in cluster.logs(node, since="3m").splitlines() if "epilog" in line]
         raise AssertionError(f"{e}\n{seen.stdout}{seen.stderr}\n" + "\n".join(epilog[-20:])) from None
     assert "all of their processes" in cluster.logs(node, since="2m")
+
+
+@pytest.mark.cost(40)
+def test_one_user_with_more_files_than_the_client_keeps_open_leaves_the_others_working(cluster: Cluster,
+                                                                                         client: Client) -> None:
+    """alice makes more files on /shared than the login node's client keeps
+    descriptors for (an eighth of its descriptor limit): the lab user's
+    files, looked up before, still open, change and go, though their nodes'
+    descriptors were closed meanwhile. They are reopened by name: the
+    container has no CAP_DAC_READ_SEARCH, and reopening by handle, which
+    needs it, was refused (EPERM, in other users' runs, at ac84958)."""
+    f = client.facts
+    mine, hers = f"{f.shared}/test-bounds-{f.lab_user}", f"{f.shared}/test-bounds-{f.other_user}"
+    stats = "python3 -c \"import json; d = json.load(open('/run/minihpc-nfs/stats.json')); print(d['node_reopens'])\""
+    student, alice = cluster.as_user("login"), cluster.host("login", f.other_user)
+    try:
+        run_ok(student, f"rm -rf {mine} && mkdir -p {mine}/deep/a/b && cd {mine} && "
+                        "for i in $(seq 20); do echo $i > f$i; echo $i > deep/a/b/g$i; done && ls -R >/dev/null")
+        before = int(run_ok(cluster.host("login"), stats))
+        limit = int(run_ok(cluster.host("login"), "cat /proc/$(pgrep -f nfs.client | head -1)/limits | "
+                                                 "awk '/open files/ {print $5}'"))
+        many = limit // 8 + 500
+        run_ok(alice, f"rm -rf {hers} && mkdir -p {hers} && python3 -c \"import os\n"
+                      f"for i in range({many}): open('{hers}/x%d' % i, 'w').close()\" && ls {hers} | wc -l")
+        r = student.run(f"cd {mine} && for i in $(seq 20); do cat f$i deep/a/b/g$i >/dev/null && "
+                        "echo more >> f$i && mv deep/a/b/g$i deep/a/b/h$i && rm f$i deep/a/b/h$i || exit 1; done && "
+                        "rmdir deep/a/b && echo ok")
+        assert r.rc == 0 and r.stdout.strip() == "ok", r
+        after = int(run_ok(cluster.host("login"), stats))
+        assert after > before, f"no node was reopened ({before} -> {after}): the bound was never reached"
+    finally:
+        student.run(f"rm -rf {mine}")
+        alice.run(f"rm -rf {hers}")
