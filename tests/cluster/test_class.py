@@ -26,11 +26,6 @@ from support import cli, ssh_argv
 from minihpc import PROOF_DIR, RUN_DIR, classroom, rest
 from minihpc.cluster import Cluster as Client
 
-# Alone: it makes and removes accounts on every node and walks /shared as root. Beside the rest of the
-# suite (CI at ac84958) another test's Snakemake run met EPERM on its own files on /shared meanwhile;
-# reproduced beside test_lab's resources tests, not with a file churn beside each class command alone.
-pytestmark = pytest.mark.alone
-
 N = 30
 # Pairs checked both ways, as each of the two: neighbours, far apart, the last and the first.
 PAIRS = [("learner01", "learner02"), ("learner07", "learner23"), ("learner30", "learner01")]
