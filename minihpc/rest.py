@@ -24,6 +24,8 @@ from minihpc.cluster import Cluster
 from minihpc.errors import MinihpcError
 from minihpc.facts import REST, REST_PORT, Facts
 
+# slurmdbd's "Nothing found with query" (22.05's openapi/dbv0.0.38 says it of an empty answer).
+NOTHING_FOUND = 9003
 # A user's name as Slurm and the nodes know it (the class's learners, the lab users).
 USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 
@@ -41,9 +43,10 @@ class Answer:
 
     @property
     def errors(self) -> list[str]:
-        """Slurm's own error descriptions in the answer, if any."""
+        """Slurm's own error descriptions in the answer, if any. 22.05 reports an empty answer as
+        an error ("Nothing found with query", 9003): that one is an empty list, not a failure."""
         return [str(e.get("description") or e.get("error") or e) for e in (self.body or {}).get("errors", [])
-                if isinstance(e, dict)]
+                if isinstance(e, dict) and e.get("error_number") != NOTHING_FOUND]
 
 
 def job_owner(job: dict) -> str:

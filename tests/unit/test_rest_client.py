@@ -72,3 +72,10 @@ def test_a_user_name_that_is_not_one_is_refused_before_the_controller_is_asked(u
             raise AssertionError("the controller was asked")
     with pytest.raises(MinihpcError, match="is not a user name"):
         rest.token(Nobody(), user, 60)  # type: ignore[arg-type]
+
+
+def test_an_empty_answer_is_no_error_as_22_05_says_it() -> None:
+    body = {"jobs": [], "errors": [{"error_number": 9003, "error": "Nothing found with query"}]}
+    assert rest.Answer(200, body).ok and rest.Answer(200, body).errors == []
+    refused = {"jobs": [], "errors": [{"error_number": 1007, "error": "Protocol authentication error"}]}
+    assert not rest.Answer(200, refused).ok
