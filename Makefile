@@ -95,7 +95,7 @@ bench: $(VENV)/.installed ## one benchmark, BENCH=cluster|nfs|staging|faults|thr
 bench-prove: $(VENV)/.installed ## what a proof costs: minihpc prove against one plain run -> bench/results/prove.json
 	$(PY) -m minihpc bench prove
 
-bench-class: $(VENV)/.installed ## a class of 30: adding and removing it, and slurmrestd's memory and answer time -> bench/results/class.json
+bench-class: $(VENV)/.installed ## a class of 30: adding and removing it, slurmrestd's memory and answer time, the live page's refresh and memory -> bench/results/class.json
 	$(PY) -m minihpc bench class
 
 bench-mpi: $(VENV)/.installed ## the MPI demo on 1..6 ranks (minihpc up --nodes 3) and what module load costs a job -> bench/results/mpi.json

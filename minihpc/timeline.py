@@ -81,11 +81,16 @@ def stamp(s: str) -> float | None:
         return None
 
 
+def rule_name(comment: str) -> str:
+    """The rule a job ran, from the comment the plugin gives each job: rule_<rule>[_wildcards_...]
+    (a group job rule_<group>_<rules>); "" if it is no such comment."""
+    return comment.removeprefix("rule_").partition("_wildcards_")[0] if comment.startswith("rule_") else ""
+
+
 def _rule(comment: str, user: str, me: str) -> str:
     if user != me:
         return f"{user}'s jobs"
-    # The plugin comments each job rule_<rule>[_wildcards_...]; a group job rule_<group>_<rules>.
-    return comment.removeprefix("rule_").partition("_wildcards_")[0] or "(no rule)"
+    return rule_name(comment) or "(no rule)"
 
 
 def select(cluster: Cluster, run: str | None = None, since: str | None = None, until: str | None = None,
@@ -115,12 +120,16 @@ def select(cluster: Cluster, run: str | None = None, since: str | None = None, u
         # Everyone's: root's view (each user sees only their own jobs: PrivateData).
         rows += [r for r in cluster.sacct(lo, FIELDS, until=hi, all_users=True, user=ROOT_USER)
                  if r["JobID"] not in mine]
-    bars = [Bar(r["JobID"], r["User"], _rule(r["Comment"], r["User"], f.lab_user), r["NodeList"],
-                int(r["AllocCPUS"] or 1), stamp(r["Submit"]) or 0.0, stamp(r["Start"]), stamp(r["End"]),
-                r["State"].split()[0]) for r in rows]
+    bars = bars_of(rows, f.lab_user)
     if not bars:
         raise MinihpcError(f"no SLURM job in {title}", "widen the window, or run a workflow first")
     return bars, title
+
+
+def bars_of(rows: list[dict[str, str]], me: str) -> list[Bar]:
+    """sacct's rows (FIELDS) as bars: `me`'s jobs named by rule, others' by whose they are."""
+    return [Bar(r["JobID"], r["User"], _rule(r["Comment"], r["User"], me), r["NodeList"], int(r["AllocCPUS"] or 1),
+                stamp(r["Submit"]) or 0.0, stamp(r["Start"]), stamp(r["End"]), r["State"].split()[0]) for r in rows]
 
 
 def assign_lanes(bars: list[Bar], cpus: int) -> None:

@@ -20,11 +20,13 @@ from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
+import browser
 import pytest
 from support import cli, ssh_argv
 
 from minihpc import PROOF_DIR, RUN_DIR, classroom, rest
 from minihpc.cluster import Cluster as Client
+from minihpc.page import server
 
 N = 30
 # Pairs checked both ways, as each of the two: neighbours, far apart, the last and the first.
@@ -309,6 +311,52 @@ def test_the_instructors_view_matches_the_proofs_and_sacct(client: Client, learn
     finally:
         as04.sh(f"scancel {held.out.strip()}")
         as08.sh(f"scancel {busy.out.strip()}")
+
+
+@pytest.mark.cost(40)
+def test_a_learners_page_shows_their_jobs_and_others_only_as_counts(client: Client, learners) -> None:
+    """The live page (minihpc class page) as learner07, by the URL written for the instructor to hand
+    out: their jobs in detail, read with their own token; learner23's (and everyone's) only as counts,
+    nowhere by name, in the data or the timeline; the instructor's page shows both. In a real browser,
+    with no console errors; a screenshot to .proof/class/page/learner07.png."""
+    jobs = {}
+    for name in ("learner07", "learner23"):
+        r = classroom.as_learner(client, learners[name]).sh(
+            f"sbatch --parsable --begin=now+1hour -t 5 -J {name}-page -o /dev/null --wrap true")
+        assert r.rc == 0, r.out
+        jobs[name] = r.out.split()[-1]
+    page = browser.PageServer()
+    try:
+        d = classroom.key_dir(RUN_DIR, "learner07")
+        key, url = (d / server.KEY_FILE).read_text().strip(), (d / server.URL_FILE).read_text().strip()
+        assert url == f"{page.base}/?key={key}"
+        mine = page.state(key)
+        assert mine["viewer"] == "learner07" and "queue" not in mine, mine
+        assert [j["id"] for j in mine["jobs"]] == [jobs["learner07"]], mine["jobs"]
+        assert mine["jobs"][0]["user"] == "learner07" and mine["jobs"][0]["reason"] == "BeginTime", mine["jobs"]
+        assert mine["others"]["pending"] >= 1, mine["others"]
+        assert "learner23" not in json.dumps(mine), "another learner's name in learner07's page"
+        status, svg = page.get("/timeline.svg", key)
+        assert status == 200 and b"learner23" not in svg
+        instructor = page.state(page.url.split("key=", 1)[1])
+        assert {jobs["learner07"], jobs["learner23"]} <= {j["id"] for j in instructor["jobs"]}
+        assert {"learner07", "learner23"} <= {q["user"] for q in instructor["queue"]}
+        b = browser.Browser(browser.image())
+        try:
+            b.open(url)
+            b.wait_for(f"[...document.querySelectorAll('#jobs tbody tr')].some(r => r.children[0].textContent "
+                       f"=== '{jobs['learner07']}')", what="learner07's job on their page")
+            assert b.eval("document.getElementById('queue').hidden") is True
+            assert b.eval("document.getElementById('others').textContent").startswith("Other users' jobs: ")
+            b.screenshot(PROOF_DIR / "class" / "page" / "learner07.png")
+            assert b.errors == [], b.errors
+        finally:
+            b.close()
+    finally:
+        out = page.close()
+        for name, job in jobs.items():
+            classroom.as_learner(client, learners[name]).sh(f"scancel {job}")
+    assert "Traceback" not in out, out
 
 
 @pytest.mark.cost(60)

@@ -5,13 +5,17 @@ one without one. The learners' tokens are proven in test_class.py."""
 
 from __future__ import annotations
 
+import json
 import socket
+import urllib.error
+import urllib.request
 
 import pytest
 from support import Cluster, run_ok
 
 from minihpc import rest
 from minihpc.facts import REST, REST_PORT
+from minihpc.page import collect
 
 
 @pytest.mark.smoke
@@ -48,3 +52,48 @@ def test_a_token_gets_its_user_and_no_token_gets_nothing(cluster: Cluster) -> No
     r = client.sh(f"python3 -c \"import urllib.request as u; u.urlopen('http://{REST}:{REST_PORT}{ping}')\" 2>&1 "
                   "| tail -n 1")
     assert "HTTP Error 401" in r.out, r.out
+
+
+def call(f, method: str, path: str, user: str, jwt: str, body: dict | None = None) -> tuple[int, dict]:
+    """A request rest.get never makes (minihpc only reads): to show what the API refuses."""
+    req = urllib.request.Request(rest.base_url(f) + path, method=method,
+                                 data=json.dumps(body).encode() if body is not None else None,
+                                 headers={"X-SLURM-USER-NAME": user, "X-SLURM-USER-TOKEN": jwt,
+                                          "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:  # noqa: S310 (the cluster's own address)
+            return r.status, json.loads(r.read() or b"{}")
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+
+
+@pytest.mark.smoke
+def test_the_pages_reader_reads_the_cluster_and_can_change_nothing(cluster: Cluster) -> None:
+    """The live page reads as PAGE_USER (minihpc/page/collect.py): nodes, partitions and QOS, and none of
+    anyone's jobs; its token submits nothing (no association), and cancels, holds or changes no job."""
+    client, f = cluster.client, cluster.facts
+    v, reader = rest.api(f), collect.PAGE_USER
+    jwt = rest.token(client, reader, 300)
+    nodes = rest.get(f, f"/slurm/{v}/nodes", reader, jwt)
+    assert nodes.ok and {n["name"] for n in nodes.body["nodes"]} == set(f.nodes), nodes
+    assert rest.get(f, f"/slurm/{v}/partitions", reader, jwt).ok
+    assert rest.get(f, f"/slurmdb/{v}/qos", reader, jwt).ok
+    job = client.sh("sbatch --parsable -t 2 -J page-reader-target --begin=now+600 --wrap true").out.strip()
+    assert job.isdigit(), job
+    try:
+        seen = rest.get(f, f"/slurm/{v}/jobs", reader, jwt)
+        assert seen.ok and not seen.body["jobs"], seen  # PrivateData: no one's jobs
+        script = "#!/bin/sh\ntrue\n"
+        body = ({"script": script, "job": {"current_working_directory": "/tmp", "environment": {"PATH": "/bin"}}}
+                if v == "v0.0.38" else
+                {"job": {"script": script, "current_working_directory": "/tmp", "environment": ["PATH=/bin"]}})
+        status, answer = call(f, "POST", f"/slurm/{v}/job/submit", reader, jwt, body)
+        assert status != 200 and not answer.get("job_id"), (status, answer)
+        assert "Invalid account" in json.dumps(answer.get("errors")), answer
+        call(f, "DELETE", f"/slurm/{v}/job/{job}", reader, jwt)
+        status, answer = call(f, "POST", f"/slurm/{v}/job/{job}", reader, jwt, {"comment": "held", "hold": True})
+        assert status != 200 or answer.get("errors"), (status, answer)
+        state = client.root(f"squeue -h -j {job} -o '%T %r %k'").out.split()
+        assert state[:2] == ["PENDING", "BeginTime"] and "held" not in state, state
+    finally:
+        client.sh(f"scancel {job}")
