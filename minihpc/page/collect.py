@@ -64,14 +64,14 @@ def node_row(n: dict) -> dict:
 
 
 def partition_row(p: dict) -> dict:
-    nodes = p.get("nodes")
+    """A partition from either API: nested (nodes.configured, maximums.time, qos.allowed) or flat (v0.0.38)."""
+    nodes, qos = p.get("nodes"), p.get("qos")
     limits = p.get("maximums") or {}
     return {"name": text(p.get("name")),
             "nodes": text(nodes.get("configured") if isinstance(nodes, dict) else nodes),
             "state": " ".join(words((p.get("partition") or {}).get("state") or p.get("state"))).lower(),
-            "max_time_min": num(limits.get("time") if limits else p.get("maximum_time")),
-            "qos": text((p.get("qos") or {}).get("allowed") if isinstance(p.get("qos"), dict) else p.get("qos"))
-            or "any"}
+            "max_time_min": num(limits.get("time") if limits else p.get("max_time_limit")),
+            "qos": text(qos.get("allowed") if isinstance(qos, dict) else p.get("allowed_qos")) or "any"}
 
 
 def qos_row(q: dict) -> dict:
@@ -230,7 +230,9 @@ class Collector:
         a = rest.get(self.facts, path.format(v=self.api), user, self._token(user))
         if not a.ok:
             raise MinihpcError(f"GET {path.format(v=self.api)} as {user}: {a.status} {'; '.join(a.errors)[:200]}")
-        return [x for x in (a.body or {}).get(key, []) if isinstance(x, dict)]
+        body = a.body or {}
+        # v0.0.38 names its QOS list "QOS".
+        return [x for x in body.get(key, body.get(key.upper(), [])) if isinstance(x, dict)]
 
     def _root(self, script: str, node: str | None = None) -> str:
         r = self.client.root(script, node=node, timeout=30)
@@ -272,8 +274,9 @@ class Collector:
                 return jobs, errors
             errors = []
             try:
-                since = int(self.clock()) - WINDOW
                 now = {j["id"]: j for j in map(job_row, self._rest("jobs", "/slurm/{v}/jobs", learner))}
+                # Slurm's own time words: every API version parses them (v0.0.38 takes no epoch).
+                since = f"now-{WINDOW // 60}minutes"
                 ended = [job_row(j) for j in self._rest("jobs", f"/slurmdb/{{v}}/jobs?start_time={since}", learner)]
                 jobs = list(now.values()) + [j for j in ended if j["id"] not in now]
             except MinihpcError as e:
@@ -308,7 +311,8 @@ class Collector:
         base["jobs"] = [j for j in jobs if j["state"] in ("RUNNING", "PENDING")]
         # A running job's end_time is when its time limit would end it: not an end yet.
         base["bars"] = [{"job_id": j["id"], "user": viewer, "rule": j["rule"], "node": j["nodes"],
-                         "cpus": j["cpus"], "submit": j["submit"] or 0, "start": j["start"] or None,
+                         "cpus": j["cpus"], "submit": j["submit"] or 0,
+                         "start": None if j["state"] == "PENDING" else j["start"] or None,  # (its expected start)
                          "end": None if j["state"] in ("RUNNING", "PENDING") else j["end"] or None,
                          "state": j["state"]} for j in jobs]
         base["errors"] += errors

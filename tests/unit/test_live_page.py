@@ -37,6 +37,22 @@ def test_numbers_states_and_lists_read_from_either_api() -> None:
     assert collect.node_row(older)["state"] == "idle"
 
 
+def test_a_partition_and_a_qos_from_either_api() -> None:
+    newer = {"name": "short", "nodes": {"configured": "c[1-2]"}, "partition": {"state": ["UP"]},
+             "maximums": {"time": {"set": True, "infinite": False, "number": 240}}, "qos": {"allowed": ""}}
+    older = {"name": "short", "nodes": "c[1-2]", "state": "UP", "max_time_limit": 240, "allowed_qos": "",
+             "qos": ""}
+    want = {"name": "short", "nodes": "c[1-2]", "state": "up", "max_time_min": 240, "qos": "any"}
+    assert collect.partition_row(newer) == want == collect.partition_row(older)
+    assert collect.partition_row({**older, "allowed_qos": "debug,normal"})["qos"] == "debug,normal"
+    newer_q = {"name": "debug", "priority": {"set": True, "infinite": False, "number": 100}, "description": "debug",
+               "limits": {"max": {"wall_clock": {"per": {"job": {"set": True, "infinite": False, "number": 60}}}}}}
+    older_q = {"name": "debug", "priority": 100, "description": "debug",
+               "limits": {"max": {"wall_clock": {"per": {"qos": None, "job": 60}}}}}
+    assert collect.qos_row(newer_q) == collect.qos_row(older_q) == {"name": "debug", "priority": 100,
+                                                                   "max_wall_min": 60, "description": "debug"}
+
+
 def test_a_job_from_slurmctld_and_from_slurmdbd_reads_the_same() -> None:
     ctld = {"job_id": 7, "name": "rule_a", "user_name": "learner01", "job_state": ["RUNNING"], "comment": "rule_a",
             "state_reason": "None", "nodes": "c1", "cpus": {"set": True, "infinite": False, "number": 2},
