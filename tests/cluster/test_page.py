@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import json
 import shlex
-import socket
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -56,6 +56,22 @@ def chromium() -> Iterator[browser.Browser]:
 def rows(b: browser.Browser, table: str) -> list[list[str]]:
     return b.eval(f"[...document.querySelectorAll('#{table} tbody tr')].map(r => [...r.children].map(c => "
                   "c.textContent))")
+
+
+@pytest.mark.smoke
+def test_the_pages_data_reads_this_release(page: browser.PageServer, client) -> None:
+    """What the page shows, read from this Slurm release's REST API (each names and nests its fields its
+    own way) and the cluster client, with nothing it could not read."""
+    f = client.facts
+    state = page.state(page.url.split("key=", 1)[1])
+    assert state["errors"] == [] and state["slurm"] == f.slurm, state["errors"]
+    assert {n["name"] for n in state["nodes"]} == set(f.nodes)
+    assert all(n["cpus"] == f.cpus and n["memory_mb"] and n["state"] for n in state["nodes"]), state["nodes"]
+    parts = {p["name"]: p for p in state["partitions"]}
+    assert set(parts) == set(f.partitions) and all(p["max_time_min"] for p in parts.values()), parts
+    assert {"normal", "debug"} <= {q["name"] for q in state["qos"]}
+    assert next(q for q in state["qos"] if q["name"] == "debug")["max_wall_min"] == 60, state["qos"]
+    assert state["nfs"]["name"] != "unknown" and {s["node"] for s in state["scratch"]} == set(f.client_nodes)
 
 
 @pytest.mark.cost(120)
