@@ -151,8 +151,9 @@ class Cluster:
         argv = self.transport.command(node or self.facts.login, script, user or self.facts.lab_user, workdir)
         try:
             if stdin is None:
+                # errors="replace": what users named (a job, a file) may be any bytes, never a crash here.
                 r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                   timeout=timeout, check=False, stdin=subprocess.DEVNULL)
+                                   errors="replace", timeout=timeout, check=False, stdin=subprocess.DEVNULL)
                 out = r.stdout
             else:
                 rb = subprocess.run(argv, input=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -307,17 +308,18 @@ class Cluster:
 
     def sacct(self, since: str, fields: tuple[str, ...] = ("JobID", "JobName", "Comment", "NodeList", "State"),
               user: str | None = None, steps: bool = False, until: str | None = None,
-              all_users: bool = False) -> list[dict[str, str]]:
+              all_users: bool = False, node: str | None = None) -> list[dict[str, str]]:
         """Allocations `user` (the lab user; with all_users, everyone `user` may
         see: PrivateData shows a user only their own, so everyone's is root's) had in
         the window since `since` (until `until`, default now) (and, with
-        `steps`, their steps: JobID 7.batch, 7.0), one dict per row with `fields` as keys."""
+        `steps`, their steps: JobID 7.batch, 7.0), one dict per row with `fields` as keys; run on `node`
+        (default the login node)."""
         flags = ("" if steps else " -X") + (" -a" if all_users else "")
         end = f" -E {shlex.quote(until)}" if until else ""
         # Standard error apart: a warning must not land among the rows (see parse_delimited).
         delimiter = f":minihpc-{secrets.token_hex(16)}:"
         rc, out, err = self.pipe(f"sacct -n{flags} -p --delimiter={delimiter} -S {shlex.quote(since)}{end} "
-                                 f"-o {','.join(fields)}", user=user)
+                                 f"-o {','.join(fields)}", user=user, node=node)
         if rc != 0:
             raise MinihpcError(f"sacct failed: {(err or out.decode(errors='replace')).strip()[:500]}",
                                "is slurmdbd up? minihpc status")

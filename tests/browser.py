@@ -134,7 +134,10 @@ class Browser:
         """The expression's value once it is truthy."""
         deadline = time.monotonic() + timeout
         while True:
-            value = self.eval(expression)
+            try:
+                value = self.eval(expression)
+            except AssertionError:  # between two pages (the key's page moving on to /): ask again
+                value = None
             if value:
                 return value
             if time.monotonic() > deadline:

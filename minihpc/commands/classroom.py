@@ -213,6 +213,7 @@ def class_page(a: argparse.Namespace) -> int:
             raise BadInput(f"cannot serve on {address}:{a.port}: {e.strerror}",
                            "choose another --port (or an --address this machine has)") from None
         raise
+    collector.start()  # the first page has data
     keys.refresh()  # each learner's URL file written before the instructor hands them out
     if not server.loopback(address):
         print(f"warning: the class's page is served on {address}:{a.port}, beyond this machine", flush=True)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -36,6 +37,7 @@ SLOW_PERIOD = 10.0  # scratch (a process on every node) and the timeline (sacct)
 TOKEN_LIFESPAN = 600  # seconds; a token is renewed at half its life
 WINDOW = 30 * 60  # the timeline's last half hour
 QUEUE_FIELDS = ("JobID", "User", "State", "Reason", "NodeList", "Name")
+CONTROLLER = "slurmctld"  # where root's squeue and sacct run
 
 
 def num(x) -> int | None:
@@ -192,7 +194,7 @@ class Collector:
         def part(name: str, fn: Callable[[], object]) -> None:
             try:
                 setattr(s, name, fn())
-            except (MinihpcError, OSError, ValueError, KeyError, TypeError) as e:
+            except (MinihpcError, OSError, ValueError, KeyError, TypeError, subprocess.SubprocessError) as e:
                 errors.append(f"{name}: {getattr(e, 'what', e)}")
 
         part("nodes", lambda: [node_row(n) for n in self._rest("nodes", "/slurm/{v}/nodes", PAGE_USER)])
@@ -204,8 +206,8 @@ class Collector:
         try:
             nfs_text = self._root("minihpc-nfs show", self.facts.login)
             s.nfs = nfs_profile(nfs_text)
-        except MinihpcError as e:
-            errors.append(f"nfs: {e.what}")
+        except (MinihpcError, subprocess.SubprocessError) as e:
+            errors.append(f"nfs: {getattr(e, 'what', e)}")
         ps = containers.ps("{{.Label \"com.docker.compose.service\"}}\t{{.State}}\t{{.Networks}}")
         part("faults", lambda: faults_in_force(ps.stdout.splitlines() if ps.returncode == 0 else [], s.nodes,
                                                nfs_text))
@@ -242,31 +244,35 @@ class Collector:
 
     def _queue(self) -> list[dict]:
         # A delimiter no job name can guess, and the name (the user's words) last: a row is what splits in six.
+        # On the controller, where no user has a process: the delimiter is in the command line.
         delimiter = f":minihpc-{secrets.token_hex(8)}:"
-        out = self._root(f"squeue -h -a -o '{delimiter.join(('%i', '%u', '%T', '%r', '%N', '%j'))}'")
+        out = self._root(f"squeue -h -a -o '{delimiter.join(('%i', '%u', '%T', '%r', '%N', '%j'))}'", CONTROLLER)
         rows = (line.split(delimiter, len(QUEUE_FIELDS) - 1) for line in out.splitlines())
         return [dict(zip(QUEUE_FIELDS, r, strict=True)) for r in rows if len(r) == len(QUEUE_FIELDS)]
 
     def _scratch(self) -> list[dict]:
+        """Each node's scratch filesystem's size and use (df: no walk of what users put there)."""
         rows = []
         for node in self.facts.client_nodes:
             try:
-                sc = self.client.scratch(node)
-                rows.append({"node": node, "size_mb": sc.size_mb, "used_mb": sc.used_mb, "free_mb": sc.free_mb,
-                             "files": len(sc.files)})
-            except MinihpcError as e:
-                rows.append({"node": node, "error": e.what})
+                fields = self._root(f"df -P -m {self.facts.scratch} | tail -n 1", node).split()
+                rows.append({"node": node, "size_mb": int(fields[1]), "used_mb": int(fields[2]),
+                             "free_mb": int(fields[3])})
+            except (MinihpcError, IndexError, ValueError):
+                rows.append({"node": node, "error": "not readable now"})
         return rows
 
     def _bars(self) -> list[dict]:
-        rows = self.client.sacct(f"now-{WINDOW // 60}minutes", timeline.FIELDS, all_users=True, user=ROOT_USER)
+        rows = self.client.sacct(f"now-{WINDOW // 60}minutes", timeline.FIELDS, all_users=True, user=ROOT_USER,
+                                 node=CONTROLLER)
         return [{k: v for k, v in vars(b).items() if k != "lanes"} for b in timeline.bars_of(rows, self.facts.lab_user)]
 
     # -- views -----------------------------------------------------------------------
 
-    def mine(self, learner: str) -> tuple[list[dict], list[str]]:
+    def mine(self, learner: str, joined: float = 0.0) -> tuple[list[dict], list[str]]:
         """A learner's jobs as their own token shows them (queued, and ended in the timeline's window),
-        gathered at most once per period."""
+        gathered at most once per period: theirs only (by owner, and since they `joined`: an earlier
+        learner of that name had the same uid), whatever the API answered."""
         lock = self._user_locks.setdefault(f"jobs:{learner}", threading.Lock())
         with lock:
             at, jobs, errors = self._mine.get(learner, (float("-inf"), [], []))
@@ -278,15 +284,17 @@ class Collector:
                 # Slurm's own time words: every API version parses them (v0.0.38 takes no epoch).
                 since = f"now-{WINDOW // 60}minutes"
                 ended = [job_row(j) for j in self._rest("jobs", f"/slurmdb/{{v}}/jobs?start_time={since}", learner)]
-                jobs = list(now.values()) + [j for j in ended if j["id"] not in now]
+                jobs = [j for j in [*now.values(), *(j for j in ended if j["id"] not in now)]
+                        if j["user"] == learner and (j["submit"] or 0) >= joined]
             except MinihpcError as e:
                 errors.append(f"your jobs: {e.what}")
             self._mine[learner] = (self.clock(), jobs, errors)
             return jobs, errors
 
-    def view(self, viewer: str | None) -> dict:
-        """The page's data for the instructor (viewer None) or a learner: a learner's jobs in detail
-        (their own token's view), everyone else's as counts only."""
+    def view(self, viewer: str | None, joined: float = 0.0) -> dict:
+        """The page's data for the instructor (viewer None) or a learner (who `joined` then): a learner's
+        jobs in detail (their own token's view), everyone else's as counts only, and no other user's
+        name or words anywhere (what could not be read is said without root's output)."""
         with self._lock:
             s = self.shared
             base = {"cluster": NAME, "slurm": self.facts.slurm, "viewer": viewer or "instructor",
@@ -304,7 +312,10 @@ class Collector:
                             if j["State"] in ("RUNNING", "PENDING")]
             base["bars"] = bars
             return base
-        jobs, errors = self.mine(viewer)
+        jobs, errors = self.mine(viewer, joined)
+        if base["errors"]:
+            base["errors"] = ["some of the cluster's state could not be read just now (the instructor's page "
+                              "says what)"]
         others = [j for j in queue if j["User"] != viewer]
         base["others"] = {"running": sum(j["State"] == "RUNNING" for j in others),
                           "pending": sum(j["State"] == "PENDING" for j in others)}

@@ -82,7 +82,7 @@
 
     $("nfs").textContent = d.nfs.lines.join("\n");
     fill("scratch", d.scratch, function (s) {
-      return s.error ? [s.node, s.error, "", "", ""] : [s.node, s.used_mb, s.free_mb, s.size_mb, s.files];
+      return s.error ? [s.node, s.error, "", ""] : [s.node, s.used_mb, s.free_mb, s.size_mb];
     });
     function limit(v) { return v === null ? "no limit" : v; }
     fill("partitions", d.partitions, function (p) {

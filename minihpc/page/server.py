@@ -29,7 +29,7 @@ from importlib import resources
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from minihpc import classroom
+from minihpc import classroom, timeline
 from minihpc.page import picture
 from minihpc.page.collect import Collector, dumps
 
@@ -43,6 +43,10 @@ HEADERS = {
     "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY",
     "Cache-Control": "no-store", "Cross-Origin-Resource-Policy": "same-origin",
 }
+ARRIVE = (b'<!doctype html><html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="0;url=/">'
+          b'<title>minihpc</title></head><body><p><a href="/">Open the page</a></p></body></html>\n')
+# Connections served at once: each holds a thread; past this a new one is closed at once.
+MAX_CONNECTIONS = 128
 KEY_FILE = "page-key"
 URL_FILE = "page-url"
 
@@ -75,7 +79,8 @@ class Keys:
         self.run_dir, self.base_url = run_dir, base_url
         self._lock = threading.Lock()
         self._stamp: float | None = None
-        self._owners: dict[str, str] = {}
+        self._owners: dict[str, tuple[str, Path]] = {}  # key: whose, and the file that holds it
+        self._joined: dict[str, float] = {}
 
     def class_dir(self) -> Path:
         d = self.run_dir / "class"
@@ -95,14 +100,21 @@ class Keys:
         stamp = doc.stat().st_mtime_ns if doc.exists() else 0
         if stamp == self._stamp:
             return
-        owners = {_key(self.class_dir() / KEY_FILE): INSTRUCTOR}
+        owners = {_key(self.class_dir() / KEY_FILE): (INSTRUCTOR, self.class_dir() / KEY_FILE)}
+        joined = {}
         for learner in classroom.read(self.run_dir):
             d = classroom.key_dir(self.run_dir, learner.name)
             if d.is_dir():  # made with their SSH key; a half-removed learner has none
                 key = _key(d / KEY_FILE)
                 _secret_file(d / URL_FILE, f"{self.base_url}/?key={key}\n")
-                owners[key] = learner.name
-        self._owners, self._stamp = owners, stamp
+                owners[key] = (learner.name, d / KEY_FILE)
+                joined[learner.name] = timeline.stamp(learner.added) or 0.0
+        self._owners, self._joined, self._stamp = owners, joined, stamp
+
+    def joined(self, learner: str) -> float:
+        """When the learner joined the class (their jobs are the ones since)."""
+        with self._lock:
+            return self._joined.get(learner, float("inf"))
 
     def owner(self, key: str | None) -> str | None:
         """INSTRUCTOR, a learner's name, or None (no key, or not one of ours)."""
@@ -110,11 +122,14 @@ class Keys:
             return None
         with self._lock:
             self._refresh()
-            for known, who in self._owners.items():
+            for known, (who, path) in self._owners.items():
                 if hmac.compare_digest(known.encode(), key.encode()):
-                    # A learner's key counts while their key directory does (class remove takes it).
-                    if who == INSTRUCTOR or classroom.key_dir(self.run_dir, who).is_dir():
-                        return who
+                    # A key counts while its file holds it: removed (class remove, or by hand to revoke it), no.
+                    try:
+                        held = path.read_text().strip()
+                    except OSError:
+                        return None
+                    return who if hmac.compare_digest(held.encode(), key.encode()) else None
             return None
 
 
@@ -161,9 +176,11 @@ def handler(collector: Collector, keys: Keys, address: str) -> type[BaseHTTPRequ
                 if keys.owner(key) is None:
                     return self._refuse(HTTPStatus.FORBIDDEN, "this key opens no page here; ask the instructor "
                                                               "for yours")
-                # The key leaves the URL (history, screen-sharing) for a cookie scripts cannot read.
-                return self._send(HTTPStatus.SEE_OTHER, b"", "text/plain", {
-                    "Location": "/", "Set-Cookie": f"{COOKIE}={key}; HttpOnly; SameSite=Strict; Path=/"})
+                # The key leaves the URL (history, screen-sharing) for a cookie scripts cannot read. A page of
+                # ours moves on to /, not a redirect: after a link from elsewhere (a chat, a mail), the browser
+                # would send no SameSite=Strict cookie along a redirect, and the first visit would be refused.
+                return self._send(HTTPStatus.OK, ARRIVE, "text/html; charset=utf-8",
+                                  {"Set-Cookie": f"{COOKIE}={key}; HttpOnly; SameSite=Strict; Path=/"})
             if url.path in STATIC and url.path != "/":  # the page's own files: no data in them
                 name, kind = STATIC[url.path]
                 return self._send(HTTPStatus.OK, resources.files(__package__).joinpath(name).read_bytes(), kind)
@@ -177,7 +194,7 @@ def handler(collector: Collector, keys: Keys, address: str) -> type[BaseHTTPRequ
             if url.path == "/":
                 name, kind = STATIC["/"]
                 return self._send(HTTPStatus.OK, resources.files(__package__).joinpath(name).read_bytes(), kind)
-            view = collector.view(viewer)
+            view = collector.view(viewer) if viewer is None else collector.view(viewer, keys.joined(viewer))
             if url.path == "/state.json":
                 view["alt"] = picture.describe(view["bars"], time.time(), view["window_s"])
                 return self._send(HTTPStatus.OK, dumps(view), "application/json")
@@ -199,10 +216,25 @@ def handler(collector: Collector, keys: Keys, address: str) -> type[BaseHTTPRequ
 
 class Server(ThreadingHTTPServer):
     daemon_threads = True  # a viewer's open connection never holds the server's exit
+    request_queue_size = MAX_CONNECTIONS  # the listen backlog (socketserver's 5 makes a class's browsers wait)
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+
+    def process_request(self, request, client_address) -> None:
+        if not self.slots.acquire(blocking=False):
+            self.shutdown_request(request)  # full: who holds connections open cannot take more threads
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
 
 
 def serve(collector: Collector, keys: Keys, address: str, port: int) -> Server:
-    """Bound and ready (serve_forever to answer); the collector started."""
-    httpd = Server((address, port), handler(collector, keys, address))
-    collector.start()
-    return httpd
+    """Bound, ready to answer (serve_forever) once the collector is started."""
+    return Server((address, port), handler(collector, keys, address))

@@ -79,8 +79,8 @@ def test_the_page_shows_a_run_as_it_goes_in_a_real_browser(page: browser.PageSer
                                                            client, tmp_path) -> None:
     b, f = chromium, client.facts
     b.open(page.url)
-    assert b.eval("location.search") == "", "the key stays in the URL"
     b.wait_for("document.body.dataset.updated", what="the page's first data")
+    assert b.eval("location.search") == "", "the key stays in the URL"
     assert {r[0] for r in rows(b, "nodes")} == set(f.nodes)
     assert {r[0] for r in rows(b, "partitions")} == set(f.partitions)
     assert "normal" in {r[0] for r in rows(b, "qos")}

@@ -120,7 +120,7 @@ class FakeCollector:
         self.facts = SimpleNamespace(nodes=["c1", "c2"], cpus=2)
         self.asked: list[str | None] = []
 
-    def view(self, viewer: str | None) -> dict:
+    def view(self, viewer: str | None, joined: float = 0.0) -> dict:
         self.asked.append(viewer)
         return {"viewer": viewer or "instructor", "bars": [], "window_s": 1800}
 
@@ -137,6 +137,7 @@ def page(tmp_path: Path) -> Iterator[SimpleNamespace]:
         classroom.key_dir(tmp_path, x.name).mkdir(parents=True)
     collector = FakeCollector()
     httpd = server.serve(collector, keys := server.Keys(tmp_path, "http://127.0.0.1:0"), "127.0.0.1", 0)
+    collector.start()
     port = httpd.server_address[1]
     keys.base_url = f"http://127.0.0.1:{port}"
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
@@ -172,7 +173,8 @@ def test_no_key_gets_no_data_and_a_key_becomes_a_cookie_scripts_cannot_read(page
     assert page.collector.asked == []
     key = key_of(page.run_dir, "instructor")
     r = request(page.port, f"/?key={key}")
-    assert r.status == 303 and r.getheader("Location") == "/"
+    # A page that moves on to / (a redirect would carry no SameSite=Strict cookie after a link from elsewhere).
+    assert r.status == 200 and b'<meta http-equiv="refresh" content="0;url=/">' in r.body
     assert r.getheader("Set-Cookie") == f"{server.COOKIE}={key}; HttpOnly; SameSite=Strict; Path=/"
     r = request(page.port, "/state.json", cookie=f"{server.COOKIE}={key}")
     assert r.status == 200 and json.loads(r.body)["viewer"] == "instructor"
@@ -203,6 +205,57 @@ def test_each_learner_gets_their_own_view_until_they_leave_the_class(page: Simpl
     assert request(page.port, "/state.json", cookie=f"{server.COOKIE}={k1}").status == 403
     k2 = key_of(page.run_dir, "learner02")
     assert request(page.port, "/state.json", cookie=f"{server.COOKIE}={k2}").status == 200
+
+
+def test_a_key_file_removed_revokes_the_key_at_once(page: SimpleNamespace) -> None:
+    k1, mine = key_of(page.run_dir, "learner01"), key_of(page.run_dir, "instructor")
+    assert request(page.port, "/state.json", cookie=f"{server.COOKIE}={k1}").status == 200
+    (classroom.key_dir(page.run_dir, "learner01") / server.KEY_FILE).unlink()
+    (page.run_dir / "class" / server.KEY_FILE).unlink()
+    assert request(page.port, "/state.json", cookie=f"{server.COOKIE}={k1}").status == 403
+    assert request(page.port, "/state.json", cookie=f"{server.COOKIE}={mine}").status == 403
+
+
+def test_connections_past_the_cap_are_closed_not_threaded(page: SimpleNamespace) -> None:
+    import socket
+    import time
+    held = [socket.create_connection(("127.0.0.1", page.port)) for _ in range(server.MAX_CONNECTIONS)]
+    deadline = time.monotonic() + 10
+    while page.httpd.slots._value and time.monotonic() < deadline:  # each accepted, a thread each
+        time.sleep(0.05)
+    extra = socket.create_connection(("127.0.0.1", page.port))
+    extra.settimeout(5)
+    extra.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert extra.recv(100) == b"", "a connection past the cap was served"
+    for c in held:
+        c.close()
+    time.sleep(0.5)
+    assert request(page.port, "/page.js").status == 200  # freed: served again
+
+
+class FakeREST(collect.Collector):
+    """A Collector whose REST answers are given (the real ones: tests/cluster/test_page.py)."""
+
+    def __init__(self, answers: dict[str, list[dict]]) -> None:
+        super().__init__(SimpleNamespace(facts=SimpleNamespace(slurm="24.11")))
+        self.answers = answers
+
+    def _rest(self, key: str, path: str, user: str) -> list[dict]:
+        return self.answers["slurmdb" if path.startswith("/slurmdb/") else "slurm"]
+
+
+def test_a_learner_sees_only_their_own_jobs_since_they_joined_whatever_the_api_says() -> None:
+    def job(i: int, user: str, submit: int) -> dict:
+        return {"job_id": i, "name": f"j{i}", "user_name": user, "job_state": ["PENDING"], "submit_time": submit}
+    c = FakeREST({"slurm": [job(1, "learner01", 50), job(2, "learner02", 200), job(3, "learner01", 200)],
+                  "slurmdb": [job(4, "learner02", 300)]})
+    jobs, errors = c.mine("learner01", joined=100)
+    assert [j["id"] for j in jobs] == ["3"] and errors == [], jobs
+    c.shared.errors = ["queue: sacct's output is not rows: 'root|learner02|secret'"]
+    view = c.view("learner01", joined=100)
+    assert "learner02" not in json.dumps(view) and "secret" not in json.dumps(view), view
+    assert view["errors"] == ["some of the cluster's state could not be read just now (the instructor's page "
+                              "says what)"]
 
 
 def test_the_page_only_reads_and_answers_only_to_its_own_address(page: SimpleNamespace) -> None:
