@@ -11,8 +11,9 @@ failed one outlined in red and dashed; a legend under it.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections import Counter
-from xml.sax.saxutils import escape
+from xml.sax.saxutils import escape as xml_escape
 
 from minihpc.timeline import Bar, assign_lanes
 
@@ -20,6 +21,12 @@ WIDTH, LANE, LEFT, TOP, BOTTOM, LEGEND = 900, 14, 70, 24, 24, 24
 MAX_LEGEND = 8
 PALETTE = ("#1b6ca8", "#c05a00", "#2e7d32", "#7b1fa2", "#00838f", "#ad1457", "#5d4037", "#455a64")
 GOOD = ("COMPLETED", "RUNNING", "PENDING")
+# Characters XML 1.0 does not allow: a name holding one would make the whole picture unreadable.
+NOT_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def escape(words: str) -> str:
+    return xml_escape(NOT_XML.sub("?", words))
 
 
 def colour(key: str) -> str:

@@ -109,6 +109,9 @@ def test_the_picture_draws_each_started_job_and_escapes_what_users_named() -> No
     assert picture.describe([], now, 1800) == "Timeline of the last 5 minutes: no jobs."
     assert picture.span([bar("1", "u", "r", "c1", now - 3 * 3600, None, "RUNNING")], now, 1800) == 1800
     assert picture.colour("student") == picture.colour("student")
+    import xml.dom.minidom
+    odd = picture.svg([bar("5", "u", "a\x01b\x1b[31m", "c1", now - 5, None, "RUNNING")], ["c1"], 1, now, 1800, "rule")
+    assert "a?b?[31m" in odd and xml.dom.minidom.parseString(odd)  # still a picture
 
 
 # -- the server --------------------------------------------------------------------------
