@@ -202,7 +202,9 @@ def interrupted_run(labs: Labs, prefix: str = "core2") -> Proof:
     crash = lab.sh(f"pids=$(scontrol listpids {job or 0} | awk 'NR > 1 {{print $1}}'); echo \"$pids\" | wc -w; "
                    "kill -KILL $pids; sleep 1; ps -o pid= -p \"$(echo $pids | tr ' ' ,)\" | wc -l",
                    service=node or "c1", user="root")
-    left = lab.sh(f"scancel {job}; sleep 2; squeue -h -j {job or 0} 2>/dev/null | wc -l; "
+    # Gone once its node has let go (a loaded node's epilog takes seconds): asked each second, up to 30.
+    left = lab.sh(f"scancel {job}; for i in $(seq 30); do [ -z \"$(squeue -h -j {job or 0} 2>/dev/null)\" ] && "
+                  f"break; sleep 1; done; squeue -h -j {job or 0} 2>/dev/null | wc -l; "
                   "cat hang.log | grep -E 'submitted|Shell command'; cat results/poison.txt; ls .snakemake/incomplete")
     refused = lab.snakemake(f"{SLURM} -- results/poison.txt")
     locked = lab.snakemake(f"{SLURM} --rerun-incomplete --config poison_mode=fixed -- results/poison.txt")

@@ -20,14 +20,15 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 
 import browser
 import pytest
-from support import cli
+from support import cli, eventually
 
-from minihpc import PROOF_DIR, ROOT
+from minihpc import PROOF_DIR, ROOT, runner
 
 OUT = PROOF_DIR / "class" / "page"
 # Markup in a job's name: shown as text, never run (textContent, and the page's CSP).
@@ -88,17 +89,27 @@ def test_the_page_shows_a_run_as_it_goes_in_a_real_browser(page: browser.PageSer
     assert {r[0] for r in rows(b, "scratch")} == set(f.client_nodes)
     # A job whose name is markup, queued behind the run's: text on the page, never an element or a script.
     job = client.sh(f"sbatch --parsable -t 2 -J {shlex.quote(MARKUP)} --begin=now+600 --wrap true").out.strip()
+    assert job.isdigit(), job
     wf = tmp_path / "byow"
     shutil.copytree(ROOT / "tests/workflows/byow", wf)
-    # Its rule `fail` fails on purpose: the timeline shows a failed job too.
+    since = client.now()
+    # Its rule `fail` fails on purpose: the timeline shows a failed job too. Side by side with other
+    # tests' jobs of the same user, the run's own are those named by its run ID.
     run = subprocess.Popen([sys.executable, "-m", "minihpc", "run", str(wf), "--name", "test-page", "--fresh", "--",
                             "--keep-going"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                            stdin=subprocess.DEVNULL)
+    said: list[str] = []
+    reader = threading.Thread(target=lambda: said.extend(run.stdout), daemon=True)
+    reader.start()
     try:
-        b.wait_for(f"[...document.querySelectorAll('#jobs tbody tr')].some(r => r.children[1].textContent === "
-                   f"'{f.lab_user}' && r.children[3].textContent === 'RUNNING')", timeout=120,
+        run_id = eventually(lambda: runner.run_id("".join(said)), timeout=180,
+                            what=lambda: "the run's ID in its output: " + "".join(said)[-2000:])
+        ours = (f"[...document.querySelectorAll('#jobs tbody tr')].filter(r => r.children[2].textContent === "
+                f"'{run_id}')")
+        b.wait_for(f"{ours}.some(r => r.children[3].textContent === 'RUNNING')", timeout=180,
                    what="a job of the run running in the page's queue")
-        assert any(r[2] == MARKUP for r in rows(b, "jobs")), rows(b, "jobs")
+        b.wait_for(f"[...document.querySelectorAll('#jobs tbody tr')].some(r => r.children[2].textContent === "
+                   f"{json.dumps(MARKUP)})", what="the job named with markup in the queue")
         assert b.eval("document.title") != "owned" and b.eval("document.querySelectorAll('#jobs img').length") == 0
         assert any(r[0] == f.lab_user and int(r[1]) >= 1 for r in rows(b, "queue")), rows(b, "queue")
         busy = b.wait_for("[...document.querySelectorAll('#nodes tbody tr')].filter(r => !r.children[2]"
@@ -108,17 +119,23 @@ def test_the_page_shows_a_run_as_it_goes_in_a_real_browser(page: browser.PageSer
         b.wait_for(f"document.getElementById('timeline').alt.includes('{f.lab_user}')", timeout=30,
                    what="the run in the timeline's text alternative")
         b.screenshot(OUT / "run.png")
-        out, _ = run.communicate(timeout=600)
-        assert run.returncode == 1 and "Error in rule fail:" in out, out[-3000:]
+        assert run.wait(timeout=600) == 1, "".join(said)[-3000:]
+        reader.join(timeout=30)
+        assert "Error in rule fail:" in "".join(said), "".join(said)[-3000:]
     finally:
         if run.poll() is None:
             run.kill()
         client.sh(f"scancel {job}; rm -rf {f.shared}/test-page")
-    # Updated: the run's jobs leave the queue and stay in the timeline, ended.
-    b.wait_for(f"![...document.querySelectorAll('#jobs tbody tr')].some(r => r.children[1].textContent === "
-               f"'{f.lab_user}' && r.children[3].textContent === 'RUNNING')", timeout=30, what="the run's jobs gone")
+    # Updated: the run's jobs leave the queue, and the timeline has each as sacct ended it.
+    b.wait_for(f"{ours}.length === 0", timeout=30, what="the run's jobs gone from the queue")
+    ended = {r["JobID"]: r["State"].split()[0]
+             for r in client.sacct(since, ("JobID", "JobName", "State")) if r["JobName"] == run_id}
+    assert "FAILED" in ended.values() and "COMPLETED" in ended.values(), ended
+    key = page.url.split("key=", 1)[1]
+    eventually(lambda: {b_["job_id"]: b_["state"] for b_ in page.state(key)["bars"] if b_["job_id"] in ended}
+               == ended, timeout=30, what="the run's jobs in the page's timeline as sacct has them")
     b.wait_for("/completed.*failed|failed.*completed/.test(document.getElementById('timeline').alt)", timeout=30,
-               what="the run's jobs in the timeline, ended: completed, and the one failed")
+               what="the timeline's words: completed jobs, and failed")
     b.wait_for("document.getElementById('timeline').complete && "
                "document.getElementById('timeline').naturalWidth > 0", what="the timeline drawn")
     b.screenshot(OUT / "after-run.png")
