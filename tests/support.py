@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -232,10 +233,14 @@ def remove_proof(client: Client, name: str) -> None:
     client.sh(f"rm -rf {client.facts.shared}/{name}.prove-*")
 
 
-def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    """`python -m minihpc ARGS` from the checkout, no standard input (as CI runs it)."""
-    return subprocess.run([sys.executable, "-m", "minihpc", *args], cwd=ROOT, capture_output=True, text=True,
-                          check=False, stdin=subprocess.DEVNULL, timeout=timeout, env=env)
+def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 900, cwd: Path = ROOT,
+        merged: bool = False) -> subprocess.CompletedProcess[str]:
+    """`python -m minihpc ARGS` run in `cwd` (the checkout), with no standard input (as CI runs it) and
+    `env` added to this process's environment; `merged`: its messages and Snakemake's output in one
+    stream (stdout), in the order they came."""
+    return subprocess.run([sys.executable, "-m", "minihpc", *args], cwd=cwd, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT if merged else subprocess.PIPE, text=True, check=False,
+                          stdin=subprocess.DEVNULL, timeout=timeout, env={**os.environ, **(env or {})})
 
 
 def ssh_argv(port: int, key: Path, known_hosts: Path, login: str, command: str) -> list[str]:

@@ -6,13 +6,11 @@ so reports, fetched outputs and Slurm's answers stay Slurm's."""
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import Cluster, run_ok, sbatch_waited
+from support import Cluster, cli, run_ok, sbatch_waited
 
 from minihpc.cluster import Cluster as Client
 
@@ -23,10 +21,6 @@ pytestmark = pytest.mark.alone
 ROOT = Path(__file__).resolve().parents[2]
 DOTFILES = (".bashrc", ".profile", ".bash_profile", ".bash_login")
 
-
-def minihpc(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "minihpc", *args], cwd=ROOT, capture_output=True, text=True,
-                          check=False, stdin=subprocess.DEVNULL, timeout=600)
 
 
 @pytest.fixture
@@ -44,13 +38,13 @@ def hostile(tmp_path: Path, cluster: Cluster, client: Client) -> Iterator[Path]:
 
 def test_a_workflow_that_takes_over_the_login_shell_controls_nothing_minihpc_runs(
         hostile: Path, cluster: Cluster, client: Client) -> None:
-    first = minihpc("run", str(hostile), "--name", "test-hostile", "--fresh")
+    first = cli("run", str(hostile), "--name", "test-hostile", "--fresh")
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr
     # The attack is in place: a login shell of the lab user is the workflow's now.
     login_shell = cluster.host("login", client.facts.lab_user).run("bash -lc 'echo; type -t sacct; tar --version'")
     assert "INJECTED-BY-DOTFILE" in login_shell.stdout and "INJECTED-TAR" in login_shell.stdout, login_shell
 
-    second = minihpc("run", str(hostile), "--name", "test-hostile", "--fetch", "out/*.txt")
+    second = cli("run", str(hostile), "--name", "test-hostile", "--fetch", "out/*.txt")
     assert second.returncode == 0, second.stdout[-2000:] + second.stderr
     assert "INJECTED" not in second.stdout + second.stderr
     assert (hostile / "out/planted.txt").read_text() == "planted\n", "the real file came back, not a fake stream"

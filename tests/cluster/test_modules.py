@@ -8,12 +8,11 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import Cluster, q, run_ok
+from support import Cluster, cli, q, run_ok
 
 from minihpc import ROOT
 
@@ -23,11 +22,6 @@ WORKFLOW = ROOT / "tests/workflows/modules"
 ADDED = "test-cowsay/1.0"
 SHARE = "/opt/site/local"
 
-
-def minihpc(*args: str) -> subprocess.CompletedProcess[str]:
-    """The CLI, its messages and Snakemake's output in one stream."""
-    return subprocess.run([sys.executable, "-m", "minihpc", *args], cwd=ROOT, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, check=False, stdin=subprocess.DEVNULL, timeout=900)
 
 
 def batch(cluster: Cluster, options: str, script: str) -> tuple[str, str]:
@@ -153,9 +147,9 @@ def test_mpi_ranks_run_on_both_nodes_through_srun_and_mpiexec_and_without_pmix_t
 @pytest.fixture(scope="module")
 def added(cluster: Cluster) -> Iterator[subprocess.CompletedProcess[str]]:
     """A module an administrator added from pip requirements (removed after)."""
-    minihpc("modules", "remove", ADDED)  # an earlier run's, if it was stopped: the share outlives `down`
-    yield minihpc("modules", "add", ADDED, "--requirements", str(WORKFLOW / "cowsay.txt"))
-    minihpc("modules", "remove", ADDED)
+    cli("modules", "remove", ADDED, merged=True)  # an earlier run's, if it was stopped: the share outlives `down`
+    yield cli("modules", "add", ADDED, "--requirements", str(WORKFLOW / "cowsay.txt"), merged=True)
+    cli("modules", "remove", ADDED, merged=True)
 
 
 @pytest.mark.cost(45)
@@ -163,7 +157,7 @@ def test_a_module_added_from_requirements_is_on_every_node_at_once_and_no_users_
         cluster: Cluster, added: subprocess.CompletedProcess[str]) -> None:
     assert added.returncode == 0, added.stdout
     assert re.search(rf"^added module {ADDED} in [\d.]+ s: cowsay==6.1;", added.stdout, re.M), added.stdout
-    assert re.search(rf"^{ADDED}\s+added\s+cowsay==6\.1 ", minihpc("modules", "list").stdout, re.M)
+    assert re.search(rf"^{ADDED}\s+added\s+cowsay==6\.1 ", cli("modules", "list", merged=True).stdout, re.M)
     users = (cluster.lab_user, cluster.facts.other_user)
     for user in users:
         assert ADDED in run_ok(cluster.host("login", user), "module -t avail test-cowsay 2>&1").split()
@@ -202,7 +196,7 @@ def test_a_bad_module_name_or_one_that_would_shadow_is_refused_and_nothing_is_bu
                        (["add", ADDED, "-r", req], "is already there"),
                        (["remove", "snakemake/9.27.1"], "is one of the site's own modules"),
                        (["remove", "test-cowsay/9"], "no added module test-cowsay/9")):
-        r = minihpc("modules", *args)
+        r = cli("modules", *args, merged=True)
         assert r.returncode == 2 and says in r.stdout, (args, r.stdout)
     assert run_ok(login, listing) == before
     assert not login.exists("/tmp/pwned")
@@ -235,7 +229,7 @@ def test_an_envmodules_mpi_rule_runs_its_ranks_across_nodes_through_the_plugin_a
     # With the flag: Snakemake loads each rule's modules. One Lmod does not know fails nothing: Snakemake runs
     # `module load ...; COMMAND` and the command runs without it (minihpc names the job from its log).
     # (--retries 1: a rank may die of Open MPI's MPI_Init crash beside another MPI step, docs/modules.md.)
-    r = minihpc(*run, "--", "all", "results/unknown.txt", "--sdm", "env-modules", "--retries", "1")
+    r = cli(*run, "--", "all", "results/unknown.txt", "--sdm", "env-modules", "--retries", "1", merged=True)
     report = json.loads((wf / ".minihpc/report.json").read_text())
     jobs = {j["rule"]: j for j in report["jobs"]}
     assert r.returncode == 0 and [j["state"] for j in jobs.values()] == ["COMPLETED"] * 2, r.stdout  # each's last
@@ -249,7 +243,7 @@ def test_an_envmodules_mpi_rule_runs_its_ranks_across_nodes_through_the_plugin_a
     assert re.search(rf"^{jobs['pi']['job_id']}\.0\|2\|2\|c\[1-2\]\|COMPLETED$", rows, re.M), rows
     # Without it, Snakemake ignores `envmodules:` (minihpc says so first) and the program is not there.
     shutil.rmtree(wf / "results")  # fetched back above: the workflow directory is what the next run syncs
-    r = minihpc(*run)
+    r = cli(*run, merged=True)
     assert r.returncode == 1 and "rule(s) pi, unknown declare envmodules: (" in r.stdout, r.stdout
     report = json.loads((wf / ".minihpc/report.json").read_text())
     assert [j["state"] for j in report["jobs"] if j["rule"] == "pi"] == ["FAILED"], report["jobs"]

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from support import Cluster, q, run_ok
+from support import Cluster, cli, q, run_ok
 
 from minihpc import pyenv
 from minihpc.cluster import Cluster as Client
@@ -27,12 +25,6 @@ ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = ROOT / "tests/workflows/pyreqs"
 NAME = "test-pyreqs"
 
-
-def minihpc(*args: str, merged: bool = False) -> subprocess.CompletedProcess[str]:
-    """The CLI; `merged`: its messages and Snakemake's output in one stream, in the order they came."""
-    return subprocess.run([sys.executable, "-m", "minihpc", *args], cwd=ROOT, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT if merged else subprocess.PIPE, text=True, check=False,
-                          stdin=subprocess.DEVNULL, timeout=900)
 
 
 def report(wf: Path) -> dict:
@@ -62,12 +54,12 @@ def runs(tmp_path_factory: pytest.TempPathFactory, cluster: Cluster, client: Cli
     out: dict = {"wf": wf, "name": name, "path": f"{pyenv.envs_dir(client)}/{name}"}
     drop(client, out["path"])
     with ThreadPoolExecutor(1) as pool:
-        without = pool.submit(minihpc, "run", str(bare), "--name", f"{NAME}-bare", "--fresh", "--no-requirements")
+        without = pool.submit(cli, "run", str(bare), "--name", f"{NAME}-bare", "--fresh", "--no-requirements")
         # A build killed half-way leaves the directory without its metadata: never reused.
         run_ok(cluster.as_user(), f"mkdir -p {q(out['path'])}/lib && echo stale > {q(out['path'])}/lib/stale.py")
-        out["made"] = minihpc("run", str(wf), "--name", NAME, merged=True)
+        out["made"] = cli("run", str(wf), "--name", NAME, merged=True)
         out["made_report"] = report(wf)
-        out["reused"] = minihpc("run", str(wf), "--name", NAME, "--requirements", "requirements.txt")
+        out["reused"] = cli("run", str(wf), "--name", NAME, "--requirements", "requirements.txt")
         out["reused_report"] = report(wf)
         out["without"] = without.result()
     out["without_report"], out["without_md"] = report(bare), (bare / ".minihpc/report.md").read_text()
@@ -118,7 +110,7 @@ def test_the_second_run_reuses_it(runs) -> None:
     assert rep["environment"]["reused"] is True
     assert rep["environment"]["made"] == runs["made_report"]["environment"]["made"]
     assert "Nothing to be done" in r.stdout and rep["jobs"] == [], "the outputs of the run before are kept"
-    listed = minihpc("env", "list")
+    listed = cli("env", "list")
     assert runs["name"] in listed.stdout and "ujson==" in listed.stdout, listed.stdout
 
 
@@ -151,16 +143,16 @@ def test_the_environment_is_read_by_the_lab_user_on_every_node_and_written_by_no
 
 
 def test_a_requirement_that_cannot_be_had_is_one_error_and_leaves_nothing(runs, client: Client) -> None:
-    before = minihpc("env", "list").stdout
+    before = cli("env", "list").stdout
     there = client.sh(f"ls -A {q(pyenv.envs_dir(client))}").out.split()
     for pip in ("minihpc-no-such-package-zz", 'minihpc-no-such-package-zz; python_version >= "3.12"'):
-        r = minihpc("run", str(runs["wf"]), "--name", NAME, "--pip", pip)
+        r = cli("run", str(runs["wf"]), "--name", NAME, "--pip", pip)
         assert r.returncode == 2, r.stdout + r.stderr
         errors = [x for x in r.stderr.splitlines() if x.startswith("minihpc: error:")]
         assert len(errors) == 1 and "minihpc-no-such-package-zz cannot be had" in errors[0], r.stderr
         assert "No matching distribution found for minihpc-no-such-package-zz" in errors[0]
         assert "SNAKEMAKE" not in r.stdout, "nothing ran"
-    assert minihpc("env", "list").stdout == before
+    assert cli("env", "list").stdout == before
     left = client.sh(f"ls -A {q(pyenv.envs_dir(client))}").out.split()
     assert runs["name"] in there and [x for x in left if not x.startswith(".lock-")] == \
         [x for x in there if not x.startswith(".lock-")], f"no half-built environment or staged wheels: {left}"
@@ -172,7 +164,7 @@ def test_an_environments_directory_another_user_made_is_refused(runs, cluster: C
     run_ok(cluster.as_user(), f"mv {q(envs)} {q(aside)}")
     try:
         run_ok(cluster.host("login", client.facts.other_user), f"mkdir -m 777 {q(envs)}")
-        r = minihpc("run", str(runs["wf"]), "--name", NAME, "--pip", "ujson")
+        r = cli("run", str(runs["wf"]), "--name", NAME, "--pip", "ujson")
         assert r.returncode == 1 and f"{envs} is owned by {client.facts.other_user}" in r.stderr, r.stderr
         assert "SNAKEMAKE" not in r.stdout
     finally:
@@ -181,10 +173,10 @@ def test_an_environments_directory_another_user_made_is_refused(runs, cluster: C
 
 
 def test_env_remove_checks_every_name_first(runs) -> None:
-    r = minihpc("env", "remove", runs["name"], "py-000000000000")
+    r = cli("env", "remove", runs["name"], "py-000000000000")
     assert r.returncode == 2 and "no environment py-000000000000; see minihpc env list" in r.stderr, r.stderr
-    assert runs["name"] in minihpc("env", "list").stdout, "nothing removed"
-    r = minihpc("env", "remove", "../etc")
+    assert runs["name"] in cli("env", "list").stdout, "nothing removed"
+    r = cli("env", "remove", "../etc")
     assert r.returncode == 2 and "is not an environment name" in r.stderr
 
 

@@ -6,23 +6,17 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import Cluster
+from support import Cluster, cli
 
 from minihpc.cluster import Cluster as Client
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = ROOT / "tests/workflows/byow"
 
-
-def minihpc(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "minihpc", *args], cwd=cwd, capture_output=True, text=True,
-                          check=False, stdin=subprocess.DEVNULL, timeout=900)
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +25,8 @@ def run(tmp_path_factory: pytest.TempPathFactory, cluster: Cluster) -> Iterator[
     shutil.copytree(WORKFLOW, wf)
     (wf / ".snakemake").mkdir()
     (wf / ".snakemake/stale").write_text("never synced")
-    r = minihpc("run", str(wf), "--name", "test-byow", "--fresh", "--fetch", "results/grouped/*.txt",
-                "--", "--keep-going")
+    r = cli("run", str(wf), "--name", "test-byow", "--fresh", "--fetch", "results/grouped/*.txt",
+            "--", "--keep-going")
     yield wf, r
     cluster.client.sh("rm -rf /shared/test-byow")
 
@@ -89,8 +83,8 @@ def test_a_profile_that_sends_nothing_to_slurm_is_caught(tmp_path: Path, client:
     wf = tmp_path / "byow"
     shutil.copytree(WORKFLOW, wf)
     try:
-        r = minihpc("run", str(wf), "--name", "test-byow-local", "--fresh", "--profile",
-                    str(ROOT / "profiles/local"), "--", "--keep-going")
+        r = cli("run", str(wf), "--name", "test-byow-local", "--fresh", "--profile",
+                str(ROOT / "profiles/local"), "--", "--keep-going")
     finally:
         client.sh("rm -rf /shared/test-byow-local")
     assert r.returncode == 1, r.stderr
@@ -127,7 +121,7 @@ def _shared_listing(client: Client) -> str:
 ])
 def test_bad_input_changes_nothing_on_shared(client: Client, args: list[str], message: str) -> None:
     before = _shared_listing(client)
-    r = minihpc(*args)
+    r = cli(*args)
     assert r.returncode == 2 and f"minihpc: error: {message}" in r.stderr, (r.returncode, r.stderr)
     assert _shared_listing(client) == before
 
@@ -138,7 +132,7 @@ def test_no_cluster_is_a_clear_error(tmp_path: Path, client: Client) -> None:
     for pkg in ("minihpc", "nfs", "scratch"):
         shutil.copytree(ROOT / pkg, tmp_path / pkg, ignore=shutil.ignore_patterns("__pycache__"))
     before = _shared_listing(client)
-    r = minihpc("run", str(WORKFLOW), cwd=tmp_path)
+    r = cli("run", str(WORKFLOW), cwd=tmp_path)
     assert r.returncode == 1, r.stderr
     assert f"minihpc: error: no cluster facts at {tmp_path}/.run/cluster.json; bring a cluster up first" in r.stderr
     assert _shared_listing(client) == before
@@ -174,8 +168,8 @@ def test_a_snakefile_and_configfile_named_among_snakemakes_arguments_are_honoure
         "    shell: \"echo {config[greeting]} $SLURM_JOB_ID > {output}\"\n")
     (wf / "config/lesson.yaml").write_text("greeting: hello-from-configfile\n")
     try:
-        r = minihpc("run", str(wf), "--name", "test-dot-snakefile", "--fresh", "--",
-                    "--snakefile", ".Snakefile", "--configfile", "config/lesson.yaml", "-d", "work")
+        r = cli("run", str(wf), "--name", "test-dot-snakefile", "--fresh", "--",
+                "--snakefile", ".Snakefile", "--configfile", "config/lesson.yaml", "-d", "work")
         assert r.returncode == 0, r.stdout[-3000:] + r.stderr
         report = json.loads((wf / ".minihpc/report.json").read_text())
         assert [(j["rule"], j["state"]) for j in report["jobs"]] == [("greet", "COMPLETED")], report["jobs"]

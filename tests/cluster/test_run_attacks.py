@@ -9,13 +9,11 @@ Cheap: no Snakemake run."""
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import eventually, q
+from support import cli, eventually, q
 
 from minihpc import timeline
 from minihpc.cluster import ROOT_USER, UnsafeDir
@@ -26,10 +24,6 @@ ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = ROOT / "tests/workflows/byow"
 PLANTED = "raise SystemExit('planted by alice')\n"
 
-
-def minihpc(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "minihpc", *args], cwd=ROOT, capture_output=True, text=True,
-                          check=False, stdin=subprocess.DEVNULL, timeout=300)
 
 
 @pytest.fixture
@@ -64,7 +58,7 @@ def test_a_run_directory_alice_planted_is_refused_before_anything_is_synced(clie
                                                                            wf: Path) -> None:
     f = client.facts
     before = listing(client, planted)
-    r = minihpc("run", str(wf), "--name", planted.rsplit("/", 1)[1], "--fresh")
+    r = cli("run", str(wf), "--name", planted.rsplit("/", 1)[1], "--fresh")
     why = ("is a symbolic link" if "symbolic link" in client.root(f"stat -c %F {planted}").out
            else f"belongs to {f.other_user} (uid {f.other_uid}), not to {f.lab_user}")
     assert r.returncode == 1, (r.returncode, r.stdout[-2000:], r.stderr)
@@ -116,7 +110,7 @@ def test_a_bar_or_a_newline_in_alices_job_comment_breaks_no_parse(client: Client
     bars, _ = timeline.select(client, since=since, all_users=True)
     assert {b.job_id: b.rule for b in bars if b.job_id in (bar, newline)} == \
         {bar: f"{f.other_user}'s jobs", newline: f"{f.other_user}'s jobs"}
-    r = minihpc("timeline", "--since", since, "--all-users", "-o", str(tmp_path / "tl"))
+    r = cli("timeline", "--since", since, "--all-users", "-o", str(tmp_path / "tl"))
     assert r.returncode == 0, r.stderr
     svg = (tmp_path / "tl.svg").read_text()
     assert f">{f.other_user}'s jobs<" in svg and "999999" not in svg

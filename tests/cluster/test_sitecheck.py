@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import Cluster, eventually, q, run_ok
+from support import Cluster, cli, eventually, q, run_ok
 
 from minihpc import PROOF_DIR, releases
 from minihpc.cluster import Cluster as Client
@@ -26,14 +26,10 @@ from minihpc.transport import SshTransport, containers
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def minihpc(*args: str, env: dict[str, str] | None = None, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "minihpc", *args], cwd=ROOT, capture_output=True, text=True,
-                          check=False, stdin=subprocess.DEVNULL, timeout=timeout, env=env)
-
 
 @pytest.fixture(scope="module")
 def site_file(cluster: Cluster) -> Path:
-    r = minihpc("site", "local")
+    r = cli("site", "local", timeout=1800)
     assert r.returncode == 0, r.stderr
     return Path(r.stdout.strip())
 
@@ -91,7 +87,7 @@ def test_no_password_no_root_no_other_user_no_forwarding(site_file: Path, client
 def test_the_site_check_passes_over_ssh_alone(site_file: Path, no_docker, client: Client) -> None:
     env, calls = no_docker
     started = time.monotonic()
-    r = minihpc("site", "check", str(site_file), env=env)
+    r = cli("site", "check", str(site_file), env=env, timeout=1800)
     took = time.monotonic() - started
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-3000:]
     each = [int(s) for s in re.findall(r"^  \S+: \d+/\d+ checks passed in (\d+) s$", r.stdout, re.M)]
@@ -140,7 +136,7 @@ def test_a_bad_site_file_is_one_error_naming_the_field_and_nothing_is_submitted(
     bad = tmp_path / "site.yaml"
     bad.write_text(site_file.read_text().replace(f"work_dir: {good}\n", f"work_dir: {own}\n").replace(*change, 1))
     since = client.now()
-    r = minihpc("site", "check", str(bad), timeout=300)
+    r = cli("site", "check", str(bad), timeout=300)
     errors = [x for x in r.stderr.splitlines() if x.startswith("minihpc: error:")]
     assert r.returncode == 2 and len(errors) == 1, r.stdout + r.stderr
     assert f": {field}: " in errors[0] and fix in errors[0], errors[0]
@@ -199,8 +195,8 @@ def test_run_site_runs_your_workflow_there_with_its_requirements(site_file: Path
     shutil.copytree(ROOT / "tests/workflows/pyreqs", wf)
     work = load(site_file).work_dir
     try:
-        r = minihpc("run", "--site", str(site_file), "--name", "test-site-run", "--fresh", str(wf), env=env,
-                    timeout=900)
+        r = cli("run", "--site", str(site_file), "--name", "test-site-run", "--fresh", str(wf), env=env,
+                timeout=900)
         assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
         assert not calls.exists(), f"run --site ran docker: {calls.read_text()}"
         report = json.loads((wf / ".minihpc/report.json").read_text())
@@ -224,7 +220,7 @@ def test_the_lag_proof_measures_the_lag_there_is(site_file: Path, client: Client
     probes = client.facts.on_mount(load(site_file).work_dir) + "/check-*/lag-*"
     client.set_nfs_profile("lag-10", "--set", f"delay_path={probes}")
     try:
-        r = minihpc("site", "check", str(site_file), "--only", "lag", timeout=300)
+        r = cli("site", "check", str(site_file), "--only", "lag", timeout=300)
     finally:
         client.set_nfs_profile("off")
     assert r.returncode == 0, r.stdout + r.stderr

@@ -6,28 +6,21 @@ the other (nor restarts the engine under it)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from support import started_containers
+from support import cli, started_containers
 
-from minihpc import ROOT, STATE
+from minihpc import STATE
 from minihpc.errors import MinihpcError
 from minihpc.faults import Faults
 from minihpc.transport import containers
 
 
-def minihpc(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "minihpc", *args], cwd=ROOT, env={**os.environ, **env},
-                          capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL, timeout=300)
-
-
 def test_up_from_another_state_directory_refuses_and_changes_nothing(client: object, tmp_path: Path) -> None:
     before = started_containers()
-    r = minihpc("up", "--nodes", "1", MINIHPC_STATE_DIR=str(tmp_path))
+    r = cli("up", "--nodes", "1", env={"MINIHPC_STATE_DIR": str(tmp_path)})
     assert r.returncode == 1, r.stdout + r.stderr
     assert r.stderr == (f"minihpc: error: a minihpc cluster named minihpc made from another state directory is on "
                         f"this machine ({STATE}); one cluster of a name per machine: remove it with "
@@ -46,20 +39,20 @@ def test_a_second_cluster_runs_beside_this_one_with_its_own_address(client, tmp_
     before = started_containers()
     f = client.facts
     state = {"MINIHPC_STATE_DIR": str(tmp_path)}
-    r = minihpc("up", "--nodes", "1", MINIHPC_CLUSTER="second-test", **state)
+    r = cli("up", "--nodes", "1", env={"MINIHPC_CLUSTER": "second-test", **state})
     assert r.returncode == 2 and r.stderr.startswith(
         f"minihpc: error: SUBNET={f.subnet} overlaps Docker network minihpc_default ({f.subnet}); choose a free "
         "private subnet: minihpc up --subnet "), r.stderr
     subnet = r.stderr.split("--subnet ")[1].split()[0]
-    r = minihpc("up", "--nodes", "1", "--subnet", subnet, MINIHPC_CLUSTER="second-test", **state)
+    r = cli("up", "--nodes", "1", "--subnet", subnet, env={"MINIHPC_CLUSTER": "second-test", **state})
     assert r.returncode == 2 and r.stderr.startswith(
         f"minihpc: error: SSH_PORT={f.ssh_port} is published by container minihpc-login-1 (another cluster's login "
         "node?); give this cluster another port: minihpc up --ssh-port "), r.stderr
     port = r.stderr.rsplit(" ", 1)[1].strip()
     assert list(tmp_path.iterdir()) == [] and containers.clusters() == ["minihpc"], "nothing made when refused"
     try:
-        r = minihpc("up", "--nodes", "1", "--subnet", subnet, "--ssh-port", port, "--gpus", "0",
-                    MINIHPC_CLUSTER="second-test", **state)
+        r = cli("up", "--nodes", "1", "--subnet", subnet, "--ssh-port", port, "--gpus", "0",
+                env={"MINIHPC_CLUSTER": "second-test", **state})
         assert r.returncode == 0, r.stdout + r.stderr
         assert sorted(containers.clusters()) == ["minihpc", "second-test"]
         # Its own controller, its own /shared: a job there writes a file there, seen there only.
@@ -73,7 +66,7 @@ def test_a_second_cluster_runs_beside_this_one_with_its_own_address(client, tmp_
                                                r"on it: second-test; stop them first"):
             Faults(client).apply("reboot")
     finally:
-        r = minihpc("destroy", "--yes", MINIHPC_CLUSTER="second-test", **state)
+        r = cli("destroy", "--yes", env={"MINIHPC_CLUSTER": "second-test", **state})
     assert r.returncode == 0, r.stdout + r.stderr
     assert containers.clusters() == ["minihpc"] and not (tmp_path / ".run-second-test").exists()
     assert started_containers() == before, "this cluster's containers restarted or recreated"
